@@ -1,0 +1,99 @@
+//! The `ironvault` binary: argument parsing, passwords, progress and output.
+//! All repository work happens in `ironvault-core`.
+
+mod commands;
+mod output;
+mod password;
+
+use clap::{Parser, Subcommand};
+use ironvault_core::Error as CoreError;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "Exit codes: 0 ok; 1 error; 3 snapshot written (or restore done) but some files \
+could not be read or restored; 10 repository does not exist; 11 repository is locked; 12 wrong password.";
+
+/// Encrypted, deduplicated backups with measured recovery objectives.
+#[derive(Parser)]
+#[command(name = "ironvault", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Repository location (a directory).
+    #[arg(short = 'r', long, env = "IRONVAULT_REPO", global = true)]
+    repo: Option<String>,
+    /// Read the repository password from the first line of this file.
+    #[arg(long, env = "IRONVAULT_PASSWORD_FILE", global = true)]
+    password_file: Option<PathBuf>,
+    /// Run this shell command and use the first line it prints as the password.
+    #[arg(long, env = "IRONVAULT_PASSWORD_COMMAND", global = true)]
+    password_command: Option<String>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print only errors and warnings.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new repository.
+    Init(commands::init::Args),
+    /// Back up files and directories into a new snapshot.
+    Backup(commands::backup::Args),
+    /// Restore a snapshot into a directory.
+    Restore(commands::restore::Args),
+    /// Verify the repository: structure, and with --read-data every byte.
+    Check(commands::check::Args),
+    /// List snapshots.
+    Snapshots(commands::snapshots::Args),
+    /// Remove stale locks left by killed processes.
+    Unlock(commands::unlock::Args),
+}
+
+/// How a failed command ends: a one-line message and an exit code.
+fn exit_for(e: &anyhow::Error) -> (String, u8) {
+    if let Some(ce) = e.downcast_ref::<CoreError>() {
+        let code = match ce {
+            CoreError::RepoMissing(_) => 10,
+            CoreError::Locked(_) => 11,
+            CoreError::WrongPassword(_) => 12,
+            _ => 1,
+        };
+        let msg = match ce {
+            CoreError::WrongPassword(r) => format!(
+                "wrong password for repository {r} (no key file matched); check IRONVAULT_PASSWORD, --password-file or --password-command"
+            ),
+            CoreError::Locked(who) => format!(
+                "the repository is locked by {who}; wait for it to finish, or run 'ironvault unlock' if that process is gone"
+            ),
+            _ if ce.is_no_space() => format!(
+                "the repository storage is full ({ce}); free space or move the repository, then run the command again — existing snapshots are intact"
+            ),
+            _ => format!("{e:#}"),
+        };
+        return (msg, code);
+    }
+    (format!("{e:#}"), 1)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Command::Init(a) => commands::init::run(&cli, a),
+        Command::Backup(a) => commands::backup::run(&cli, a),
+        Command::Restore(a) => commands::restore::run(&cli, a),
+        Command::Check(a) => commands::check::run(&cli, a),
+        Command::Snapshots(a) => commands::snapshots::run(&cli, a),
+        Command::Unlock(a) => commands::unlock::run(&cli, a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let (msg, code) = exit_for(&e);
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}

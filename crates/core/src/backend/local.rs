@@ -1,0 +1,224 @@
+//! Local directory backend. Every put is: write `<name>.tmp-<rand>` in the
+//! final directory, fsync it, rename over the final name, fsync the directory
+//! (format.md §8). Failpoints sit between those steps.
+
+use super::{Backend, ObjectInfo};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A repository in a local directory.
+pub struct LocalBackend {
+    root: PathBuf,
+    made_dirs: Mutex<HashSet<PathBuf>>,
+}
+
+fn st(op: &'static str, name: &str, source: std::io::Error) -> Error {
+    Error::Storage {
+        op,
+        name: name.to_string(),
+        source,
+    }
+}
+
+/// The failpoint prefix for an object name: pack, index, snapshot, lock, other.
+fn kind_of(name: &str) -> &'static str {
+    match name.split('/').next() {
+        Some("packs") => "pack",
+        Some("index") => "index",
+        Some("snapshots") => "snapshot",
+        Some("locks") => "lock",
+        Some("keys") => "key",
+        Some("config") => "config",
+        _ => "other",
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend {
+            root: root.into(),
+            made_dirs: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Create `dir` and its parents, fsyncing each parent whose entry changed.
+    fn ensure_dir(&self, dir: &Path, name: &str) -> Result<()> {
+        // The lock is not held across the syscalls below for long: mkdir is quick.
+        if self
+            .made_dirs
+            .lock()
+            .map(|s| s.contains(dir))
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        if !dir.is_dir() {
+            if let Some(parent) = dir.parent() {
+                if parent != self.root.parent().unwrap_or(Path::new("/")) {
+                    self.ensure_dir(parent, name)?;
+                }
+            }
+            match fs::create_dir(dir) {
+                Ok(()) => {
+                    if let Some(parent) = dir.parent() {
+                        fsync_dir(parent).map_err(|e| st("fsync dir", name, e))?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(st("mkdir", name, e)),
+            }
+        }
+        if let Ok(mut s) = self.made_dirs.lock() {
+            s.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path, rel: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(st("list", rel, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| st("list", rel, e))?;
+            let fname = ent.file_name();
+            let Some(fname) = fname.to_str() else {
+                continue;
+            };
+            if fname.contains(".tmp-") {
+                continue;
+            }
+            let child = if rel.is_empty() {
+                fname.to_string()
+            } else {
+                format!("{rel}/{fname}")
+            };
+            let md = ent.metadata().map_err(|e| st("list", &child, e))?;
+            if md.is_dir() {
+                self.list_dir(&ent.path(), &child, out)?;
+            } else {
+                out.push(ObjectInfo {
+                    name: child,
+                    size: md.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        let kind = kind_of(name);
+        let path = self.path(name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        self.ensure_dir(&dir, name)?;
+        let fname = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("object");
+        let tmp = dir.join(format!(
+            "{fname}.tmp-{}",
+            &crate::format::Id::random().to_hex()[..16]
+        ));
+        let result = (|| -> Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| st("create", name, e))?;
+            let half = data.len() / 2;
+            f.write_all(&data[..half])
+                .map_err(|e| st("write", name, e))?;
+            failpoint::hit(&format!("{kind}-temp-write"));
+            f.write_all(&data[half..])
+                .map_err(|e| st("write", name, e))?;
+            failpoint::hit(&format!("{kind}-before-fsync"));
+            f.sync_all().map_err(|e| st("fsync", name, e))?;
+            drop(f);
+            failpoint::hit(&format!("{kind}-before-rename"));
+            fs::rename(&tmp, &path).map_err(|e| st("rename", name, e))?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        failpoint::hit(&format!("{kind}-after-rename"));
+        fsync_dir(&dir).map_err(|e| st("fsync dir", name, e))?;
+        failpoint::hit(&format!("{kind}-after-dir-fsync"));
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        fs::read(self.path(name)).map_err(|e| st("read", name, e))
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut f = File::open(self.path(name)).map_err(|e| st("open", name, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| st("seek", name, e))?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact(&mut buf).map_err(|e| st("read", name, e))?;
+        Ok(buf)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let rel = prefix.trim_end_matches('/');
+        let mut out = Vec::new();
+        self.list_dir(&self.path(rel), rel, &mut out)?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    fsync_dir(dir).map_err(|e| st("fsync dir", name, e))?;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(st("delete", name, e)),
+        }
+    }
+
+    fn size(&self, name: &str) -> Result<Option<u64>> {
+        match fs::metadata(self.path(name)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(st("stat", name, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn local_conformance() {
+        let d = tempfile::tempdir().unwrap();
+        let b = super::LocalBackend::new(d.path().join("repo"));
+        crate::backend::conformance(&b);
+    }
+}

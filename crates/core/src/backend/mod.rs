@@ -1,0 +1,74 @@
+//! The storage trait: the only way the engine touches storage (format.md §1).
+//! Whole-object puts, whole or ranged gets, prefix listing, delete. Each
+//! backend lives in its own file and passes the same conformance suite.
+
+pub mod local;
+
+use crate::error::{Error, Result};
+
+/// An object name and its size in bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Object storage as the engine sees it.
+pub trait Backend: Send + Sync {
+    /// Where this is, for messages (a path or URL).
+    fn location(&self) -> String;
+    /// Store a whole object atomically and durably; replaces an existing one.
+    fn put(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// Read a whole object.
+    fn get(&self, name: &str) -> Result<Vec<u8>>;
+    /// Read `len` bytes at `offset`; fewer bytes than asked is an error.
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// All objects whose name starts with `prefix` (a directory such as `index/`).
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Remove an object; removing a missing object is not an error.
+    fn delete(&self, name: &str) -> Result<()>;
+    /// Size of an object, or None if it does not exist.
+    fn size(&self, name: &str) -> Result<Option<u64>>;
+}
+
+/// True if the error is "object not found".
+pub fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Storage { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// Open the backend a repository location names. Only local paths for now.
+pub fn open_location(location: &str) -> Result<Box<dyn Backend>> {
+    if location.starts_with("s3:") || location.contains("://") {
+        return Err(Error::Invalid(format!(
+            "repository location {location}: only local directories are supported by this build"
+        )));
+    }
+    Ok(Box::new(local::LocalBackend::new(location)))
+}
+
+/// The conformance suite every backend must pass.
+#[cfg(test)]
+pub(crate) fn conformance(b: &dyn Backend) {
+    assert!(b.list("index/").unwrap().is_empty());
+    assert_eq!(b.size("index/x").unwrap(), None);
+    assert!(is_not_found(&b.get("index/x").unwrap_err()));
+    b.put("index/aa", b"hello world").unwrap();
+    b.put("packs/data/ab/abc", b"0123456789").unwrap();
+    assert_eq!(b.get("index/aa").unwrap(), b"hello world");
+    assert_eq!(b.get_range("packs/data/ab/abc", 2, 3).unwrap(), b"234");
+    assert!(b.get_range("packs/data/ab/abc", 8, 3).is_err());
+    assert_eq!(b.size("packs/data/ab/abc").unwrap(), Some(10));
+    b.put("index/aa", b"replaced").unwrap();
+    assert_eq!(b.get("index/aa").unwrap(), b"replaced");
+    let l = b.list("packs/").unwrap();
+    assert_eq!(
+        l,
+        vec![ObjectInfo {
+            name: "packs/data/ab/abc".into(),
+            size: 10
+        }]
+    );
+    b.delete("index/aa").unwrap();
+    b.delete("index/aa").unwrap();
+    assert!(b.list("index/").unwrap().is_empty());
+}

@@ -1,0 +1,176 @@
+//! Reading file-system metadata into tree nodes: lstat fields, owner names,
+//! extended attributes (which carry POSIX ACLs), and the holes of sparse files.
+
+use crate::format::tree::{Node, NodeType, Time};
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::fs::{File, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The node type of an lstat result.
+pub fn node_type(md: &Metadata) -> NodeType {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        NodeType::Dir
+    } else if ft.is_symlink() {
+        NodeType::Symlink
+    } else if ft.is_fifo() {
+        NodeType::Fifo
+    } else if ft.is_char_device() {
+        NodeType::Chardev
+    } else if ft.is_block_device() {
+        NodeType::Blockdev
+    } else if ft.is_socket() {
+        NodeType::Socket
+    } else {
+        NodeType::File
+    }
+}
+
+/// A node from an lstat result (content, subtree, target and xattrs are filled in later).
+pub fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
+    let t = node_type(md);
+    Node {
+        name: name.to_vec(),
+        node_type: t,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        user: user_name(md.uid()),
+        group: group_name(md.gid()),
+        size: if t == NodeType::File { md.size() } else { 0 },
+        mtime: Time(md.mtime(), md.mtime_nsec() as u32),
+        ctime: Time(md.ctime(), md.ctime_nsec() as u32),
+        atime: (t != NodeType::Dir).then(|| Time(md.atime(), md.atime_nsec() as u32)),
+        inode: md.ino(),
+        device_id: md.dev(),
+        links: md.nlink(),
+        rdev: matches!(t, NodeType::Chardev | NodeType::Blockdev).then(|| md.rdev()),
+        target: None,
+        content: None,
+        holes: Vec::new(),
+        subtree: None,
+        xattrs: Vec::new(),
+        flags: Vec::new(),
+    }
+}
+
+/// Extended attributes of `path` (not following symlinks), names sorted.
+pub fn read_xattrs(
+    path: &Path,
+) -> std::io::Result<Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>> {
+    let mut out = Vec::new();
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for n in names {
+        if let Some(v) = xattr::get(path, &n)? {
+            out.push((
+                serde_bytes::ByteBuf::from(n.as_bytes().to_vec()),
+                serde_bytes::ByteBuf::from(v),
+            ));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The holes of an open file, from SEEK_DATA/SEEK_HOLE: (offset, length) pairs.
+pub fn find_holes(f: &File, size: u64) -> Vec<(u64, u64)> {
+    let fd = f.as_raw_fd();
+    let mut holes = Vec::new();
+    let mut pos: i64 = 0;
+    let size = size as i64;
+    while pos < size {
+        // SAFETY: lseek on a valid fd has no memory-safety preconditions.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            // ENXIO: no data after pos — the rest is a hole. Other errors: treat as no holes.
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+                holes.push((pos as u64, (size - pos) as u64));
+            }
+            break;
+        }
+        if data > pos {
+            holes.push((pos as u64, (data.min(size) - pos) as u64));
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            break;
+        }
+        pos = hole;
+    }
+    holes
+}
+
+fn cached(
+    cache: &Mutex<HashMap<u32, Option<String>>>,
+    id: u32,
+    look: impl Fn(u32) -> Option<String>,
+) -> Option<String> {
+    if let Some(v) = cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+        return v;
+    }
+    let v = look(id);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(id, v.clone());
+    }
+    v
+}
+
+/// The user name of a uid, if the system knows it.
+pub fn user_name(uid: u32) -> Option<String> {
+    static INNER: std::sync::OnceLock<Mutex<HashMap<u32, Option<String>>>> =
+        std::sync::OnceLock::new();
+    cached(INNER.get_or_init(Default::default), uid, |uid| {
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: passwd is plain data; getpwuid_r writes only into pwd and buf (bounded by len).
+        unsafe {
+            let mut pwd: libc::passwd = std::mem::zeroed();
+            let mut res: *mut libc::passwd = std::ptr::null_mut();
+            let r = libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr() as *mut libc::c_char,
+                buf.len(),
+                &mut res,
+            );
+            if r != 0 || res.is_null() {
+                return None;
+            }
+            Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+        }
+    })
+}
+
+/// The group name of a gid, if the system knows it.
+pub fn group_name(gid: u32) -> Option<String> {
+    static INNER: std::sync::OnceLock<Mutex<HashMap<u32, Option<String>>>> =
+        std::sync::OnceLock::new();
+    cached(INNER.get_or_init(Default::default), gid, |gid| {
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: as for getpwuid_r.
+        unsafe {
+            let mut grp: libc::group = std::mem::zeroed();
+            let mut res: *mut libc::group = std::ptr::null_mut();
+            let r = libc::getgrgid_r(
+                gid,
+                &mut grp,
+                buf.as_mut_ptr() as *mut libc::c_char,
+                buf.len(),
+                &mut res,
+            );
+            if r != 0 || res.is_null() {
+                return None;
+            }
+            Some(CStr::from_ptr(grp.gr_name).to_string_lossy().into_owned())
+        }
+    })
+}

@@ -1,0 +1,476 @@
+//! Backup: walk → chunk → dedup → seal → pack, then trees, index, snapshot.
+//!
+//! Stages, joined by bounded channels:
+//! * the **walker** (calling thread) lists directories in name order, reuses
+//!   the parent snapshot's node for unchanged files (size, mtime, ctime,
+//!   inode), and sends changed files to the file readers;
+//! * **file readers** (one per core) read, chunk and hash; new chunks go to
+//!   the sealers;
+//! * **sealers** (one per core) compress, encrypt and append to packs;
+//! * the **assembler** receives walker events in walk order, waits for each
+//!   file's result, and builds and stores one tree blob per directory.
+//!
+//! Memory is bounded by the channel bounds below times the largest chunk.
+
+pub mod meta;
+mod reader;
+
+use crate::error::{Error, Result};
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{Node, NodeType, Tree};
+use crate::format::{to_cbor, BlobType, Id};
+use crate::repo::lock::Lock;
+use crate::repo::packer::BlobSink;
+use crate::repo::Repository;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Which snapshot an incremental backup compares against.
+#[derive(Clone, Debug, Default)]
+pub enum ParentChoice {
+    /// The newest snapshot of the same host and paths.
+    #[default]
+    Auto,
+    /// Read every file again.
+    Force,
+    /// This snapshot.
+    Snapshot(Id),
+}
+
+/// What to back up and how.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub hostname: String,
+    pub tags: Vec<String>,
+    pub parent: ParentChoice,
+    /// Record this time instead of now (RFC 3339).
+    pub time: Option<String>,
+    /// zstd level; 0 stores raw. None: the repository's default.
+    pub compression: Option<i32>,
+    /// File readers and sealers each; None: the number of cores.
+    pub threads: Option<usize>,
+}
+
+impl BackupOptions {
+    /// Defaults for `paths` on this host.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        BackupOptions {
+            paths,
+            hostname: crate::repo::hostname(),
+            tags: vec![],
+            parent: ParentChoice::Auto,
+            time: None,
+            compression: None,
+            threads: None,
+        }
+    }
+}
+
+/// The outcome of a backup.
+#[derive(Debug)]
+pub struct BackupResult {
+    pub snapshot_id: Id,
+    pub snapshot: Snapshot,
+    pub parent: Option<Id>,
+    pub summary: Summary,
+    pub packs_written: u64,
+    pub bytes_added_stored: u64,
+}
+
+impl BackupResult {
+    /// True if some files could not be read or changed while being read (exit 3).
+    pub fn is_partial(&self) -> bool {
+        self.summary.errors > 0 || self.summary.changed_during_read > 0
+    }
+}
+
+/// Callback for warnings (unreadable or changed files); must be cheap.
+pub type WarnFn<'a> = &'a (dyn Fn(&str) + Sync);
+
+enum Event {
+    Enter(Node),
+    Leave,
+    Ready(Node),
+    Pending(Receiver<Option<Node>>),
+}
+
+pub(crate) struct FileJob {
+    path: PathBuf,
+    node: Node,
+    done: Sender<Option<Node>>,
+}
+
+/// State shared by all stages.
+pub(crate) struct Shared<'a> {
+    sink: BlobSink,
+    warn: WarnFn<'a>,
+    abort: AtomicBool,
+    fatal: Mutex<Option<Error>>,
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unmodified: AtomicU64,
+    dirs: AtomicU64,
+    bytes_read: AtomicU64,
+    errors: AtomicU64,
+    changed: AtomicU64,
+}
+
+impl Shared<'_> {
+    fn fail(&self, e: Error) {
+        self.abort.store(true, Ordering::SeqCst);
+        if let Ok(mut f) = self.fatal.lock() {
+            f.get_or_insert(e);
+        }
+    }
+
+    fn skip(&self, path: &Path, what: &str, e: impl std::fmt::Display) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        (self.warn)(&format!("{}: {what}: {e} (skipped)", path.display()));
+    }
+}
+
+/// Choose the parent snapshot for `opts`.
+fn choose_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    paths: &[String],
+) -> Result<Option<(Id, Snapshot)>> {
+    match &opts.parent {
+        ParentChoice::Force => Ok(None),
+        ParentChoice::Snapshot(id) => Ok(Some((*id, repo.load_snapshot(id)?))),
+        ParentChoice::Auto => {
+            let (all, _) = repo.list_snapshots()?;
+            let mut want = paths.to_vec();
+            want.sort();
+            Ok(all.into_iter().rev().find(|(_, s)| {
+                let mut p = s.paths.clone();
+                p.sort();
+                s.hostname == opts.hostname && p == want
+            }))
+        }
+    }
+}
+
+/// Root node names: the last path component, made unique with `-N`.
+fn root_names(paths: &[PathBuf]) -> Vec<Vec<u8>> {
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for p in paths {
+        let base = p
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_else(|| b"/".to_vec());
+        let mut name = base.clone();
+        let mut n = 1;
+        while names.contains(&name) {
+            name = [base.as_slice(), format!("-{n}").as_bytes()].concat();
+            n += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// Run one backup into `repo`. Takes and releases a shared lock.
+pub fn backup(
+    repo: Arc<Repository>,
+    opts: &BackupOptions,
+    warn: WarnFn<'_>,
+) -> Result<BackupResult> {
+    let started = chrono::Local::now();
+    let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
+    repo.load_index(true)?;
+    let mut abs = Vec::new();
+    for p in &opts.paths {
+        let a = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+        std::fs::symlink_metadata(&a).map_err(|e| Error::io(&a, e))?;
+        abs.push(a);
+    }
+    abs.sort();
+    abs.dedup();
+    let path_strings: Vec<String> = abs
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let parent = choose_parent(&repo, opts, &path_strings)?;
+    let parent_root = match &parent {
+        Some((_, s)) => match repo.read_tree(&s.tree) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn(&format!(
+                    "parent snapshot unreadable, reading all files: {e}"
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let level = opts.compression.unwrap_or(repo.config().compression.level);
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+        .max(1);
+
+    let shared = Shared {
+        sink: BlobSink::new(repo.clone(), level),
+        warn,
+        abort: AtomicBool::new(false),
+        fatal: Mutex::new(None),
+        files_new: AtomicU64::new(0),
+        files_changed: AtomicU64::new(0),
+        files_unmodified: AtomicU64::new(0),
+        dirs: AtomicU64::new(0),
+        bytes_read: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        changed: AtomicU64::new(0),
+    };
+
+    let root_tree_id = std::thread::scope(|s| -> Result<Option<Id>> {
+        // Bounds: jobs and seal queue hold at most a few chunks each per core
+        // (≤ 8 MiB per chunk); events are small and bound the files in flight.
+        let (job_tx, job_rx) = bounded::<FileJob>(threads * 4);
+        let (seal_tx, seal_rx) = bounded::<(Id, Vec<u8>)>(threads * 2);
+        let (ev_tx, ev_rx) = bounded::<Event>(4096);
+        let sh = &shared;
+        for _ in 0..threads {
+            let job_rx = job_rx.clone();
+            let seal_tx = seal_tx.clone();
+            s.spawn(move || reader::run_reader(sh, job_rx, seal_tx));
+        }
+        drop(seal_tx);
+        for _ in 0..threads {
+            let seal_rx = seal_rx.clone();
+            s.spawn(move || {
+                for (id, data) in seal_rx {
+                    if sh.abort.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if let Err(e) = sh.sink.store(BlobType::Data, id, &data) {
+                        sh.fail(e);
+                    }
+                }
+            });
+        }
+        let assembler = s.spawn(move || assemble(sh, ev_rx));
+        let walker = Walker {
+            repo: &repo,
+            sh,
+            jobs: job_tx,
+            events: ev_tx,
+        };
+        let names = root_names(&abs);
+        for (path, name) in abs.iter().zip(names) {
+            let pnode = parent_root.as_ref().and_then(|t| t.find(&name)).cloned();
+            walker.visit(path, &name, pnode.as_ref());
+        }
+        drop(walker);
+        let root = assembler
+            .join()
+            .map_err(|_| Error::Invalid("assembler panicked".into()))?;
+        Ok(root)
+    })?;
+
+    if let Some(e) = shared.fatal.lock().ok().and_then(|mut f| f.take()) {
+        return Err(e);
+    }
+    let root_tree_id = root_tree_id.ok_or_else(|| Error::Invalid("backup was aborted".into()))?;
+    shared.sink.finish()?;
+    let finished = chrono::Local::now();
+    let summary = Summary {
+        files_new: shared.files_new.load(Ordering::Relaxed),
+        files_changed: shared.files_changed.load(Ordering::Relaxed),
+        files_unmodified: shared.files_unmodified.load(Ordering::Relaxed),
+        dirs: shared.dirs.load(Ordering::Relaxed),
+        bytes_read: shared.bytes_read.load(Ordering::Relaxed),
+        bytes_added: shared.sink.stats.bytes_added_stored.load(Ordering::Relaxed),
+        errors: shared.errors.load(Ordering::Relaxed),
+        changed_during_read: shared.changed.load(Ordering::Relaxed),
+        started: started.to_rfc3339(),
+        finished: finished.to_rfc3339(),
+    };
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let snapshot = Snapshot {
+        version: 1,
+        time: opts.time.clone().unwrap_or_else(|| started.to_rfc3339()),
+        tree: root_tree_id,
+        paths: path_strings,
+        hostname: opts.hostname.clone(),
+        username: crate::repo::username(),
+        uid,
+        gid,
+        tags: opts.tags.clone(),
+        parent: parent.as_ref().map(|p| p.0),
+        program_version: format!("ironvault {}", env!("CARGO_PKG_VERSION")),
+        summary: Some(summary.clone()),
+    };
+    lock.confirm()?;
+    let snapshot_id = repo.save_snapshot(&snapshot)?;
+    lock.release()?;
+    Ok(BackupResult {
+        snapshot_id,
+        snapshot,
+        parent: parent.map(|p| p.0),
+        summary,
+        packs_written: shared.sink.stats.packs_written.load(Ordering::Relaxed),
+        bytes_added_stored: shared.sink.stats.bytes_added_stored.load(Ordering::Relaxed),
+    })
+}
+
+struct Walker<'a, 's> {
+    repo: &'a Repository,
+    sh: &'a Shared<'s>,
+    jobs: Sender<FileJob>,
+    events: Sender<Event>,
+}
+
+impl Walker<'_, '_> {
+    fn emit(&self, e: Event) {
+        // The assembler only stops early on a panic; then the backup fails anyway.
+        let _ = self.events.send(e);
+    }
+
+    /// Back up one path (file, directory or other) as node `name`.
+    fn visit(&self, path: &Path, name: &[u8], parent: Option<&Node>) {
+        if self.sh.abort.load(Ordering::Relaxed) {
+            return;
+        }
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => return self.sh.skip(path, "cannot stat", e),
+        };
+        let mut node = meta::node_from_metadata(name, &md);
+        match meta::read_xattrs(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => (self.sh.warn)(&format!(
+                "{}: cannot read extended attributes: {e}",
+                path.display()
+            )),
+        }
+        match node.node_type {
+            NodeType::Dir => self.visit_dir(path, node, parent),
+            NodeType::File => self.visit_file(path, node, parent),
+            NodeType::Symlink => match std::fs::read_link(path) {
+                Ok(t) => {
+                    node.target = Some(t.as_os_str().as_bytes().to_vec());
+                    self.emit(Event::Ready(node));
+                }
+                Err(e) => self.sh.skip(path, "cannot read link", e),
+            },
+            _ => self.emit(Event::Ready(node)),
+        }
+    }
+
+    fn visit_dir(&self, path: &Path, node: Node, parent: Option<&Node>) {
+        let entries = match std::fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => return self.sh.skip(path, "cannot list directory", e),
+        };
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for e in entries {
+            match e {
+                Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
+                Err(e) => {
+                    self.sh.skip(path, "cannot list directory", e);
+                    break;
+                }
+            }
+        }
+        names.sort();
+        let parent_tree = parent
+            .filter(|p| p.node_type == NodeType::Dir)
+            .and_then(|p| p.subtree)
+            .and_then(|id| self.repo.read_tree(&id).ok());
+        self.sh.dirs.fetch_add(1, Ordering::Relaxed);
+        self.emit(Event::Enter(node));
+        for name in names {
+            let child = path.join(std::ffi::OsStr::from_bytes(&name));
+            let pn = parent_tree.as_ref().and_then(|t| t.find(&name));
+            self.visit(&child, &name, pn);
+        }
+        self.emit(Event::Leave);
+    }
+
+    fn visit_file(&self, path: &Path, mut node: Node, parent: Option<&Node>) {
+        if let Some(p) = parent {
+            let unchanged = p.node_type == NodeType::File
+                && p.size == node.size
+                && p.mtime == node.mtime
+                && p.ctime == node.ctime
+                && p.inode == node.inode
+                && p.flags.is_empty()
+                && p.content
+                    .as_ref()
+                    .map(|c| c.iter().all(|id| self.sh.sink.is_known(id)))
+                    .unwrap_or(false);
+            if unchanged {
+                node.content = p.content.clone();
+                node.holes = p.holes.clone();
+                self.sh.files_unmodified.fetch_add(1, Ordering::Relaxed);
+                return self.emit(Event::Ready(node));
+            }
+            self.sh.files_changed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.sh.files_new.fetch_add(1, Ordering::Relaxed);
+        }
+        let (tx, rx) = bounded(1);
+        self.emit(Event::Pending(rx));
+        let _ = self.jobs.send(FileJob {
+            path: path.to_path_buf(),
+            node,
+            done: tx,
+        });
+    }
+}
+
+/// Build trees from walker events; returns the root tree id.
+fn assemble(sh: &Shared<'_>, events: Receiver<Event>) -> Option<Id> {
+    let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
+    let store_tree = |nodes: Vec<Node>| -> Option<Id> {
+        let mut t = Tree { nodes };
+        t.sort();
+        let bytes = match to_cbor(&t) {
+            Ok(b) => b,
+            Err(e) => {
+                sh.fail(e);
+                return None;
+            }
+        };
+        match sh.sink.add(BlobType::Tree, &bytes) {
+            Ok((id, _)) => Some(id),
+            Err(e) => {
+                sh.fail(e);
+                None
+            }
+        }
+    };
+    for ev in events {
+        match ev {
+            Event::Enter(n) => stack.push((Some(n), Vec::new())),
+            Event::Ready(n) => stack.last_mut()?.1.push(n),
+            Event::Pending(rx) => {
+                if let Ok(Some(n)) = rx.recv() {
+                    stack.last_mut()?.1.push(n);
+                }
+            }
+            Event::Leave => {
+                let (node, nodes) = stack.pop()?;
+                let mut node = node?;
+                node.subtree = Some(store_tree(nodes)?);
+                stack.last_mut()?.1.push(node);
+            }
+        }
+    }
+    if sh.abort.load(Ordering::Relaxed) || stack.len() != 1 {
+        return None;
+    }
+    let (_, nodes) = stack.pop()?;
+    store_tree(nodes)
+}

@@ -1,0 +1,320 @@
+//! Check: keys, index files, packs against the index, every snapshot and
+//! every tree it reaches, and (with `read_data`) every byte of every pack.
+//! Each damaged object is named together with the snapshots and files it
+//! affects. Leftovers of an interrupted write (unreferenced packs or index
+//! entries, stale locks) are reported as harmless notices, not errors.
+
+use crate::crypto::keyfile::KeyFile;
+use crate::error::Result;
+use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
+use crate::format::tree::NodeType;
+use crate::format::{BlobType, Id};
+use crate::repo::index::pack_name;
+use crate::repo::Repository;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What to check.
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// Read and verify every blob of every pack.
+    pub read_data: bool,
+}
+
+/// Findings of a check.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Damage: each line names the object and what it affects.
+    pub errors: Vec<String>,
+    /// Harmless findings (leftovers of interrupted runs).
+    pub notices: Vec<String>,
+    pub snapshots: usize,
+    pub trees: usize,
+    pub packs: usize,
+    pub blobs: usize,
+    pub bytes_read: u64,
+}
+
+impl CheckReport {
+    /// True if nothing is damaged.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Progress callback: (what, done, total).
+pub type ProgressFn<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+
+/// Check the repository.
+pub fn check(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: ProgressFn<'_>,
+) -> Result<CheckReport> {
+    let mut r = CheckReport::default();
+    let b = repo.backend().clone();
+
+    for k in b.list("keys/")? {
+        let bytes = b.get(&k.name)?;
+        let named = k.name.strip_prefix("keys/").and_then(Id::from_hex);
+        if named != Some(Id::hash_of(&bytes)) {
+            r.errors.push(format!(
+                "{}: content does not match its name (damaged key file)",
+                k.name
+            ));
+        } else if let Err(e) = KeyFile::parse(&bytes, &k.name) {
+            r.errors.push(e.to_string());
+        }
+    }
+
+    for e in repo.load_index(false)? {
+        r.errors.push(format!(
+            "{e}; the blobs it lists are unreachable until the index is rebuilt ('ironvault repair index')"
+        ));
+    }
+    let idx = repo.index();
+    r.blobs = idx.len();
+
+    // Packs in storage against packs in the index.
+    let mut stored: HashMap<Id, (BlobType, u64)> = HashMap::new();
+    for t in [BlobType::Data, BlobType::Tree] {
+        for o in b.list(&format!("packs/{}/", t.dir()))? {
+            match o.name.rsplit('/').next().and_then(Id::from_hex) {
+                Some(id) => {
+                    stored.insert(id, (t, o.size));
+                }
+                None => r
+                    .notices
+                    .push(format!("{}: not a pack name; ignored", o.name)),
+            }
+        }
+    }
+    r.packs = stored.len();
+    let mut bad_blobs: HashMap<Id, String> = HashMap::new();
+    let mut pack_blobs: HashMap<Id, Vec<(Id, crate::repo::index::BlobLocation)>> = HashMap::new();
+    for (id, loc) in idx.iter() {
+        pack_blobs.entry(loc.pack).or_default().push((*id, *loc));
+    }
+    for (pid, (t, size)) in idx.packs() {
+        let name = pack_name(*t, pid);
+        let problem = match stored.get(pid) {
+            None => Some("is missing".to_string()),
+            Some((st, _)) if st != t => Some("is stored under the wrong type".to_string()),
+            Some((_, ss)) if ss != size => Some(format!(
+                "has {ss} bytes, the index says {size} (truncated or changed)"
+            )),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            r.errors.push(format!("pack {name} {p}"));
+            for (bid, _) in pack_blobs.get(pid).into_iter().flatten() {
+                bad_blobs.insert(*bid, format!("pack {} {p}", pid.short()));
+            }
+        }
+    }
+    for (pid, (t, _)) in &stored {
+        if !idx.packs().contains_key(pid) {
+            r.notices.push(format!(
+                "pack {} is not in any index (left by an interrupted backup; harmless)",
+                pack_name(*t, pid)
+            ));
+        }
+    }
+
+    if opts.read_data {
+        let total: u64 = idx.packs().values().map(|v| v.1).sum();
+        let mut done = 0u64;
+        let mut ids: Vec<_> = idx
+            .packs()
+            .iter()
+            .filter(|(p, _)| stored.contains_key(p))
+            .collect();
+        ids.sort();
+        for (pid, (t, size)) in ids {
+            let name = pack_name(*t, pid);
+            progress("read data", done, total);
+            done += size;
+            let bytes = match b.get(&name) {
+                Ok(x) => x,
+                Err(e) => {
+                    r.errors.push(format!("pack {name}: {e}"));
+                    continue;
+                }
+            };
+            r.bytes_read += bytes.len() as u64;
+            if Id::hash_of(&bytes) != *pid {
+                r.errors.push(format!(
+                    "pack {name}: content does not match its name (damaged)"
+                ));
+            }
+            if let Err(e) = check_header(repo, &bytes, &name) {
+                r.errors.push(format!("pack {name}: header: {e}"));
+            }
+            for (bid, loc) in pack_blobs.get(pid).into_iter().flatten() {
+                let s = loc.offset as usize;
+                let e = s + loc.stored_len as usize;
+                let res = if e <= bytes.len() {
+                    repo.open_blob(loc.blob_type, bid, &bytes[s..e], loc.raw_len, &name)
+                        .map(|_| ())
+                } else {
+                    Err(crate::error::Error::damaged(
+                        &name,
+                        "blob beyond the end of the pack",
+                    ))
+                };
+                if let Err(err) = res {
+                    r.errors.push(err.to_string());
+                    bad_blobs.insert(*bid, err.to_string());
+                }
+            }
+        }
+        progress("read data", total, total);
+    }
+
+    // Snapshots and their trees.
+    let mut walker = TreeWalker {
+        repo,
+        bad_blobs: &bad_blobs,
+        memo: HashMap::new(),
+    };
+    let ids = repo.snapshot_ids()?;
+    for (i, sid) in ids.iter().enumerate() {
+        progress("snapshots", i as u64, ids.len() as u64);
+        let snap = match repo.load_snapshot(sid) {
+            Ok(s) => s,
+            Err(e) => {
+                r.errors.push(format!("snapshot {}: {e}", sid.short()));
+                continue;
+            }
+        };
+        r.snapshots += 1;
+        let problems = walker.walk(&snap.tree);
+        for (path, p) in problems.iter() {
+            let shown = if path.is_empty() {
+                "/".to_string()
+            } else {
+                format!("/{}", String::from_utf8_lossy(path))
+            };
+            r.errors
+                .push(format!("snapshot {}: {shown}: {p}", sid.short()));
+        }
+    }
+    r.trees = walker.memo.len();
+
+    for (name, info) in crate::repo::lock::list_locks(b.as_ref(), repo.master_key())? {
+        match info {
+            Some(i) if i.is_stale(&crate::repo::hostname()) => r.notices.push(format!(
+                "{name}: stale lock of pid {} on {} (harmless; 'ironvault unlock' removes it)",
+                i.pid, i.hostname
+            )),
+            Some(_) => {}
+            None => r.notices.push(format!(
+                "{name}: unreadable lock (harmless; 'ironvault unlock' removes it)"
+            )),
+        }
+    }
+    Ok(r)
+}
+
+fn check_header(repo: &Repository, bytes: &[u8], name: &str) -> Result<()> {
+    if bytes.len() < TRAILER_LEN {
+        return Err(crate::error::Error::damaged(name, "too short"));
+    }
+    let hl = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..], name)? as usize;
+    let end = bytes.len() - TRAILER_LEN;
+    if hl > end {
+        return Err(crate::error::Error::damaged(
+            name,
+            "header length beyond the pack",
+        ));
+    }
+    read_header(
+        repo.master_key(),
+        &bytes[end - hl..end],
+        bytes.len() as u64,
+        name,
+    )?;
+    Ok(())
+}
+
+type Problems = Arc<Vec<(Vec<u8>, String)>>;
+
+/// Walks trees once each (memoised by tree id) and lists, per subtree, the
+/// relative paths whose data is missing or damaged.
+struct TreeWalker<'a> {
+    repo: &'a Repository,
+    bad_blobs: &'a HashMap<Id, String>,
+    memo: HashMap<Id, Problems>,
+}
+
+impl TreeWalker<'_> {
+    fn walk(&mut self, id: &Id) -> Problems {
+        if let Some(p) = self.memo.get(id) {
+            return p.clone();
+        }
+        let mut out = Vec::new();
+        let idx = self.repo.index();
+        match self.repo.read_tree(id) {
+            Err(e) => out.push((Vec::new(), format!("directory contents unreadable: {e}"))),
+            Ok(tree) => {
+                for n in &tree.nodes {
+                    match n.node_type {
+                        NodeType::Dir => match n.subtree {
+                            Some(sub) => {
+                                for (p, msg) in self.walk(&sub).iter() {
+                                    let mut full = n.name.clone();
+                                    if !p.is_empty() {
+                                        full.push(b'/');
+                                        full.extend_from_slice(p);
+                                    }
+                                    out.push((full, msg.clone()));
+                                }
+                            }
+                            None => {
+                                out.push((n.name.clone(), "directory without a subtree".into()))
+                            }
+                        },
+                        NodeType::File => {
+                            let mut sum = 0u64;
+                            let mut damaged = false;
+                            for bid in n.content.as_deref().unwrap_or(&[]) {
+                                if let Some(why) = self.bad_blobs.get(bid) {
+                                    out.push((
+                                        n.name.clone(),
+                                        format!("data blob {} damaged: {why}", bid.short()),
+                                    ));
+                                    damaged = true;
+                                    break;
+                                }
+                                match idx.get(bid) {
+                                    Some(l) => sum += l.raw_len as u64,
+                                    None => {
+                                        out.push((
+                                            n.name.clone(),
+                                            format!(
+                                                "data blob {} is not in any index",
+                                                bid.short()
+                                            ),
+                                        ));
+                                        damaged = true;
+                                        break;
+                                    }
+                                }
+                            }
+                            if !damaged && sum != n.size {
+                                out.push((
+                                    n.name.clone(),
+                                    format!("content is {sum} bytes, the tree says {}", n.size),
+                                ));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let p = Arc::new(out);
+        self.memo.insert(*id, p.clone());
+        p
+    }
+}

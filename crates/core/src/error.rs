@@ -1,0 +1,74 @@
+//! Typed errors of the engine. Each variant carries the object or path it is
+//! about, so the CLI can print one line saying what happened and what to do.
+
+use std::path::PathBuf;
+
+/// Result alias used across the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("repository {0} does not exist (no config object); create it with 'ironvault init'")]
+    RepoMissing(String),
+    #[error("a repository already exists at {0}")]
+    RepoExists(String),
+    #[error("wrong password for repository {0} (no key file matched)")]
+    WrongPassword(String),
+    #[error("repository {repo} has no key files; it cannot be opened")]
+    NoKeys { repo: String },
+    #[error("repository format version {found} is newer than this ironvault supports ({supported}); upgrade ironvault")]
+    NewerFormat { found: u32, supported: u32 },
+    #[error("{what} is damaged: {detail}")]
+    Damaged { what: String, detail: String },
+    #[error("blob {0} is not in the index")]
+    BlobMissing(String),
+    #[error("snapshot {0} not found")]
+    SnapshotNotFound(String),
+    #[error("snapshot id prefix {0} is ambiguous; give more characters")]
+    SnapshotAmbiguous(String),
+    #[error("the repository is locked exclusively by {0}")]
+    Locked(String),
+    #[error("storage {op} {name}: {source}")]
+    Storage {
+        op: &'static str,
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Shorthand for a damaged object.
+    pub fn damaged(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Damaged {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Shorthand for an I/O error on a source or target path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True if the storage is out of space (ENOSPC or EDQUOT) somewhere in the chain.
+    pub fn is_no_space(&self) -> bool {
+        let code = match self {
+            Error::Storage { source, .. } | Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        };
+        matches!(code, Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    }
+}

@@ -1,0 +1,118 @@
+//! 32-byte identifiers (blob, pack, index, snapshot, key ids) and their hex form.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A 32-byte id; shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Id(pub [u8; 32]);
+
+impl Id {
+    /// Unkeyed BLAKE3 of bytes: the name of packs, index and key files.
+    pub fn hash_of(bytes: &[u8]) -> Id {
+        Id(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// A random id (locks, deletion lists, repository ids).
+    pub fn random() -> Id {
+        let mut b = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        Id(b)
+    }
+
+    /// Full hex form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// First 8 hex digits, as shown to users.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    /// Parse a full 64-digit hex id.
+    pub fn from_hex(s: &str) -> Option<Id> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s, &mut b).ok()?;
+        Some(Id(b))
+    }
+
+    /// Parse 32 raw bytes.
+    pub fn from_slice(s: &[u8]) -> Option<Id> {
+        Some(Id(s.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short())
+    }
+}
+
+// In CBOR an id is a 32-byte byte string.
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let b: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
+        Id::from_slice(&b).ok_or_else(|| serde::de::Error::custom("id must be 32 bytes"))
+    }
+}
+
+/// The two kinds of blobs; also the kind of a pack.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum BlobType {
+    Data = 0,
+    Tree = 1,
+}
+
+impl BlobType {
+    /// The byte used in pack headers, index files and associated data.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Parse the byte form.
+    pub fn from_u8(b: u8) -> Option<BlobType> {
+        match b {
+            0 => Some(BlobType::Data),
+            1 => Some(BlobType::Tree),
+            _ => None,
+        }
+    }
+
+    /// Directory name under `packs/`.
+    pub fn dir(self) -> &'static str {
+        match self {
+            BlobType::Data => "data",
+            BlobType::Tree => "tree",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn hex_round_trip(b in any::<[u8; 32]>()) {
+            let id = Id(b);
+            prop_assert_eq!(Id::from_hex(&id.to_hex()), Some(id));
+            let cbor = crate::format::to_cbor(&id).unwrap();
+            let back: Id = crate::format::from_cbor(&cbor, "id").unwrap();
+            prop_assert_eq!(back, id);
+        }
+    }
+}

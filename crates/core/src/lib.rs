@@ -1,0 +1,19 @@
+//! ironvault-core: the repository engine. No terminal code lives here.
+//!
+//! The data path, as the modules are laid out: `backup` walks the source and
+//! hands chunks (`chunker`) to the `repo` packer, which seals them (`crypto`)
+//! into packs and index files (`format`) on a `backend`; `restore` and
+//! `check` read them back, verifying every blob against its keyed id.
+
+pub mod backend;
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod failpoint;
+pub mod format;
+pub mod repo;
+pub mod restore;
+
+pub use error::{Error, Result};

@@ -1,0 +1,84 @@
+//! The in-memory master index: the union of all index files (format.md §6),
+//! mapping each blob id to one place it can be read from.
+
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::{BlobType, Id};
+use std::collections::{HashMap, HashSet};
+
+/// Where one blob can be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: Id,
+    pub blob_type: BlobType,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+/// All blobs the repository's index files list.
+#[derive(Default)]
+pub struct MasterIndex {
+    blobs: HashMap<Id, BlobLocation>,
+    packs: HashMap<Id, (BlobType, u64)>,
+}
+
+impl MasterIndex {
+    /// Add the packs of one index file, except those in `skip_packs`.
+    pub fn add_file(&mut self, f: &IndexFile, skip_packs: &HashSet<Id>) {
+        for p in &f.packs {
+            if !skip_packs.contains(&p.id) {
+                self.add_pack(p);
+            }
+        }
+    }
+
+    /// Add one pack's blobs (a blob already known keeps its first location).
+    pub fn add_pack(&mut self, p: &IndexPack) {
+        self.packs.insert(p.id, (p.blob_type, p.size));
+        for b in &p.blobs {
+            self.blobs.entry(b.id).or_insert(BlobLocation {
+                pack: p.id,
+                blob_type: p.blob_type,
+                offset: b.offset,
+                stored_len: b.stored_len,
+                raw_len: b.raw_len,
+            });
+        }
+    }
+
+    /// Where a blob is, if indexed.
+    pub fn get(&self, id: &Id) -> Option<&BlobLocation> {
+        self.blobs.get(id)
+    }
+
+    /// True if the blob is indexed.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    /// Number of blobs.
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Every indexed pack with its type and size.
+    pub fn packs(&self) -> &HashMap<Id, (BlobType, u64)> {
+        &self.packs
+    }
+
+    /// All blob ids with their locations.
+    pub fn iter(&self) -> impl Iterator<Item = (&Id, &BlobLocation)> {
+        self.blobs.iter()
+    }
+}
+
+/// Object name of a pack.
+pub fn pack_name(t: BlobType, id: &Id) -> String {
+    let h = id.to_hex();
+    format!("packs/{}/{}/{}", t.dir(), &h[..2], h)
+}

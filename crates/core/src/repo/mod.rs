@@ -1,0 +1,421 @@
+//! Opening and creating repositories, reading blobs, and the snapshot list.
+//! A `Repository` holds the unlocked keys and the loaded index; everything
+//! that reads data goes through `read_blob`, which always verifies the id.
+
+pub mod index;
+pub mod lock;
+pub mod packer;
+
+use crate::backend::{is_not_found, Backend};
+use crate::chunker::Chunker;
+use crate::crypto::keyfile::{KdfParams, KeyFile};
+use crate::crypto::{ad, blob_ad, open, seal, IdKeys};
+use crate::error::{Error, Result};
+use crate::format::config::Config;
+use crate::format::index::IndexFile;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::format::{from_cbor, to_cbor, BlobType, Id};
+use index::{pack_name, MasterIndex};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+/// This host's name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for its length; gethostname NUL-terminates on success.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if r != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The effective user's name (or uid if it has none).
+pub fn username() -> String {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    crate::backup::meta::user_name(uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// Items that could be read, and errors for those that could not.
+pub type WithErrors<T> = (Vec<T>, Vec<Error>);
+
+/// An open, unlocked repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    master: [u8; 32],
+    config: Config,
+    keys: IdKeys,
+    chunker: Chunker,
+    key_name: String,
+    index: RwLock<Arc<MasterIndex>>,
+}
+
+/// A prune phase-1 deletion list (format.md §9).
+#[derive(Serialize, Deserialize)]
+pub struct Deletions {
+    pub created: String,
+    pub packs: Vec<Id>,
+}
+
+impl Repository {
+    /// Create a repository; with `related`, copy its id key and chunker secret.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        kdf: KdfParams,
+        related: Option<&Repository>,
+    ) -> Result<Repository> {
+        if backend.size("config")?.is_some() {
+            return Err(Error::RepoExists(backend.location()));
+        }
+        if !backend.list("keys/")?.is_empty() || !backend.list("snapshots/")?.is_empty() {
+            return Err(Error::RepoExists(backend.location()));
+        }
+        let master = crate::crypto::random_secret();
+        let config = Config::new(related.map(|r| &r.config));
+        let kf = KeyFile::create(&master, password, kdf, &hostname(), &username())?;
+        let kb = kf.to_bytes();
+        let key_name = format!("keys/{}", Id::hash_of(&kb).to_hex());
+        // Key first, config last: a crash in between leaves no `config`, so
+        // the directory is not yet a repository and init can be rerun.
+        backend.put(&key_name, &kb)?;
+        backend.put("config", &config.seal(&master)?)?;
+        Ok(Repository::assemble(backend, master, config, key_name))
+    }
+
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        master: [u8; 32],
+        config: Config,
+        key_name: String,
+    ) -> Repository {
+        let keys = IdKeys::derive(&config.id_key, &config.chunker_secret);
+        let chunker = Chunker::new(&config.chunker, keys.chunker_seed);
+        Repository {
+            backend,
+            master,
+            config,
+            keys,
+            chunker,
+            key_name,
+            index: RwLock::new(Arc::new(MasterIndex::default())),
+        }
+    }
+
+    /// Check that a repository exists and its format is readable, without a password.
+    pub fn probe(backend: &dyn Backend) -> Result<()> {
+        match backend.get("config") {
+            Ok(b) => Config::check_envelope(&b).map(|_| ()),
+            Err(e) if is_not_found(&e) => Err(Error::RepoMissing(backend.location())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open with a password: try each key file until one matches.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        let cfg_bytes = match backend.get("config") {
+            Ok(b) => b,
+            Err(e) if is_not_found(&e) => return Err(Error::RepoMissing(backend.location())),
+            Err(e) => return Err(e),
+        };
+        Config::check_envelope(&cfg_bytes)?;
+        let keys = backend.list("keys/")?;
+        if keys.is_empty() {
+            return Err(Error::NoKeys {
+                repo: backend.location(),
+            });
+        }
+        let mut damaged = None;
+        for k in keys {
+            let bytes = backend.get(&k.name)?;
+            let kf = match KeyFile::parse(&bytes, &k.name) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    damaged = Some(e);
+                    continue;
+                }
+            };
+            if let Some(master) = kf.unwrap_master(password, &k.name)? {
+                let config = Config::open(&cfg_bytes, &master)?;
+                return Ok(Repository::assemble(backend, master, config, k.name));
+            }
+        }
+        let _ = damaged;
+        Err(Error::WrongPassword(backend.location()))
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The master key (for sealing).
+    pub fn master_key(&self) -> &[u8; 32] {
+        &self.master
+    }
+
+    /// The decrypted configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Id keys and chunker seed.
+    pub fn id_keys(&self) -> &IdKeys {
+        &self.keys
+    }
+
+    /// The chunker with this repository's secret.
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    /// Name of the key file that opened the repository.
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+
+    /// Add a key file wrapping the same master key under another password.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let kf = KeyFile::create(&self.master, password, kdf, &hostname(), &username())?;
+        let kb = kf.to_bytes();
+        let name = format!("keys/{}", Id::hash_of(&kb).to_hex());
+        self.backend.put(&name, &kb)?;
+        Ok(name)
+    }
+
+    /// Read every index file; a damaged one is returned in the error list, not fatal.
+    pub fn read_index_files(&self) -> Result<WithErrors<(Id, IndexFile)>> {
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        for o in self.backend.list("index/")? {
+            let what = o.name.clone();
+            let Some(id) = o.name.strip_prefix("index/").and_then(Id::from_hex) else {
+                continue;
+            };
+            let bytes = match self.backend.get(&o.name) {
+                Ok(b) => b,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if Id::hash_of(&bytes) != id {
+                errors.push(Error::damaged(
+                    what,
+                    "content does not match its name (changed or truncated)",
+                ));
+                continue;
+            }
+            match IndexFile::open(&self.master, &bytes, &what) {
+                Ok(f) => files.push((id, f)),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((files, errors))
+    }
+
+    /// Packs named by prune phase-1 deletion lists.
+    pub fn deletion_candidates(&self) -> Result<HashSet<Id>> {
+        let mut out = HashSet::new();
+        for o in self.backend.list("deletions/")? {
+            let bytes = match self.backend.get(&o.name) {
+                Ok(b) => b,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let d: Deletions = from_cbor(
+                &open(&self.master, ad::DELETIONS, &bytes, &o.name)?,
+                &o.name,
+            )?;
+            out.extend(d.packs);
+        }
+        Ok(out)
+    }
+
+    /// Load the master index. With `for_writing`, packs that prune may delete
+    /// are left out, so a backup stores their blobs again (format.md §9).
+    /// Damaged index files are skipped and returned.
+    pub fn load_index(&self, for_writing: bool) -> Result<Vec<Error>> {
+        let (files, errors) = self.read_index_files()?;
+        let skip = if for_writing {
+            self.deletion_candidates()?
+        } else {
+            HashSet::new()
+        };
+        let superseded: HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let mut mi = MasterIndex::default();
+        for (id, f) in &files {
+            if !superseded.contains(id) {
+                mi.add_file(f, &skip);
+            }
+        }
+        *self
+            .index
+            .write()
+            .map_err(|_| Error::Invalid("index poisoned".into()))? = Arc::new(mi);
+        Ok(errors)
+    }
+
+    /// The loaded index.
+    pub fn index(&self) -> Arc<MasterIndex> {
+        self.index.read().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    /// Read, authenticate, decompress and verify one blob.
+    pub fn read_blob(&self, t: BlobType, id: &Id) -> Result<Vec<u8>> {
+        let idx = self.index();
+        let loc = idx.get(id).ok_or_else(|| Error::BlobMissing(id.to_hex()))?;
+        if loc.blob_type != t {
+            return Err(Error::damaged(
+                format!("blob {id}"),
+                "indexed with the wrong type",
+            ));
+        }
+        let name = pack_name(t, &loc.pack);
+        let sealed = self
+            .backend
+            .get_range(&name, loc.offset, loc.stored_len as u64)?;
+        self.open_blob(t, id, &sealed, loc.raw_len, &name)
+    }
+
+    /// Open a stored blob read from pack `pack` and verify its id.
+    pub fn open_blob(
+        &self,
+        t: BlobType,
+        id: &Id,
+        sealed: &[u8],
+        raw_len: u32,
+        pack: &str,
+    ) -> Result<Vec<u8>> {
+        let what = format!("blob {} in pack {pack}", id.short());
+        let payload = open(&self.master, &blob_ad(t, id), sealed, &what)?;
+        let plain = match payload.first() {
+            Some(0) => payload[1..].to_vec(),
+            Some(1) => zstd::bulk::decompress(&payload[1..], raw_len as usize)
+                .map_err(|e| Error::damaged(&what, format!("decompress: {e}")))?,
+            _ => return Err(Error::damaged(&what, "unknown compression byte")),
+        };
+        if plain.len() != raw_len as usize || self.keys.blob_id(t, &plain) != *id {
+            return Err(Error::damaged(&what, "content does not match its id"));
+        }
+        Ok(plain)
+    }
+
+    /// Seal a blob for storage: compression byte, then zstd or raw, then AEAD.
+    pub fn seal_blob(&self, t: BlobType, id: &Id, plain: &[u8], level: i32) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(plain.len() / 2 + 64);
+        let compressed = if level > 0 && plain.len() >= 64 {
+            zstd::bulk::compress(plain, level).ok()
+        } else {
+            None
+        };
+        match compressed {
+            // Store compressed only if it saves at least 1/64.
+            Some(c) if c.len() + plain.len() / 64 < plain.len() => {
+                payload.push(1);
+                payload.extend_from_slice(&c);
+            }
+            _ => {
+                payload.reserve(plain.len() + 1);
+                payload.push(0);
+                payload.extend_from_slice(plain);
+            }
+        }
+        seal(&self.master, &blob_ad(t, id), &payload)
+    }
+
+    /// Read and decode a tree blob.
+    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+        let b = self.read_blob(BlobType::Tree, id)?;
+        from_cbor(&b, &format!("tree {}", id.short()))
+    }
+
+    /// Store a snapshot (last step of a backup); returns its id.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
+        let plain = to_cbor(s)?;
+        let id = self.keys.snapshot_id(&plain);
+        let sealed = seal(&self.master, &snapshot_ad(&id), &plain);
+        self.backend
+            .put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
+        Ok(id)
+    }
+
+    /// Read and verify one snapshot.
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let name = format!("snapshots/{}", id.to_hex());
+        let bytes = match self.backend.get(&name) {
+            Ok(b) => b,
+            Err(e) if is_not_found(&e) => return Err(Error::SnapshotNotFound(id.to_hex())),
+            Err(e) => return Err(e),
+        };
+        let plain = open(&self.master, &snapshot_ad(id), &bytes, &name)?;
+        if self.keys.snapshot_id(&plain) != *id {
+            return Err(Error::damaged(name, "content does not match its id"));
+        }
+        from_cbor(&plain, &format!("snapshot {}", id.short()))
+    }
+
+    /// Ids of all snapshot objects.
+    pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .backend
+            .list("snapshots/")?
+            .iter()
+            .filter_map(|o| o.name.strip_prefix("snapshots/").and_then(Id::from_hex))
+            .collect())
+    }
+
+    /// All readable snapshots, oldest first; unreadable ones are returned as errors.
+    pub fn list_snapshots(&self) -> Result<WithErrors<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        let mut errs = Vec::new();
+        for id in self.snapshot_ids()? {
+            match self.load_snapshot(&id) {
+                Ok(s) => out.push((id, s)),
+                Err(e) => errs.push(e),
+            }
+        }
+        out.sort_by(|a, b| {
+            let ta = a.1.parsed_time();
+            let tb = b.1.parsed_time();
+            ta.cmp(&tb).then(a.0.cmp(&b.0))
+        });
+        Ok((out, errs))
+    }
+
+    /// Resolve `latest`, a full id or a unique prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        if spec == "latest" {
+            let (all, _) = self.list_snapshots()?;
+            return all.into_iter().next_back().ok_or_else(|| {
+                Error::SnapshotNotFound("latest (the repository has no snapshots)".into())
+            });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::SnapshotNotFound(spec.into()));
+        }
+        let matches: Vec<Id> = self
+            .snapshot_ids()?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_l))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::SnapshotNotFound(spec.into())),
+            1 => Ok((matches[0], self.load_snapshot(&matches[0])?)),
+            _ => Err(Error::SnapshotAmbiguous(spec.into())),
+        }
+    }
+}
+
+/// AD for a snapshot: prefix ‖ id.
+pub fn snapshot_ad(id: &Id) -> Vec<u8> {
+    let mut v = ad::SNAPSHOT.to_vec();
+    v.extend_from_slice(&id.0);
+    v
+}

@@ -1,0 +1,219 @@
+//! Packer: gathers sealed blobs into packs of one type, writes each finished
+//! pack under the hash of its bytes, and writes an index file after every
+//! 64 packs (and at the end) — always after the packs it lists are durable.
+
+use super::index::pack_name;
+use super::Repository;
+use crate::error::{Error, Result};
+use crate::format::index::{IndexBlob, IndexFile, IndexPack};
+use crate::format::pack::{write_header, PackEntry};
+use crate::format::{BlobType, Id};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Index files are written at least this often (in packs) during a backup.
+pub const INDEX_EVERY_PACKS: usize = 64;
+/// ... and at least this often in time.
+pub const INDEX_EVERY: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Default)]
+struct OpenPack {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// Counters of what was written.
+#[derive(Default, Debug)]
+pub struct WriteStats {
+    pub blobs_added: AtomicU64,
+    pub bytes_added_raw: AtomicU64,
+    pub bytes_added_stored: AtomicU64,
+    pub packs_written: AtomicU64,
+    pub index_files_written: AtomicU64,
+}
+
+/// Everything a writer needs to add blobs to a repository.
+pub struct BlobSink {
+    repo: Arc<Repository>,
+    level: i32,
+    pack_size: usize,
+    open: [Mutex<OpenPack>; 2],
+    /// Ids added during this run (the master index holds the rest).
+    added: Mutex<HashSet<Id>>,
+    pending_index: Mutex<(Vec<IndexPack>, Instant)>,
+    /// Serialises index writes so packs appear in exactly one index file.
+    pub stats: WriteStats,
+}
+
+impl BlobSink {
+    /// A sink writing to `repo` with zstd `level` (0 = no compression).
+    pub fn new(repo: Arc<Repository>, level: i32) -> BlobSink {
+        let pack_size = repo.config().pack_size as usize;
+        BlobSink {
+            repo,
+            level,
+            pack_size,
+            open: [
+                Mutex::new(OpenPack::default()),
+                Mutex::new(OpenPack::default()),
+            ],
+            added: Mutex::new(HashSet::new()),
+            pending_index: Mutex::new((Vec::new(), Instant::now())),
+            stats: WriteStats::default(),
+        }
+    }
+
+    /// The repository written to.
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// True if the blob is indexed or already added in this run.
+    pub fn is_known(&self, id: &Id) -> bool {
+        self.repo.index().contains(id) || self.added.lock().map(|s| s.contains(id)).unwrap_or(false)
+    }
+
+    /// Claim a blob id for writing: true if this caller must store it.
+    pub fn claim(&self, id: &Id) -> bool {
+        if self.repo.index().contains(id) {
+            return false;
+        }
+        self.added
+            .lock()
+            .map(|mut s| s.insert(*id))
+            .unwrap_or(false)
+    }
+
+    /// Seal and store a claimed blob.
+    pub fn store(&self, t: BlobType, id: Id, plain: &[u8]) -> Result<()> {
+        let sealed = self.repo.seal_blob(t, &id, plain, self.level);
+        self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_added_raw
+            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_added_stored
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.append(t, id, &sealed, plain.len() as u32)
+    }
+
+    /// Store a blob unless it is already known; true if it was stored.
+    pub fn add(&self, t: BlobType, plain: &[u8]) -> Result<(Id, bool)> {
+        let id = self.repo.id_keys().blob_id(t, plain);
+        if self.claim(&id) {
+            self.store(t, id, plain)?;
+            Ok((id, true))
+        } else {
+            Ok((id, false))
+        }
+    }
+
+    fn append(&self, t: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
+        let full = {
+            let mut p = self.open[t as usize]
+                .lock()
+                .map_err(|_| Error::Invalid("packer poisoned".into()))?;
+            let offset = p.buf.len() as u64;
+            p.buf.extend_from_slice(sealed);
+            p.entries.push(PackEntry {
+                id,
+                offset,
+                stored_len: sealed.len() as u32,
+                raw_len,
+            });
+            if p.buf.len() >= self.pack_size {
+                Some(std::mem::take(&mut *p))
+            } else {
+                None
+            }
+        };
+        if let Some(p) = full {
+            self.write_pack(t, p)?;
+        }
+        Ok(())
+    }
+
+    fn write_pack(&self, t: BlobType, mut p: OpenPack) -> Result<()> {
+        if p.entries.is_empty() {
+            return Ok(());
+        }
+        let header = write_header(self.repo.master_key(), t, &p.entries);
+        p.buf.extend_from_slice(&header);
+        let id = Id::hash_of(&p.buf);
+        self.repo.backend().put(&pack_name(t, &id), &p.buf)?;
+        self.stats.packs_written.fetch_add(1, Ordering::Relaxed);
+        let ip = IndexPack {
+            id,
+            blob_type: t,
+            size: p.buf.len() as u64,
+            blobs: p
+                .entries
+                .iter()
+                .map(|e| IndexBlob {
+                    id: e.id,
+                    offset: e.offset,
+                    stored_len: e.stored_len,
+                    raw_len: e.raw_len,
+                })
+                .collect(),
+        };
+        let due = {
+            let mut pi = self
+                .pending_index
+                .lock()
+                .map_err(|_| Error::Invalid("index poisoned".into()))?;
+            pi.0.push(ip);
+            if pi.0.len() >= INDEX_EVERY_PACKS || pi.1.elapsed() >= INDEX_EVERY {
+                pi.1 = Instant::now();
+                Some(std::mem::take(&mut pi.0))
+            } else {
+                None
+            }
+        };
+        if let Some(packs) = due {
+            self.write_index(packs)?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let f = IndexFile {
+            packs,
+            supersedes: vec![],
+        };
+        let bytes = f.seal(self.repo.master_key())?;
+        let id = Id::hash_of(&bytes);
+        self.repo
+            .backend()
+            .put(&format!("index/{}", id.to_hex()), &bytes)?;
+        self.stats
+            .index_files_written
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Write the open packs and the remaining index entries.
+    pub fn finish(&self) -> Result<()> {
+        for t in [BlobType::Data, BlobType::Tree] {
+            let p = std::mem::take(
+                &mut *self.open[t as usize]
+                    .lock()
+                    .map_err(|_| Error::Invalid("packer poisoned".into()))?,
+            );
+            self.write_pack(t, p)?;
+        }
+        let rest = std::mem::take(
+            &mut self
+                .pending_index
+                .lock()
+                .map_err(|_| Error::Invalid("index poisoned".into()))?
+                .0,
+        );
+        self.write_index(rest)
+    }
+}
