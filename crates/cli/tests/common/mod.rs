@@ -271,7 +271,7 @@ pub fn make_rich_tree(root: &Path, big_sparse: bool) {
         mk("blockdev", libc::S_IFBLK, libc::makedev(7, 200));
     }
     // distinctive times last (children first so directory times stick)
-    let mut all: Vec<PathBuf> = walk(root).into_iter().map(|(_, p)| p).collect();
+    let mut all: Vec<PathBuf> = walk(root).into_values().collect();
     all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for (i, p) in all.iter().enumerate() {
         set_times(
