@@ -45,7 +45,8 @@ pub fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
         size: if t == NodeType::File { md.size() } else { 0 },
         mtime: Time(md.mtime(), md.mtime_nsec() as u32),
         ctime: Time(md.ctime(), md.ctime_nsec() as u32),
-        atime: (t != NodeType::Dir).then(|| Time(md.atime(), md.atime_nsec() as u32)),
+        atime: (!matches!(t, NodeType::Dir | NodeType::Symlink))
+            .then(|| Time(md.atime(), md.atime_nsec() as u32)),
         inode: md.ino(),
         device_id: md.dev(),
         links: md.nlink(),

@@ -39,8 +39,9 @@ pub struct Node {
     pub size: u64,
     pub mtime: Time,
     pub ctime: Time,
-    /// Not recorded for directories: listing a directory changes it, and a
-    /// recorded value would make every unchanged subtree a new tree blob.
+    /// Not recorded for directories and symlinks: listing a directory or
+    /// reading a link changes it, which would make every unchanged subtree a
+    /// new tree blob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub atime: Option<Time>,
     #[serde(default)]
