@@ -11,10 +11,57 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// The file-system steps a put is made of. The real implementation calls
+/// the kernel; tests wrap it to simulate a power cut that loses whatever was
+/// not yet made durable (`crashsim`).
+pub trait FileOps: Send + Sync {
+    /// Create `path` (which must not exist) and write `data`, without fsync.
+    /// `kind` names the failpoints (`<kind>-temp-write`).
+    fn write_new(&self, path: &Path, data: &[u8], kind: &str) -> std::io::Result<()>;
+    /// fsync a file's data and metadata.
+    fn sync_file(&self, path: &Path) -> std::io::Result<()>;
+    /// rename(2), replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    /// fsync a directory (makes creations, renames and removals in it durable).
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()>;
+    /// mkdir(2).
+    fn create_dir(&self, dir: &Path) -> std::io::Result<()>;
+}
+
+/// The kernel's file system.
+pub struct RealFileOps;
+
+impl FileOps for RealFileOps {
+    fn write_new(&self, path: &Path, data: &[u8], kind: &str) -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+        let half = data.len() / 2;
+        f.write_all(&data[..half])?;
+        failpoint::hit(&format!("{kind}-temp-write"));
+        f.write_all(&data[half..])
+    }
+
+    fn sync_file(&self, path: &Path) -> std::io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        fsync_dir(dir)
+    }
+
+    fn create_dir(&self, dir: &Path) -> std::io::Result<()> {
+        fs::create_dir(dir)
+    }
+}
+
 /// A repository in a local directory.
 pub struct LocalBackend {
     root: PathBuf,
     made_dirs: Mutex<HashSet<PathBuf>>,
+    ops: Box<dyn FileOps>,
 }
 
 fn st(op: &'static str, name: &str, source: std::io::Error) -> Error {
@@ -45,9 +92,15 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self::with_ops(root, Box::new(RealFileOps))
+    }
+
+    /// A backend whose file-system steps go through `ops` (for crash tests).
+    pub fn with_ops(root: impl Into<PathBuf>, ops: Box<dyn FileOps>) -> Self {
         LocalBackend {
             root: root.into(),
             made_dirs: Mutex::new(HashSet::new()),
+            ops,
         }
     }
 
@@ -72,10 +125,12 @@ impl LocalBackend {
                     self.ensure_dir(parent, name)?;
                 }
             }
-            match fs::create_dir(dir) {
+            match self.ops.create_dir(dir) {
                 Ok(()) => {
                     if let Some(parent) = dir.parent() {
-                        fsync_dir(parent).map_err(|e| st("fsync dir", name, e))?;
+                        self.ops
+                            .sync_dir(parent)
+                            .map_err(|e| st("fsync dir", name, e))?;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -141,22 +196,15 @@ impl Backend for LocalBackend {
             &crate::format::Id::random().to_hex()[..16]
         ));
         let result = (|| -> Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(|e| st("create", name, e))?;
-            let half = data.len() / 2;
-            f.write_all(&data[..half])
-                .map_err(|e| st("write", name, e))?;
-            failpoint::hit(&format!("{kind}-temp-write"));
-            f.write_all(&data[half..])
+            self.ops
+                .write_new(&tmp, data, kind)
                 .map_err(|e| st("write", name, e))?;
             failpoint::hit(&format!("{kind}-before-fsync"));
-            f.sync_all().map_err(|e| st("fsync", name, e))?;
-            drop(f);
+            self.ops.sync_file(&tmp).map_err(|e| st("fsync", name, e))?;
             failpoint::hit(&format!("{kind}-before-rename"));
-            fs::rename(&tmp, &path).map_err(|e| st("rename", name, e))?;
+            self.ops
+                .rename(&tmp, &path)
+                .map_err(|e| st("rename", name, e))?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -164,7 +212,9 @@ impl Backend for LocalBackend {
             return Err(e);
         }
         failpoint::hit(&format!("{kind}-after-rename"));
-        fsync_dir(&dir).map_err(|e| st("fsync dir", name, e))?;
+        self.ops
+            .sync_dir(&dir)
+            .map_err(|e| st("fsync dir", name, e))?;
         failpoint::hit(&format!("{kind}-after-dir-fsync"));
         Ok(())
     }
@@ -195,7 +245,9 @@ impl Backend for LocalBackend {
         match fs::remove_file(&path) {
             Ok(()) => {
                 if let Some(dir) = path.parent() {
-                    fsync_dir(dir).map_err(|e| st("fsync dir", name, e))?;
+                    self.ops
+                        .sync_dir(dir)
+                        .map_err(|e| st("fsync dir", name, e))?;
                 }
                 Ok(())
             }

@@ -2,6 +2,8 @@
 //! Whole-object puts, whole or ranged gets, prefix listing, delete. Each
 //! backend lives in its own file and passes the same conformance suite.
 
+#[cfg(test)]
+pub mod crashsim;
 pub mod local;
 
 use crate::error::{Error, Result};

@@ -72,7 +72,8 @@ impl Repository {
         if backend.size("config")?.is_some() {
             return Err(Error::RepoExists(backend.location()));
         }
-        if !backend.list("keys/")?.is_empty() || !backend.list("snapshots/")?.is_empty() {
+        // Key files without a config are the leftover of an interrupted init: harmless.
+        if !backend.list("snapshots/")?.is_empty() || !backend.list("index/")?.is_empty() {
             return Err(Error::RepoExists(backend.location()));
         }
         let master = crate::crypto::random_secret();
