@@ -1,21 +1,54 @@
-//! `ironvault init`: create a repository.
+//! `ironvault init`: create a repository, optionally related to another one.
 
+use crate::password::PasswordSource;
 use crate::Cli;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use ironvault_core::backend::open_location;
 use ironvault_core::crypto::keyfile::KdfParams;
 use ironvault_core::repo::Repository;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Make a related repository: share OTHER's chunker and id secrets (so
+    /// copies between them deduplicate) but get a fresh master key and password.
+    #[arg(long, value_name = "OTHER")]
+    from_repo: Option<String>,
+    /// Password file of the --from-repo repository.
+    #[arg(long, env = "IRONVAULT_FROM_PASSWORD_FILE")]
+    from_password_file: Option<PathBuf>,
+    /// Command printing the password of the --from-repo repository.
+    #[arg(long, env = "IRONVAULT_FROM_PASSWORD_COMMAND")]
+    from_password_command: Option<String>,
+}
 
-pub fn run(cli: &Cli, _a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let b = super::backend(cli)?;
+    let related = match &a.from_repo {
+        Some(other) => {
+            let ob: Arc<dyn ironvault_core::backend::Backend> = Arc::from(open_location(other)?);
+            Repository::probe(ob.as_ref())?;
+            let src = PasswordSource {
+                env_var: "IRONVAULT_FROM_PASSWORD",
+                file: a.from_password_file.clone(),
+                command: a.from_password_command.clone(),
+            };
+            let pw = src.get(&format!("source repository {other}"), false)?;
+            Some(
+                Repository::open(ob, &pw)
+                    .with_context(|| format!("opening --from-repo {other}"))?,
+            )
+        }
+        None => None,
+    };
     let pw = super::password_source(cli).get(&format!("new repository {}", b.location()), true)?;
-    let repo = Repository::init(b.clone(), &pw, KdfParams::default(), None)?;
+    let repo = Repository::init(b.clone(), &pw, KdfParams::default(), related.as_ref())?;
     if cli.json {
         println!(
             "{}",
-            serde_json::json!({"message_type": "initialized", "id": repo.config().id.to_hex(), "repository": b.location()})
+            serde_json::json!({"message_type": "initialized", "id": repo.config().id.to_hex(), "repository": b.location(),
+                "related_to": repo.config().related_to.map(|i| i.to_hex())})
         );
     } else if !cli.quiet {
         println!(
@@ -23,6 +56,13 @@ pub fn run(cli: &Cli, _a: &Args) -> Result<u8> {
             repo.config().id.short(),
             b.location()
         );
+        if let (Some(other), Some(r)) = (&a.from_repo, &related) {
+            println!(
+                "related to {} ({}): same chunker and id secrets, its own master key",
+                other,
+                r.config().id.short()
+            );
+        }
         println!("keep the password safe: without it the data cannot be read back");
     }
     Ok(0)

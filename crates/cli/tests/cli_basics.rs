@@ -1,0 +1,151 @@
+//! Password sources, the init prompt, and related repositories.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[test]
+fn password_file_and_command_work_and_empty_is_refused() {
+    let env = Env::new();
+    let pwf = env.path("pw");
+    std::fs::write(&pwf, format!("{PASSWORD}\nsecond line ignored\n")).unwrap();
+    let st = env
+        .cmd(&["init", "--password-file", pwf.to_str().unwrap()])
+        .env_remove("IRONVAULT_PASSWORD")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // the same password through the environment and a command
+    env.ok(&["snapshots"]);
+    let o = env
+        .cmd(&[
+            "snapshots",
+            "--password-command",
+            &format!("echo '{PASSWORD}'"),
+        ])
+        .env_remove("IRONVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env
+        .cmd(&["snapshots", "--password-command", "false"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("password command \"false\" failed"));
+    let o = env
+        .cmd(&["snapshots"])
+        .env("IRONVAULT_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("empty password"));
+    // no terminal and no password: a clear message, not a hang
+    let o = env
+        .cmd(&["snapshots"])
+        .env_remove("IRONVAULT_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no password given"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn init_prompts_twice_on_a_terminal() {
+    let env = Env::new();
+    // `script` gives the command a real pseudo-terminal; we type into it.
+    let run = |input: &str| {
+        let cmd = format!("{} init --repo {}", bin().display(), env.repo.display());
+        let mut c = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("IRONVAULT_PASSWORD")
+            .env_remove("IRONVAULT_REPO")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (util-linux)");
+        use std::io::Write;
+        let mut stdin = c.stdin.take().unwrap();
+        for line in input.lines() {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let o = c.wait_with_output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = run("one\ntwo");
+    assert!(out.contains("do not match"), "{out}");
+    assert!(!env.repo.join("config").exists());
+    let out = run(&format!("{PASSWORD}\n{PASSWORD}"));
+    assert!(out.contains("enter the password again"), "{out}");
+    assert!(out.contains("created ironvault repository"), "{out}");
+    env.ok(&["snapshots"]);
+}
+
+#[test]
+fn related_repositories_share_ids_but_not_keys() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), &random_bytes(100_000, 1));
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let related = env.path("related");
+    let unrelated = env.path("unrelated");
+    let mk = |repo: &std::path::Path, from: Option<&std::path::Path>| {
+        let mut c = env.cmd(&["init", "--repo", repo.to_str().unwrap()]);
+        if let Some(f) = from {
+            c.args(["--from-repo", f.to_str().unwrap()])
+                .env("IRONVAULT_FROM_PASSWORD", PASSWORD);
+        }
+        c.env("IRONVAULT_PASSWORD", "another password");
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    mk(&related, Some(&env.repo));
+    mk(&unrelated, None);
+    let tree_of = |repo: &std::path::Path| {
+        let o = env
+            .cmd(&[
+                "backup",
+                "--json",
+                "--repo",
+                repo.to_str().unwrap(),
+                src.to_str().unwrap(),
+            ])
+            .env("IRONVAULT_PASSWORD", "another password")
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let o = env
+            .cmd(&["snapshots", "--json", "--repo", repo.to_str().unwrap()])
+            .env("IRONVAULT_PASSWORD", "another password")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v[0]["tree"].as_str().unwrap().to_string()
+    };
+    let out = env.ok(&["snapshots", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let original = v[0]["tree"].as_str().unwrap().to_string();
+    assert_eq!(
+        tree_of(&related),
+        original,
+        "related repositories must produce the same ids"
+    );
+    assert_ne!(
+        tree_of(&unrelated),
+        original,
+        "unrelated repositories must not"
+    );
+    // each has its own key: the original's password does not open the related one
+    let o = env
+        .cmd(&["snapshots", "--repo", related.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(12));
+}
