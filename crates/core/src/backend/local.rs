@@ -5,11 +5,12 @@
 use super::{Backend, ObjectInfo};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The file-system steps a put is made of. The real implementation calls
 /// the kernel; tests wrap it to simulate a power cut that loses whatever was
@@ -62,7 +63,13 @@ pub struct LocalBackend {
     root: PathBuf,
     made_dirs: Mutex<HashSet<PathBuf>>,
     ops: Box<dyn FileOps>,
+    /// Open handles of recently read objects: packs are immutable, and a
+    /// restore reads many blobs from each. Bounded by `HANDLES`.
+    handles: Mutex<HashMap<String, Arc<File>>>,
 }
+
+/// Most object handles kept open for ranged reads.
+const HANDLES: usize = 64;
 
 fn st(op: &'static str, name: &str, source: std::io::Error) -> Error {
     Error::Storage {
@@ -101,6 +108,7 @@ impl LocalBackend {
             root: root.into(),
             made_dirs: Mutex::new(HashSet::new()),
             ops,
+            handles: Mutex::new(HashMap::new()),
         }
     }
 
@@ -224,11 +232,23 @@ impl Backend for LocalBackend {
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let mut f = File::open(self.path(name)).map_err(|e| st("open", name, e))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| st("seek", name, e))?;
+        let cached = self.handles.lock().ok().and_then(|h| h.get(name).cloned());
+        let f = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(File::open(self.path(name)).map_err(|e| st("open", name, e))?);
+                if let Ok(mut h) = self.handles.lock() {
+                    if h.len() >= HANDLES {
+                        h.clear();
+                    }
+                    h.insert(name.to_string(), f.clone());
+                }
+                f
+            }
+        };
         let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).map_err(|e| st("read", name, e))?;
+        f.read_exact_at(&mut buf, offset)
+            .map_err(|e| st("read", name, e))?;
         Ok(buf)
     }
 
@@ -241,6 +261,9 @@ impl Backend for LocalBackend {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
+        if let Ok(mut h) = self.handles.lock() {
+            h.remove(name);
+        }
         let path = self.path(name);
         match fs::remove_file(&path) {
             Ok(()) => {

@@ -297,7 +297,7 @@ impl Repository {
         let payload = open(&self.master, &blob_ad(t, id), sealed, &what)?;
         let plain = match payload.first() {
             Some(0) => payload[1..].to_vec(),
-            Some(1) => zstd::bulk::decompress(&payload[1..], raw_len as usize)
+            Some(1) => zstd_decompress(&payload[1..], raw_len as usize)
                 .map_err(|e| Error::damaged(&what, format!("decompress: {e}")))?,
             _ => return Err(Error::damaged(&what, "unknown compression byte")),
         };
@@ -311,7 +311,7 @@ impl Repository {
     pub fn seal_blob(&self, t: BlobType, id: &Id, plain: &[u8], level: i32) -> Vec<u8> {
         let mut payload = Vec::with_capacity(plain.len() / 2 + 64);
         let compressed = if level > 0 && plain.len() >= 64 {
-            zstd::bulk::compress(plain, level).ok()
+            zstd_compress(plain, level).ok()
         } else {
             None
         };
@@ -412,6 +412,37 @@ impl Repository {
             _ => Err(Error::SnapshotAmbiguous(spec.into())),
         }
     }
+}
+
+thread_local! {
+    // One zstd context per thread and level: creating a context per blob
+    // costs more than compressing a small file.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(plain: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().map(|(l, _)| *l) != Some(level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        // Set just above.
+        c.as_mut().expect("compressor set").1.compress(plain)
+    })
+}
+
+fn zstd_decompress(z: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        // Set just above.
+        d.as_mut().expect("decompressor set").decompress(z, raw_len)
+    })
 }
 
 /// AD for a snapshot: prefix ‖ id.
