@@ -2,6 +2,7 @@
 //! All repository work happens in `ironvault-core`.
 
 mod commands;
+mod interrupt;
 mod output;
 mod password;
 
@@ -10,8 +11,10 @@ use ironvault_core::Error as CoreError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const EXIT_CODES: &str = "Exit codes: 0 ok; 1 error; 3 snapshot written (or restore done) but some files \
-could not be read or restored; 10 repository does not exist; 11 repository is locked; 12 wrong password.";
+const EXIT_CODES: &str =
+    "Exit codes: 0 ok; 1 error; 2 wrong usage (bad arguments); 3 snapshot written \
+(or restore done) but some files could not be read or restored; 10 repository does not exist; \
+11 repository is locked; 12 wrong password; 130 interrupted.";
 
 /// Encrypted, deduplicated backups with measured recovery objectives.
 #[derive(Parser)]
@@ -50,15 +53,34 @@ enum Command {
     Snapshots(commands::snapshots::Args),
     /// Remove stale locks left by killed processes.
     Unlock(commands::unlock::Args),
+    /// Rebuild damaged repository metadata.
+    Repair(commands::repair::Args),
+}
+
+/// The error and its causes on one line, skipping causes already quoted.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if msg.contains(&s) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&s);
+    }
+    msg
 }
 
 /// How a failed command ends: a one-line message and an exit code.
-fn exit_for(e: &anyhow::Error) -> (String, u8) {
+fn exit_for(e: &anyhow::Error, repo: Option<&str>) -> (String, u8) {
     if let Some(ce) = e.downcast_ref::<CoreError>() {
         let code = match ce {
             CoreError::RepoMissing(_) => 10,
             CoreError::Locked(_) => 11,
             CoreError::WrongPassword(_) => 12,
+            CoreError::Interrupted => 130,
             _ => 1,
         };
         let msg = match ce {
@@ -71,15 +93,24 @@ fn exit_for(e: &anyhow::Error) -> (String, u8) {
             _ if ce.is_no_space() => format!(
                 "the repository storage is full ({ce}); free space or move the repository, then run the command again — existing snapshots are intact"
             ),
-            _ => format!("{e:#}"),
+            CoreError::Interrupted => {
+                "interrupted; no snapshot was written, and the next backup reuses the data already stored".into()
+            }
+            CoreError::Storage { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                "{}; check that this user may read and write the repository {}",
+                one_line(e),
+                repo.unwrap_or("")
+            ),
+            _ => one_line(e),
         };
         return (msg, code);
     }
-    (format!("{e:#}"), 1)
+    (one_line(e), 1)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    interrupt::install();
     let result = match &cli.cmd {
         Command::Init(a) => commands::init::run(&cli, a),
         Command::Backup(a) => commands::backup::run(&cli, a),
@@ -87,11 +118,12 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::check::run(&cli, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli, a),
         Command::Unlock(a) => commands::unlock::run(&cli, a),
+        Command::Repair(a) => commands::repair::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let (msg, code) = exit_for(&e);
+            let (msg, code) = exit_for(&e, cli.repo.as_deref());
             eprintln!("error: {msg}");
             ExitCode::from(code)
         }

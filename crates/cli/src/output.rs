@@ -16,6 +16,15 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// "1 file", "2 files".
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 /// Seconds as "1.23 s" or "2m03s".
 pub fn duration(d: std::time::Duration) -> String {
     let s = d.as_secs_f64();

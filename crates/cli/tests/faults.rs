@@ -166,9 +166,25 @@ fn deleted_or_truncated_index_is_reported() {
     assert_ne!(o.status.code(), Some(0));
     assert!(!stderr_of(&o).is_empty());
 
-    // putting it back heals everything: nothing was lost
-    std::fs::write(&idx[0], &saved).unwrap();
+    // check points at unindexed packs without calling them harmless
+    let o = env.run(&["check"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("repair index") && out.contains("do not delete"),
+        "{out}"
+    );
+
+    // repair index rebuilds it from the packs: nothing was lost
+    let out = env.ok(&["repair", "index"]);
+    assert!(
+        out.contains("indexed") && out.contains("in 2 packs"),
+        "{out}"
+    );
     env.check_ok();
+    let target = env.path("r2");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target.join("src"));
+    let _ = saved;
 }
 
 #[test]
@@ -263,10 +279,25 @@ fn unreadable_source_file_warns_exit_3_and_snapshot_is_usable() {
         "{e}"
     );
     assert!(e.contains("usable but incomplete"), "{e}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Files:  3 new"),
+        "a skipped file is not counted as new: {out}"
+    );
     let o = as_nobody(&["check", "--read-data"]);
     assert!(o.status.success(), "{}", stderr_of(&o));
+    // the next run does not count the unreadable file as new again
+    let o = as_nobody(&["backup", src.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Files:  0 new, 0 changed, 3 unmodified"));
     let r = env.path("r");
-    env.ok(&["restore", "latest", "--target", r.to_str().unwrap()]);
+    let o = env.run(&["restore", "latest", "--target", r.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(
+        stderr_of(&o).contains("is incomplete: 1 file could not be read"),
+        "{}",
+        stderr_of(&o)
+    );
+    assert!(env.ok(&["snapshots"]).contains("! = incomplete"));
     assert_eq!(
         std::fs::read(r.join("src/sub/three.bin")).unwrap(),
         random_bytes(3 << 20, 3)
@@ -350,32 +381,132 @@ fn file_changing_while_read_is_flagged_warned_and_exit_3() {
     assert!(out.contains("1 changed"), "{out}");
 }
 
+fn spawn_quiet(env: &Env, args: &[&str]) -> std::process::Child {
+    env.cmd(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until the repository holds at least `n` data packs.
+fn wait_for_packs(env: &Env, n: usize) {
+    let t0 = std::time::Instant::now();
+    let complete = || {
+        files_under(&env.repo.join("packs/data"))
+            .iter()
+            .filter(|p| !p.to_string_lossy().contains(".tmp-"))
+            .count()
+    };
+    while complete() < n {
+        assert!(t0.elapsed().as_secs() < 120, "backup never wrote {n} packs");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn data_added(json_out: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(json_out.lines().last().unwrap()).unwrap();
+    v["data_added"].as_u64().unwrap()
+}
+
 #[test]
-fn killed_backup_leaves_a_stale_lock_that_unlock_removes() {
+fn killed_backup_leaves_a_stale_lock_and_the_rerun_reuses_its_packs() {
     let env = Env::new();
     let src = env.path("src");
-    write(&src.join("big"), &random_bytes(300 << 20, 8));
+    write(&src.join("big"), &random_bytes(200 << 20, 8));
     env.init();
-    let mut child = env
-        .cmd(&["backup", src.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let locks = env.repo.join("locks");
-    let t0 = std::time::Instant::now();
-    while files_under(&locks).is_empty() {
-        assert!(t0.elapsed().as_secs() < 60, "backup never took a lock");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut child = spawn_quiet(&env, &["backup", src.to_str().unwrap()]);
+    wait_for_packs(&env, 3);
     child.kill().unwrap();
     child.wait().unwrap();
+    let locks = env.repo.join("locks");
     assert_eq!(files_under(&locks).len(), 1);
     let out = env.ok(&["check"]);
     assert!(out.contains("stale lock"), "{out}");
+    assert!(out.contains("the next backup reuses them"), "{out}");
     let out = env.ok(&["unlock"]);
     assert!(out.contains("removed locks/"), "{out}");
     assert!(files_under(&locks).is_empty());
-    env.ok(&["backup", src.to_str().unwrap()]);
+    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(stderr_of(&o).contains("reusing"), "{}", stderr_of(&o));
+    let added = data_added(&String::from_utf8_lossy(&o.stdout));
+    // at least the 3 complete 16 MiB packs were reused
+    assert!(
+        added < (200 << 20) - (3 * (16 << 20)),
+        "the rerun stored {added} bytes again"
+    );
     env.check_ok();
+    let r = env.path("r");
+    env.ok(&["restore", "latest", "--target", r.to_str().unwrap()]);
+    assert_same_tree(&src, &r.join("src"));
+}
+
+#[test]
+fn interrupted_backup_stops_cleanly_with_exit_130() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("big"), &random_bytes(200 << 20, 9));
+    env.init();
+    let child = spawn_quiet(&env, &["backup", src.to_str().unwrap()]);
+    wait_for_packs(&env, 2);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr_of(&o));
+    let e = stderr_of(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("interrupted") && e.contains("reuses"), "{e}");
+    assert!(
+        files_under(&env.repo.join("locks")).is_empty(),
+        "the lock must be removed"
+    );
+    assert!(env.snapshot_ids().is_empty());
+    env.check_ok();
+    let o = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(data_added(&String::from_utf8_lossy(&o.stdout)) < (200 << 20) - (16 << 20));
+    env.check_ok();
+}
+
+#[test]
+fn relative_repository_path_and_bad_restore_target() {
+    let env = Env::new();
+    let src = small_source(&env);
+    let o = Command::new(bin())
+        .current_dir(env.dir.path())
+        .args(["init", "--repo", "rel-repo"])
+        .env("IRONVAULT_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let env = Env {
+        repo: env.dir.path().join("rel-repo"),
+        dir: env.dir,
+    };
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let file = env.path("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = env.run(&["restore", "latest", "--target", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr_of(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("is not a directory"), "{e}");
+    let o = env.run(&[
+        "restore",
+        "nosuchid",
+        "--target",
+        env.path("t").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr_of(&o).contains("no snapshot nosuchid"),
+        "{}",
+        stderr_of(&o)
+    );
+    // a repository path that is a file is "no repository" (exit 10)
+    let o = env
+        .cmd(&["snapshots", "--repo", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(10), "{}", stderr_of(&o));
 }

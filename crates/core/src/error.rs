@@ -23,10 +23,12 @@ pub enum Error {
     Damaged { what: String, detail: String },
     #[error("blob {0} is not in the index")]
     BlobMissing(String),
-    #[error("snapshot {0} not found")]
+    #[error("no snapshot {0} in this repository; 'ironvault snapshots' lists them")]
     SnapshotNotFound(String),
-    #[error("snapshot id prefix {0} is ambiguous; give more characters")]
-    SnapshotAmbiguous(String),
+    #[error("the repository has no snapshots yet")]
+    NoSnapshots,
+    #[error("snapshot id prefix {0} is ambiguous (matches {1}); give more characters")]
+    SnapshotAmbiguous(String, String),
     #[error("the repository is locked exclusively by {0}")]
     Locked(String),
     #[error("storage {op} {name}: {source}")]
@@ -42,6 +44,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("interrupted")]
+    Interrupted,
     #[error("{0}")]
     Invalid(String),
 }

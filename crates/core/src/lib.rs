@@ -13,6 +13,8 @@ pub mod crypto;
 pub mod error;
 pub mod failpoint;
 pub mod format;
+pub mod interrupt;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 

@@ -1,6 +1,6 @@
 //! `ironvault backup`: a new snapshot of the given paths.
 
-use crate::output::{bytes, duration};
+use crate::output::{bytes, duration, plural};
 use crate::Cli;
 use anyhow::{anyhow, bail, Result};
 use ironvault_core::backup::{backup, BackupOptions, ParentChoice};
@@ -18,8 +18,8 @@ pub struct Args {
     /// Read every file again, ignoring the parent snapshot.
     #[arg(long)]
     force: bool,
-    /// Add a tag to the snapshot (repeatable).
-    #[arg(long)]
+    /// Add a tag to the snapshot (repeatable; comma-separated lists allowed).
+    #[arg(long, value_delimiter = ',', value_parser = non_empty)]
     tag: Vec<String>,
     /// Record this host name instead of the machine's.
     #[arg(long)]
@@ -27,9 +27,17 @@ pub struct Args {
     /// Record this time (RFC 3339, e.g. 2026-01-31T23:00:00+01:00) instead of now.
     #[arg(long)]
     time: Option<String>,
-    /// zstd level 1-19; 0 stores data uncompressed. Default: the repository's (3).
-    #[arg(long)]
+    /// zstd level 1-22; 0 stores data uncompressed. Default: the repository's (3).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=22))]
     compression: Option<i32>,
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("a tag cannot be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
@@ -97,9 +105,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     }
     if r.is_partial() {
         eprintln!(
-            "warning: snapshot {} is usable but incomplete: {} files could not be read, {} changed while being read (see warnings above)",
+            "warning: snapshot {} is usable but incomplete: {} could not be read, {} changed while being read (see warnings above)",
             r.snapshot_id.short(),
-            s.errors,
+            plural(s.errors, "file"),
             s.changed_during_read
         );
         return Ok(3);

@@ -1,6 +1,6 @@
 //! `ironvault restore`: write a snapshot's files into a directory.
 
-use crate::output::{bytes, duration};
+use crate::output::{bytes, duration, plural};
 use crate::Cli;
 use anyhow::Result;
 use ironvault_core::restore::{restore, RestoreOptions};
@@ -29,6 +29,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             a.target.display()
         );
     }
+    if let Some(sum) = snap.summary.as_ref().filter(|s| s.errors > 0) {
+        eprintln!(
+            "warning: snapshot {} is incomplete: {} could not be read when it was taken (see that backup's warnings)",
+            id.short(),
+            plural(sum.errors, "file")
+        );
+    }
     let st = restore(&repo, &snap.tree, &RestoreOptions::new(a.target.clone()))?;
     for e in &st.errors {
         eprintln!("error: {e}");
@@ -53,8 +60,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     }
     if !st.errors.is_empty() {
         eprintln!(
-            "warning: {} items could not be restored (listed above); everything else was restored and verified; run 'ironvault check --read-data'",
-            st.errors.len()
+            "warning: {} could not be restored (listed above); everything else was restored and verified; run 'ironvault check --read-data'",
+            plural(st.errors.len() as u64, "item")
         );
         return Ok(3);
     }

@@ -31,14 +31,21 @@ pub fn run(cli: &Cli, _a: &Args) -> Result<u8> {
         "{:<10} {:<26} {:<16} {:<16} paths",
         "ID", "time", "host", "tags"
     );
+    let mut incomplete = 0;
     for (id, s) in &snaps {
+        let mark = if s.summary.as_ref().map(|x| x.errors > 0).unwrap_or(false) {
+            incomplete += 1;
+            "!"
+        } else {
+            ""
+        };
         let t = s
             .parsed_time()
             .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
             .unwrap_or_else(|| s.time.clone());
         println!(
             "{:<10} {:<26} {:<16} {:<16} {}",
-            id.short(),
+            format!("{}{mark}", id.short()),
             t,
             s.hostname,
             s.tags.join(","),
@@ -47,6 +54,9 @@ pub fn run(cli: &Cli, _a: &Args) -> Result<u8> {
     }
     if !cli.quiet {
         println!("{} snapshots", snaps.len());
+        if incomplete > 0 {
+            println!("! = incomplete: some files could not be read when the snapshot was taken");
+        }
     }
     Ok(0)
 }

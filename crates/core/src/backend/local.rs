@@ -104,8 +104,11 @@ impl LocalBackend {
 
     /// A backend whose file-system steps go through `ops` (for crash tests).
     pub fn with_ops(root: impl Into<PathBuf>, ops: Box<dyn FileOps>) -> Self {
+        let root: PathBuf = root.into();
+        // Absolute, so every directory has a parent that can be fsynced.
+        let root = std::path::absolute(&root).unwrap_or(root);
         LocalBackend {
-            root: root.into(),
+            root,
             made_dirs: Mutex::new(HashSet::new()),
             ops,
             handles: Mutex::new(HashMap::new()),

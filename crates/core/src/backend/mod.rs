@@ -33,9 +33,10 @@ pub trait Backend: Send + Sync {
     fn size(&self, name: &str) -> Result<Option<u64>>;
 }
 
-/// True if the error is "object not found".
+/// True if the error is "object not found" (also when a path component is not a directory).
 pub fn is_not_found(e: &Error) -> bool {
-    matches!(e, Error::Storage { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    matches!(e, Error::Storage { source, .. }
+        if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory))
 }
 
 /// Open the backend a repository location names. Only local paths for now.

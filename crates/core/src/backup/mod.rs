@@ -101,6 +101,8 @@ enum Event {
 pub(crate) struct FileJob {
     path: PathBuf,
     node: Node,
+    /// The parent snapshot had a file of this name (counted as changed, not new).
+    in_parent: bool,
     done: Sender<Option<Node>>,
 }
 
@@ -155,6 +157,24 @@ fn choose_parent(
     }
 }
 
+/// Lexically clean an absolute path: drop `.`, trailing slashes, and resolve
+/// `..` against the preceding component, so `data/` and `a/../data` name the
+/// same snapshot path as `data`.
+fn clean_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// Root node names: the last path component, made unique with `-N`.
 fn root_names(paths: &[PathBuf]) -> Vec<Vec<u8>> {
     let mut names: Vec<Vec<u8>> = Vec::new();
@@ -183,9 +203,17 @@ pub fn backup(
     let started = chrono::Local::now();
     let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
     repo.load_index(true)?;
+    let adopted = repo.adopt_unindexed_packs()?;
+    if !adopted.is_empty() {
+        let bytes: u64 = adopted.iter().map(|p| p.size).sum();
+        warn(&format!(
+            "reusing {} packs ({bytes} bytes) left by an interrupted backup",
+            adopted.len()
+        ));
+    }
     let mut abs = Vec::new();
     for p in &opts.paths {
-        let a = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+        let a = clean_path(&std::path::absolute(p).map_err(|e| Error::io(p, e))?);
         std::fs::symlink_metadata(&a).map_err(|e| Error::io(&a, e))?;
         abs.push(a);
     }
@@ -218,8 +246,10 @@ pub fn backup(
         })
         .max(1);
 
+    let sink = BlobSink::new(repo.clone(), level);
+    sink.adopt(adopted)?;
     let shared = Shared {
-        sink: BlobSink::new(repo.clone(), level),
+        sink,
         warn,
         abort: AtomicBool::new(false),
         fatal: Mutex::new(None),
@@ -339,6 +369,9 @@ impl Walker<'_, '_> {
 
     /// Back up one path (file, directory or other) as node `name`.
     fn visit(&self, path: &Path, name: &[u8], parent: Option<&Node>) {
+        if crate::interrupt::requested() {
+            self.sh.fail(Error::Interrupted);
+        }
         if self.sh.abort.load(Ordering::Relaxed) {
             return;
         }
@@ -416,15 +449,13 @@ impl Walker<'_, '_> {
                 self.sh.files_unmodified.fetch_add(1, Ordering::Relaxed);
                 return self.emit(Event::Ready(node));
             }
-            self.sh.files_changed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.sh.files_new.fetch_add(1, Ordering::Relaxed);
         }
         let (tx, rx) = bounded(1);
         self.emit(Event::Pending(rx));
         let _ = self.jobs.send(FileJob {
             path: path.to_path_buf(),
             node,
+            in_parent: parent.is_some(),
             done: tx,
         });
     }
@@ -473,4 +504,27 @@ fn assemble(sh: &Shared<'_>, events: Receiver<Event>) -> Option<Id> {
     }
     let (_, nodes) = stack.pop()?;
     store_tree(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned_lexically() {
+        assert_eq!(clean_path(Path::new("/a/b/")), PathBuf::from("/a/b"));
+        assert_eq!(clean_path(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(clean_path(Path::new("/../a")), PathBuf::from("/a"));
+        assert_eq!(clean_path(Path::new("/")), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn root_names_are_unique() {
+        let n = root_names(&[
+            PathBuf::from("/x/data"),
+            PathBuf::from("/y/data"),
+            PathBuf::from("/"),
+        ]);
+        assert_eq!(n, vec![b"data".to_vec(), b"data-1".to_vec(), b"/".to_vec()]);
+    }
 }

@@ -23,6 +23,15 @@ pub(super) fn run_reader(sh: &Shared<'_>, jobs: Receiver<FileJob>, seal: Sender<
         } else {
             read_file(sh, &job, &seal, &mut buf, &mut zero_ids)
         };
+        // Counted once read: a skipped file is an error, not a new file.
+        if result.is_some() {
+            let counter = if job.in_parent {
+                &sh.files_changed
+            } else {
+                &sh.files_new
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = job.done.send(result);
     }
 }
@@ -123,6 +132,12 @@ fn read_file(
                     return None;
                 }
             }
+        }
+        if crate::interrupt::requested() {
+            sh.fail(crate::error::Error::Interrupted);
+        }
+        if sh.abort.load(Ordering::Relaxed) {
+            return None;
         }
         let Some(cut) = chunker.next_cut(&buf[start..], eof) else {
             break;

@@ -11,7 +11,7 @@ use crate::format::tree::NodeType;
 use crate::format::{BlobType, Id};
 use crate::repo::index::pack_name;
 use crate::repo::Repository;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What to check.
@@ -112,15 +112,6 @@ pub fn check(
             }
         }
     }
-    for (pid, (t, _)) in &stored {
-        if !idx.packs().contains_key(pid) {
-            r.notices.push(format!(
-                "pack {} is not in any index (left by an interrupted backup; harmless)",
-                pack_name(*t, pid)
-            ));
-        }
-    }
-
     if opts.read_data {
         let total: u64 = idx.packs().values().map(|v| v.1).sum();
         let mut done = 0u64;
@@ -176,6 +167,7 @@ pub fn check(
         repo,
         bad_blobs: &bad_blobs,
         memo: HashMap::new(),
+        data: HashSet::new(),
     };
     let ids = repo.snapshot_ids()?;
     for (i, sid) in ids.iter().enumerate() {
@@ -200,6 +192,38 @@ pub fn check(
         }
     }
     r.trees = walker.memo.len();
+    let unindexed: Vec<(&Id, &(BlobType, u64))> = stored
+        .iter()
+        .filter(|(p, _)| !idx.packs().contains_key(*p))
+        .collect();
+    if !unindexed.is_empty() {
+        let bytes: u64 = unindexed.iter().map(|(_, (_, s))| s).sum();
+        let index_damaged = !r.errors.is_empty();
+        r.notices.push(if index_damaged {
+            format!(
+                "{} packs ({bytes} bytes) are in no index; they may hold what a damaged index file listed: 'ironvault repair index' indexes them again (do not delete them)",
+                unindexed.len()
+            )
+        } else {
+            format!(
+                "{} packs ({bytes} bytes) are in no index (left by an interrupted backup; the next backup reuses them)",
+                unindexed.len()
+            )
+        });
+    }
+
+    let unreferenced = idx
+        .iter()
+        .filter(|(id, l)| match l.blob_type {
+            BlobType::Tree => !walker.memo.contains_key(*id),
+            BlobType::Data => !walker.data.contains(*id),
+        })
+        .count();
+    if unreferenced > 0 && r.errors.is_empty() {
+        r.notices.push(format!(
+            "{unreferenced} blobs are not referenced by any snapshot (after a deleted snapshot or an interrupted backup; prune will remove them)"
+        ));
+    }
 
     for (name, info) in crate::repo::lock::list_locks(b.as_ref(), repo.master_key())? {
         match info {
@@ -245,6 +269,8 @@ struct TreeWalker<'a> {
     repo: &'a Repository,
     bad_blobs: &'a HashMap<Id, String>,
     memo: HashMap<Id, Problems>,
+    /// Every data blob a walked tree references.
+    data: HashSet<Id>,
 }
 
 impl TreeWalker<'_> {
@@ -278,6 +304,7 @@ impl TreeWalker<'_> {
                             let mut sum = 0u64;
                             let mut damaged = false;
                             for bid in n.content.as_deref().unwrap_or(&[]) {
+                                self.data.insert(*bid);
                                 if let Some(why) = self.bad_blobs.get(bid) {
                                     out.push((
                                         n.name.clone(),

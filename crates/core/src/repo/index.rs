@@ -16,7 +16,7 @@ pub struct BlobLocation {
 }
 
 /// All blobs the repository's index files list.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MasterIndex {
     blobs: HashMap<Id, BlobLocation>,
     packs: HashMap<Id, (BlobType, u64)>,

@@ -12,7 +12,8 @@ use crate::crypto::keyfile::{KdfParams, KeyFile};
 use crate::crypto::{ad, blob_ad, open, seal, IdKeys};
 use crate::error::{Error, Result};
 use crate::format::config::Config;
-use crate::format::index::IndexFile;
+use crate::format::index::{IndexBlob, IndexFile, IndexPack};
+use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::format::{from_cbor, to_cbor, BlobType, Id};
@@ -262,6 +263,80 @@ impl Repository {
         Ok(errors)
     }
 
+    /// Read the header of a stored pack: its blob type and entries.
+    pub fn read_pack_header(&self, t: BlobType, id: &Id, size: u64) -> Result<IndexPack> {
+        let name = pack_name(t, id);
+        if size < (TRAILER_LEN + crate::crypto::SEAL_OVERHEAD) as u64 {
+            return Err(Error::damaged(&name, "too short to be a pack"));
+        }
+        let trailer =
+            self.backend
+                .get_range(&name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
+        let hl = parse_trailer(&trailer, &name)? as u64;
+        if hl + TRAILER_LEN as u64 > size {
+            return Err(Error::damaged(&name, "header length beyond the pack"));
+        }
+        let sealed = self
+            .backend
+            .get_range(&name, size - TRAILER_LEN as u64 - hl, hl)?;
+        let (ht, entries) = read_header(&self.master, &sealed, size, &name)?;
+        if ht != t {
+            return Err(Error::damaged(
+                &name,
+                "header blob type differs from its directory",
+            ));
+        }
+        Ok(IndexPack {
+            id: *id,
+            blob_type: t,
+            size,
+            blobs: entries
+                .iter()
+                .map(|e| IndexBlob {
+                    id: e.id,
+                    offset: e.offset,
+                    stored_len: e.stored_len,
+                    raw_len: e.raw_len,
+                })
+                .collect(),
+        })
+    }
+
+    /// Find packs that are stored but in no index (an interrupted backup
+    /// leaves them), read their headers and add them to the loaded index.
+    /// Returns them so the caller lists them in its next index file; packs
+    /// named in a deletion list are left alone (format.md §9).
+    pub fn adopt_unindexed_packs(&self) -> Result<Vec<IndexPack>> {
+        let skip = self.deletion_candidates()?;
+        let idx = self.index();
+        let mut found = Vec::new();
+        for t in [BlobType::Data, BlobType::Tree] {
+            for o in self.backend.list(&format!("packs/{}/", t.dir()))? {
+                let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) else {
+                    continue;
+                };
+                if idx.packs().contains_key(&id) || skip.contains(&id) {
+                    continue;
+                }
+                // A pack whose header cannot be read is not reused; check reports it.
+                if let Ok(p) = self.read_pack_header(t, &id, o.size) {
+                    found.push(p);
+                }
+            }
+        }
+        if !found.is_empty() {
+            let mut guard = self
+                .index
+                .write()
+                .map_err(|_| Error::Invalid("index poisoned".into()))?;
+            let mi = Arc::make_mut(&mut guard);
+            for p in &found {
+                mi.add_pack(p);
+            }
+        }
+        Ok(found)
+    }
+
     /// The loaded index.
     pub fn index(&self) -> Arc<MasterIndex> {
         self.index.read().map(|i| i.clone()).unwrap_or_default()
@@ -393,9 +468,7 @@ impl Repository {
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
             let (all, _) = self.list_snapshots()?;
-            return all.into_iter().next_back().ok_or_else(|| {
-                Error::SnapshotNotFound("latest (the repository has no snapshots)".into())
-            });
+            return all.into_iter().next_back().ok_or(Error::NoSnapshots);
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -409,7 +482,14 @@ impl Repository {
         match matches.len() {
             0 => Err(Error::SnapshotNotFound(spec.into())),
             1 => Ok((matches[0], self.load_snapshot(&matches[0])?)),
-            _ => Err(Error::SnapshotAmbiguous(spec.into())),
+            _ => Err(Error::SnapshotAmbiguous(
+                spec.into(),
+                matches
+                    .iter()
+                    .map(|m| m.short())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
         }
     }
 }

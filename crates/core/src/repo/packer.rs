@@ -197,6 +197,16 @@ impl BlobSink {
         Ok(())
     }
 
+    /// List packs written by an earlier, interrupted run in this run's index.
+    pub fn adopt(&self, packs: Vec<IndexPack>) -> Result<()> {
+        let mut pi = self
+            .pending_index
+            .lock()
+            .map_err(|_| Error::Invalid("index poisoned".into()))?;
+        pi.0.extend(packs);
+        Ok(())
+    }
+
     /// Write the open packs and the remaining index entries.
     pub fn finish(&self) -> Result<()> {
         for t in [BlobType::Data, BlobType::Tree] {

@@ -63,6 +63,7 @@ struct Ctx<'a> {
     opts: &'a RestoreOptions,
     bytes: AtomicU64,
     errors: Mutex<Vec<String>>,
+    failed_files: AtomicU64,
 }
 
 impl Ctx<'_> {
@@ -84,6 +85,14 @@ fn cpath(p: &Path) -> std::io::Result<CString> {
 
 /// Restore the whole tree `tree` (a snapshot's root) into `opts.target`.
 pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<RestoreStats> {
+    if let Ok(md) = std::fs::metadata(&opts.target) {
+        if !md.is_dir() {
+            return Err(Error::Invalid(format!(
+                "restore target {} exists and is not a directory; give a directory (it is created if missing)",
+                opts.target.display()
+            )));
+        }
+    }
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
     let root = repo.read_tree(tree)?;
     let ctx = Ctx {
@@ -91,6 +100,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
         opts,
         bytes: AtomicU64::new(0),
         errors: Mutex::new(Vec::new()),
+        failed_files: AtomicU64::new(0),
     };
     let threads = opts
         .threads
@@ -109,6 +119,9 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
             let ctx = &ctx;
             s.spawn(move || {
                 for job in rx {
+                    if crate::interrupt::requested() {
+                        continue;
+                    }
                     write_file(ctx, &job.path, &job.node);
                 }
             });
@@ -130,8 +143,12 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
             ctx.error(path, format!("cannot set metadata: {e}"));
         }
     }
+    if crate::interrupt::requested() {
+        return Err(Error::Interrupted);
+    }
     stats.bytes_written = ctx.bytes.load(Ordering::Relaxed);
     stats.errors = ctx.errors.into_inner().unwrap_or_default();
+    stats.files -= ctx.failed_files.load(Ordering::Relaxed).min(stats.files);
     Ok(stats)
 }
 
@@ -146,6 +163,9 @@ struct Planner<'a, 'c> {
 impl Planner<'_, '_> {
     fn plan_tree(&mut self, dir: &Path, nodes: &[Node]) {
         for node in nodes {
+            if crate::interrupt::requested() {
+                return;
+            }
             // A name from a damaged or hostile tree must not escape the target.
             let unsafe_name = node.name.is_empty()
                 || node.name == b"."
@@ -326,6 +346,7 @@ fn write_file(ctx: &Ctx<'_>, path: &Path, node: &Node) {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(path);
+        ctx.failed_files.fetch_add(1, Ordering::Relaxed);
         ctx.error(path, e);
     }
 }
