@@ -121,7 +121,23 @@ pub(crate) struct Shared<'a> {
     changed: AtomicU64,
 }
 
-impl Shared<'_> {
+impl<'a> Shared<'a> {
+    fn new(sink: BlobSink, warn: WarnFn<'a>) -> Self {
+        Shared {
+            sink,
+            warn,
+            abort: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            files_new: AtomicU64::new(0),
+            files_changed: AtomicU64::new(0),
+            files_unmodified: AtomicU64::new(0),
+            dirs: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            changed: AtomicU64::new(0),
+        }
+    }
+
     fn fail(&self, e: Error) {
         self.abort.store(true, Ordering::SeqCst);
         if let Ok(mut f) = self.fatal.lock() {
@@ -248,19 +264,7 @@ pub fn backup(
 
     let sink = BlobSink::new(repo.clone(), level);
     sink.adopt(adopted)?;
-    let shared = Shared {
-        sink,
-        warn,
-        abort: AtomicBool::new(false),
-        fatal: Mutex::new(None),
-        files_new: AtomicU64::new(0),
-        files_changed: AtomicU64::new(0),
-        files_unmodified: AtomicU64::new(0),
-        dirs: AtomicU64::new(0),
-        bytes_read: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        changed: AtomicU64::new(0),
-    };
+    let shared = Shared::new(sink, warn);
 
     let root_tree_id = std::thread::scope(|s| -> Result<Option<Id>> {
         // Bounds: jobs and seal queue hold at most a few chunks each per core
@@ -343,7 +347,12 @@ pub fn backup(
     };
     lock.confirm()?;
     let snapshot_id = repo.save_snapshot(&snapshot)?;
-    lock.release()?;
+    if let Err(e) = lock.release() {
+        // The snapshot is saved; a lock left behind goes stale on its own.
+        warn(&format!(
+            "could not remove the lock ({e}); 'ironvault unlock' removes it"
+        ));
+    }
     Ok(BackupResult {
         snapshot_id,
         snapshot,

@@ -36,13 +36,17 @@ pub(super) fn run_reader(sh: &Shared<'_>, jobs: Receiver<FileJob>, seal: Sender<
     }
 }
 
-fn open_noatime(path: &std::path::Path) -> std::io::Result<File> {
+/// Open a file that the walker saw as a regular file. O_NOFOLLOW and
+/// O_NONBLOCK: if it was replaced by a symlink or a fifo since, the open fails
+/// or returns at once instead of following the link or blocking forever.
+fn open_source(path: &std::path::Path) -> std::io::Result<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
     // O_NOATIME keeps backups from touching atime; only the owner or root may use it.
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOATIME)
+        .custom_flags(flags | libc::O_NOATIME)
         .open(path)
-        .or_else(|_| File::open(path))
+        .or_else(|_| OpenOptions::new().read(true).custom_flags(flags).open(path))
 }
 
 fn is_zero(b: &[u8]) -> bool {
@@ -58,7 +62,7 @@ fn read_file(
 ) -> Option<Node> {
     let path = &job.path;
     let mut node = job.node.clone();
-    let f = match open_noatime(path) {
+    let f = match open_source(path) {
         Ok(f) => f,
         Err(e) => {
             sh.skip(path, "cannot open", e);
@@ -72,6 +76,14 @@ fn read_file(
             return None;
         }
     };
+    if !before.is_file() || before.ino() != node.inode || before.dev() != node.device_id {
+        sh.skip(
+            path,
+            "cannot back up",
+            "replaced by another file while the backup ran",
+        );
+        return None;
+    }
     let size = before.size();
     node.size = size;
     node.holes = if before.blocks() * 512 < size {
@@ -176,4 +188,63 @@ fn read_file(
         ));
     }
     Some(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+    use crate::backup::meta::node_from_metadata;
+    use crate::crypto::keyfile::KdfParams;
+    use crate::repo::packer::BlobSink;
+    use crate::repo::Repository;
+    use std::sync::Arc;
+
+    /// A file replaced by a fifo or a symlink between the walk and the read
+    /// is skipped at once: no hang on the fifo, no following the link.
+    #[test]
+    fn replaced_file_is_skipped_not_followed_or_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let backend: Arc<dyn crate::backend::Backend> =
+            Arc::new(LocalBackend::new(d.path().join("repo")));
+        let repo = Arc::new(Repository::init(backend, b"pw", kdf, None).unwrap());
+        let warnings = std::sync::Mutex::new(Vec::new());
+        let warn = |m: &str| warnings.lock().unwrap().push(m.to_string());
+        let sh = Shared::new(BlobSink::new(repo, 3), &warn);
+        let (seal_tx, _seal_rx) = crossbeam_channel::unbounded();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, b"not yours").unwrap();
+        for replace_with_fifo in [true, false] {
+            let p = d.path().join("victim");
+            std::fs::write(&p, b"data").unwrap();
+            let node = node_from_metadata(b"victim", &std::fs::symlink_metadata(&p).unwrap());
+            std::fs::remove_file(&p).unwrap();
+            if replace_with_fifo {
+                let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+                // SAFETY: valid path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+            } else {
+                std::os::unix::fs::symlink(&secret, &p).unwrap();
+            }
+            let (done, _) = crossbeam_channel::bounded(1);
+            let job = FileJob {
+                path: p.clone(),
+                node,
+                in_parent: false,
+                done,
+            };
+            let t0 = std::time::Instant::now();
+            let r = read_file(&sh, &job, &seal_tx, &mut Vec::new(), &mut HashMap::new());
+            assert!(r.is_none());
+            assert!(t0.elapsed().as_secs() < 5);
+            std::fs::remove_file(&p).unwrap();
+        }
+        assert_eq!(sh.errors.load(Ordering::Relaxed), 2);
+        assert_eq!(warnings.lock().unwrap().len(), 2);
+    }
 }

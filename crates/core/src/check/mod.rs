@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
 use crate::format::tree::NodeType;
 use crate::format::{BlobType, Id};
-use crate::repo::index::pack_name;
+use crate::repo::index::{pack_name, BlobLocation};
 use crate::repo::Repository;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -90,9 +90,9 @@ pub fn check(
         }
     }
     r.packs = stored.len();
-    let mut bad_blobs: HashMap<Id, String> = HashMap::new();
-    let mut pack_blobs: HashMap<Id, Vec<(Id, crate::repo::index::BlobLocation)>> = HashMap::new();
-    for (id, loc) in idx.iter() {
+    let mut bad_copies: HashMap<Id, Vec<String>> = HashMap::new();
+    let mut pack_blobs: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+    for (id, loc) in idx.iter_all() {
         pack_blobs.entry(loc.pack).or_default().push((*id, *loc));
     }
     for (pid, (t, size)) in idx.packs() {
@@ -108,7 +108,7 @@ pub fn check(
         if let Some(p) = problem {
             r.errors.push(format!("pack {name} {p}"));
             for (bid, _) in pack_blobs.get(pid).into_iter().flatten() {
-                bad_blobs.insert(*bid, format!("pack {} {p}", pid.short()));
+                bad_copy(&mut bad_copies, bid, format!("pack {} {p}", pid.short()));
             }
         }
     }
@@ -155,12 +155,19 @@ pub fn check(
                 };
                 if let Err(err) = res {
                     r.errors.push(err.to_string());
-                    bad_blobs.insert(*bid, err.to_string());
+                    bad_copy(&mut bad_copies, bid, err.to_string());
                 }
             }
         }
         progress("read data", total, total);
     }
+
+    // A blob is damaged (and its files affected) once every indexed copy is.
+    let bad_blobs: HashMap<Id, String> = bad_copies
+        .into_iter()
+        .filter(|(id, v)| v.len() >= idx.locations(id).len())
+        .map(|(id, v)| (id, v.join("; ")))
+        .collect();
 
     // Snapshots and their trees.
     let mut walker = TreeWalker {
@@ -238,6 +245,11 @@ pub fn check(
         }
     }
     Ok(r)
+}
+
+/// Record one damaged copy of a blob.
+fn bad_copy(bad: &mut HashMap<Id, Vec<String>>, id: &Id, why: String) {
+    bad.entry(*id).or_default().push(why);
 }
 
 fn check_header(repo: &Repository, bytes: &[u8], name: &str) -> Result<()> {

@@ -7,6 +7,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+/// Largest Argon2id memory a reader accepts (4 GiB).
+pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct KdfParams {
@@ -89,11 +92,25 @@ impl KeyFile {
     pub fn parse(bytes: &[u8], name: &str) -> Result<KeyFile> {
         let k: KeyFile = serde_json::from_slice(bytes)
             .map_err(|e| Error::damaged(format!("key file {name}"), e.to_string()))?;
+        let bad = |d: String| Error::damaged(format!("key file {name}"), d);
+        if k.version > 1 {
+            return Err(bad(format!(
+                "key file version {} is newer than this ironvault supports (1)",
+                k.version
+            )));
+        }
         if k.kdf.algorithm != "argon2id" || k.kdf.version != 19 {
-            return Err(Error::damaged(
-                format!("key file {name}"),
-                format!("unsupported KDF {} v{}", k.kdf.algorithm, k.kdf.version),
-            ));
+            return Err(bad(format!(
+                "unsupported KDF {} v{}",
+                k.kdf.algorithm, k.kdf.version
+            )));
+        }
+        // A forged key file must not make every open allocate unbounded memory.
+        if k.kdf.memory_kib > MAX_MEMORY_KIB || k.kdf.iterations > 64 || k.kdf.parallelism > 64 {
+            return Err(bad(format!(
+                "KDF parameters out of range (m={} KiB, t={}, p={}; at most {MAX_MEMORY_KIB} KiB, 64, 64)",
+                k.kdf.memory_kib, k.kdf.iterations, k.kdf.parallelism
+            )));
         }
         Ok(k)
     }

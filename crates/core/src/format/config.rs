@@ -135,10 +135,20 @@ impl Config {
                 "envelope does not match the sealed body",
             ));
         }
-        if cfg.chunker.algorithm != "fastcdc-2020" {
+        let c = &cfg.chunker;
+        // fastcdc 3.2 asserts these bounds; a config outside them is refused, not a panic.
+        let sizes_ok = (64..=1 << 20).contains(&c.min)
+            && (256..=4 << 20).contains(&c.avg)
+            && (1024..=16 << 20).contains(&c.max)
+            && c.min <= c.avg
+            && c.avg <= c.max;
+        if c.algorithm != "fastcdc-2020" || c.normalization != 1 || !sizes_ok {
             return Err(Error::damaged(
                 "config",
-                format!("unknown chunker {}", cfg.chunker.algorithm),
+                format!(
+                    "unsupported chunker {} (normalization {}, sizes {}/{}/{})",
+                    c.algorithm, c.normalization, c.min, c.avg, c.max
+                ),
             ));
         }
         Ok(cfg)

@@ -77,7 +77,8 @@ pub fn read_header(
         let stored_len = r.u32()?;
         let raw_len = r.u32()?;
         let _flags = r.u8()?;
-        if offset + stored_len as u64 > data_end || (stored_len as usize) < SEAL_OVERHEAD + 1 {
+        let end = offset.checked_add(stored_len as u64);
+        if end.is_none_or(|e| e > data_end) || (stored_len as usize) < SEAL_OVERHEAD + 1 {
             return Err(Error::damaged(what, "header entry points outside the pack"));
         }
         entries.push(PackEntry {

@@ -19,6 +19,8 @@ pub struct BlobLocation {
 #[derive(Default, Clone)]
 pub struct MasterIndex {
     blobs: HashMap<Id, BlobLocation>,
+    /// Further copies of a blob (in other packs), tried when the first fails.
+    more: HashMap<Id, Vec<BlobLocation>>,
     packs: HashMap<Id, (BlobType, u64)>,
 }
 
@@ -34,21 +36,40 @@ impl MasterIndex {
 
     /// Add one pack's blobs (a blob already known keeps its first location).
     pub fn add_pack(&mut self, p: &IndexPack) {
-        self.packs.insert(p.id, (p.blob_type, p.size));
+        if self.packs.insert(p.id, (p.blob_type, p.size)).is_some() {
+            return; // the same pack listed by two index files
+        }
         for b in &p.blobs {
-            self.blobs.entry(b.id).or_insert(BlobLocation {
+            let loc = BlobLocation {
                 pack: p.id,
                 blob_type: p.blob_type,
                 offset: b.offset,
                 stored_len: b.stored_len,
                 raw_len: b.raw_len,
-            });
+            };
+            match self.blobs.entry(b.id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(loc);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    self.more.entry(b.id).or_default().push(loc)
+                }
+            }
         }
     }
 
     /// Where a blob is, if indexed.
     pub fn get(&self, id: &Id) -> Option<&BlobLocation> {
         self.blobs.get(id)
+    }
+
+    /// Every indexed location of a blob, the preferred one first.
+    pub fn locations(&self, id: &Id) -> Vec<BlobLocation> {
+        let mut v: Vec<BlobLocation> = self.blobs.get(id).copied().into_iter().collect();
+        if let Some(m) = self.more.get(id) {
+            v.extend_from_slice(m);
+        }
+        v
     }
 
     /// True if the blob is indexed.
@@ -71,9 +92,18 @@ impl MasterIndex {
         &self.packs
     }
 
-    /// All blob ids with their locations.
+    /// All blob ids with their preferred locations.
     pub fn iter(&self) -> impl Iterator<Item = (&Id, &BlobLocation)> {
         self.blobs.iter()
+    }
+
+    /// Every location of every blob (a blob stored twice appears twice).
+    pub fn iter_all(&self) -> impl Iterator<Item = (&Id, &BlobLocation)> {
+        self.blobs.iter().chain(
+            self.more
+                .iter()
+                .flat_map(|(id, v)| v.iter().map(move |l| (id, l))),
+        )
     }
 }
 

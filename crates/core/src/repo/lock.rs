@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 /// A lock whose last refresh is older than this is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// Clock skew between hosts that the protocol tolerates (format.md §9). A
+/// holder whose refreshes were ever further apart than
+/// `STALE_AFTER - MAX_CLOCK_SKEW` no longer trusts its lock.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10 * 60);
 
 /// The content of a lock object.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -26,6 +30,35 @@ pub struct LockInfo {
     pub username: String,
     pub created: String,
     pub refreshed: String,
+    /// Linux boot id, PID namespace and process start time (clock ticks since
+    /// boot): a pid is only checked for liveness when all three match ours, so
+    /// containers sharing a host name and reused pids are not mistaken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Field 22 of /proc/PID/stat: the process start time in clock ticks.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it follow ") ".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
 }
 
 impl LockInfo {
@@ -37,7 +70,18 @@ impl LockInfo {
                 age.to_std().map(|a| a > STALE_AFTER).unwrap_or(false)
             })
             .unwrap_or(true);
-        old || (self.hostname == this_host && !pid_alive(self.pid))
+        old || (self.hostname == this_host
+            && self.same_kernel_and_namespace()
+            && !self.process_alive())
+    }
+
+    fn same_kernel_and_namespace(&self) -> bool {
+        self.boot_id.is_some() && self.boot_id == boot_id() && self.pid_namespace == pid_namespace()
+    }
+
+    fn process_alive(&self) -> bool {
+        pid_alive(self.pid)
+            && (self.start_ticks.is_none() || start_ticks(self.pid) == self.start_ticks)
     }
 }
 
@@ -68,11 +112,19 @@ struct Shared {
     key: [u8; 32],
     name: String,
     info: Mutex<LockInfo>,
-    last_refresh: Mutex<Instant>,
+    /// Time of the last successful write, and the longest gap between two.
+    last_refresh: Mutex<(Instant, Duration)>,
     stop: AtomicBool,
 }
 
 impl Shared {
+    fn info_host(&self) -> String {
+        self.info
+            .lock()
+            .map(|i| i.hostname.clone())
+            .unwrap_or_default()
+    }
+
     fn write(&self) -> Result<()> {
         let info = self
             .info
@@ -91,7 +143,8 @@ impl Shared {
         let started = Instant::now();
         self.write()?;
         if let Ok(mut t) = self.last_refresh.lock() {
-            *t = started;
+            let gap = started.duration_since(t.0);
+            *t = (started, t.1.max(gap));
         }
         Ok(())
     }
@@ -130,12 +183,31 @@ impl Lock {
                 username: crate::repo::username(),
                 created: now.clone(),
                 refreshed: now,
+                boot_id: boot_id(),
+                pid_namespace: pid_namespace(),
+                start_ticks: start_ticks(std::process::id()),
             }),
-            last_refresh: Mutex::new(Instant::now()),
+            last_refresh: Mutex::new((Instant::now(), Duration::ZERO)),
             stop: AtomicBool::new(false),
         });
         failpoint::hit("lock-create");
         shared.write()?;
+        // Two writers may have checked at the same moment: look again now that
+        // ours is visible, and back off if a conflicting live lock appeared.
+        for (name, info) in list_locks(shared.backend.as_ref(), &key)? {
+            if let Some(i) = info {
+                if name != shared.name
+                    && (i.exclusive || exclusive)
+                    && !i.is_stale(&shared.info_host())
+                {
+                    let _ = shared.backend.delete(&shared.name);
+                    return Err(Error::Locked(format!(
+                        "{} (pid {} on {}, since {}; object {name})",
+                        i.username, i.pid, i.hostname, i.created
+                    )));
+                }
+            }
+        }
         let s2 = shared.clone();
         let refresher = std::thread::Builder::new()
             .name("lock-refresh".into())
@@ -160,19 +232,20 @@ impl Lock {
     /// Refresh now and confirm the lock never went stale (called before a
     /// snapshot is written: a stale lock means prune may have deleted packs).
     pub fn confirm(&self) -> Result<()> {
-        let last = *self
+        self.shared.refresh()?;
+        let (_, max_gap) = *self
             .shared
             .last_refresh
             .lock()
             .map_err(|_| Error::Invalid("lock poisoned".into()))?;
-        if last.elapsed() > STALE_AFTER {
+        if max_gap > STALE_AFTER - MAX_CLOCK_SKEW {
             return Err(Error::Invalid(format!(
-                "lock {} was not refreshed for {} s and may have been treated as stale; run the backup again",
+                "lock {} went {} s without a refresh, so another process may have treated it as stale; run the backup again",
                 self.shared.name,
-                last.elapsed().as_secs()
+                max_gap.as_secs()
             )));
         }
-        self.shared.refresh()
+        Ok(())
     }
 
     /// Stop refreshing and remove the lock object.

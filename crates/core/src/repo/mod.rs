@@ -131,23 +131,22 @@ impl Repository {
                 repo: backend.location(),
             });
         }
-        let mut damaged = None;
+        // A damaged key file, or one that opens but does not open this
+        // config (copied from another repository), must not lock out the others.
+        let mut config_error = None;
         for k in keys {
             let bytes = backend.get(&k.name)?;
-            let kf = match KeyFile::parse(&bytes, &k.name) {
-                Ok(kf) => kf,
-                Err(e) => {
-                    damaged = Some(e);
-                    continue;
-                }
+            let Ok(kf) = KeyFile::parse(&bytes, &k.name) else {
+                continue;
             };
-            if let Some(master) = kf.unwrap_master(password, &k.name)? {
-                let config = Config::open(&cfg_bytes, &master)?;
-                return Ok(Repository::assemble(backend, master, config, k.name));
+            if let Ok(Some(master)) = kf.unwrap_master(password, &k.name) {
+                match Config::open(&cfg_bytes, &master) {
+                    Ok(config) => return Ok(Repository::assemble(backend, master, config, k.name)),
+                    Err(e) => config_error = Some(e),
+                }
             }
         }
-        let _ = damaged;
-        Err(Error::WrongPassword(backend.location()))
+        Err(config_error.unwrap_or_else(|| Error::WrongPassword(backend.location())))
     }
 
     /// The storage backend.
@@ -342,21 +341,36 @@ impl Repository {
         self.index.read().map(|i| i.clone()).unwrap_or_default()
     }
 
-    /// Read, authenticate, decompress and verify one blob.
+    /// Read, authenticate, decompress and verify one blob. If a copy is
+    /// damaged, other indexed copies (in other packs) are tried.
     pub fn read_blob(&self, t: BlobType, id: &Id) -> Result<Vec<u8>> {
         let idx = self.index();
-        let loc = idx.get(id).ok_or_else(|| Error::BlobMissing(id.to_hex()))?;
-        if loc.blob_type != t {
-            return Err(Error::damaged(
-                format!("blob {id}"),
-                "indexed with the wrong type",
-            ));
+        let locs = idx.locations(id);
+        if locs.is_empty() {
+            return Err(Error::BlobMissing(id.to_hex()));
         }
-        let name = pack_name(t, &loc.pack);
-        let sealed = self
-            .backend
-            .get_range(&name, loc.offset, loc.stored_len as u64)?;
-        self.open_blob(t, id, &sealed, loc.raw_len, &name)
+        let mut first_err = None;
+        for loc in locs {
+            let res = if loc.blob_type != t {
+                Err(Error::damaged(
+                    format!("blob {id}"),
+                    "indexed with the wrong type",
+                ))
+            } else {
+                let name = pack_name(t, &loc.pack);
+                self.backend
+                    .get_range(&name, loc.offset, loc.stored_len as u64)
+                    .and_then(|sealed| self.open_blob(t, id, &sealed, loc.raw_len, &name))
+            };
+            match res {
+                Ok(plain) => return Ok(plain),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        // At least one location was tried.
+        Err(first_err.expect("one error per location"))
     }
 
     /// Open a stored blob read from pack `pack` and verify its id.

@@ -88,6 +88,8 @@ impl BlobSink {
 
     /// Seal and store a claimed blob.
     pub fn store(&self, t: BlobType, id: Id, plain: &[u8]) -> Result<()> {
+        let raw_len = u32::try_from(plain.len())
+            .map_err(|_| Error::Invalid(format!("blob {} is larger than 4 GiB", id.short())))?;
         let sealed = self.repo.seal_blob(t, &id, plain, self.level);
         self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -96,7 +98,7 @@ impl BlobSink {
         self.stats
             .bytes_added_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        self.append(t, id, &sealed, plain.len() as u32)
+        self.append(t, id, &sealed, raw_len)
     }
 
     /// Store a blob unless it is already known; true if it was stored.

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -64,6 +64,7 @@ struct Ctx<'a> {
     bytes: AtomicU64,
     errors: Mutex<Vec<String>>,
     failed_files: AtomicU64,
+    failed: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl Ctx<'_> {
@@ -101,6 +102,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
         bytes: AtomicU64::new(0),
         errors: Mutex::new(Vec::new()),
         failed_files: AtomicU64::new(0),
+        failed: Mutex::new(Default::default()),
     };
     let threads = opts
         .threads
@@ -112,6 +114,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
         .max(1);
     let mut stats = RestoreStats::default();
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+    let mut pending_links: Vec<(PathBuf, PathBuf)> = Vec::new();
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = bounded::<FileJob>(threads * 16);
         for _ in 0..threads {
@@ -131,12 +134,30 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
             ctx: &ctx,
             tx,
             links: &mut links,
+            pending_links: &mut pending_links,
             dirs: &mut dirs,
             stats: &mut stats,
         };
-        planner.plan_tree(&opts.target, &root.nodes);
+        planner.plan_tree(&opts.target, &root.nodes, true);
         Ok(())
     })?;
+    // Hard links to files that were written and verified.
+    for (link, first) in &pending_links {
+        let failed = ctx.failed.lock().map(|f| f.contains(first)).unwrap_or(true);
+        if failed {
+            ctx.error(
+                link,
+                format!(
+                    "not restored: it is a hard link to {}, which failed",
+                    first.display()
+                ),
+            );
+        } else if let Err(e) = std::fs::hard_link(first, link) {
+            ctx.error(link, format!("cannot create hard link: {e}"));
+        } else {
+            stats.files += 1;
+        }
+    }
     // Directory metadata last, deepest first, so writing children does not change it.
     for (path, node) in dirs.iter().rev() {
         if let Err(e) = apply_metadata(path, node, opts.owners) {
@@ -156,25 +177,32 @@ struct Planner<'a, 'c> {
     ctx: &'a Ctx<'c>,
     tx: crossbeam_channel::Sender<FileJob>,
     links: &'a mut HashMap<(u64, u64), PathBuf>,
+    pending_links: &'a mut Vec<(PathBuf, PathBuf)>,
     dirs: &'a mut Vec<(PathBuf, Node)>,
     stats: &'a mut RestoreStats,
 }
 
 impl Planner<'_, '_> {
-    fn plan_tree(&mut self, dir: &Path, nodes: &[Node]) {
+    fn plan_tree(&mut self, dir: &Path, nodes: &[Node], at_root: bool) {
+        let mut prev: Option<&[u8]> = None;
         for node in nodes {
             if crate::interrupt::requested() {
                 return;
             }
-            // A name from a damaged or hostile tree must not escape the target.
+            // A name from a damaged or hostile tree must not escape the target
+            // or make two nodes share one path (names are strictly sorted).
             let unsafe_name = node.name.is_empty()
                 || node.name == b"."
                 || node.name == b".."
-                || (node.name.contains(&b'/') && node.name != b"/");
+                || (node.name.contains(&b'/') && !(at_root && node.name == b"/"))
+                || prev.is_some_and(|p| p >= node.name.as_slice());
+            prev = Some(&node.name);
             if unsafe_name {
                 let shown = String::from_utf8_lossy(&node.name);
-                self.ctx
-                    .error(dir, format!("refusing unsafe name {shown:?}"));
+                self.ctx.error(
+                    dir,
+                    format!("refusing unsafe or duplicate name {shown:?} (damaged tree)"),
+                );
                 continue;
             }
             // A backup of "/" restores its contents into the target itself.
@@ -192,10 +220,17 @@ impl Planner<'_, '_> {
     fn plan_node(&mut self, path: &Path, node: &Node) -> std::result::Result<(), String> {
         match node.node_type {
             NodeType::Dir => {
-                match std::fs::create_dir(path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-                    Err(e) => return Err(format!("cannot create directory: {e}")),
+                // lstat, not stat: an existing symlink must never be followed.
+                match std::fs::symlink_metadata(path) {
+                    Ok(md) if md.is_dir() => {}
+                    Ok(_) => {
+                        std::fs::remove_file(path)
+                            .map_err(|e| format!("cannot replace existing entry: {e}"))?;
+                        std::fs::create_dir(path)
+                            .map_err(|e| format!("cannot create directory: {e}"))?;
+                    }
+                    Err(_) => std::fs::create_dir(path)
+                        .map_err(|e| format!("cannot create directory: {e}"))?,
                 }
                 self.stats.dirs += 1;
                 let subtree = node.subtree.ok_or("directory without a subtree")?;
@@ -205,24 +240,24 @@ impl Planner<'_, '_> {
                     .read_tree(&subtree)
                     .map_err(|e| format!("directory contents not restored: {e}"))?;
                 self.dirs.push((path.to_path_buf(), node.clone()));
-                self.plan_tree(path, &tree.nodes);
+                self.plan_tree(path, &tree.nodes, false);
             }
             NodeType::File => {
                 remove_existing(path);
                 if node.links > 1 {
                     let key = (node.device_id, node.inode);
                     if let Some(first) = self.links.get(&key) {
-                        std::fs::hard_link(first, path)
-                            .map_err(|e| format!("cannot create hard link: {e}"))?;
-                        self.stats.files += 1;
+                        // Linked once the first name is written and verified.
+                        self.pending_links.push((path.to_path_buf(), first.clone()));
                         return Ok(());
                     }
                     self.links.insert(key, path.to_path_buf());
                 }
+                // O_EXCL never follows a symlink; remove_existing cleared the name.
                 let f = OpenOptions::new()
                     .write(true)
-                    .create(true)
-                    .truncate(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(path)
                     .map_err(|e| format!("cannot create file: {e}"))?;
                 f.set_len(node.size)
@@ -288,9 +323,9 @@ fn remove_existing(path: &Path) {
 fn data_ranges(holes: &[(u64, u64)], off: u64, len: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut cur = off;
-    let end = off + len;
+    let end = off.saturating_add(len);
     for &(h, hl) in holes {
-        let he = h + hl;
+        let he = h.saturating_add(hl);
         if he <= cur || h >= end {
             continue;
         }
@@ -309,6 +344,7 @@ fn write_file(ctx: &Ctx<'_>, path: &Path, node: &Node) {
     let result = (|| -> std::result::Result<(), String> {
         let f = OpenOptions::new()
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| format!("cannot open for writing: {e}"))?;
         let idx = ctx.repo.index();
@@ -341,46 +377,22 @@ fn write_file(ctx: &Ctx<'_>, path: &Path, node: &Node) {
                 node.size
             ));
         }
-        drop(f);
-        apply_metadata(path, node, ctx.opts.owners).map_err(|e| format!("cannot set metadata: {e}"))
+        apply_metadata_fd(&f, node, ctx.opts.owners)
+            .map_err(|e| format!("cannot set metadata: {e}"))
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(path);
         ctx.failed_files.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = ctx.failed.lock() {
+            f.insert(path.to_path_buf());
+        }
         ctx.error(path, e);
     }
 }
 
-/// Owners, mode, xattrs (and so ACLs), then times; never follows symlinks.
-pub fn apply_metadata(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
-    let c = cpath(path)?;
-    let is_link = node.node_type == NodeType::Symlink;
-    if owners {
-        // SAFETY: c is a valid NUL-terminated path.
-        if unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    if !is_link {
-        // chmod after chown: chown clears setuid/setgid bits.
-        // SAFETY: as above.
-        if unsafe { libc::chmod(c.as_ptr(), node.mode & 0o7777) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    for (name, value) in &node.xattrs {
-        if let Err(e) = xattr::set(path, os(name), value) {
-            // Symlinks cannot carry user.* attributes on Linux; nothing to restore then.
-            if !(is_link && e.raw_os_error() == Some(libc::EPERM)) {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!("extended attribute {}: {e}", String::from_utf8_lossy(name)),
-                ));
-            }
-        }
-    }
+fn timespecs(node: &Node) -> [libc::timespec; 2] {
     let atime = node.atime.unwrap_or(node.mtime);
-    let ts = [
+    [
         libc::timespec {
             tv_sec: atime.0 as libc::time_t,
             tv_nsec: atime.1 as libc::c_long,
@@ -389,33 +401,206 @@ pub fn apply_metadata(path: &Path, node: &Node, owners: bool) -> std::io::Result
             tv_sec: node.mtime.0 as libc::time_t,
             tv_nsec: node.mtime.1 as libc::c_long,
         },
-    ];
+    ]
+}
+
+fn check(r: libc::c_int) -> std::io::Result<()> {
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn xattr_error(name: &[u8], e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(
+        e.kind(),
+        format!("extended attribute {}: {e}", String::from_utf8_lossy(name)),
+    )
+}
+
+/// Owners, mode, xattrs (and so ACLs), then times, through an open file
+/// descriptor: nothing can redirect these to another file.
+fn apply_metadata_fd(f: &std::fs::File, node: &Node, owners: bool) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    use xattr::FileExt as _;
+    let fd = f.as_raw_fd();
+    if owners {
+        // SAFETY: fd is open for the duration of the call.
+        check(unsafe { libc::fchown(fd, node.uid, node.gid) })?;
+    }
+    // chmod after chown: chown clears setuid/setgid bits.
+    // SAFETY: as above.
+    check(unsafe { libc::fchmod(fd, node.mode & 0o7777) })?;
+    for (name, value) in &node.xattrs {
+        f.set_xattr(os(name), value)
+            .map_err(|e| xattr_error(name, e))?;
+    }
+    let ts = timespecs(node);
+    // SAFETY: fd is open; ts has the two elements futimens requires.
+    check(unsafe { libc::futimens(fd, ts.as_ptr()) })
+}
+
+/// Metadata of a directory, symlink, fifo or device node at `path`; never
+/// follows a symlink (directories are opened with O_NOFOLLOW and handled by fd).
+pub fn apply_metadata(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
+    if node.node_type == NodeType::Dir {
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)?;
+        return apply_metadata_fd(&f, node, owners);
+    }
+    let c = cpath(path)?;
+    let is_link = node.node_type == NodeType::Symlink;
+    if owners {
+        // SAFETY: c is a valid NUL-terminated path.
+        check(unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) })?;
+    }
+    if !is_link {
+        // Fifos and device nodes cannot be opened safely (opening a tape
+        // device may rewind it): chmod by path, after checking it is not a symlink.
+        if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+            return Err(std::io::Error::other(
+                "replaced by a symlink during restore",
+            ));
+        }
+        // SAFETY: as above.
+        check(unsafe { libc::chmod(c.as_ptr(), node.mode & 0o7777) })?;
+    }
+    for (name, value) in &node.xattrs {
+        // xattr::set uses lsetxattr: it does not follow symlinks.
+        if let Err(e) = xattr::set(path, os(name), value) {
+            // Symlinks cannot carry user.* attributes on Linux; nothing to restore then.
+            if !(is_link && e.raw_os_error() == Some(libc::EPERM)) {
+                return Err(xattr_error(name, e));
+            }
+        }
+    }
+    let ts = timespecs(node);
     // SAFETY: c is a valid path, ts has two elements as utimensat requires.
-    if unsafe {
+    check(unsafe {
         libc::utimensat(
             libc::AT_FDCWD,
             c.as_ptr(),
             ts.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW,
         )
-    } != 0
-    {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Used by check and tests: is this file's content fully readable?
-pub fn verify_file(repo: &Repository, node: &Node) -> Result<()> {
-    for id in node.content.as_deref().unwrap_or(&[]) {
-        repo.read_blob(BlobType::Data, id)?;
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::data_ranges;
+    use super::*;
+    use crate::backend::local::LocalBackend;
+    use crate::crypto::keyfile::KdfParams;
+    use crate::format::to_cbor;
+    use crate::format::tree::{Time, Tree};
+    use crate::repo::packer::BlobSink;
+    use std::sync::Arc;
+
+    fn node(name: &[u8], t: NodeType) -> Node {
+        Node {
+            name: name.to_vec(),
+            node_type: t,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            size: 0,
+            mtime: Time(1, 0),
+            ctime: Time(1, 0),
+            atime: None,
+            inode: 0,
+            device_id: 0,
+            links: 1,
+            rdev: None,
+            target: None,
+            content: None,
+            holes: vec![],
+            subtree: None,
+            xattrs: vec![],
+            flags: vec![],
+        }
+    }
+
+    /// A hostile tree (a symlink and a directory sharing a name, a "/" below
+    /// the root, an existing symlink in the target) cannot write outside the target.
+    #[test]
+    fn hostile_tree_and_existing_symlinks_stay_inside_the_target() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let backend: Arc<dyn crate::backend::Backend> =
+            Arc::new(LocalBackend::new(d.path().join("repo")));
+        let repo = Arc::new(Repository::init(backend, b"pw", kdf, None).unwrap());
+        repo.load_index(true).unwrap();
+        let sink = BlobSink::new(repo.clone(), 3);
+        let (data, _) = sink.add(BlobType::Data, b"payload").unwrap();
+        let mut f = node(b"f", NodeType::File);
+        f.size = 7;
+        f.content = Some(vec![data]);
+        let (inner, _) = sink
+            .add(
+                BlobType::Tree,
+                &to_cbor(&Tree {
+                    nodes: vec![f.clone()],
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        let mut link = node(b"a", NodeType::Symlink);
+        link.target = Some(outside.to_str().unwrap().as_bytes().to_vec());
+        let mut dir = node(b"a", NodeType::Dir);
+        dir.subtree = Some(inner);
+        let mut slash = node(b"/", NodeType::Dir);
+        slash.subtree = Some(inner);
+        let mut existing = node(b"e", NodeType::Dir);
+        existing.subtree = Some(inner);
+        let (sub, _) = sink
+            .add(
+                BlobType::Tree,
+                &to_cbor(&Tree { nodes: vec![slash] }).unwrap(),
+            )
+            .unwrap();
+        let mut holder = node(b"h", NodeType::Dir);
+        holder.subtree = Some(sub);
+        let root = Tree {
+            nodes: vec![link, dir, existing, holder],
+        };
+        let (root_id, _) = sink.add(BlobType::Tree, &to_cbor(&root).unwrap()).unwrap();
+        sink.finish().unwrap();
+        repo.load_index(false).unwrap();
+
+        let target = d.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        // an attacker-placed symlink where a directory will be restored
+        std::os::unix::fs::symlink(&outside, target.join("e")).unwrap();
+        let st = restore(&repo, &root_id, &RestoreOptions::new(target.clone())).unwrap();
+        assert!(
+            std::fs::read_dir(&outside).unwrap().next().is_none(),
+            "wrote outside the target"
+        );
+        assert!(
+            st.errors.iter().any(|e| e.contains("duplicate")),
+            "{:?}",
+            st.errors
+        );
+        assert!(
+            st.errors.iter().any(|e| e.contains("unsafe")),
+            "{:?}",
+            st.errors
+        );
+        assert!(std::fs::symlink_metadata(target.join("e"))
+            .unwrap()
+            .is_dir());
+        assert_eq!(std::fs::read(target.join("e/f")).unwrap(), b"payload");
+    }
 
     #[test]
     fn ranges_skip_holes() {
