@@ -33,24 +33,95 @@ pub fn node_type(md: &Metadata) -> NodeType {
 
 /// A node from an lstat result (content, subtree, target and xattrs are filled in later).
 pub fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
-    let t = node_type(md);
+    node_from_parts(
+        name,
+        node_type(md),
+        [md.mode(), md.uid(), md.gid()],
+        [md.size(), md.ino(), md.dev(), md.nlink(), md.rdev()],
+        [
+            Time(md.mtime(), md.mtime_nsec() as u32),
+            Time(md.ctime(), md.ctime_nsec() as u32),
+            Time(md.atime(), md.atime_nsec() as u32),
+        ],
+    )
+}
+
+/// The node type of an `st_mode`.
+fn node_type_of_mode(mode: u32) -> NodeType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => NodeType::Dir,
+        libc::S_IFLNK => NodeType::Symlink,
+        libc::S_IFIFO => NodeType::Fifo,
+        libc::S_IFCHR => NodeType::Chardev,
+        libc::S_IFBLK => NodeType::Blockdev,
+        libc::S_IFSOCK => NodeType::Socket,
+        _ => NodeType::File,
+    }
+}
+
+/// lstat of `name` inside the open directory `dir` (one path component to
+/// resolve instead of the whole path), as a node.
+pub fn node_at(dir: &File, name: &[u8]) -> std::io::Result<Node> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: stat is plain data, filled by fstatat on success.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: dir is an open directory, c a valid NUL-terminated name, st valid for writes.
+    if unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(node_from_parts(
+        name,
+        node_type_of_mode(st.st_mode),
+        [st.st_mode, st.st_uid, st.st_gid],
+        [
+            st.st_size as u64,
+            st.st_ino,
+            st.st_dev,
+            st.st_nlink,
+            st.st_rdev,
+        ],
+        [
+            Time(st.st_mtime, st.st_mtime_nsec as u32),
+            Time(st.st_ctime, st.st_ctime_nsec as u32),
+            Time(st.st_atime, st.st_atime_nsec as u32),
+        ],
+    ))
+}
+
+fn node_from_parts(
+    name: &[u8],
+    t: NodeType,
+    [mode, uid, gid]: [u32; 3],
+    nums: [u64; 5],
+    times: [Time; 3],
+) -> Node {
+    let [size, ino, dev, nlink, rdev] = nums;
+    let [mtime, ctime, atime] = times;
     Node {
         name: name.to_vec(),
         node_type: t,
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        user: user_name(md.uid()),
-        group: group_name(md.gid()),
-        size: if t == NodeType::File { md.size() } else { 0 },
-        mtime: Time(md.mtime(), md.mtime_nsec() as u32),
-        ctime: Time(md.ctime(), md.ctime_nsec() as u32),
-        atime: (!matches!(t, NodeType::Dir | NodeType::Symlink))
-            .then(|| Time(md.atime(), md.atime_nsec() as u32)),
-        inode: md.ino(),
-        device_id: md.dev(),
-        links: md.nlink(),
-        rdev: matches!(t, NodeType::Chardev | NodeType::Blockdev).then(|| md.rdev()),
+        mode: mode & 0o7777,
+        uid,
+        gid,
+        user: user_name(uid),
+        group: group_name(gid),
+        size: if t == NodeType::File { size } else { 0 },
+        mtime,
+        ctime,
+        atime: (!matches!(t, NodeType::Dir | NodeType::Symlink)).then_some(atime),
+        inode: ino,
+        device_id: dev,
+        links: nlink,
+        rdev: matches!(t, NodeType::Chardev | NodeType::Blockdev).then_some(rdev),
         target: None,
         content: None,
         holes: Vec::new(),

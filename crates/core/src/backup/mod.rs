@@ -24,6 +24,7 @@ use crate::repo::packer::BlobSink;
 use crate::repo::Repository;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -93,7 +94,8 @@ pub type WarnFn<'a> = &'a (dyn Fn(&str) + Sync);
 
 enum Event {
     Enter(Node),
-    Leave,
+    /// End of a directory, with the parent snapshot's version of it.
+    Leave(Option<(Id, Tree)>),
     Ready(Node),
     Pending(Receiver<Option<Node>>),
 }
@@ -268,10 +270,12 @@ pub fn backup(
 
     let root_tree_id = std::thread::scope(|s| -> Result<Option<Id>> {
         // Bounds: jobs and seal queue hold at most a few chunks each per core
-        // (≤ 8 MiB per chunk); events are small and bound the files in flight.
+        // (≤ 8 MiB per chunk). Events travel in batches of EVENT_BATCH (one
+        // message per file would cost a thread wake-up per file); 64 batches
+        // in flight bound the nodes waiting for the assembler.
         let (job_tx, job_rx) = bounded::<FileJob>(threads * 4);
-        let (seal_tx, seal_rx) = bounded::<(Id, Vec<u8>)>(threads * 2);
-        let (ev_tx, ev_rx) = bounded::<Event>(4096);
+        let (seal_tx, seal_rx) = bounded::<(Id, Vec<u8>)>(threads);
+        let (ev_tx, ev_rx) = bounded::<Vec<Event>>(64);
         let sh = &shared;
         for _ in 0..threads {
             let job_rx = job_rx.clone();
@@ -298,12 +302,14 @@ pub fn backup(
             sh,
             jobs: job_tx,
             events: ev_tx,
+            batch: std::cell::RefCell::new(Vec::with_capacity(EVENT_BATCH)),
         };
         let names = root_names(&abs);
         for (path, name) in abs.iter().zip(names) {
             let pnode = parent_root.as_ref().and_then(|t| t.find(&name)).cloned();
             walker.visit(path, &name, pnode.as_ref());
         }
+        walker.flush();
         drop(walker);
         let root = assembler
             .join()
@@ -367,38 +373,76 @@ struct Walker<'a, 's> {
     repo: &'a Repository,
     sh: &'a Shared<'s>,
     jobs: Sender<FileJob>,
-    events: Sender<Event>,
+    events: Sender<Vec<Event>>,
+    batch: std::cell::RefCell<Vec<Event>>,
 }
+
+/// Walker events per message to the assembler.
+const EVENT_BATCH: usize = 1024;
 
 impl Walker<'_, '_> {
     fn emit(&self, e: Event) {
-        // The assembler only stops early on a panic; then the backup fails anyway.
-        let _ = self.events.send(e);
+        let mut b = self.batch.borrow_mut();
+        b.push(e);
+        if b.len() >= EVENT_BATCH {
+            let full = std::mem::replace(&mut *b, Vec::with_capacity(EVENT_BATCH));
+            // The assembler only stops early on a panic; then the backup fails anyway.
+            let _ = self.events.send(full);
+        }
+    }
+
+    /// Send the last, partial batch.
+    fn flush(&self) {
+        let rest = std::mem::take(&mut *self.batch.borrow_mut());
+        if !rest.is_empty() {
+            let _ = self.events.send(rest);
+        }
     }
 
     /// Back up one path (file, directory or other) as node `name`.
+    /// Back up a top-level path.
     fn visit(&self, path: &Path, name: &[u8], parent: Option<&Node>) {
+        match std::fs::symlink_metadata(path) {
+            Ok(md) => self.visit_node(path, meta::node_from_metadata(name, &md), parent),
+            Err(e) => self.sh.skip(path, "cannot stat", e),
+        }
+    }
+
+    /// Back up one entry whose lstat is `node`.
+    fn visit_node(&self, path: &Path, mut node: Node, parent: Option<&Node>) {
         if crate::interrupt::requested() {
             self.sh.fail(Error::Interrupted);
         }
         if self.sh.abort.load(Ordering::Relaxed) {
             return;
         }
-        let md = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) => return self.sh.skip(path, "cannot stat", e),
-        };
-        let mut node = meta::node_from_metadata(name, &md);
-        match meta::read_xattrs(path) {
-            Ok(x) => node.xattrs = x,
-            Err(e) => (self.sh.warn)(&format!(
-                "{}: cannot read extended attributes: {e}",
-                path.display()
-            )),
+        // Setting an xattr or recreating a link changes ctime: with the same
+        // inode and ctime, the parent's xattrs and link target are still true,
+        // and two path lookups per entry are saved.
+        let same = parent.filter(|p| {
+            p.node_type == node.node_type
+                && p.inode == node.inode
+                && p.ctime == node.ctime
+                && p.mtime == node.mtime
+        });
+        if let Some(p) = same {
+            node.xattrs = p.xattrs.clone();
+        } else {
+            match meta::read_xattrs(path) {
+                Ok(x) => node.xattrs = x,
+                Err(e) => (self.sh.warn)(&format!(
+                    "{}: cannot read extended attributes: {e}",
+                    path.display()
+                )),
+            }
         }
         match node.node_type {
             NodeType::Dir => self.visit_dir(path, node, parent),
             NodeType::File => self.visit_file(path, node, parent),
+            NodeType::Symlink if same.is_some_and(|p| p.target.is_some()) => {
+                node.target = same.and_then(|p| p.target.clone());
+                self.emit(Event::Ready(node));
+            }
             NodeType::Symlink => match std::fs::read_link(path) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
@@ -411,6 +455,14 @@ impl Walker<'_, '_> {
     }
 
     fn visit_dir(&self, path: &Path, node: Node, parent: Option<&Node>) {
+        let dir = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(d) => d,
+            Err(e) => return self.sh.skip(path, "cannot open directory", e),
+        };
         let entries = match std::fs::read_dir(path) {
             Ok(rd) => rd,
             Err(e) => return self.sh.skip(path, "cannot list directory", e),
@@ -429,15 +481,19 @@ impl Walker<'_, '_> {
         let parent_tree = parent
             .filter(|p| p.node_type == NodeType::Dir)
             .and_then(|p| p.subtree)
-            .and_then(|id| self.repo.read_tree(&id).ok());
+            .and_then(|id| self.repo.read_tree(&id).ok().map(|t| (id, t)));
         self.sh.dirs.fetch_add(1, Ordering::Relaxed);
         self.emit(Event::Enter(node));
         for name in names {
             let child = path.join(std::ffi::OsStr::from_bytes(&name));
-            let pn = parent_tree.as_ref().and_then(|t| t.find(&name));
-            self.visit(&child, &name, pn);
+            let pn = parent_tree.as_ref().and_then(|t| t.1.find(&name));
+            match meta::node_at(&dir, &name) {
+                Ok(n) => self.visit_node(&child, n, pn),
+                Err(e) => self.sh.skip(&child, "cannot stat", e),
+            }
         }
-        self.emit(Event::Leave);
+        // The parent's tree goes along: if nothing in it changed, its id is reused.
+        self.emit(Event::Leave(parent_tree));
     }
 
     fn visit_file(&self, path: &Path, mut node: Node, parent: Option<&Node>) {
@@ -471,7 +527,7 @@ impl Walker<'_, '_> {
 }
 
 /// Build trees from walker events; returns the root tree id.
-fn assemble(sh: &Shared<'_>, events: Receiver<Event>) -> Option<Id> {
+fn assemble(sh: &Shared<'_>, events: Receiver<Vec<Event>>) -> Option<Id> {
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
     let store_tree = |nodes: Vec<Node>| -> Option<Id> {
         let mut t = Tree { nodes };
@@ -491,7 +547,7 @@ fn assemble(sh: &Shared<'_>, events: Receiver<Event>) -> Option<Id> {
             }
         }
     };
-    for ev in events {
+    for ev in events.into_iter().flatten() {
         match ev {
             Event::Enter(n) => stack.push((Some(n), Vec::new())),
             Event::Ready(n) => stack.last_mut()?.1.push(n),
@@ -500,10 +556,18 @@ fn assemble(sh: &Shared<'_>, events: Receiver<Event>) -> Option<Id> {
                     stack.last_mut()?.1.push(n);
                 }
             }
-            Event::Leave => {
-                let (node, nodes) = stack.pop()?;
+            Event::Leave(parent) => {
+                let (node, mut nodes) = stack.pop()?;
                 let mut node = node?;
-                node.subtree = Some(store_tree(nodes)?);
+                nodes.sort_by(|a, b| a.name.cmp(&b.name));
+                // Unchanged directory: same nodes give the same blob; skip encoding it.
+                let reuse = parent
+                    .filter(|(id, t)| t.nodes == nodes && sh.sink.is_known(id))
+                    .map(|p| p.0);
+                node.subtree = Some(match reuse {
+                    Some(id) => id,
+                    None => store_tree(nodes)?,
+                });
                 stack.last_mut()?.1.push(node);
             }
         }

@@ -97,6 +97,8 @@ fn read_file(
     let max = chunker.max_size();
     let mut content = Vec::new();
     buf.clear();
+    // Room for `max` bytes ahead plus one read, allocated once per reader.
+    buf.reserve_exact((max + READ_SIZE).saturating_sub(buf.capacity()));
     let mut start = 0usize; // first unchunked byte in buf
     let mut pos: u64 = 0; // file offset of buf's end
     let mut eof = false;
@@ -105,7 +107,7 @@ fn read_file(
     loop {
         // Keep at least `max` bytes ahead of `start`, so every cut is final.
         while !eof && buf.len() - start < max {
-            if start > 0 && start >= buf.len() / 2 {
+            if start > 0 && buf.len() + READ_SIZE > buf.capacity() {
                 buf.drain(..start);
                 start = 0;
             }

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::format::{from_cbor, to_cbor, Id};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -114,7 +113,6 @@ struct Shared {
     info: Mutex<LockInfo>,
     /// Time of the last successful write, and the longest gap between two.
     last_refresh: Mutex<(Instant, Duration)>,
-    stop: AtomicBool,
 }
 
 impl Shared {
@@ -154,6 +152,7 @@ impl Shared {
 pub struct Lock {
     shared: Arc<Shared>,
     refresher: Option<std::thread::JoinHandle<()>>,
+    stop_tx: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Lock {
@@ -188,7 +187,6 @@ impl Lock {
                 start_ticks: start_ticks(std::process::id()),
             }),
             last_refresh: Mutex::new((Instant::now(), Duration::ZERO)),
-            stop: AtomicBool::new(false),
         });
         failpoint::hit("lock-create");
         shared.write()?;
@@ -209,23 +207,23 @@ impl Lock {
             }
         }
         let s2 = shared.clone();
+        // Dropping the sender wakes the refresher at once (no polling delay on release).
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let refresher = std::thread::Builder::new()
             .name("lock-refresh".into())
             .spawn(move || {
-                let mut waited = Duration::ZERO;
-                while !s2.stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(200));
-                    waited += Duration::from_millis(200);
-                    if waited >= REFRESH_EVERY {
-                        waited = Duration::ZERO;
-                        let _ = s2.refresh();
-                    }
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stop_rx.recv_timeout(REFRESH_EVERY)
+                {
+                    // A failed refresh shows up as a gap that confirm() refuses.
+                    let _ = s2.refresh();
                 }
             })
             .map_err(|e| Error::Invalid(format!("cannot start lock refresher: {e}")))?;
         Ok(Lock {
             shared,
             refresher: Some(refresher),
+            stop_tx: Some(stop_tx),
         })
     }
 
@@ -254,7 +252,7 @@ impl Lock {
     }
 
     fn stop(&mut self) -> Result<()> {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        self.stop_tx.take();
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
             failpoint::hit("lock-remove");

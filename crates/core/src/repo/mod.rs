@@ -398,25 +398,24 @@ impl Repository {
 
     /// Seal a blob for storage: compression byte, then zstd or raw, then AEAD.
     pub fn seal_blob(&self, t: BlobType, id: &Id, plain: &[u8], level: i32) -> Vec<u8> {
-        let mut payload = Vec::with_capacity(plain.len() / 2 + 64);
         let compressed = if level > 0 && plain.len() >= 64 {
             zstd_compress(plain, level).ok()
         } else {
             None
         };
-        match compressed {
+        // nonce placeholder ‖ compression byte ‖ body, sealed in place, + tag
+        let body: &[u8] = match &compressed {
             // Store compressed only if it saves at least 1/64.
-            Some(c) if c.len() + plain.len() / 64 < plain.len() => {
-                payload.push(1);
-                payload.extend_from_slice(&c);
-            }
-            _ => {
-                payload.reserve(plain.len() + 1);
-                payload.push(0);
-                payload.extend_from_slice(plain);
-            }
-        }
-        seal(&self.master, &blob_ad(t, id), &payload)
+            Some(c) if c.len() + plain.len() / 64 < plain.len() => c,
+            _ => plain,
+        };
+        let mut buf = Vec::with_capacity(24 + 1 + body.len() + 16);
+        buf.extend_from_slice(&[0u8; 24]);
+        buf.push(u8::from(!std::ptr::eq(body, plain)));
+        buf.extend_from_slice(body);
+        drop(compressed);
+        crate::crypto::seal_in_place(&self.master, &blob_ad(t, id), &mut buf);
+        buf
     }
 
     /// Read and decode a tree blob.

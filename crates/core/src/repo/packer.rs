@@ -18,6 +18,10 @@ pub const INDEX_EVERY_PACKS: usize = 64;
 /// ... and at least this often in time.
 pub const INDEX_EVERY: Duration = Duration::from_secs(5 * 60);
 
+/// Largest stored data blob: the largest chunk (8 MiB) plus sealing and the
+/// compression byte, rounded up.
+const MAX_BLOB_STORED: usize = (8 << 20) + 4096;
+
 #[derive(Default)]
 struct OpenPack {
     buf: Vec<u8>,
@@ -37,6 +41,8 @@ pub struct WriteStats {
 /// Everything a writer needs to add blobs to a repository.
 pub struct BlobSink {
     repo: Arc<Repository>,
+    /// The index as loaded when the sink was made (it does not change during a run).
+    index: Arc<crate::repo::index::MasterIndex>,
     level: i32,
     pack_size: usize,
     open: [Mutex<OpenPack>; 2],
@@ -52,6 +58,7 @@ impl BlobSink {
     pub fn new(repo: Arc<Repository>, level: i32) -> BlobSink {
         let pack_size = repo.config().pack_size as usize;
         BlobSink {
+            index: repo.index(),
             repo,
             level,
             pack_size,
@@ -72,12 +79,12 @@ impl BlobSink {
 
     /// True if the blob is indexed or already added in this run.
     pub fn is_known(&self, id: &Id) -> bool {
-        self.repo.index().contains(id) || self.added.lock().map(|s| s.contains(id)).unwrap_or(false)
+        self.index.contains(id) || self.added.lock().map(|s| s.contains(id)).unwrap_or(false)
     }
 
     /// Claim a blob id for writing: true if this caller must store it.
     pub fn claim(&self, id: &Id) -> bool {
-        if self.repo.index().contains(id) {
+        if self.index.contains(id) {
             return false;
         }
         self.added
@@ -117,6 +124,14 @@ impl BlobSink {
             let mut p = self.open[t as usize]
                 .lock()
                 .map_err(|_| Error::Invalid("packer poisoned".into()))?;
+            if p.buf.capacity() == 0 {
+                // One allocation per pack instead of doubling up to twice its size.
+                let want = match t {
+                    BlobType::Data => self.pack_size + MAX_BLOB_STORED,
+                    BlobType::Tree => 1 << 20,
+                };
+                p.buf.reserve_exact(want);
+            }
             let offset = p.buf.len() as u64;
             p.buf.extend_from_slice(sealed);
             p.entries.push(PackEntry {
