@@ -5,6 +5,7 @@ mod commands;
 mod interrupt;
 mod output;
 mod password;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use ironvault_core::Error as CoreError;

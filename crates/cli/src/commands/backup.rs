@@ -69,8 +69,24 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         ParentChoice::Auto
     };
     let started = std::time::Instant::now();
-    let warn = |m: &str| eprintln!("warning: {m}");
-    let r = backup(repo.clone(), &opts, &warn)?;
+    let counters = std::sync::Arc::new(ironvault_core::backup::Progress::default());
+    opts.progress = Some(counters.clone());
+    let display = crate::progress::start(!cli.quiet && !cli.json, move |t| {
+        let read = counters
+            .bytes_read
+            .load(std::sync::atomic::Ordering::Relaxed);
+        crate::progress::rate_line(t, counters.files(), "read", read)
+    });
+    // On a terminal, clear the progress line before a warning.
+    let clear = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        "\r\x1b[2K"
+    } else {
+        ""
+    };
+    let warn = |m: &str| eprintln!("{clear}warning: {m}");
+    let r = backup(repo.clone(), &opts, &warn);
+    drop(display);
+    let r = r?;
     let s = &r.summary;
     if cli.json {
         println!(

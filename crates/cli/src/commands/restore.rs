@@ -36,7 +36,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             plural(sum.errors, "file")
         );
     }
-    let st = restore(&repo, &snap.tree, &RestoreOptions::new(a.target.clone()))?;
+    let mut opts = RestoreOptions::new(a.target.clone());
+    let counters = std::sync::Arc::new(ironvault_core::restore::RestoreProgress::default());
+    opts.progress = Some(counters.clone());
+    let display = crate::progress::start(!cli.quiet && !cli.json, move |t| {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::progress::rate_line(
+            t,
+            counters.files_written.load(Relaxed),
+            "written",
+            counters.bytes_written.load(Relaxed),
+        )
+    });
+    let st = restore(&repo, &snap.tree, &opts);
+    drop(display);
+    let st = st?;
     for e in &st.errors {
         eprintln!("error: {e}");
     }

@@ -54,6 +54,8 @@ pub struct BackupOptions {
     pub compression: Option<i32>,
     /// File readers and sealers each; None: the number of cores.
     pub threads: Option<usize>,
+    /// Counters to watch from another thread.
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl BackupOptions {
@@ -67,6 +69,7 @@ impl BackupOptions {
             time: None,
             compression: None,
             threads: None,
+            progress: None,
         }
     }
 }
@@ -114,29 +117,38 @@ pub(crate) struct Shared<'a> {
     warn: WarnFn<'a>,
     abort: AtomicBool,
     fatal: Mutex<Option<Error>>,
-    files_new: AtomicU64,
-    files_changed: AtomicU64,
-    files_unmodified: AtomicU64,
-    dirs: AtomicU64,
-    bytes_read: AtomicU64,
-    errors: AtomicU64,
-    changed: AtomicU64,
+    progress: Arc<Progress>,
+}
+
+/// Live counters of a running backup (read them from another thread to show progress).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files_new: AtomicU64,
+    pub files_changed: AtomicU64,
+    pub files_unmodified: AtomicU64,
+    pub dirs: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub errors: AtomicU64,
+    pub changed: AtomicU64,
+}
+
+impl Progress {
+    /// Files done so far (new, changed or unmodified).
+    pub fn files(&self) -> u64 {
+        self.files_new.load(Ordering::Relaxed)
+            + self.files_changed.load(Ordering::Relaxed)
+            + self.files_unmodified.load(Ordering::Relaxed)
+    }
 }
 
 impl<'a> Shared<'a> {
-    fn new(sink: BlobSink, warn: WarnFn<'a>) -> Self {
+    fn new(sink: BlobSink, warn: WarnFn<'a>, progress: Arc<Progress>) -> Self {
         Shared {
             sink,
             warn,
             abort: AtomicBool::new(false),
             fatal: Mutex::new(None),
-            files_new: AtomicU64::new(0),
-            files_changed: AtomicU64::new(0),
-            files_unmodified: AtomicU64::new(0),
-            dirs: AtomicU64::new(0),
-            bytes_read: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            changed: AtomicU64::new(0),
+            progress,
         }
     }
 
@@ -148,7 +160,7 @@ impl<'a> Shared<'a> {
     }
 
     fn skip(&self, path: &Path, what: &str, e: impl std::fmt::Display) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.progress.errors.fetch_add(1, Ordering::Relaxed);
         (self.warn)(&format!("{}: {what}: {e} (skipped)", path.display()));
     }
 }
@@ -266,7 +278,7 @@ pub fn backup(
 
     let sink = BlobSink::new(repo.clone(), level);
     sink.adopt(adopted)?;
-    let shared = Shared::new(sink, warn);
+    let shared = Shared::new(sink, warn, opts.progress.clone().unwrap_or_default());
 
     let root_tree_id = std::thread::scope(|s| -> Result<Option<Id>> {
         // Bounds: jobs and seal queue hold at most a few chunks each per core
@@ -324,14 +336,14 @@ pub fn backup(
     shared.sink.finish()?;
     let finished = chrono::Local::now();
     let summary = Summary {
-        files_new: shared.files_new.load(Ordering::Relaxed),
-        files_changed: shared.files_changed.load(Ordering::Relaxed),
-        files_unmodified: shared.files_unmodified.load(Ordering::Relaxed),
-        dirs: shared.dirs.load(Ordering::Relaxed),
-        bytes_read: shared.bytes_read.load(Ordering::Relaxed),
+        files_new: shared.progress.files_new.load(Ordering::Relaxed),
+        files_changed: shared.progress.files_changed.load(Ordering::Relaxed),
+        files_unmodified: shared.progress.files_unmodified.load(Ordering::Relaxed),
+        dirs: shared.progress.dirs.load(Ordering::Relaxed),
+        bytes_read: shared.progress.bytes_read.load(Ordering::Relaxed),
         bytes_added: shared.sink.stats.bytes_added_stored.load(Ordering::Relaxed),
-        errors: shared.errors.load(Ordering::Relaxed),
-        changed_during_read: shared.changed.load(Ordering::Relaxed),
+        errors: shared.progress.errors.load(Ordering::Relaxed),
+        changed_during_read: shared.progress.changed.load(Ordering::Relaxed),
         started: started.to_rfc3339(),
         finished: finished.to_rfc3339(),
     };
@@ -482,7 +494,7 @@ impl Walker<'_, '_> {
             .filter(|p| p.node_type == NodeType::Dir)
             .and_then(|p| p.subtree)
             .and_then(|id| self.repo.read_tree(&id).ok().map(|t| (id, t)));
-        self.sh.dirs.fetch_add(1, Ordering::Relaxed);
+        self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
         self.emit(Event::Enter(node));
         for name in names {
             let child = path.join(std::ffi::OsStr::from_bytes(&name));
@@ -511,7 +523,10 @@ impl Walker<'_, '_> {
             if unchanged {
                 node.content = p.content.clone();
                 node.holes = p.holes.clone();
-                self.sh.files_unmodified.fetch_add(1, Ordering::Relaxed);
+                self.sh
+                    .progress
+                    .files_unmodified
+                    .fetch_add(1, Ordering::Relaxed);
                 return self.emit(Event::Ready(node));
             }
         }

@@ -26,9 +26,9 @@ pub(super) fn run_reader(sh: &Shared<'_>, jobs: Receiver<FileJob>, seal: Sender<
         // Counted once read: a skipped file is an error, not a new file.
         if result.is_some() {
             let counter = if job.in_parent {
-                &sh.files_changed
+                &sh.progress.files_changed
             } else {
-                &sh.files_new
+                &sh.progress.files_new
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
@@ -103,7 +103,6 @@ fn read_file(
     let mut pos: u64 = 0; // file offset of buf's end
     let mut eof = false;
     let mut hole_i = 0;
-    let mut read_bytes = 0u64;
     loop {
         // Keep at least `max` bytes ahead of `start`, so every cut is final.
         while !eof && buf.len() - start < max {
@@ -138,7 +137,9 @@ fn read_file(
                 Ok(n) => {
                     buf.truncate(old + n);
                     pos += n as u64;
-                    read_bytes += n as u64;
+                    sh.progress
+                        .bytes_read
+                        .fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(old),
                 Err(e) => {
@@ -170,7 +171,6 @@ fn read_file(
         content.push(id);
         start += cut;
     }
-    sh.bytes_read.fetch_add(read_bytes, Ordering::Relaxed);
     node.content = Some(content);
     let changed = match f.metadata() {
         Ok(after) => {
@@ -183,7 +183,7 @@ fn read_file(
     if changed {
         node.size = pos;
         node.flags.push(FLAG_CHANGED.to_string());
-        sh.changed.fetch_add(1, Ordering::Relaxed);
+        sh.progress.changed.fetch_add(1, Ordering::Relaxed);
         (sh.warn)(&format!(
             "{}: changed while it was read; stored as read and flagged",
             path.display()
@@ -217,7 +217,7 @@ mod tests {
         let repo = Arc::new(Repository::init(backend, b"pw", kdf, None).unwrap());
         let warnings = std::sync::Mutex::new(Vec::new());
         let warn = |m: &str| warnings.lock().unwrap().push(m.to_string());
-        let sh = Shared::new(BlobSink::new(repo, 3), &warn);
+        let sh = Shared::new(BlobSink::new(repo, 3), &warn, Default::default());
         let (seal_tx, _seal_rx) = crossbeam_channel::unbounded();
         let secret = d.path().join("secret");
         std::fs::write(&secret, b"not yours").unwrap();
@@ -246,7 +246,7 @@ mod tests {
             assert!(t0.elapsed().as_secs() < 5);
             std::fs::remove_file(&p).unwrap();
         }
-        assert_eq!(sh.errors.load(Ordering::Relaxed), 2);
+        assert_eq!(sh.progress.errors.load(Ordering::Relaxed), 2);
         assert_eq!(warnings.lock().unwrap().len(), 2);
     }
 }

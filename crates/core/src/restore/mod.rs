@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How to restore.
 #[derive(Clone, Debug)]
@@ -28,6 +28,15 @@ pub struct RestoreOptions {
     pub owners: bool,
     /// Parallel file writers; None: twice the cores (I/O overlaps).
     pub threads: Option<usize>,
+    /// Counters to watch from another thread.
+    pub progress: Option<Arc<RestoreProgress>>,
+}
+
+/// Live counters of a running restore.
+#[derive(Debug, Default)]
+pub struct RestoreProgress {
+    pub files_written: AtomicU64,
+    pub bytes_written: AtomicU64,
 }
 
 impl RestoreOptions {
@@ -38,6 +47,7 @@ impl RestoreOptions {
             // SAFETY: geteuid has no preconditions.
             owners: unsafe { libc::geteuid() } == 0,
             threads: None,
+            progress: None,
         }
     }
 }
@@ -61,7 +71,7 @@ struct FileJob {
 struct Ctx<'a> {
     repo: &'a Repository,
     opts: &'a RestoreOptions,
-    bytes: AtomicU64,
+    progress: Arc<RestoreProgress>,
     errors: Mutex<Vec<String>>,
     failed_files: AtomicU64,
     failed: Mutex<std::collections::HashSet<PathBuf>>,
@@ -99,7 +109,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
     let ctx = Ctx {
         repo,
         opts,
-        bytes: AtomicU64::new(0),
+        progress: opts.progress.clone().unwrap_or_default(),
         errors: Mutex::new(Vec::new()),
         failed_files: AtomicU64::new(0),
         failed: Mutex::new(Default::default()),
@@ -167,7 +177,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
     if crate::interrupt::requested() {
         return Err(Error::Interrupted);
     }
-    stats.bytes_written = ctx.bytes.load(Ordering::Relaxed);
+    stats.bytes_written = ctx.progress.bytes_written.load(Ordering::Relaxed);
     stats.errors = ctx.errors.into_inner().unwrap_or_default();
     stats.files -= ctx.failed_files.load(Ordering::Relaxed).min(stats.files);
     Ok(stats)
@@ -366,7 +376,7 @@ fn write_file(ctx: &Ctx<'_>, path: &Path, node: &Node) {
                     let s = (r - off) as usize;
                     f.write_all_at(&data[s..s + rl as usize], r)
                         .map_err(|e| format!("write failed: {e}"))?;
-                    ctx.bytes.fetch_add(rl, Ordering::Relaxed);
+                    ctx.progress.bytes_written.fetch_add(rl, Ordering::Relaxed);
                 }
             }
             off += len;
@@ -378,7 +388,9 @@ fn write_file(ctx: &Ctx<'_>, path: &Path, node: &Node) {
             ));
         }
         apply_metadata_fd(&f, node, ctx.opts.owners)
-            .map_err(|e| format!("cannot set metadata: {e}"))
+            .map_err(|e| format!("cannot set metadata: {e}"))?;
+        ctx.progress.files_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(path);
