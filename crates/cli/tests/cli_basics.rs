@@ -149,3 +149,37 @@ fn related_repositories_share_ids_but_not_keys() {
         .unwrap();
     assert_eq!(o.status.code(), Some(12));
 }
+
+#[test]
+fn parent_and_force_choose_what_is_read_again() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), &random_bytes(100_000, 1));
+    write(&src.join("b"), &random_bytes(100_000, 2));
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let first = env.snapshot_ids()[0].clone();
+    let out = env.ok(&["backup", "--force", src.to_str().unwrap()]);
+    assert!(
+        out.contains("Files:  2 new, 0 changed, 0 unmodified"),
+        "--force reads everything: {out}"
+    );
+    assert!(
+        out.contains("Added to the repository: 0 B") || out.contains("KiB in"),
+        "{out}"
+    );
+    let out = env.ok(&["backup", "--parent", &first[..8], src.to_str().unwrap()]);
+    assert!(
+        out.contains(&format!("using parent snapshot {}", &first[..8])),
+        "{out}"
+    );
+    assert!(out.contains("0 new, 0 changed, 2 unmodified"), "{out}");
+    // another path set has no automatic parent
+    let other = env.path("other");
+    write(&other.join("c"), b"c");
+    let out = env.ok(&["backup", other.to_str().unwrap()]);
+    assert!(!out.contains("using parent"), "{out}");
+    let o = env.run(&["backup", "--parent", "ffffffff", src.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no snapshot ffffffff"));
+}
