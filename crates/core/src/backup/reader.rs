@@ -118,7 +118,12 @@ fn read_file(
                 (h.0 + h.1 - pos).min(READ_SIZE as u64) as usize
             } else {
                 let next_hole = node.holes.get(hole_i).map(|h| h.0).unwrap_or(u64::MAX);
-                (next_hole - pos).min(READ_SIZE as u64) as usize
+                // Ask for what the file should still hold (at least a page, to
+                // notice growth): the buffer is zero-filled before each read,
+                // and zeroing a whole READ_SIZE for every small file would
+                // cost more than reading it.
+                let expected = size.saturating_sub(pos).max(4096);
+                (next_hole - pos).min(expected).min(READ_SIZE as u64) as usize
             };
             let old = buf.len();
             buf.resize(old + want, 0);

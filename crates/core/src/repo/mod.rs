@@ -398,22 +398,29 @@ impl Repository {
 
     /// Seal a blob for storage: compression byte, then zstd or raw, then AEAD.
     pub fn seal_blob(&self, t: BlobType, id: &Id, plain: &[u8], level: i32) -> Vec<u8> {
-        let compressed = if level > 0 && plain.len() >= 64 {
-            zstd_compress(plain, level).ok()
-        } else {
-            None
-        };
-        // nonce placeholder ‖ compression byte ‖ body, sealed in place, + tag
-        let body: &[u8] = match &compressed {
-            // Store compressed only if it saves at least 1/64.
-            Some(c) if c.len() + plain.len() / 64 < plain.len() => c,
-            _ => plain,
-        };
-        let mut buf = Vec::with_capacity(24 + 1 + body.len() + 16);
-        buf.extend_from_slice(&[0u8; 24]);
-        buf.push(u8::from(!std::ptr::eq(body, plain)));
-        buf.extend_from_slice(body);
-        drop(compressed);
+        // Layout: nonce placeholder (24) ‖ compression byte ‖ body ‖ tag (16).
+        // The body is compressed straight into the output buffer, then sealed
+        // in place: one buffer per blob besides the plaintext.
+        const HEAD: usize = 25;
+        let bound = zstd::zstd_safe::compress_bound(plain.len());
+        let mut buf = Vec::with_capacity(HEAD + bound.max(plain.len()) + 16);
+        buf.resize(HEAD, 0);
+        let mut compressed = false;
+        if level > 0 && plain.len() >= 64 {
+            buf.resize(HEAD + bound, 0);
+            match zstd_compress_into(plain, level, &mut buf[HEAD..]) {
+                // Store compressed only if it saves at least 1/64.
+                Ok(n) if n + plain.len() / 64 < plain.len() => {
+                    buf.truncate(HEAD + n);
+                    compressed = true;
+                }
+                _ => buf.truncate(HEAD),
+            }
+        }
+        if !compressed {
+            buf.extend_from_slice(plain);
+        }
+        buf[24] = u8::from(compressed);
         crate::crypto::seal_in_place(&self.master, &blob_ad(t, id), &mut buf);
         buf
     }
@@ -516,14 +523,18 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn zstd_compress(plain: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+/// Compress `plain` into `out` (which must be large enough: compress_bound); returns the length.
+fn zstd_compress_into(plain: &[u8], level: i32, out: &mut [u8]) -> std::io::Result<usize> {
     COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.as_ref().map(|(l, _)| *l) != Some(level) {
             *c = Some((level, zstd::bulk::Compressor::new(level)?));
         }
         // Set just above.
-        c.as_mut().expect("compressor set").1.compress(plain)
+        c.as_mut()
+            .expect("compressor set")
+            .1
+            .compress_to_buffer(plain, out)
     })
 }
 
