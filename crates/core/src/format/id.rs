@@ -4,8 +4,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// A 32-byte id; shown as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Id(pub [u8; 32]);
+
+// Ids are uniformly distributed (keyed hashes or random): 8 bytes identify
+// them well enough for hashing; equality still compares all 32.
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The slice has 32 bytes.
+        state.write_u64(u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes")));
+    }
+}
 
 impl Id {
     /// Unkeyed BLAKE3 of bytes: the name of packs, index and key files.
@@ -68,6 +77,37 @@ impl<'de> Deserialize<'de> for Id {
         Id::from_slice(&b).ok_or_else(|| serde::de::Error::custom("id must be 32 bytes"))
     }
 }
+
+/// Hasher for maps keyed by `Id`: ids are uniformly distributed keyed
+/// hashes already, so eight of their bytes are a perfect hash; SipHash over
+/// 32 bytes would cost more than the lookup.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only Id is hashed with this hasher, through write_u64; anything
+        // else still gets a usable (if weak) hash.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+}
+
+/// `BuildHasher` for `IdHasher`.
+pub type IdBuildHasher = std::hash::BuildHasherDefault<IdHasher>;
+/// A `HashMap` keyed by ids.
+pub type IdMap<V> = std::collections::HashMap<Id, V, IdBuildHasher>;
+/// A `HashSet` of ids.
+pub type IdSet = std::collections::HashSet<Id, IdBuildHasher>;
 
 /// The two kinds of blobs; also the kind of a pack.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]

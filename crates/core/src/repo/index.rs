@@ -1,9 +1,10 @@
 //! The in-memory master index: the union of all index files (format.md §6),
 //! mapping each blob id to one place it can be read from.
 
+use crate::format::id::IdMap;
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::{BlobType, Id};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Where one blob can be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,10 +19,10 @@ pub struct BlobLocation {
 /// All blobs the repository's index files list.
 #[derive(Default, Clone)]
 pub struct MasterIndex {
-    blobs: HashMap<Id, BlobLocation>,
+    blobs: IdMap<BlobLocation>,
     /// Further copies of a blob (in other packs), tried when the first fails.
-    more: HashMap<Id, Vec<BlobLocation>>,
-    packs: HashMap<Id, (BlobType, u64)>,
+    more: IdMap<Vec<BlobLocation>>,
+    packs: IdMap<(BlobType, u64)>,
 }
 
 impl MasterIndex {
@@ -88,7 +89,7 @@ impl MasterIndex {
     }
 
     /// Every indexed pack with its type and size.
-    pub fn packs(&self) -> &HashMap<Id, (BlobType, u64)> {
+    pub fn packs(&self) -> &IdMap<(BlobType, u64)> {
         &self.packs
     }
 

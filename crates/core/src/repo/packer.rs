@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::format::index::{IndexBlob, IndexFile, IndexPack};
 use crate::format::pack::{write_header, PackEntry};
 use crate::format::{BlobType, Id};
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,7 +46,7 @@ pub struct BlobSink {
     pack_size: usize,
     open: [Mutex<OpenPack>; 2],
     /// Ids added during this run (the master index holds the rest).
-    added: Mutex<HashSet<Id>>,
+    added: Mutex<crate::format::id::IdSet>,
     pending_index: Mutex<(Vec<IndexPack>, Instant)>,
     /// Serialises index writes so packs appear in exactly one index file.
     pub stats: WriteStats,
@@ -66,7 +65,7 @@ impl BlobSink {
                 Mutex::new(OpenPack::default()),
                 Mutex::new(OpenPack::default()),
             ],
-            added: Mutex::new(HashSet::new()),
+            added: Mutex::new(Default::default()),
             pending_index: Mutex::new((Vec::new(), Instant::now())),
             stats: WriteStats::default(),
         }
