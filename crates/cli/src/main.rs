@@ -56,6 +56,8 @@ enum Command {
     Unlock(commands::unlock::Args),
     /// Rebuild damaged repository metadata.
     Repair(commands::repair::Args),
+    /// Manage key files (passwords) of the repository.
+    Key(commands::key::Args),
 }
 
 /// The error and its causes on one line, skipping causes already quoted.
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Snapshots(a) => commands::snapshots::run(&cli, a),
         Command::Unlock(a) => commands::unlock::run(&cli, a),
         Command::Repair(a) => commands::repair::run(&cli, a),
+        Command::Key(a) => commands::key::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

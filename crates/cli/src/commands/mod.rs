@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod check;
 pub mod init;
+pub mod key;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;

@@ -188,6 +188,57 @@ impl Repository {
         Ok(name)
     }
 
+    /// Every key file: (id, content or the reason it cannot be read).
+    pub fn list_keys(&self) -> Result<Vec<(Id, Result<KeyFile>)>> {
+        let mut out = Vec::new();
+        for o in self.backend.list("keys/")? {
+            let Some(id) = o.name.strip_prefix("keys/").and_then(Id::from_hex) else {
+                continue;
+            };
+            let kf = self
+                .backend
+                .get(&o.name)
+                .and_then(|b| KeyFile::parse(&b, &o.name));
+            out.push((id, kf));
+        }
+        Ok(out)
+    }
+
+    /// Remove a key file by id or unique prefix. The key this repository was
+    /// opened with and the last key are refused: both would lock people out.
+    pub fn remove_key(&self, prefix: &str) -> Result<Id> {
+        let keys = self.list_keys()?;
+        let matches: Vec<Id> = keys
+            .iter()
+            .map(|k| k.0)
+            .filter(|id| id.to_hex().starts_with(&prefix.to_ascii_lowercase()))
+            .collect();
+        let id = match matches.as_slice() {
+            [] => {
+                return Err(Error::Invalid(format!(
+                    "no key {prefix} in this repository; 'ironvault key list' shows them"
+                )))
+            }
+            [one] => *one,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "key id prefix {prefix} is ambiguous; give more characters"
+                )))
+            }
+        };
+        if format!("keys/{}", id.to_hex()) == self.key_name {
+            return Err(Error::Invalid(format!(
+                "key {} is the one this command was opened with; open with another key to remove it, or use 'ironvault key passwd'",
+                id.short()
+            )));
+        }
+        if keys.len() <= 1 {
+            return Err(Error::Invalid("the last key cannot be removed".into()));
+        }
+        self.backend.delete(&format!("keys/{}", id.to_hex()))?;
+        Ok(id)
+    }
+
     /// Read every index file; a damaged one is returned in the error list, not fatal.
     pub fn read_index_files(&self) -> Result<WithErrors<(Id, IndexFile)>> {
         let mut files = Vec::new();
