@@ -58,6 +58,10 @@ enum Command {
     Repair(commands::repair::Args),
     /// Manage key files (passwords) of the repository.
     Key(commands::key::Args),
+    /// List files and directories in a snapshot.
+    Ls(commands::ls::Args),
+    /// Show sizes, deduplication and compression of snapshots.
+    Stats(commands::stats::Args),
 }
 
 /// The error and its causes on one line, skipping causes already quoted.
@@ -123,6 +127,8 @@ fn main() -> ExitCode {
         Command::Unlock(a) => commands::unlock::run(&cli, a),
         Command::Repair(a) => commands::repair::run(&cli, a),
         Command::Key(a) => commands::key::run(&cli, a),
+        Command::Ls(a) => commands::ls::run(&cli, a),
+        Command::Stats(a) => commands::stats::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

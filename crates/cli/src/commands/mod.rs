@@ -4,9 +4,11 @@ pub mod backup;
 pub mod check;
 pub mod init;
 pub mod key;
+pub mod ls;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 pub mod unlock;
 
 use crate::password::PasswordSource;
@@ -43,4 +45,60 @@ pub fn open_repo(cli: &Cli) -> Result<Arc<Repository>> {
     Repository::probe(b.as_ref())?;
     let pw = password_source(cli).get(&format!("repository {}", b.location()), false)?;
     Ok(Arc::new(Repository::open(b, &pw)?))
+}
+
+/// Filters that select snapshots (repeatable; a snapshot matches if it has
+/// one of the hosts, all of one tag list, and one of the paths given).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct SnapshotFilter {
+    /// Only snapshots of this host (repeatable).
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags (comma-separated: all of them; repeatable: any group).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// True if the snapshot passes every filter given.
+    pub fn matches(&self, s: &ironvault_core::format::snapshot::Snapshot) -> bool {
+        let host_ok = self.hosts.is_empty() || self.hosts.contains(&s.hostname);
+        let tag_ok = self.tags.is_empty()
+            || self.tags.iter().any(|group| {
+                group
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .all(|t| s.tags.iter().any(|x| x == t))
+            });
+        let path_ok = self.paths.is_empty()
+            || self.paths.iter().any(|p| {
+                let p = p.trim_end_matches('/');
+                s.paths.iter().any(|x| x == p)
+            });
+        host_ok && tag_ok && path_ok
+    }
+}
+
+/// The snapshots named (ids, prefixes or "latest"), or all that pass the filter.
+pub fn select_snapshots(
+    repo: &Repository,
+    ids: &[String],
+    filter: &SnapshotFilter,
+) -> Result<
+    Vec<(
+        ironvault_core::format::Id,
+        ironvault_core::format::snapshot::Snapshot,
+    )>,
+> {
+    if !ids.is_empty() {
+        return ids.iter().map(|i| Ok(repo.find_snapshot(i)?)).collect();
+    }
+    let (all, errs) = repo.list_snapshots()?;
+    for e in errs {
+        eprintln!("warning: {e}");
+    }
+    Ok(all.into_iter().filter(|(_, s)| filter.matches(s)).collect())
 }

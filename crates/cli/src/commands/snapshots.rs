@@ -1,59 +1,138 @@
-//! `ironvault snapshots`: list snapshots.
+//! `ironvault snapshots`: list snapshots, filtered and grouped.
 
 use crate::Cli;
-use anyhow::Result;
+use anyhow::{bail, Result};
+use ironvault_core::format::snapshot::Snapshot;
+use ironvault_core::format::Id;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Show only these snapshots (ids, prefixes or "latest").
+    ids: Vec<String>,
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
+    /// Only the newest N snapshots of each group.
+    #[arg(long, value_name = "N")]
+    latest: Option<usize>,
+    /// Group by any of host, paths, tags (comma-separated).
+    #[arg(long, value_name = "host,paths,tags", default_value = "")]
+    group_by: String,
+}
 
-pub fn run(cli: &Cli, _a: &Args) -> Result<u8> {
-    let repo = super::open_repo(cli)?;
-    let (snaps, errs) = repo.list_snapshots()?;
-    for e in &errs {
-        eprintln!("warning: {e}");
+fn json(id: &Id, s: &Snapshot) -> serde_json::Value {
+    serde_json::json!({
+        "id": id.to_hex(), "short_id": id.short(), "time": s.time, "hostname": s.hostname,
+        "paths": s.paths, "tags": s.tags, "tree": s.tree.to_hex(), "username": s.username,
+        "uid": s.uid, "gid": s.gid, "parent": s.parent.map(|p| p.to_hex()),
+        "program_version": s.program_version, "summary": s.summary,
+    })
+}
+
+pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+    let mut by = (false, false, false);
+    for g in a.group_by.split(',').filter(|g| !g.is_empty()) {
+        match g {
+            "host" => by.0 = true,
+            "paths" => by.1 = true,
+            "tags" => by.2 = true,
+            other => bail!("--group-by {other:?}: use host, paths and/or tags"),
+        }
     }
+    let repo = super::open_repo(cli)?;
+    let snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
+    // Groups in order of their newest snapshot's first appearance.
+    let mut groups: Vec<(serde_json::Value, Vec<(Id, Snapshot)>)> = Vec::new();
+    for (id, s) in snaps {
+        let mut paths = s.paths.clone();
+        paths.sort();
+        let mut tags = s.tags.clone();
+        tags.sort();
+        let key = serde_json::json!({
+            "hostname": by.0.then(|| s.hostname.clone()),
+            "paths": by.1.then_some(paths),
+            "tags": by.2.then_some(tags),
+        });
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push((id, s)),
+            None => groups.push((key, vec![(id, s)])),
+        }
+    }
+    if let Some(n) = a.latest {
+        for g in &mut groups {
+            let skip = g.1.len().saturating_sub(n);
+            g.1.drain(..skip);
+        }
+    }
+    let grouped = !a.group_by.is_empty();
     if cli.json {
-        let v: Vec<_> = snaps
-            .iter()
-            .map(|(id, s)| {
-                serde_json::json!({
-                    "id": id.to_hex(), "short_id": id.short(), "time": s.time, "hostname": s.hostname,
-                    "paths": s.paths, "tags": s.tags, "tree": s.tree.to_hex(), "username": s.username,
-                    "uid": s.uid, "gid": s.gid, "parent": s.parent.map(|p| p.to_hex()),
-                    "program_version": s.program_version, "summary": s.summary,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(v));
+        let v = if grouped {
+            serde_json::Value::Array(
+                groups
+                    .iter()
+                    .map(|(k, snaps)| {
+                        serde_json::json!({"group_key": k, "snapshots": snaps.iter().map(|(i, s)| json(i, s)).collect::<Vec<_>>()})
+                    })
+                    .collect(),
+            )
+        } else {
+            serde_json::Value::Array(
+                groups
+                    .iter()
+                    .flat_map(|g| g.1.iter())
+                    .map(|(i, s)| json(i, s))
+                    .collect(),
+            )
+        };
+        println!("{v}");
         return Ok(0);
     }
-    println!(
-        "{:<10} {:<26} {:<16} {:<16} paths",
-        "ID", "time", "host", "tags"
-    );
     let mut incomplete = 0;
-    for (id, s) in &snaps {
-        let mark = if s.summary.as_ref().map(|x| x.errors > 0).unwrap_or(false) {
-            incomplete += 1;
-            "!"
-        } else {
-            ""
-        };
-        let t = s
-            .parsed_time()
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
-            .unwrap_or_else(|| s.time.clone());
+    let mut total = 0;
+    for (key, snaps) in &groups {
+        if grouped {
+            println!(
+                "group {}",
+                key.as_object()
+                    .map(|o| o
+                        .iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                    .unwrap_or_default()
+            );
+        }
         println!(
-            "{:<10} {:<26} {:<16} {:<16} {}",
-            format!("{}{mark}", id.short()),
-            t,
-            s.hostname,
-            s.tags.join(","),
-            s.paths.join(", ")
+            "{:<10} {:<26} {:<16} {:<16} paths",
+            "ID", "time", "host", "tags"
         );
+        for (id, s) in snaps {
+            total += 1;
+            let mark = if s.summary.as_ref().map(|x| x.errors > 0).unwrap_or(false) {
+                incomplete += 1;
+                "!"
+            } else {
+                ""
+            };
+            let t = s
+                .parsed_time()
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+                .unwrap_or_else(|| s.time.clone());
+            println!(
+                "{:<10} {:<26} {:<16} {:<16} {}",
+                format!("{}{mark}", id.short()),
+                t,
+                s.hostname,
+                s.tags.join(","),
+                s.paths.join(", ")
+            );
+        }
+        if grouped {
+            println!();
+        }
     }
     if !cli.quiet {
-        println!("{} snapshots", snaps.len());
+        println!("{total} snapshots");
         if incomplete > 0 {
             println!("! = incomplete: some files could not be read when the snapshot was taken");
         }

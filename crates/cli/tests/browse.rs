@@ -1,0 +1,132 @@
+//! Browsing: snapshots filters and grouping, ls, stats.
+
+mod common;
+use common::*;
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap()
+}
+
+#[test]
+fn snapshots_filters_latest_and_group_by() {
+    let env = Env::new();
+    let a = env.path("a");
+    let b = env.path("b");
+    write(&a.join("x"), b"x");
+    write(&b.join("y"), b"y");
+    env.init();
+    env.ok(&[
+        "backup",
+        "--host",
+        "h1",
+        "--tag",
+        "daily",
+        "--time",
+        "2026-01-01T00:00:00Z",
+        a.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "backup",
+        "--host",
+        "h1",
+        "--tag",
+        "daily,db",
+        "--time",
+        "2026-01-02T00:00:00Z",
+        a.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "backup",
+        "--host",
+        "h2",
+        "--time",
+        "2026-01-03T00:00:00Z",
+        b.to_str().unwrap(),
+    ]);
+    let count = |args: &[&str]| {
+        json(&env.ok(&[&["snapshots", "--json"], args].concat()))
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(&[]), 3);
+    assert_eq!(count(&["--host", "h1"]), 2);
+    assert_eq!(count(&["--tag", "db"]), 1);
+    assert_eq!(count(&["--tag", "daily"]), 2);
+    assert_eq!(count(&["--tag", "daily,db"]), 1);
+    assert_eq!(count(&["--path", b.to_str().unwrap()]), 1);
+    assert_eq!(count(&["--latest", "1"]), 1);
+    let v = json(&env.ok(&["snapshots", "--json", "--group-by", "host", "--latest", "1"]));
+    let groups = v.as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["group_key"]["hostname"], "h1");
+    assert_eq!(groups[0]["snapshots"][0]["time"], "2026-01-02T00:00:00Z");
+    let o = env.run(&["snapshots", "--group-by", "colour"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("use host, paths and/or tags"));
+}
+
+#[test]
+fn ls_lists_paths_long_and_json_and_refuses_missing_paths() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("top.txt"), b"hello");
+    write(&src.join("dir/inner.txt"), b"inner");
+    std::os::unix::fs::symlink("top.txt", src.join("link")).unwrap();
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let all = env.ok(&["ls", "latest"]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "/src",
+            "/src/dir",
+            "/src/dir/inner.txt",
+            "/src/link",
+            "/src/top.txt"
+        ]
+    );
+    let top = env.ok(&["ls", "latest", "/src"]);
+    assert_eq!(
+        top.lines().collect::<Vec<_>>(),
+        vec!["/src", "/src/dir", "/src/link", "/src/top.txt"]
+    );
+    let rec = env.ok(&["ls", "latest", "/src", "--recursive"]);
+    assert!(rec.contains("/src/dir/inner.txt"));
+    let long = env.ok(&["ls", "--long", "latest", "src/link"]);
+    assert!(
+        long.starts_with("lrwxrwxrwx") && long.contains("/src/link -> top.txt"),
+        "{long}"
+    );
+    let js = env.ok(&["ls", "--json", "latest", "/src/top.txt"]);
+    let node: serde_json::Value = serde_json::from_str(js.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(node["size"], 5);
+    assert_eq!(node["type"], "file");
+    let o = env.run(&["ls", "latest", "/src/nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("path /src/nope is not in the snapshot"), "{e}");
+}
+
+#[test]
+fn stats_reports_dedup_and_counts() {
+    let env = Env::new();
+    let src = env.path("src");
+    let data = random_bytes(3 << 20, 4);
+    write(&src.join("a.bin"), &data);
+    write(&src.join("copy.bin"), &data); // identical content: deduplicated
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let v = json(&env.ok(&["stats", "--json"]));
+    assert_eq!(v["snapshots_count"], 2);
+    assert_eq!(v["total_file_count"], 4);
+    assert_eq!(v["total_size"], 4 * (3 << 20));
+    let raw = v["total_uncompressed_size"].as_u64().unwrap();
+    assert!(raw >= 3 << 20 && raw < (3 << 20) + 100_000, "{raw}");
+    assert!(v["dedup_ratio"].as_f64().unwrap() > 3.9);
+    let one = json(&env.ok(&["stats", "--json", "latest"]));
+    assert_eq!(one["snapshots_count"], 1);
+    assert!(env.ok(&["stats"]).contains("Deduplication ratio:"));
+}

@@ -1,0 +1,136 @@
+//! Browsing snapshots without restoring them: walk a snapshot's trees,
+//! resolve a path inside a snapshot, and gather statistics.
+
+use crate::error::{Error, Result};
+use crate::format::id::IdSet;
+use crate::format::tree::{Node, NodeType};
+use crate::format::Id;
+use crate::repo::Repository;
+
+/// Visit every node under tree `id`, depth first in name order. `path` is
+/// the node's path inside the snapshot (`/name/...`). The visitor returns
+/// whether to descend into a directory.
+pub fn walk(
+    repo: &Repository,
+    id: &Id,
+    base: &[u8],
+    visit: &mut dyn FnMut(&[u8], &Node) -> Result<bool>,
+) -> Result<()> {
+    let tree = repo.read_tree(id)?;
+    for n in &tree.nodes {
+        let mut path = base.to_vec();
+        path.push(b'/');
+        path.extend_from_slice(&n.name);
+        let descend = visit(&path, n)?;
+        if descend && n.node_type == NodeType::Dir {
+            if let Some(sub) = &n.subtree {
+                walk(repo, sub, &path, visit)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Split a snapshot path (`/a/b`, `a/b/`) into its components.
+pub fn components(path: &[u8]) -> Vec<&[u8]> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect()
+}
+
+/// The node at `path` inside the tree `root`, or None for the root itself.
+/// A path that does not exist is an error naming it.
+pub fn resolve(repo: &Repository, root: &Id, path: &[u8]) -> Result<Option<Node>> {
+    let mut tree_id = *root;
+    let mut found: Option<Node> = None;
+    let comps = components(path);
+    for (i, c) in comps.iter().enumerate() {
+        let tree = repo.read_tree(&tree_id)?;
+        let node = tree.find(c).cloned().ok_or_else(|| {
+            Error::Invalid(format!(
+                "path {} is not in the snapshot ('ironvault ls' shows what is)",
+                String::from_utf8_lossy(path)
+            ))
+        })?;
+        if i + 1 < comps.len() {
+            tree_id = match (node.node_type, node.subtree) {
+                (NodeType::Dir, Some(s)) => s,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "{} is not a directory in the snapshot",
+                        String::from_utf8_lossy(&comps[..=i].join(&b'/'))
+                    )))
+                }
+            };
+        }
+        found = Some(node);
+    }
+    Ok(found)
+}
+
+/// Sizes and counts over a set of snapshots.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Stats {
+    pub snapshots_count: u64,
+    /// Sum of file sizes as a restore would write them, over all snapshots.
+    pub total_size: u64,
+    pub total_file_count: u64,
+    /// Unique data and tree blobs the snapshots reference, uncompressed.
+    pub total_uncompressed_size: u64,
+    /// The same blobs as stored (compressed and encrypted).
+    pub total_blob_stored_size: u64,
+    pub total_blob_count: u64,
+    /// restore size / unique uncompressed data: how much deduplication saves.
+    pub dedup_ratio: f64,
+    /// unique uncompressed / stored: how much compression saves.
+    pub compression_ratio: f64,
+    pub pack_count: u64,
+    /// All packs in the index, referenced or not.
+    pub repository_size: u64,
+}
+
+/// Statistics over `trees` (snapshot roots).
+pub fn stats(repo: &Repository, trees: &[Id]) -> Result<Stats> {
+    let idx = repo.index();
+    let mut s = Stats {
+        snapshots_count: trees.len() as u64,
+        ..Default::default()
+    };
+    let mut seen = IdSet::default();
+    let mut packs = IdSet::default();
+    let mut add_blob = |id: &Id, s: &mut Stats| {
+        if seen.insert(*id) {
+            if let Some(l) = idx.get(id) {
+                s.total_uncompressed_size += l.raw_len as u64;
+                s.total_blob_stored_size += l.stored_len as u64;
+                s.total_blob_count += 1;
+                packs.insert(l.pack);
+            }
+        }
+    };
+    for root in trees {
+        add_blob(root, &mut s);
+        walk(repo, root, b"", &mut |_, n| {
+            if n.node_type == NodeType::File {
+                s.total_size += n.size;
+                s.total_file_count += 1;
+                for b in n.content.as_deref().unwrap_or(&[]) {
+                    add_blob(b, &mut s);
+                }
+            }
+            if let Some(sub) = &n.subtree {
+                add_blob(sub, &mut s);
+            }
+            Ok(true)
+        })?;
+    }
+    s.pack_count = packs.len() as u64;
+    s.repository_size = idx.packs().values().map(|p| p.1).sum();
+    if s.total_uncompressed_size > 0 {
+        s.dedup_ratio = s.total_size as f64 / s.total_uncompressed_size as f64;
+    }
+    if s.total_blob_stored_size > 0 {
+        s.compression_ratio = s.total_uncompressed_size as f64 / s.total_blob_stored_size as f64;
+    }
+    Ok(s)
+}
