@@ -124,7 +124,7 @@ fn stats_reports_dedup_and_counts() {
     assert_eq!(v["total_file_count"], 4);
     assert_eq!(v["total_size"], 4 * (3 << 20));
     let raw = v["total_uncompressed_size"].as_u64().unwrap();
-    assert!(raw >= 3 << 20 && raw < (3 << 20) + 100_000, "{raw}");
+    assert!((3 << 20..(3 << 20) + 100_000).contains(&raw), "{raw}");
     assert!(v["dedup_ratio"].as_f64().unwrap() > 3.9);
     let one = json(&env.ok(&["stats", "--json", "latest"]));
     assert_eq!(one["snapshots_count"], 1);
