@@ -62,6 +62,8 @@ enum Command {
     Ls(commands::ls::Args),
     /// Show sizes, deduplication and compression of snapshots.
     Stats(commands::stats::Args),
+    /// Show what changed between two snapshots (+ added, - removed, M modified, T type, U metadata).
+    Diff(commands::diff::Args),
 }
 
 /// The error and its causes on one line, skipping causes already quoted.
@@ -129,6 +131,7 @@ fn main() -> ExitCode {
         Command::Key(a) => commands::key::run(&cli, a),
         Command::Ls(a) => commands::ls::run(&cli, a),
         Command::Stats(a) => commands::stats::run(&cli, a),
+        Command::Diff(a) => commands::diff::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -130,3 +130,52 @@ fn stats_reports_dedup_and_counts() {
     assert_eq!(one["snapshots_count"], 1);
     assert!(env.ok(&["stats"]).contains("Deduplication ratio:"));
 }
+
+#[test]
+fn diff_shows_added_removed_modified_type_and_metadata_changes() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("same.txt"), b"same");
+    write(&src.join("edit.txt"), b"before");
+    write(&src.join("gone.txt"), b"gone");
+    write(&src.join("chmod.txt"), b"chmod");
+    write(&src.join("becomes-dir"), b"file");
+    write(&src.join("sub/deep.txt"), b"deep");
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    std::fs::write(src.join("edit.txt"), b"after!").unwrap();
+    std::fs::remove_file(src.join("gone.txt")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        src.join("chmod.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::remove_file(src.join("becomes-dir")).unwrap();
+    write(&src.join("becomes-dir/x"), b"x");
+    write(&src.join("sub/new.txt"), b"new");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let ids = env.snapshot_ids();
+    let out = env.ok(&["diff", &ids[0][..8], &ids[1][..8]]);
+    for line in [
+        "M    /src/edit.txt",
+        "-    /src/gone.txt",
+        "U    /src/chmod.txt",
+        "T    /src/becomes-dir",
+        "+    /src/becomes-dir/x",
+        "+    /src/sub/new.txt",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+    assert!(
+        !out.contains("same.txt") && !out.contains("deep.txt"),
+        "{out}"
+    );
+    let js = env.ok(&["diff", "--json", &ids[0], &ids[1]]);
+    let last: serde_json::Value = serde_json::from_str(js.lines().last().unwrap()).unwrap();
+    assert_eq!(last["added"], 2);
+    assert_eq!(last["removed"], 1);
+}

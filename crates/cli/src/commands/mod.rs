@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod diff;
 pub mod init;
 pub mod key;
 pub mod ls;

@@ -134,3 +134,116 @@ pub fn stats(repo: &Repository, trees: &[Id]) -> Result<Stats> {
     }
     Ok(s)
 }
+
+/// How a path differs between two snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Added,
+    Removed,
+    /// Content changed.
+    Modified,
+    /// Type changed (e.g. a file became a directory).
+    TypeChanged,
+    /// Same content, other metadata (mode, owner, times, xattrs).
+    MetadataOnly,
+}
+
+impl Change {
+    /// restic's one-letter modifier.
+    pub fn letter(self) -> char {
+        match self {
+            Change::Added => '+',
+            Change::Removed => '-',
+            Change::Modified => 'M',
+            Change::TypeChanged => 'T',
+            Change::MetadataOnly => 'U',
+        }
+    }
+}
+
+fn same_metadata(a: &Node, b: &Node) -> bool {
+    a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.mtime == b.mtime
+        && a.xattrs == b.xattrs
+        && a.target == b.target
+        && a.rdev == b.rdev
+}
+
+/// Report every difference between trees `a` and `b`; identical subtrees
+/// (same id) are skipped without reading them.
+pub fn diff(
+    repo: &Repository,
+    a: Option<&Id>,
+    b: Option<&Id>,
+    base: &[u8],
+    out: &mut dyn FnMut(&[u8], Change, Option<&Node>, Option<&Node>),
+) -> Result<()> {
+    if a == b {
+        return Ok(());
+    }
+    let ta = match a {
+        Some(id) => repo.read_tree(id)?.nodes,
+        None => Vec::new(),
+    };
+    let tb = match b {
+        Some(id) => repo.read_tree(id)?.nodes,
+        None => Vec::new(),
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < ta.len() || j < tb.len() {
+        let order = match (ta.get(i), tb.get(j)) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        let (na, nb) = match order {
+            std::cmp::Ordering::Less => {
+                i += 1;
+                (Some(&ta[i - 1]), None)
+            }
+            std::cmp::Ordering::Greater => {
+                j += 1;
+                (None, Some(&tb[j - 1]))
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+                (Some(&ta[i - 1]), Some(&tb[j - 1]))
+            }
+        };
+        let name = &na.or(nb).expect("one side is present").name;
+        let mut path = base.to_vec();
+        path.push(b'/');
+        path.extend_from_slice(name);
+        let dir_a = na
+            .filter(|n| n.node_type == NodeType::Dir)
+            .and_then(|n| n.subtree);
+        let dir_b = nb
+            .filter(|n| n.node_type == NodeType::Dir)
+            .and_then(|n| n.subtree);
+        match (na, nb) {
+            (Some(x), None) => {
+                out(&path, Change::Removed, Some(x), None);
+                diff(repo, dir_a.as_ref(), None, &path, out)?;
+            }
+            (None, Some(y)) => {
+                out(&path, Change::Added, None, Some(y));
+                diff(repo, None, dir_b.as_ref(), &path, out)?;
+            }
+            (Some(x), Some(y)) => {
+                if x.node_type != y.node_type {
+                    out(&path, Change::TypeChanged, Some(x), Some(y));
+                } else if x.node_type == NodeType::File && x.content != y.content {
+                    out(&path, Change::Modified, Some(x), Some(y));
+                } else if !same_metadata(x, y) {
+                    out(&path, Change::MetadataOnly, Some(x), Some(y));
+                }
+                diff(repo, dir_a.as_ref(), dir_b.as_ref(), &path, out)?;
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
