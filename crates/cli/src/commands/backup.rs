@@ -10,8 +10,37 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Files and directories to back up.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "files_from")]
     paths: Vec<PathBuf>,
+    /// Also back up the paths listed in this file (one per line; # comments).
+    #[arg(long, value_name = "FILE")]
+    files_from: Vec<PathBuf>,
+    /// Leave out paths matching this glob (repeatable). `/abs/path` matches from
+    /// the root, `name` or `dir/*.log` match anywhere; `*` stays within one
+    /// path component, `**` spans several.
+    #[arg(short = 'e', long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Like --exclude, ignoring case.
+    #[arg(long, value_name = "PATTERN")]
+    iexclude: Vec<String>,
+    /// Read --exclude patterns from a file (one per line; # comments).
+    #[arg(long, value_name = "FILE")]
+    exclude_file: Vec<PathBuf>,
+    /// Leave out directories that contain a file of this name (repeatable).
+    #[arg(long, value_name = "FILENAME")]
+    exclude_if_present: Vec<String>,
+    /// Leave out directories with a valid CACHEDIR.TAG.
+    #[arg(long)]
+    exclude_caches: bool,
+    /// Stay on the file system of each given path (mount points are kept, empty).
+    #[arg(short = 'x', long)]
+    one_file_system: bool,
+    /// Compare files with the parent snapshot by size and times only (inode numbers unstable).
+    #[arg(long)]
+    ignore_inode: bool,
+    /// Read everything, write nothing: show what a backup would add.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
     /// Compare against this snapshot instead of the newest one of this host and paths.
     #[arg(long)]
     parent: Option<String>,
@@ -41,7 +70,29 @@ fn non_empty(s: &str) -> Result<String, String> {
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
-    for p in &a.paths {
+    let mut paths = a.paths.clone();
+    for f in &a.files_from {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow!("cannot read --files-from {}: {e}", f.display()))?;
+        paths.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(PathBuf::from),
+        );
+    }
+    if paths.is_empty() {
+        bail!("nothing to back up: give paths, or a --files-from file that lists some");
+    }
+    let mut patterns = a.exclude.clone();
+    for f in &a.exclude_file {
+        patterns.extend(ironvault_core::backup::exclude::Excludes::read_pattern_file(f)?);
+    }
+    let mut excludes = ironvault_core::backup::exclude::Excludes::new(&patterns, &a.iexclude)?;
+    excludes.if_present = a.exclude_if_present.clone();
+    excludes.caches = a.exclude_caches;
+    excludes.one_file_system = a.one_file_system;
+    for p in &paths {
         if std::fs::symlink_metadata(p).is_err() {
             bail!(
                 "{}: no such file or directory; nothing was backed up",
@@ -54,7 +105,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             .map_err(|e| anyhow!("--time {t:?} is not an RFC 3339 time: {e}"))?;
     }
     let repo = super::open_repo(cli)?;
-    let mut opts = BackupOptions::new(a.paths.clone());
+    let mut opts = BackupOptions::new(paths);
+    opts.excludes = excludes;
+    opts.ignore_inode = a.ignore_inode;
+    opts.dry_run = a.dry_run;
     if let Some(h) = &a.host {
         opts.hostname = h.clone();
     }
@@ -97,7 +151,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 "dirs": s.dirs, "bytes_read": s.bytes_read, "data_added": s.bytes_added,
                 "errors": s.errors, "changed_during_read": s.changed_during_read,
                 "total_duration": started.elapsed().as_secs_f64(),
-                "snapshot_id": r.snapshot_id.to_hex(),
+                "snapshot_id": r.snapshot_id.to_hex(), "dry_run": a.dry_run,
                 "parent": r.parent.map(|p: Id| p.to_hex()),
             })
         );
@@ -117,7 +171,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             r.packs_written
         );
         println!("took {}", duration(started.elapsed()));
-        println!("snapshot {} saved", r.snapshot_id.short());
+        if a.dry_run {
+            println!(
+                "dry run: nothing was written (the snapshot would be {})",
+                r.snapshot_id.short()
+            );
+        } else {
+            println!("snapshot {} saved", r.snapshot_id.short());
+        }
     }
     if r.is_partial() {
         eprintln!(

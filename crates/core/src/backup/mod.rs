@@ -12,6 +12,7 @@
 //!
 //! Memory is bounded by the channel bounds below times the largest chunk.
 
+pub mod exclude;
 pub mod meta;
 mod reader;
 
@@ -56,6 +57,13 @@ pub struct BackupOptions {
     pub threads: Option<usize>,
     /// Counters to watch from another thread.
     pub progress: Option<Arc<Progress>>,
+    /// What to leave out.
+    pub excludes: exclude::Excludes,
+    /// Compare files with the parent by size and times only (for file
+    /// systems whose inode numbers are not stable, e.g. some FUSE or network mounts).
+    pub ignore_inode: bool,
+    /// Read and chunk everything but write nothing: report what would be added.
+    pub dry_run: bool,
 }
 
 impl BackupOptions {
@@ -70,6 +78,9 @@ impl BackupOptions {
             compression: None,
             threads: None,
             progress: None,
+            excludes: Default::default(),
+            ignore_inode: false,
+            dry_run: false,
         }
     }
 }
@@ -277,6 +288,7 @@ pub fn backup(
         .max(1);
 
     let sink = BlobSink::new(repo.clone(), level);
+    sink.set_dry_run(opts.dry_run);
     sink.adopt(adopted)?;
     let shared = Shared::new(sink, warn, opts.progress.clone().unwrap_or_default());
 
@@ -311,6 +323,8 @@ pub fn backup(
         let assembler = s.spawn(move || assemble(sh, ev_rx));
         let walker = Walker {
             repo: &repo,
+            opts,
+            root_dev: std::cell::Cell::new(0),
             sh,
             jobs: job_tx,
             events: ev_tx,
@@ -363,6 +377,20 @@ pub fn backup(
         program_version: format!("ironvault {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary.clone()),
     };
+    if opts.dry_run {
+        let snapshot_id = repo
+            .id_keys()
+            .snapshot_id(&crate::format::to_cbor(&snapshot)?);
+        let _ = lock.release();
+        return Ok(BackupResult {
+            snapshot_id,
+            snapshot,
+            parent: parent.map(|p| p.0),
+            summary,
+            packs_written: 0,
+            bytes_added_stored: shared.sink.stats.bytes_added_stored.load(Ordering::Relaxed),
+        });
+    }
     lock.confirm()?;
     let snapshot_id = repo.save_snapshot(&snapshot)?;
     if let Err(e) = lock.release() {
@@ -383,6 +411,9 @@ pub fn backup(
 
 struct Walker<'a, 's> {
     repo: &'a Repository,
+    opts: &'a BackupOptions,
+    /// Device of the top-level path being walked (for one_file_system).
+    root_dev: std::cell::Cell<u64>,
     sh: &'a Shared<'s>,
     jobs: Sender<FileJob>,
     events: Sender<Vec<Event>>,
@@ -415,7 +446,10 @@ impl Walker<'_, '_> {
     /// Back up a top-level path.
     fn visit(&self, path: &Path, name: &[u8], parent: Option<&Node>) {
         match std::fs::symlink_metadata(path) {
-            Ok(md) => self.visit_node(path, meta::node_from_metadata(name, &md), parent),
+            Ok(md) => {
+                self.root_dev.set(std::os::unix::fs::MetadataExt::dev(&md));
+                self.visit_node(path, meta::node_from_metadata(name, &md), parent)
+            }
             Err(e) => self.sh.skip(path, "cannot stat", e),
         }
     }
@@ -490,6 +524,16 @@ impl Walker<'_, '_> {
             }
         }
         names.sort();
+        if self.opts.excludes.excludes_dir(path, &names) {
+            return;
+        }
+        // Another file system below a mount point: keep the mount point, empty.
+        if self.opts.excludes.one_file_system && node.device_id != self.root_dev.get() {
+            self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
+            self.emit(Event::Enter(node));
+            self.emit(Event::Leave(None));
+            return;
+        }
         let parent_tree = parent
             .filter(|p| p.node_type == NodeType::Dir)
             .and_then(|p| p.subtree)
@@ -498,6 +542,9 @@ impl Walker<'_, '_> {
         self.emit(Event::Enter(node));
         for name in names {
             let child = path.join(std::ffi::OsStr::from_bytes(&name));
+            if self.opts.excludes.excludes_path(&child) {
+                continue;
+            }
             let pn = parent_tree.as_ref().and_then(|t| t.1.find(&name));
             match meta::node_at(&dir, &name) {
                 Ok(n) => self.visit_node(&child, n, pn),
@@ -514,7 +561,7 @@ impl Walker<'_, '_> {
                 && p.size == node.size
                 && p.mtime == node.mtime
                 && p.ctime == node.ctime
-                && p.inode == node.inode
+                && (self.opts.ignore_inode || p.inode == node.inode)
                 && p.flags.is_empty()
                 && p.content
                     .as_ref()

@@ -48,6 +48,8 @@ pub struct BlobSink {
     /// Ids added during this run (the master index holds the rest).
     added: Mutex<crate::format::id::IdSet>,
     pending_index: Mutex<(Vec<IndexPack>, Instant)>,
+    /// Count what would be stored, write nothing.
+    dry_run: std::sync::atomic::AtomicBool,
     /// Serialises index writes so packs appear in exactly one index file.
     pub stats: WriteStats,
 }
@@ -67,8 +69,14 @@ impl BlobSink {
             ],
             added: Mutex::new(Default::default()),
             pending_index: Mutex::new((Vec::new(), Instant::now())),
+            dry_run: std::sync::atomic::AtomicBool::new(false),
             stats: WriteStats::default(),
         }
+    }
+
+    /// Write nothing from now on; only count.
+    pub fn set_dry_run(&self, on: bool) {
+        self.dry_run.store(on, Ordering::Relaxed);
     }
 
     /// The repository written to.
@@ -119,6 +127,9 @@ impl BlobSink {
     }
 
     fn append(&self, t: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
+        if self.dry_run.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let full = {
             let mut p = self.open[t as usize]
                 .lock()
@@ -215,6 +226,9 @@ impl BlobSink {
 
     /// List packs written by an earlier, interrupted run in this run's index.
     pub fn adopt(&self, packs: Vec<IndexPack>) -> Result<()> {
+        if self.dry_run.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut pi = self
             .pending_index
             .lock()
@@ -225,6 +239,9 @@ impl BlobSink {
 
     /// Write the open packs and the remaining index entries.
     pub fn finish(&self) -> Result<()> {
+        if self.dry_run.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         for t in [BlobType::Data, BlobType::Tree] {
             let p = std::mem::take(
                 &mut *self.open[t as usize]

@@ -1,0 +1,128 @@
+//! What a backup leaves out: glob patterns (restic's rules: a pattern that
+//! starts with `/` matches the whole path, any other matches a trailing part
+//! of it, `*` stays within one path component, `**` spans several), marker
+//! files (`--exclude-if-present`, CACHEDIR.TAG) and other file systems.
+
+use crate::error::{Error, Result};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::path::Path;
+
+/// The signature a CACHEDIR.TAG file starts with (bford.info/cachedir).
+pub const CACHEDIR_TAG_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// Exclusion rules for one backup.
+#[derive(Clone, Debug, Default)]
+pub struct Excludes {
+    set: Option<GlobSet>,
+    /// Directories holding one of these file names are left out.
+    pub if_present: Vec<String>,
+    /// Leave out directories with a valid CACHEDIR.TAG.
+    pub caches: bool,
+    /// Do not cross into other file systems (mount points are kept, empty).
+    pub one_file_system: bool,
+    count: usize,
+}
+
+impl Excludes {
+    /// Rules from patterns (`insensitive` ones match without regard to case).
+    pub fn new(patterns: &[String], insensitive: &[String]) -> Result<Excludes> {
+        let mut b = GlobSetBuilder::new();
+        let mut count = 0;
+        for (list, ci) in [(patterns, false), (insensitive, true)] {
+            for p in list {
+                let p = p.trim();
+                if p.is_empty() || p.starts_with('#') {
+                    continue;
+                }
+                let trimmed = p.trim_end_matches('/');
+                let g = if trimmed.starts_with('/') {
+                    trimmed.to_string()
+                } else {
+                    format!("**/{trimmed}")
+                };
+                let glob = GlobBuilder::new(&g)
+                    .literal_separator(true)
+                    .case_insensitive(ci)
+                    .backslash_escape(true)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("exclude pattern {p:?}: {e}")))?;
+                b.add(glob);
+                count += 1;
+            }
+        }
+        let set = b
+            .build()
+            .map_err(|e| Error::Invalid(format!("exclude patterns: {e}")))?;
+        Ok(Excludes {
+            set: (count > 0).then_some(set),
+            count,
+            ..Default::default()
+        })
+    }
+
+    /// Read patterns from a file (one per line; blank lines and `#` comments ignored).
+    pub fn read_pattern_file(path: &Path) -> Result<Vec<String>> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect())
+    }
+
+    /// Number of patterns.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True if there are no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// True if `path` (absolute) matches a pattern.
+    pub fn excludes_path(&self, path: &Path) -> bool {
+        self.set.as_ref().is_some_and(|s| s.is_match(path))
+    }
+
+    /// True if the directory `dir`, holding `names`, is to be left out for a marker file.
+    pub fn excludes_dir(&self, dir: &Path, names: &[Vec<u8>]) -> bool {
+        let has = |n: &str| names.iter().any(|x| x == n.as_bytes());
+        if self.if_present.iter().any(|n| has(n)) {
+            return true;
+        }
+        if self.caches && has("CACHEDIR.TAG") {
+            let mut head = [0u8; 43];
+            if let Ok(mut f) = std::fs::File::open(dir.join("CACHEDIR.TAG")) {
+                use std::io::Read;
+                return f.read_exact(&mut head).is_ok() && head == CACHEDIR_TAG_SIGNATURE;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(p: &[&str]) -> Excludes {
+        Excludes::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &[]).unwrap()
+    }
+
+    #[test]
+    fn restic_like_matching() {
+        let e = ex(&["*.tmp", "/data/cache", "node_modules", "logs/*.log"]);
+        assert!(e.excludes_path(Path::new("/a/b/x.tmp")));
+        assert!(!e.excludes_path(Path::new("/a/b/x.tmp.keep")));
+        assert!(e.excludes_path(Path::new("/data/cache")));
+        assert!(!e.excludes_path(Path::new("/other/data/cache")));
+        assert!(e.excludes_path(Path::new("/srv/app/node_modules")));
+        assert!(e.excludes_path(Path::new("/var/logs/a.log")));
+        assert!(!e.excludes_path(Path::new("/var/logs/sub/a.log")));
+        let ci = Excludes::new(&[], &["*.JPG".into()]).unwrap();
+        assert!(ci.excludes_path(Path::new("/p/holiday.jpg")));
+        assert!(Excludes::new(&["a[".into()], &[]).is_err());
+    }
+}
