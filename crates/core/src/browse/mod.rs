@@ -171,6 +171,9 @@ fn same_metadata(a: &Node, b: &Node) -> bool {
         && a.rdev == b.rdev
 }
 
+/// Receives (path, change, old node, new node) for each difference.
+pub type DiffVisitor<'a> = dyn FnMut(&[u8], Change, Option<&Node>, Option<&Node>) + 'a;
+
 /// Report every difference between trees `a` and `b`; identical subtrees
 /// (same id) are skipped without reading them.
 pub fn diff(
@@ -178,7 +181,7 @@ pub fn diff(
     a: Option<&Id>,
     b: Option<&Id>,
     base: &[u8],
-    out: &mut dyn FnMut(&[u8], Change, Option<&Node>, Option<&Node>),
+    out: &mut DiffVisitor<'_>,
 ) -> Result<()> {
     if a == b {
         return Ok(());
