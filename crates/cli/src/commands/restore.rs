@@ -3,22 +3,47 @@
 use crate::output::{bytes, duration, plural};
 use crate::Cli;
 use anyhow::Result;
-use ironvault_core::restore::{restore, RestoreOptions};
+use ironvault_core::restore::{restore, restore_nodes, RestoreOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Snapshot id (or unique prefix), or "latest".
+    /// Snapshot id (or unique prefix), or "latest"; SNAPSHOT:/PATH restores
+    /// only that directory's content (or that file) into the target.
     snapshot: String,
     /// Directory to restore into (created if needed).
     #[arg(short, long)]
     target: PathBuf,
+    /// Restore only snapshot paths matching this glob, and what is below them (repeatable).
+    #[arg(short, long, value_name = "PATTERN")]
+    include: Vec<String>,
+    /// Like --include, ignoring case.
+    #[arg(long, value_name = "PATTERN")]
+    iinclude: Vec<String>,
+    /// Leave out snapshot paths matching this glob (repeatable).
+    #[arg(short, long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Like --exclude, ignoring case.
+    #[arg(long, value_name = "PATTERN")]
+    iexclude: Vec<String>,
+    /// Files already in the target: always replace, replace if-changed (content
+    /// checked against the snapshot, so a rerun after a crash rewrites only what
+    /// is wrong), if-newer, or never.
+    #[arg(long, default_value = "always", value_name = "MODE")]
+    overwrite: ironvault_core::restore::select::Overwrite,
+    /// Read every restored file back and compare it with the snapshot.
+    #[arg(long)]
+    verify: bool,
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (spec, sub) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s, Some(p)),
+        None => (a.snapshot.as_str(), None),
+    };
+    let (id, snap) = repo.find_snapshot(spec)?;
     let started = std::time::Instant::now();
     if !cli.quiet && !cli.json {
         println!(
@@ -37,6 +62,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         );
     }
     let mut opts = RestoreOptions::new(a.target.clone());
+    let sel =
+        |p: &[String], i: &[String]| -> Result<Option<ironvault_core::backup::exclude::Excludes>> {
+            Ok(if p.is_empty() && i.is_empty() {
+                None
+            } else {
+                Some(ironvault_core::backup::exclude::Excludes::new(p, i)?)
+            })
+        };
+    opts.selection.include = sel(&a.include, &a.iinclude)?;
+    opts.selection.exclude = sel(&a.exclude, &a.iexclude)?;
+    opts.overwrite = a.overwrite;
+    opts.verify = a.verify;
     let counters = std::sync::Arc::new(ironvault_core::restore::RestoreProgress::default());
     opts.progress = Some(counters.clone());
     let display = crate::progress::start(!cli.quiet && !cli.json, move |t| {
@@ -48,7 +85,24 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             counters.bytes_written.load(Relaxed),
         )
     });
-    let st = restore(&repo, &snap.tree, &opts);
+    let st = match sub {
+        None => restore(&repo, &snap.tree, &opts),
+        Some(p) => {
+            let comps = ironvault_core::browse::components(p.as_bytes());
+            let base: Vec<u8> = comps.iter().flat_map(|c| [&b"/"[..], c].concat()).collect();
+            match ironvault_core::browse::resolve(&repo, &snap.tree, p.as_bytes())? {
+                None => restore(&repo, &snap.tree, &opts),
+                Some(n) if n.subtree.is_some() => {
+                    let tree = repo.read_tree(&n.subtree.unwrap_or_default())?;
+                    restore_nodes(&repo, &tree.nodes, &base, &opts)
+                }
+                Some(n) => {
+                    let parent = &base[..base.len() - n.name.len() - 1];
+                    restore_nodes(&repo, std::slice::from_ref(&n), parent, &opts)
+                }
+            }
+        }
+    };
     drop(display);
     let st = st?;
     for e in &st.errors {
@@ -59,7 +113,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             "{}",
             serde_json::json!({
                 "message_type": "summary", "snapshot_id": id.to_hex(), "files_restored": st.files,
-                "dirs_restored": st.dirs, "bytes_restored": st.bytes_written, "errors": st.errors,
+                "dirs_restored": st.dirs, "bytes_restored": st.bytes_written,
+                "files_unchanged": st.unchanged, "files_kept": st.kept, "errors": st.errors,
                 "total_duration": started.elapsed().as_secs_f64(),
             })
         );
@@ -71,6 +126,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             bytes(st.bytes_written),
             duration(started.elapsed())
         );
+        if st.unchanged > 0 || st.kept > 0 {
+            println!(
+                "{} already right (left as they were), {} kept by --overwrite {}",
+                plural(st.unchanged, "file"),
+                plural(st.kept, "file"),
+                format!("{:?}", a.overwrite).to_lowercase()
+            );
+        }
     }
     if !st.errors.is_empty() {
         eprintln!(

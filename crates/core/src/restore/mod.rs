@@ -6,6 +6,8 @@
 //! A blob that fails verification is never written: the file it belongs to is
 //! removed and reported, and every other file is still restored.
 
+pub mod select;
+
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeType};
 use crate::format::{BlobType, Id};
@@ -15,7 +17,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,12 @@ pub struct RestoreOptions {
     pub threads: Option<usize>,
     /// Counters to watch from another thread.
     pub progress: Option<Arc<RestoreProgress>>,
+    /// Which snapshot paths to restore.
+    pub selection: select::Selection,
+    /// What to do with files already in the target.
+    pub overwrite: select::Overwrite,
+    /// Read every written file back and compare it with the snapshot's blob ids.
+    pub verify: bool,
 }
 
 /// Live counters of a running restore.
@@ -48,6 +56,9 @@ impl RestoreOptions {
             owners: unsafe { libc::geteuid() } == 0,
             threads: None,
             progress: None,
+            selection: Default::default(),
+            overwrite: Default::default(),
+            verify: false,
         }
     }
 }
@@ -59,6 +70,10 @@ pub struct RestoreStats {
     pub dirs: u64,
     pub others: u64,
     pub bytes_written: u64,
+    /// Files already in the target with the right content (left as they were).
+    pub unchanged: u64,
+    /// Files already in the target kept by the overwrite policy.
+    pub kept: u64,
     /// One line per file or node that could not be restored.
     pub errors: Vec<String>,
 }
@@ -66,6 +81,8 @@ pub struct RestoreStats {
 struct FileJob {
     path: PathBuf,
     node: Node,
+    /// The file exists: leave its content if it already matches.
+    check_existing: bool,
 }
 
 struct Ctx<'a> {
@@ -75,6 +92,7 @@ struct Ctx<'a> {
     errors: Mutex<Vec<String>>,
     failed_files: AtomicU64,
     failed: Mutex<std::collections::HashSet<PathBuf>>,
+    unchanged: AtomicU64,
 }
 
 impl Ctx<'_> {
@@ -96,6 +114,18 @@ fn cpath(p: &Path) -> std::io::Result<CString> {
 
 /// Restore the whole tree `tree` (a snapshot's root) into `opts.target`.
 pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<RestoreStats> {
+    let root = repo.read_tree(tree)?;
+    restore_nodes(repo, &root.nodes, b"", opts)
+}
+
+/// Restore `nodes` (the content of the snapshot directory `base`, or a single
+/// node) into `opts.target`.
+pub fn restore_nodes(
+    repo: &Repository,
+    nodes: &[Node],
+    base: &[u8],
+    opts: &RestoreOptions,
+) -> Result<RestoreStats> {
     if let Ok(md) = std::fs::metadata(&opts.target) {
         if !md.is_dir() {
             return Err(Error::Invalid(format!(
@@ -105,7 +135,6 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
         }
     }
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
-    let root = repo.read_tree(tree)?;
     let ctx = Ctx {
         repo,
         opts,
@@ -113,6 +142,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
         errors: Mutex::new(Vec::new()),
         failed_files: AtomicU64::new(0),
         failed: Mutex::new(Default::default()),
+        unchanged: AtomicU64::new(0),
     };
     let threads = opts
         .threads
@@ -135,7 +165,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
                     if crate::interrupt::requested() {
                         continue;
                     }
-                    write_file(ctx, &job.path, &job.node);
+                    write_file(ctx, &job);
                 }
             });
         }
@@ -148,7 +178,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
             dirs: &mut dirs,
             stats: &mut stats,
         };
-        planner.plan_tree(&opts.target, &root.nodes, true);
+        planner.plan_tree(&opts.target, nodes, true, base, false);
         Ok(())
     })?;
     // Hard links to files that were written and verified.
@@ -170,6 +200,10 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
     }
     // Directory metadata last, deepest first, so writing children does not change it.
     for (path, node) in dirs.iter().rev() {
+        // Directories only traversed for an --include were created if needed, or not at all.
+        if std::fs::symlink_metadata(path).is_err() {
+            continue;
+        }
         if let Err(e) = apply_metadata(path, node, opts.owners) {
             ctx.error(path, format!("cannot set metadata: {e}"));
         }
@@ -180,6 +214,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
     stats.bytes_written = ctx.progress.bytes_written.load(Ordering::Relaxed);
     stats.errors = ctx.errors.into_inner().unwrap_or_default();
     stats.files -= ctx.failed_files.load(Ordering::Relaxed).min(stats.files);
+    stats.unchanged = ctx.unchanged.load(Ordering::Relaxed);
     Ok(stats)
 }
 
@@ -193,7 +228,14 @@ struct Planner<'a, 'c> {
 }
 
 impl Planner<'_, '_> {
-    fn plan_tree(&mut self, dir: &Path, nodes: &[Node], at_root: bool) {
+    fn plan_tree(
+        &mut self,
+        dir: &Path,
+        nodes: &[Node],
+        at_root: bool,
+        spath: &[u8],
+        parent_selected: bool,
+    ) {
         let mut prev: Option<&[u8]> = None;
         for node in nodes {
             if crate::interrupt::requested() {
@@ -221,17 +263,41 @@ impl Planner<'_, '_> {
             } else {
                 dir.join(os(&node.name))
             };
-            if let Err(e) = self.plan_node(&path, node) {
+            let mut child_spath = spath.to_vec();
+            if node.name != b"/" {
+                child_spath.push(b'/');
+                child_spath.extend_from_slice(&node.name);
+            }
+            let selected = match self.ctx.opts.selection.pick(&child_spath, parent_selected) {
+                select::Pick::No => continue,
+                select::Pick::Yes => true,
+                select::Pick::Maybe if node.node_type == NodeType::Dir => false,
+                select::Pick::Maybe => continue,
+            };
+            // With --include, parents of a selected node are created when first needed.
+            if selected && !parent_selected && self.ctx.opts.selection.has_include() {
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+            }
+            if let Err(e) = self.plan_node(&path, node, &child_spath, selected) {
                 self.ctx.error(&path, e);
             }
         }
     }
 
-    fn plan_node(&mut self, path: &Path, node: &Node) -> std::result::Result<(), String> {
+    fn plan_node(
+        &mut self,
+        path: &Path,
+        node: &Node,
+        spath: &[u8],
+        selected: bool,
+    ) -> std::result::Result<(), String> {
         match node.node_type {
             NodeType::Dir => {
                 // lstat, not stat: an existing symlink must never be followed.
                 match std::fs::symlink_metadata(path) {
+                    _ if !selected => {}
                     Ok(md) if md.is_dir() => {}
                     Ok(_) => {
                         std::fs::remove_file(path)
@@ -250,9 +316,35 @@ impl Planner<'_, '_> {
                     .read_tree(&subtree)
                     .map_err(|e| format!("directory contents not restored: {e}"))?;
                 self.dirs.push((path.to_path_buf(), node.clone()));
-                self.plan_tree(path, &tree.nodes, false);
+                self.plan_tree(path, &tree.nodes, false, spath, selected);
             }
             NodeType::File => {
+                let existing = std::fs::symlink_metadata(path).ok();
+                let check_existing = match (existing.as_ref(), self.ctx.opts.overwrite) {
+                    (Some(md), select::Overwrite::Never) if md.is_file() => {
+                        self.stats.kept += 1;
+                        return Ok(());
+                    }
+                    (Some(md), select::Overwrite::IfNewer)
+                        if md.is_file()
+                            && (md.mtime(), md.mtime_nsec())
+                                >= (node.mtime.0, node.mtime.1 as i64) =>
+                    {
+                        self.stats.kept += 1;
+                        return Ok(());
+                    }
+                    (Some(md), select::Overwrite::IfChanged) => md.is_file() && node.links <= 1,
+                    _ => false,
+                };
+                if check_existing {
+                    self.stats.files += 1;
+                    let _ = self.tx.send(FileJob {
+                        path: path.to_path_buf(),
+                        node: node.clone(),
+                        check_existing: true,
+                    });
+                    return Ok(());
+                }
                 remove_existing(path);
                 if node.links > 1 {
                     let key = (node.device_id, node.inode);
@@ -277,6 +369,7 @@ impl Planner<'_, '_> {
                 let _ = self.tx.send(FileJob {
                     path: path.to_path_buf(),
                     node: node.clone(),
+                    check_existing: false,
                 });
             }
             NodeType::Symlink => {
@@ -350,8 +443,31 @@ fn data_ranges(holes: &[(u64, u64)], off: u64, len: u64) -> Vec<(u64, u64)> {
     out
 }
 
-fn write_file(ctx: &Ctx<'_>, path: &Path, node: &Node) {
+fn write_file(ctx: &Ctx<'_>, job: &FileJob) {
+    let (path, node) = (job.path.as_path(), &job.node);
     let result = (|| -> std::result::Result<(), String> {
+        if job.check_existing {
+            if select::file_matches(ctx.repo, path, node).unwrap_or(false) {
+                // Already right: only the metadata is set again.
+                let f = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)
+                    .map_err(|e| format!("cannot open: {e}"))?;
+                apply_metadata_fd(&f, node, ctx.opts.owners)
+                    .map_err(|e| format!("cannot set metadata: {e}"))?;
+                ctx.unchanged.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let f = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(|e| format!("cannot open for writing: {e}"))?;
+            f.set_len(node.size)
+                .map_err(|e| format!("cannot size file: {e}"))?;
+        }
         let f = OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NOFOLLOW)
@@ -386,6 +502,12 @@ fn write_file(ctx: &Ctx<'_>, path: &Path, node: &Node) {
                 "content is {off} bytes but the snapshot says {}; file not restored",
                 node.size
             ));
+        }
+        if ctx.opts.verify && !select::file_matches(ctx.repo, path, node).unwrap_or(false) {
+            return Err(
+                "verification failed: the file on disk differs from the snapshot after writing"
+                    .into(),
+            );
         }
         apply_metadata_fd(&f, node, ctx.opts.owners)
             .map_err(|e| format!("cannot set metadata: {e}"))?;

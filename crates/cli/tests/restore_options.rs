@@ -1,0 +1,146 @@
+//! Restore options: include/exclude, SNAPSHOT:PATH, --overwrite, --verify.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+fn names(dir: &Path) -> Vec<String> {
+    walk(dir)
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect()
+}
+
+fn setup() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("docs/a.txt"), b"a");
+    write(&src.join("docs/b.md"), b"b");
+    write(&src.join("data/big.bin"), &random_bytes(3 << 20, 1));
+    write(&src.join("data/small.bin"), b"small");
+    write(&src.join("top.txt"), b"top");
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    (env, src)
+}
+
+#[test]
+fn include_exclude_and_subpath() {
+    let (env, src) = setup();
+    let t = env.path("t1");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--include",
+        "*.txt",
+    ]);
+    assert_eq!(
+        names(&t),
+        vec!["src", "src/docs", "src/docs/a.txt", "src/top.txt"]
+    );
+    let t = env.path("t2");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--exclude",
+        "/src/data",
+    ]);
+    assert_eq!(
+        names(&t),
+        vec![
+            "src",
+            "src/docs",
+            "src/docs/a.txt",
+            "src/docs/b.md",
+            "src/top.txt"
+        ]
+    );
+    let t = env.path("t3");
+    env.ok(&[
+        "restore",
+        "latest:/src/data",
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    assert_eq!(names(&t), vec!["big.bin", "small.bin"]);
+    assert_eq!(
+        std::fs::read(t.join("big.bin")).unwrap(),
+        std::fs::read(src.join("data/big.bin")).unwrap()
+    );
+    let t = env.path("t4");
+    env.ok(&[
+        "restore",
+        "latest:/src/top.txt",
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    assert_eq!(names(&t), vec!["top.txt"]);
+    let o = env.run(&[
+        "restore",
+        "latest:/src/nope",
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not in the snapshot"));
+}
+
+#[test]
+fn overwrite_if_changed_rewrites_only_what_is_wrong() {
+    let (env, src) = setup();
+    let t = env.path("t");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_same_tree(&src, &t.join("src"));
+    // damage one file, truncate another, delete a third: as after a crash mid-restore
+    std::fs::write(t.join("src/docs/a.txt"), b"X").unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.join("src/data/big.bin"))
+        .unwrap();
+    f.set_len(1000).unwrap();
+    std::fs::remove_file(t.join("src/top.txt")).unwrap();
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "if-changed",
+    ]);
+    assert!(out.contains("2 files already right"), "{out}");
+    assert_same_tree(&src, &t.join("src"));
+
+    // never keeps what is there; always replaces it
+    std::fs::write(t.join("src/docs/b.md"), b"mine").unwrap();
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "never",
+    ]);
+    assert!(out.contains("5 files kept"), "{out}");
+    assert_eq!(std::fs::read(t.join("src/docs/b.md")).unwrap(), b"mine");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(std::fs::read(t.join("src/docs/b.md")).unwrap(), b"b");
+    let o = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "sometimes",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

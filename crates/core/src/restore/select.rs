@@ -1,0 +1,113 @@
+//! Which nodes a restore writes (include/exclude patterns on snapshot
+//! paths), what it does with files already in the target (overwrite
+//! policy), and how it checks a file on disk against the snapshot.
+
+use crate::backup::exclude::Excludes;
+use crate::error::Result;
+use crate::format::tree::Node;
+use crate::format::BlobType;
+use crate::repo::Repository;
+use std::fs::OpenOptions;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// What to do with a file that already exists in the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace it.
+    #[default]
+    Always,
+    /// Replace it unless its content already equals the snapshot's (checked
+    /// by hashing it against the snapshot's blob ids); metadata is set either way.
+    IfChanged,
+    /// Replace it only if the snapshot's version is newer (mtime).
+    IfNewer,
+    /// Keep it.
+    Never,
+}
+
+impl std::str::FromStr for Overwrite {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "always" => Ok(Overwrite::Always),
+            "if-changed" => Ok(Overwrite::IfChanged),
+            "if-newer" => Ok(Overwrite::IfNewer),
+            "never" => Ok(Overwrite::Never),
+            _ => Err(format!("{s:?}: use always, if-changed, if-newer or never")),
+        }
+    }
+}
+
+/// Include/exclude patterns on snapshot paths (`/name/...`), with the
+/// matching rules of backup excludes.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub include: Option<Excludes>,
+    pub exclude: Option<Excludes>,
+}
+
+/// The verdict for one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// Restore it (and everything below it).
+    Yes,
+    /// Leave it and everything below it out.
+    No,
+    /// Not selected itself, but something below it may be: look inside.
+    Maybe,
+}
+
+impl Selection {
+    /// Decide for `path`; `parent_selected` if an ancestor was picked.
+    pub fn pick(&self, path: &[u8], parent_selected: bool) -> Pick {
+        let p = Path::new(std::ffi::OsStr::from_bytes(path));
+        if self.exclude.as_ref().is_some_and(|e| e.excludes_path(p)) {
+            return Pick::No;
+        }
+        match &self.include {
+            None => Pick::Yes,
+            Some(_) if parent_selected => Pick::Yes,
+            Some(i) if i.excludes_path(p) => Pick::Yes,
+            Some(_) => Pick::Maybe,
+        }
+    }
+
+    /// True if include patterns are in use.
+    pub fn has_include(&self) -> bool {
+        self.include.is_some()
+    }
+}
+
+/// True if the regular file at `path` has exactly the content `node` describes.
+pub fn file_matches(repo: &Repository, path: &Path, node: &Node) -> Result<bool> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(_) => return Ok(false),
+    };
+    let md = f.metadata().map_err(|e| crate::error::Error::io(path, e))?;
+    if !md.is_file() || md.size() != node.size {
+        return Ok(false);
+    }
+    let idx = repo.index();
+    let mut off = 0u64;
+    let mut buf = Vec::new();
+    for id in node.content.as_deref().unwrap_or(&[]) {
+        let Some(loc) = idx.get(id) else {
+            return Ok(false);
+        };
+        buf.resize(loc.raw_len as usize, 0);
+        if f.read_exact_at(&mut buf, off).is_err()
+            || repo.id_keys().blob_id(BlobType::Data, &buf) != *id
+        {
+            return Ok(false);
+        }
+        off += loc.raw_len as u64;
+    }
+    Ok(off == node.size)
+}
