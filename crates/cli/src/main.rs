@@ -64,6 +64,10 @@ enum Command {
     Stats(commands::stats::Args),
     /// Show what changed between two snapshots (+ added, - removed, M modified, T type, U metadata).
     Diff(commands::diff::Args),
+    /// Find files by name or path pattern across snapshots.
+    Find(commands::find::Args),
+    /// Print a decrypted repository object as JSON (for debugging; secrets are not shown).
+    Cat(commands::cat::Args),
 }
 
 /// The error and its causes on one line, skipping causes already quoted.
@@ -132,6 +136,8 @@ fn main() -> ExitCode {
         Command::Ls(a) => commands::ls::run(&cli, a),
         Command::Stats(a) => commands::stats::run(&cli, a),
         Command::Diff(a) => commands::diff::run(&cli, a),
+        Command::Find(a) => commands::find::run(&cli, a),
+        Command::Cat(a) => commands::cat::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -179,3 +179,48 @@ fn diff_shows_added_removed_modified_type_and_metadata_changes() {
     assert_eq!(last["added"], 2);
     assert_eq!(last["removed"], 1);
 }
+
+#[test]
+fn find_across_snapshots_and_cat_objects() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("etc/app.conf"), b"v1");
+    write(&src.join("etc/other.txt"), b"x");
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    write(&src.join("etc/APP2.CONF"), b"v2");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let out = env.ok(&["find", "*.conf"]);
+    assert!(
+        out.contains("/src/etc/app.conf") && !out.contains("APP2"),
+        "{out}"
+    );
+    assert!(out.contains("2 matches in 2 snapshots"), "{out}");
+    let out = env.ok(&["find", "-i", "*.conf"]);
+    assert!(out.contains("3 matches"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(
+        env.ok(&["find", "--json", "/src/etc/*.txt"])
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["matches"][0]["path"], "/src/etc/other.txt");
+
+    let cfg: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
+    assert_eq!(cfg["version"], 1);
+    assert_eq!(cfg["id_key"], "(secret, not shown)");
+    let snap: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cat", "snapshot", "latest"])).unwrap();
+    let tree: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cat", "tree", snap["tree"].as_str().unwrap()])).unwrap();
+    assert_eq!(tree["nodes"][0]["name"], "src");
+    let idx = files_under(&env.repo.join("index"));
+    let name = idx[0].file_name().unwrap().to_str().unwrap();
+    let index: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cat", "index", &name[..10]])).unwrap();
+    assert!(!index["packs"].as_array().unwrap().is_empty());
+    let o = env.run(&["cat", "nonsense"]);
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("use config, snapshot, tree, index, key or pack"));
+}

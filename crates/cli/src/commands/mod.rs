@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod backup;
+pub mod cat;
 pub mod check;
 pub mod diff;
+pub mod find;
 pub mod init;
 pub mod key;
 pub mod ls;

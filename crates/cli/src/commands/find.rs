@@ -1,0 +1,74 @@
+//! `ironvault find PATTERN...`: which snapshots hold matching files.
+
+use crate::Cli;
+use anyhow::Result;
+use ironvault_core::browse::walk;
+use std::os::unix::ffi::OsStrExt;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Glob on the file name (`*.conf`), or on the snapshot path if it holds a `/`.
+    #[arg(required = true)]
+    patterns: Vec<String>,
+    /// Ignore case.
+    #[arg(short, long)]
+    ignore_case: bool,
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
+    /// Search only these snapshots (ids, prefixes or "latest").
+    #[arg(long = "snapshot", short = 's')]
+    snapshots: Vec<String>,
+}
+
+pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+    let (ci, cs): (Vec<String>, Vec<String>) = if a.ignore_case {
+        (a.patterns.clone(), vec![])
+    } else {
+        (vec![], a.patterns.clone())
+    };
+    let matcher = ironvault_core::backup::exclude::Excludes::new(&cs, &ci)?;
+    let repo = super::open_repo(cli)?;
+    repo.load_index(false)?;
+    let snaps = super::select_snapshots(&repo, &a.snapshots, &a.filter)?;
+    let mut total = 0;
+    for (id, s) in &snaps {
+        let mut hits = Vec::new();
+        walk(&repo, &s.tree, b"", &mut |path, n| {
+            if matcher.excludes_path(std::path::Path::new(std::ffi::OsStr::from_bytes(path))) {
+                hits.push((path.to_vec(), n.clone()));
+            }
+            Ok(true)
+        })?;
+        if hits.is_empty() {
+            continue;
+        }
+        total += hits.len();
+        if cli.json {
+            let matches: Vec<_> = hits
+                .iter()
+                .map(|(p, n)| {
+                    serde_json::json!({"path": String::from_utf8_lossy(p), "type": format!("{:?}", n.node_type).to_lowercase(),
+                        "size": n.size, "mode": n.mode, "permissions": super::ls::mode_string(n)})
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"snapshot": id.to_hex(), "hits": hits.len(), "matches": matches})
+            );
+        } else {
+            println!("snapshot {} ({}, {}):", id.short(), s.hostname, s.time);
+            for (p, n) in &hits {
+                println!(
+                    "  {} {:>12} {}",
+                    super::ls::mode_string(n),
+                    n.size,
+                    String::from_utf8_lossy(p)
+                );
+            }
+        }
+    }
+    if !cli.json && !cli.quiet {
+        println!("{total} matches in {} snapshots searched", snaps.len());
+    }
+    Ok(0)
+}
