@@ -117,3 +117,79 @@ fn one_file_system_keeps_mount_points_empty() {
     env.ok(&["backup", src.to_str().unwrap()]);
     assert!(listing(&env).contains(&"/src/mnt/other-fs.txt".to_string()));
 }
+
+#[test]
+fn stdin_and_stdin_from_command() {
+    use std::io::Write;
+    let env = Env::new();
+    env.init();
+    let data = random_bytes(5 << 20, 7);
+    let mut c = env
+        .cmd(&["backup", "--stdin", "--stdin-filename", "savf.bin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(&data).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(std::fs::read(t.join("savf.bin")).unwrap(), data);
+
+    env.ok(&[
+        "backup",
+        "--stdin-filename",
+        "image.mksysb",
+        "--stdin-from-command",
+        "sh",
+        "-c",
+        "printf 'system image'",
+    ]);
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(t.join("image.mksysb")).unwrap(),
+        b"system image"
+    );
+    let n = env.snapshot_ids().len();
+    let o = env.run(&[
+        "backup",
+        "--stdin-from-command",
+        "sh",
+        "-c",
+        "printf partial; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("failed") && e.contains("no snapshot was written"),
+        "{e}"
+    );
+    assert_eq!(env.snapshot_ids().len(), n);
+    env.check_ok();
+}
+
+#[test]
+fn deep_trees_need_one_directory_descriptor() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut p = src.clone();
+    for i in 0..300 {
+        p = p.join(format!("d{i}"));
+    }
+    write(&p.join("leaf.txt"), b"deep");
+    env.init();
+    // 300 levels with only 64 descriptors allowed
+    let o = std::process::Command::new("prlimit")
+        .arg("--nofile=64")
+        .arg(bin())
+        .args(["backup", src.to_str().unwrap()])
+        .env("IRONVAULT_REPO", &env.repo)
+        .env("IRONVAULT_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_same_tree(&src, &t.join("src"));
+}

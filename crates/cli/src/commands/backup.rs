@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Files and directories to back up.
-    #[arg(required_unless_present = "files_from")]
+    #[arg(required_unless_present_any = ["files_from", "stdin", "stdin_from_command"])]
     paths: Vec<PathBuf>,
     /// Also back up the paths listed in this file (one per line; # comments).
     #[arg(long, value_name = "FILE")]
@@ -41,6 +41,16 @@ pub struct Args {
     /// Read everything, write nothing: show what a backup would add.
     #[arg(short = 'n', long)]
     dry_run: bool,
+    /// Back up standard input as one file (name it with --stdin-filename).
+    #[arg(long, conflicts_with_all = ["paths", "files_from", "stdin_from_command"])]
+    stdin: bool,
+    /// File name for --stdin / --stdin-from-command.
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    stdin_filename: String,
+    /// Run this command and back up its standard output as one file (e.g. an IBM i
+    /// save file or an AIX mksysb image); if the command fails, so does the backup.
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD", conflicts_with_all = ["paths", "files_from"])]
+    stdin_from_command: Vec<String>,
     /// Compare against this snapshot instead of the newest one of this host and paths.
     #[arg(long)]
     parent: Option<String>,
@@ -81,7 +91,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 .map(PathBuf::from),
         );
     }
-    if paths.is_empty() {
+    let streaming = a.stdin || !a.stdin_from_command.is_empty();
+    if paths.is_empty() && !streaming {
         bail!("nothing to back up: give paths, or a --files-from file that lists some");
     }
     let mut patterns = a.exclude.clone();
@@ -138,7 +149,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         ""
     };
     let warn = |m: &str| eprintln!("{clear}warning: {m}");
-    let r = backup(repo.clone(), &opts, &warn);
+    let r = if streaming {
+        backup_stream_cli(repo.clone(), &opts, a, &warn)
+    } else {
+        backup(repo.clone(), &opts, &warn).map_err(anyhow::Error::from)
+    };
     drop(display);
     let r = r?;
     let s = &r.summary;
@@ -190,4 +205,60 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         return Ok(3);
     }
     Ok(0)
+}
+
+/// --stdin and --stdin-from-command.
+fn backup_stream_cli(
+    repo: std::sync::Arc<ironvault_core::repo::Repository>,
+    opts: &BackupOptions,
+    a: &Args,
+    warn: &(dyn Fn(&str) + Sync),
+) -> Result<ironvault_core::backup::BackupResult> {
+    use ironvault_core::backup::stream::backup_stream;
+    if a.stdin {
+        let mut stdin = std::io::stdin().lock();
+        return Ok(backup_stream(
+            repo,
+            opts,
+            &a.stdin_filename,
+            &mut stdin,
+            &mut || Ok(()),
+            warn,
+        )?);
+    }
+    let (prog, args) = a
+        .stdin_from_command
+        .split_first()
+        .ok_or_else(|| anyhow!("--stdin-from-command needs a command"))?;
+    let mut child = std::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow!("cannot run {prog:?}: {e}"))?;
+    let mut out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no output from {prog:?}"))?;
+    let cmd = a.stdin_from_command.join(" ");
+    let mut finish = || -> ironvault_core::Result<()> {
+        let st = child
+            .wait()
+            .map_err(|e| ironvault_core::Error::Invalid(format!("waiting for {cmd:?}: {e}")))?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(ironvault_core::Error::Invalid(format!(
+                "the command {cmd:?} failed ({st}); no snapshot was written"
+            )))
+        }
+    };
+    Ok(backup_stream(
+        repo,
+        opts,
+        &a.stdin_filename,
+        &mut out,
+        &mut finish,
+        warn,
+    )?)
 }

@@ -59,6 +59,102 @@ fn node_type_of_mode(mode: u32) -> NodeType {
     }
 }
 
+/// The entries of directory `path`, sorted by name, each with its lstat as a
+/// node (symlinks with their target), all through one descriptor that is
+/// closed on return.
+pub fn read_dir_at(path: &Path) -> std::io::Result<Vec<(Vec<u8>, std::io::Result<Node>)>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut names = list_fd(&dir)?;
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            let node = node_at(&dir, &n).and_then(|mut node| {
+                if node.node_type == NodeType::Symlink {
+                    node.target = Some(readlink_at(&dir, &n)?);
+                }
+                Ok(node)
+            });
+            (n, node)
+        })
+        .collect())
+}
+
+/// Names in an open directory (without `.` and `..`).
+fn list_fd(dir: &File) -> std::io::Result<Vec<Vec<u8>>> {
+    // fdopendir takes ownership of the descriptor it is given: give it a duplicate.
+    // SAFETY: dup of a valid fd.
+    let fd = unsafe { libc::dup(dir.as_raw_fd()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a valid directory descriptor we own.
+    let d = unsafe { libc::fdopendir(fd) };
+    if d.is_null() {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: fd is ours and was not taken by fdopendir.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    // SAFETY: d is a valid DIR*; rewind because the duplicate shares the offset.
+    unsafe { libc::rewinddir(d) };
+    let mut names = Vec::new();
+    let result = loop {
+        // readdir returns NULL at the end or on error; errno tells which.
+        // SAFETY: errno location is thread-local; d is valid.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: d is valid until closedir below.
+        let ent = unsafe { libc::readdir64(d) };
+        if ent.is_null() {
+            let errno = std::io::Error::last_os_error();
+            break if errno.raw_os_error() == Some(0) {
+                Ok(())
+            } else {
+                Err(errno)
+            };
+        }
+        // SAFETY: d_name is NUL-terminated within the dirent readdir returned.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    };
+    // SAFETY: d is valid; closedir also closes the duplicated fd.
+    unsafe { libc::closedir(d) };
+    result.map(|_| names)
+}
+
+/// readlinkat(dir, name).
+fn readlink_at(dir: &File, name: &[u8]) -> std::io::Result<Vec<u8>> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: dir is open, c valid, buf valid for buf.len() bytes.
+        let n = unsafe {
+            libc::readlinkat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr() as *mut libc::c_char,
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if (n as usize) < buf.len() {
+            buf.truncate(n as usize);
+            return Ok(buf);
+        }
+        // The target may have been cut: try again with more room.
+        buf.resize(buf.len() * 4, 0);
+    }
+}
+
 /// lstat of `name` inside the open directory `dir` (one path component to
 /// resolve instead of the whole path), as a node.
 pub fn node_at(dir: &File, name: &[u8]) -> std::io::Result<Node> {

@@ -15,17 +15,17 @@
 pub mod exclude;
 pub mod meta;
 mod reader;
+pub mod stream;
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Snapshot, Summary};
-use crate::format::tree::{Node, NodeType, Tree};
+use crate::format::tree::{Node, NodeType, Tree, FLAG_XATTRS_UNREADABLE};
 use crate::format::{to_cbor, BlobType, Id};
 use crate::repo::lock::Lock;
 use crate::repo::packer::BlobSink;
 use crate::repo::Repository;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -321,8 +321,11 @@ pub fn backup(
             });
         }
         let assembler = s.spawn(move || assemble(sh, ev_rx));
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
         let walker = Walker {
             repo: &repo,
+            parent_same_user: parent.as_ref().is_some_and(|p| p.1.uid == me),
             opts,
             root_dev: std::cell::Cell::new(0),
             sh,
@@ -361,22 +364,50 @@ pub fn backup(
         started: started.to_rfc3339(),
         finished: finished.to_rfc3339(),
     };
+    commit_snapshot(
+        &repo,
+        lock,
+        &shared.sink,
+        opts,
+        root_tree_id,
+        path_strings,
+        parent.map(|p| p.0),
+        summary,
+        warn,
+    )
+}
+
+/// Last step of every backup: build the snapshot, confirm the lock, write
+/// the snapshot (or, in a dry run, only compute its id), release the lock.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn commit_snapshot(
+    repo: &Repository,
+    lock: Lock,
+    sink: &BlobSink,
+    opts: &BackupOptions,
+    tree: Id,
+    paths: Vec<String>,
+    parent: Option<Id>,
+    summary: Summary,
+    warn: WarnFn<'_>,
+) -> Result<BackupResult> {
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let snapshot = Snapshot {
         version: 1,
-        time: opts.time.clone().unwrap_or_else(|| started.to_rfc3339()),
-        tree: root_tree_id,
-        paths: path_strings,
+        time: opts.time.clone().unwrap_or_else(|| summary.started.clone()),
+        tree,
+        paths,
         hostname: opts.hostname.clone(),
         username: crate::repo::username(),
         uid,
         gid,
         tags: opts.tags.clone(),
-        parent: parent.as_ref().map(|p| p.0),
+        parent,
         program_version: format!("ironvault {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary.clone()),
     };
+    let bytes_added_stored = sink.stats.bytes_added_stored.load(Ordering::Relaxed);
     if opts.dry_run {
         let snapshot_id = repo
             .id_keys()
@@ -385,10 +416,10 @@ pub fn backup(
         return Ok(BackupResult {
             snapshot_id,
             snapshot,
-            parent: parent.map(|p| p.0),
+            parent,
             summary,
             packs_written: 0,
-            bytes_added_stored: shared.sink.stats.bytes_added_stored.load(Ordering::Relaxed),
+            bytes_added_stored,
         });
     }
     lock.confirm()?;
@@ -402,15 +433,17 @@ pub fn backup(
     Ok(BackupResult {
         snapshot_id,
         snapshot,
-        parent: parent.map(|p| p.0),
+        parent,
         summary,
-        packs_written: shared.sink.stats.packs_written.load(Ordering::Relaxed),
-        bytes_added_stored: shared.sink.stats.bytes_added_stored.load(Ordering::Relaxed),
+        packs_written: sink.stats.packs_written.load(Ordering::Relaxed),
+        bytes_added_stored,
     })
 }
 
 struct Walker<'a, 's> {
     repo: &'a Repository,
+    /// The parent snapshot was taken by this uid (its xattrs can be reused).
+    parent_same_user: bool,
     opts: &'a BackupOptions,
     /// Device of the top-level path being walked (for one_file_system).
     root_dev: std::cell::Cell<u64>,
@@ -462,12 +495,16 @@ impl Walker<'_, '_> {
         if self.sh.abort.load(Ordering::Relaxed) {
             return;
         }
-        // Setting an xattr or recreating a link changes ctime: with the same
-        // inode and ctime, the parent's xattrs and link target are still true,
-        // and two path lookups per entry are saved.
+        // Setting an xattr changes ctime: with the same inode and ctime, the
+        // parent's xattrs still hold, and a path lookup per entry is saved —
+        // but only from a parent that read them fully, as the same user
+        // (another user may see fewer attributes, e.g. no trusted.*).
         let same = parent.filter(|p| {
-            p.node_type == node.node_type
-                && p.inode == node.inode
+            self.parent_same_user
+                && p.flags.is_empty()
+                && p.node_type == node.node_type
+                && p.device_id == node.device_id
+                && (self.opts.ignore_inode || p.inode == node.inode)
                 && p.ctime == node.ctime
                 && p.mtime == node.mtime
         });
@@ -476,19 +513,20 @@ impl Walker<'_, '_> {
         } else {
             match meta::read_xattrs(path) {
                 Ok(x) => node.xattrs = x,
-                Err(e) => (self.sh.warn)(&format!(
-                    "{}: cannot read extended attributes: {e}",
-                    path.display()
-                )),
+                Err(e) => {
+                    node.flags.push(FLAG_XATTRS_UNREADABLE.to_string());
+                    (self.sh.warn)(&format!(
+                        "{}: cannot read extended attributes: {e}",
+                        path.display()
+                    ))
+                }
             }
         }
         match node.node_type {
             NodeType::Dir => self.visit_dir(path, node, parent),
             NodeType::File => self.visit_file(path, node, parent),
-            NodeType::Symlink if same.is_some_and(|p| p.target.is_some()) => {
-                node.target = same.and_then(|p| p.target.clone());
-                self.emit(Event::Ready(node));
-            }
+            // node_at read the target already (readlinkat on the directory).
+            NodeType::Symlink if node.target.is_some() => self.emit(Event::Ready(node)),
             NodeType::Symlink => match std::fs::read_link(path) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
@@ -501,29 +539,14 @@ impl Walker<'_, '_> {
     }
 
     fn visit_dir(&self, path: &Path, node: Node, parent: Option<&Node>) {
-        let dir = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(path)
-        {
-            Ok(d) => d,
-            Err(e) => return self.sh.skip(path, "cannot open directory", e),
-        };
-        let entries = match std::fs::read_dir(path) {
-            Ok(rd) => rd,
+        // List and stat every entry through one directory descriptor (a
+        // symlink swapped in for `path` cannot redirect the listing), then
+        // close it before descending: one open descriptor, whatever the depth.
+        let entries = match meta::read_dir_at(path) {
+            Ok(e) => e,
             Err(e) => return self.sh.skip(path, "cannot list directory", e),
         };
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for e in entries {
-            match e {
-                Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
-                Err(e) => {
-                    self.sh.skip(path, "cannot list directory", e);
-                    break;
-                }
-            }
-        }
-        names.sort();
+        let names: Vec<Vec<u8>> = entries.iter().map(|(n, _)| n.clone()).collect();
         if self.opts.excludes.excludes_dir(path, &names) {
             return;
         }
@@ -540,13 +563,13 @@ impl Walker<'_, '_> {
             .and_then(|id| self.repo.read_tree(&id).ok().map(|t| (id, t)));
         self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
         self.emit(Event::Enter(node));
-        for name in names {
+        for (name, stat) in entries {
             let child = path.join(std::ffi::OsStr::from_bytes(&name));
             if self.opts.excludes.excludes_path(&child) {
                 continue;
             }
             let pn = parent_tree.as_ref().and_then(|t| t.1.find(&name));
-            match meta::node_at(&dir, &name) {
+            match stat {
                 Ok(n) => self.visit_node(&child, n, pn),
                 Err(e) => self.sh.skip(&child, "cannot stat", e),
             }

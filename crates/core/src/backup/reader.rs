@@ -97,8 +97,9 @@ fn read_file(
     let max = chunker.max_size();
     let mut content = Vec::new();
     buf.clear();
-    // Room for `max` bytes ahead plus one read, allocated once per reader.
-    buf.reserve_exact((max + READ_SIZE).saturating_sub(buf.capacity()));
+    // Room for `max` bytes ahead plus a few reads, allocated once per reader:
+    // the consumed front is moved out only every few MiB, not after every chunk.
+    buf.reserve_exact((max + 4 * READ_SIZE).saturating_sub(buf.capacity()));
     let mut start = 0usize; // first unchunked byte in buf
     let mut pos: u64 = 0; // file offset of buf's end
     let mut eof = false;

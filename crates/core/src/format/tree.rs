@@ -68,6 +68,8 @@ pub struct Node {
 
 /// Flag: the file changed while it was read.
 pub const FLAG_CHANGED: &str = "changed_during_read";
+/// Flag: the extended attributes could not be read; `xattrs` may be incomplete.
+pub const FLAG_XATTRS_UNREADABLE: &str = "xattrs_unreadable";
 
 /// A directory: its nodes sorted by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use crate::failpoint;
 use crate::format::{from_cbor, to_cbor, Id};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often a held lock is rewritten.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -38,6 +38,19 @@ pub struct LockInfo {
     pub pid_namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ticks: Option<u64>,
+}
+
+/// Time since boot, including time suspended.
+fn boottime() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec for clock_gettime to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn boot_id() -> Option<String> {
@@ -111,8 +124,10 @@ struct Shared {
     key: [u8; 32],
     name: String,
     info: Mutex<LockInfo>,
-    /// Time of the last successful write, and the longest gap between two.
-    last_refresh: Mutex<(Instant, Duration)>,
+    /// Time of the last successful write, and the longest gap between two,
+    /// on CLOCK_BOOTTIME: unlike Instant it keeps counting while the machine
+    /// is suspended, when other hosts may see the lock go stale.
+    last_refresh: Mutex<(Duration, Duration)>,
 }
 
 impl Shared {
@@ -138,10 +153,10 @@ impl Shared {
         if let Ok(mut i) = self.info.lock() {
             i.refreshed = chrono::Local::now().to_rfc3339();
         }
-        let started = Instant::now();
+        let started = boottime();
         self.write()?;
         if let Ok(mut t) = self.last_refresh.lock() {
-            let gap = started.duration_since(t.0);
+            let gap = started.saturating_sub(t.0);
             *t = (started, t.1.max(gap));
         }
         Ok(())
@@ -186,7 +201,7 @@ impl Lock {
                 pid_namespace: pid_namespace(),
                 start_ticks: start_ticks(std::process::id()),
             }),
-            last_refresh: Mutex::new((Instant::now(), Duration::ZERO)),
+            last_refresh: Mutex::new((boottime(), Duration::ZERO)),
         });
         failpoint::hit("lock-create");
         shared.write()?;
