@@ -97,9 +97,10 @@ fn read_file(
     let max = chunker.max_size();
     let mut content = Vec::new();
     buf.clear();
-    // Room for `max` bytes ahead plus a few reads, allocated once per reader:
-    // the consumed front is moved out only every few MiB, not after every chunk.
-    buf.reserve_exact((max + 4 * READ_SIZE).saturating_sub(buf.capacity()));
+    // Room for `max` bytes ahead plus one read, allocated once per reader.
+    // (More room would move the consumed front less often, at 4 MiB of
+    // memory per reader; measured, the moves cost about 2% of a backup.)
+    buf.reserve_exact((max + READ_SIZE).saturating_sub(buf.capacity()));
     let mut start = 0usize; // first unchunked byte in buf
     let mut pos: u64 = 0; // file offset of buf's end
     let mut eof = false;

@@ -17,9 +17,8 @@ pub const INDEX_EVERY_PACKS: usize = 64;
 /// ... and at least this often in time.
 pub const INDEX_EVERY: Duration = Duration::from_secs(5 * 60);
 
-/// Largest stored data blob: the largest chunk (8 MiB) plus sealing and the
-/// compression byte, rounded up.
-const MAX_BLOB_STORED: usize = (8 << 20) + 4096;
+/// Room reserved past the target pack size: about two average chunks.
+const TYPICAL_BLOB_STORED: usize = 2 << 20;
 
 #[derive(Default)]
 struct OpenPack {
@@ -136,8 +135,10 @@ impl BlobSink {
                 .map_err(|_| Error::Invalid("packer poisoned".into()))?;
             if p.buf.capacity() == 0 {
                 // One allocation per pack instead of doubling up to twice its size.
+                // Most packs end within a typical blob of the target size; a
+                // rare large last blob costs one reallocation.
                 let want = match t {
-                    BlobType::Data => self.pack_size + MAX_BLOB_STORED,
+                    BlobType::Data => self.pack_size + TYPICAL_BLOB_STORED,
                     BlobType::Tree => 1 << 20,
                 };
                 p.buf.reserve_exact(want);
