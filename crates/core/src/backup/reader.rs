@@ -202,26 +202,14 @@ fn read_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::local::LocalBackend;
     use crate::backup::meta::node_from_metadata;
-    use crate::crypto::keyfile::KdfParams;
     use crate::repo::packer::BlobSink;
-    use crate::repo::Repository;
-    use std::sync::Arc;
 
     /// A file replaced by a fifo or a symlink between the walk and the read
     /// is skipped at once: no hang on the fifo, no following the link.
     #[test]
     fn replaced_file_is_skipped_not_followed_or_waited_on() {
-        let d = tempfile::tempdir().unwrap();
-        let kdf = KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let backend: Arc<dyn crate::backend::Backend> =
-            Arc::new(LocalBackend::new(d.path().join("repo")));
-        let repo = Arc::new(Repository::init(backend, b"pw", kdf, None).unwrap());
+        let (d, repo) = crate::repo::test_repo();
         let warnings = std::sync::Mutex::new(Vec::new());
         let warn = |m: &str| warnings.lock().unwrap().push(m.to_string());
         let sh = Shared::new(BlobSink::new(repo, 3), &warn, Default::default());

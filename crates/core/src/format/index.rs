@@ -25,6 +25,31 @@ pub struct IndexPack {
     pub blobs: Vec<IndexBlob>,
 }
 
+impl IndexPack {
+    /// The index entry of a pack from its header entries.
+    pub fn from_entries(
+        id: Id,
+        blob_type: BlobType,
+        size: u64,
+        entries: &[crate::format::pack::PackEntry],
+    ) -> IndexPack {
+        IndexPack {
+            id,
+            blob_type,
+            size,
+            blobs: entries
+                .iter()
+                .map(|e| IndexBlob {
+                    id: e.id,
+                    offset: e.offset,
+                    stored_len: e.stored_len,
+                    raw_len: e.raw_len,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The content of one index file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IndexFile {

@@ -12,7 +12,7 @@ use crate::crypto::keyfile::{KdfParams, KeyFile};
 use crate::crypto::{ad, blob_ad, open, seal, IdKeys};
 use crate::error::{Error, Result};
 use crate::format::config::Config;
-use crate::format::index::{IndexBlob, IndexFile, IndexPack};
+use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
@@ -336,20 +336,7 @@ impl Repository {
                 "header blob type differs from its directory",
             ));
         }
-        Ok(IndexPack {
-            id: *id,
-            blob_type: t,
-            size,
-            blobs: entries
-                .iter()
-                .map(|e| IndexBlob {
-                    id: e.id,
-                    offset: e.offset,
-                    stored_len: e.stored_len,
-                    raw_len: e.raw_len,
-                })
-                .collect(),
-        })
+        Ok(IndexPack::from_entries(*id, t, size, &entries))
     }
 
     /// Find packs that are stored but in no index (an interrupted backup
@@ -600,6 +587,22 @@ fn zstd_decompress(z: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
+/// A repository in a temporary directory with a cheap KDF, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_repo() -> (tempfile::TempDir, Arc<Repository>) {
+    let d = tempfile::tempdir().expect("tempdir");
+    let kdf = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let b: Arc<dyn Backend> = Arc::new(crate::backend::local::LocalBackend::new(
+        d.path().join("repo"),
+    ));
+    let r = Repository::init(b, b"pw", kdf, None).expect("init");
+    (d, Arc::new(r))
+}
+
 /// AD for a snapshot: prefix ‖ id.
 pub fn snapshot_ad(id: &Id) -> Vec<u8> {
     let mut v = ad::SNAPSHOT.to_vec();
@@ -610,18 +613,9 @@ pub fn snapshot_ad(id: &Id) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::local::LocalBackend;
 
-    fn repo() -> (tempfile::TempDir, Repository) {
-        let d = tempfile::tempdir().unwrap();
-        let kdf = KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let b: Arc<dyn Backend> = Arc::new(LocalBackend::new(d.path().join("r")));
-        let r = Repository::init(b, b"pw", kdf, None).unwrap();
-        (d, r)
+    fn repo() -> (tempfile::TempDir, Arc<Repository>) {
+        test_repo()
     }
 
     #[test]

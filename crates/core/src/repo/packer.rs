@@ -5,7 +5,7 @@
 use super::index::pack_name;
 use super::Repository;
 use crate::error::{Error, Result};
-use crate::format::index::{IndexBlob, IndexFile, IndexPack};
+use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{write_header, PackEntry};
 use crate::format::{BlobType, Id};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,21 +172,7 @@ impl BlobSink {
         let id = Id::hash_of(&p.buf);
         self.repo.backend().put(&pack_name(t, &id), &p.buf)?;
         self.stats.packs_written.fetch_add(1, Ordering::Relaxed);
-        let ip = IndexPack {
-            id,
-            blob_type: t,
-            size: p.buf.len() as u64,
-            blobs: p
-                .entries
-                .iter()
-                .map(|e| IndexBlob {
-                    id: e.id,
-                    offset: e.offset,
-                    stored_len: e.stored_len,
-                    raw_len: e.raw_len,
-                })
-                .collect(),
-        };
+        let ip = IndexPack::from_entries(id, t, p.buf.len() as u64, &p.entries);
         let due = {
             let mut pi = self
                 .pending_index

@@ -531,12 +531,9 @@ fn write_file(ctx: &Ctx<'_>, job: &FileJob) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::local::LocalBackend;
-    use crate::crypto::keyfile::KdfParams;
     use crate::format::to_cbor;
     use crate::format::tree::{Time, Tree};
     use crate::repo::packer::BlobSink;
-    use std::sync::Arc;
 
     fn node(name: &[u8], t: NodeType) -> Node {
         Node {
@@ -568,17 +565,9 @@ mod tests {
     /// the root, an existing symlink in the target) cannot write outside the target.
     #[test]
     fn hostile_tree_and_existing_symlinks_stay_inside_the_target() {
-        let d = tempfile::tempdir().unwrap();
+        let (d, repo) = crate::repo::test_repo();
         let outside = d.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
-        let kdf = KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let backend: Arc<dyn crate::backend::Backend> =
-            Arc::new(LocalBackend::new(d.path().join("repo")));
-        let repo = Arc::new(Repository::init(backend, b"pw", kdf, None).unwrap());
         repo.load_index(true).unwrap();
         let sink = BlobSink::new(repo.clone(), 3);
         let (data, _) = sink.add(BlobType::Data, b"payload").unwrap();
