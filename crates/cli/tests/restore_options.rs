@@ -144,3 +144,66 @@ fn overwrite_if_changed_rewrites_only_what_is_wrong() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn delete_and_dry_run() {
+    let (env, src) = setup();
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    write(&t.join("src/docs/extra.txt"), b"not in the snapshot");
+    write(&t.join("src/newdir/x"), b"x");
+    std::fs::write(t.join("src/top.txt"), b"changed").unwrap();
+    std::fs::remove_file(t.join("src/docs/a.txt")).unwrap();
+    let outside = env.path("outside-file");
+    std::fs::write(&outside, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&outside, t.join("src/link-out")).unwrap();
+
+    let before = names(&t);
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--dry-run",
+        "--delete",
+        "--overwrite",
+        "if-changed",
+    ]);
+    assert_eq!(names(&t), before, "a dry run changed the target");
+    for line in ["+ ", "M ", "- "] {
+        assert!(
+            out.lines().any(|l| l.starts_with(line)),
+            "no {line:?} line in:\n{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!("+ {}", t.join("src/docs/a.txt").display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("M {}", t.join("src/top.txt").display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("- {}", t.join("src/newdir").display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("= {}", t.join("src/data/big.bin").display())),
+        "{out}"
+    );
+
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--delete",
+        "--overwrite",
+        "if-changed",
+    ]);
+    assert!(out.contains("deleted 3 entries"), "{out}");
+    assert_same_tree(&src, &t.join("src"));
+    // the symlink was removed, not followed
+    assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+}

@@ -3,7 +3,7 @@
 use crate::output::{bytes, duration, plural};
 use crate::Cli;
 use anyhow::Result;
-use ironvault_core::restore::{restore, restore_nodes, RestoreOptions};
+use ironvault_core::restore::{restore_nodes, RestoreOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -34,6 +34,12 @@ pub struct Args {
     /// Read every restored file back and compare it with the snapshot.
     #[arg(long)]
     verify: bool,
+    /// Make restored directories equal to the snapshot: remove what the snapshot does not have.
+    #[arg(long)]
+    delete: bool,
+    /// Change nothing; list what would be created (+), replaced (M), kept (=) or deleted (-).
+    #[arg(short = 'n', long)]
+    dry_run: bool,
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
@@ -74,6 +80,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     opts.selection.exclude = sel(&a.exclude, &a.iexclude)?;
     opts.overwrite = a.overwrite;
     opts.verify = a.verify;
+    opts.delete = a.delete;
     let counters = std::sync::Arc::new(ironvault_core::restore::RestoreProgress::default());
     opts.progress = Some(counters.clone());
     let display = crate::progress::start(!cli.quiet && !cli.json, move |t| {
@@ -85,24 +92,54 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             counters.bytes_written.load(Relaxed),
         )
     });
-    let st = match sub {
-        None => restore(&repo, &snap.tree, &opts),
+    // What to restore: the snapshot's root nodes, or those of SNAPSHOT:/PATH.
+    let (nodes, base) = match sub {
+        None => (repo.read_tree(&snap.tree)?.nodes, Vec::new()),
         Some(p) => {
             let comps = ironvault_core::browse::components(p.as_bytes());
             let base: Vec<u8> = comps.iter().flat_map(|c| [&b"/"[..], c].concat()).collect();
             match ironvault_core::browse::resolve(&repo, &snap.tree, p.as_bytes())? {
-                None => restore(&repo, &snap.tree, &opts),
+                None => (repo.read_tree(&snap.tree)?.nodes, Vec::new()),
                 Some(n) if n.subtree.is_some() => {
-                    let tree = repo.read_tree(&n.subtree.unwrap_or_default())?;
-                    restore_nodes(&repo, &tree.nodes, &base, &opts)
+                    (repo.read_tree(&n.subtree.unwrap_or_default())?.nodes, base)
                 }
                 Some(n) => {
-                    let parent = &base[..base.len() - n.name.len() - 1];
-                    restore_nodes(&repo, std::slice::from_ref(&n), parent, &opts)
+                    let parent = base[..base.len() - n.name.len() - 1].to_vec();
+                    (vec![n], parent)
                 }
             }
         }
     };
+    if a.dry_run {
+        let mut counts = [0u64; 4];
+        ironvault_core::restore::plan::dry_run(
+            &repo,
+            &nodes,
+            &base,
+            &opts,
+            a.delete,
+            &mut |p, act| {
+                counts[act as usize] += 1;
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"message_type": "verbose_status", "action": format!("{act:?}").to_lowercase(), "item": p.to_string_lossy()})
+                    );
+                } else if !cli.quiet {
+                    println!("{} {}", act.letter(), p.display());
+                }
+            },
+        )?;
+        drop(display);
+        if !cli.json {
+            println!(
+                "dry run: {} to create, {} to replace, {} already right or kept, {} to delete; nothing was changed",
+                counts[0], counts[1], counts[2], counts[3]
+            );
+        }
+        return Ok(0);
+    }
+    let st = restore_nodes(&repo, &nodes, &base, &opts);
     drop(display);
     let st = st?;
     for e in &st.errors {
@@ -126,6 +163,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             bytes(st.bytes_written),
             duration(started.elapsed())
         );
+        if st.deleted > 0 {
+            let what = if st.deleted == 1 { "entry" } else { "entries" };
+            println!("deleted {} {what} not in the snapshot", st.deleted);
+        }
         if st.unchanged > 0 || st.kept > 0 {
             println!(
                 "{} already right (left as they were), {} kept by --overwrite {}",

@@ -7,6 +7,7 @@
 //! removed and reported, and every other file is still restored.
 
 mod metadata;
+pub mod plan;
 pub mod select;
 
 pub use metadata::apply_metadata;
@@ -42,6 +43,8 @@ pub struct RestoreOptions {
     pub overwrite: select::Overwrite,
     /// Read every written file back and compare it with the snapshot's blob ids.
     pub verify: bool,
+    /// Remove what the target has and the snapshot does not (in restored directories).
+    pub delete: bool,
 }
 
 /// Live counters of a running restore.
@@ -63,6 +66,7 @@ impl RestoreOptions {
             selection: Default::default(),
             overwrite: Default::default(),
             verify: false,
+            delete: false,
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct RestoreStats {
     pub unchanged: u64,
     /// Files already in the target kept by the overwrite policy.
     pub kept: u64,
+    /// Entries removed from the target by --delete.
+    pub deleted: u64,
     /// One line per file or node that could not be restored.
     pub errors: Vec<String>,
 }
@@ -320,6 +326,14 @@ impl Planner<'_, '_> {
                     .read_tree(&subtree)
                     .map_err(|e| format!("directory contents not restored: {e}"))?;
                 self.dirs.push((path.to_path_buf(), node.clone()));
+                if self.ctx.opts.delete && selected {
+                    for extra in plan::extra_entries(path, &tree.nodes) {
+                        match plan::remove_entry(&extra) {
+                            Ok(()) => self.stats.deleted += 1,
+                            Err(e) => self.ctx.error(&extra, format!("cannot delete: {e}")),
+                        }
+                    }
+                }
                 self.plan_tree(path, &tree.nodes, false, spath, selected);
             }
             NodeType::File => {
