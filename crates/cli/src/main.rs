@@ -66,6 +66,8 @@ enum Command {
     Diff(commands::diff::Args),
     /// Find files by name or path pattern across snapshots.
     Find(commands::find::Args),
+    /// Write a file from a snapshot to standard output (a directory as a tar stream).
+    Dump(commands::dump::Args),
     /// Print a decrypted repository object as JSON (for debugging; secrets are not shown).
     Cat(commands::cat::Args),
 }
@@ -150,6 +152,7 @@ fn main() -> ExitCode {
         Command::Stats(a) => commands::stats::run(&cli, a),
         Command::Diff(a) => commands::diff::run(&cli, a),
         Command::Find(a) => commands::find::run(&cli, a),
+        Command::Dump(a) => commands::dump::run(&cli, a),
         Command::Cat(a) => commands::cat::run(&cli, a),
     };
     match result {

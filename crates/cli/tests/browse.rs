@@ -224,3 +224,46 @@ fn find_across_snapshots_and_cat_objects() {
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("use config, snapshot, tree, index, key or pack"));
 }
+
+#[test]
+fn dump_file_and_directory_as_tar() {
+    let env = Env::new();
+    let src = env.path("src");
+    let big = random_bytes(3 << 20, 9);
+    write(&src.join("big.bin"), &big);
+    write(&src.join("sub/small.txt"), b"small");
+    std::os::unix::fs::symlink("big.bin", src.join("link")).unwrap();
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let o = env.run(&["dump", "latest", "/src/big.bin"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, big);
+    let tarfile = env.path("src.tar");
+    let o = env.run(&["dump", "latest", "/src"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&tarfile, &o.stdout).unwrap();
+    let x = env.path("x");
+    std::fs::create_dir(&x).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tarfile)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read(x.join("src/big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(x.join("src/sub/small.txt")).unwrap(),
+        b"small"
+    );
+    assert_eq!(
+        std::fs::read_link(x.join("src/link"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "big.bin"
+    );
+    let o = env.run(&["dump", "latest", "/src/missing"]);
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -250,3 +250,42 @@ pub fn diff(
     }
     Ok(())
 }
+
+/// Reads a file's content from the repository, blob by blob (each verified).
+pub struct FileReader<'a> {
+    repo: &'a Repository,
+    blobs: std::vec::IntoIter<Id>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl<'a> FileReader<'a> {
+    /// A reader over the content of file node `n`.
+    pub fn new(repo: &'a Repository, n: &Node) -> FileReader<'a> {
+        FileReader {
+            repo,
+            blobs: n.content.clone().unwrap_or_default().into_iter(),
+            current: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl std::io::Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            let Some(id) = self.blobs.next() else {
+                return Ok(0);
+            };
+            self.current = self
+                .repo
+                .read_blob(crate::format::BlobType::Data, &id)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
