@@ -510,3 +510,65 @@ fn relative_repository_path_and_bad_restore_target() {
         .unwrap();
     assert_eq!(o.status.code(), Some(10), "{}", stderr_of(&o));
 }
+
+#[test]
+fn repair_snapshots_drops_lost_files_and_check_passes_again() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("small.txt"), b"small");
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let first_packs = files_under(&env.repo.join("packs/data"));
+    // the second backup's new data lands in a pack of its own; lose that pack
+    write(&src.join("big.bin"), &random_bytes(2 << 20, 5));
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let lost: Vec<_> = files_under(&env.repo.join("packs/data"))
+        .into_iter()
+        .filter(|p| !first_packs.contains(p))
+        .collect();
+    assert_eq!(lost.len(), 1);
+    std::fs::remove_file(&lost[0]).unwrap();
+    env.ok(&["repair", "index"]);
+    assert_eq!(env.run(&["check"]).status.code(), Some(1));
+    let out = env.ok(&["repair", "snapshots", "--dry-run"]);
+    assert!(
+        out.contains("/src/big.bin: data missing; left out") && out.contains("nothing written"),
+        "{out}"
+    );
+    let out = env.ok(&["repair", "snapshots", "--forget"]);
+    assert!(out.contains("1 of 2 snapshots needed repair"), "{out}");
+    env.check_ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", "repaired"])).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(std::fs::read(t.join("src/small.txt")).unwrap(), b"small");
+    assert!(!t.join("src/big.bin").exists());
+}
+
+#[test]
+fn ambiguous_snapshot_prefix_lists_the_candidates() {
+    let env = Env::new();
+    let src = env.path("src");
+    env.init();
+    // 17 snapshots: two must share their first hex digit
+    for i in 0..17 {
+        write(&src.join("f"), format!("{i}").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+    let ids = env.snapshot_ids();
+    let first = ids
+        .iter()
+        .map(|i| &i[..1])
+        .find(|p| ids.iter().filter(|i| i.starts_with(*p)).count() > 1)
+        .unwrap();
+    let o = env.run(&["ls", first]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr_of(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("is ambiguous (matches ") && e.contains("give more characters"),
+        "{e}"
+    );
+}

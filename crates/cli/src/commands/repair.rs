@@ -14,11 +14,70 @@ pub struct Args {
 enum What {
     /// Rebuild the index from the headers of all packs (after an index file was damaged or deleted).
     Index,
+    /// Rewrite snapshots whose data is partly lost: unreadable directories become
+    /// empty, files with missing data are left out; the new snapshot is tagged
+    /// "repaired". Run `repair index` first.
+    Snapshots {
+        /// Snapshots to repair (default: all).
+        ids: Vec<String>,
+        /// Remove the damaged originals once their repaired versions are saved.
+        #[arg(long)]
+        forget: bool,
+        /// Show what would change, write nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let repo = super::open_repo(cli)?;
-    match a.what {
+    match &a.what {
+        What::Snapshots {
+            ids,
+            forget,
+            dry_run,
+        } => {
+            let chosen: Vec<_> = super::select_snapshots(&repo, ids, &Default::default())?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let results =
+                ironvault_core::repair::repair_snapshots(&repo, &chosen, *dry_run, *forget)?;
+            let mut repaired = 0;
+            for r in &results {
+                if r.changes.is_empty() {
+                    continue;
+                }
+                repaired += 1;
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"message_type": "repaired", "snapshot": r.old.to_hex(),
+                            "new_snapshot": r.new.map(|i| i.to_hex()), "changes": r.changes})
+                    );
+                    continue;
+                }
+                match r.new {
+                    Some(n) => println!("snapshot {} repaired as {}:", r.old.short(), n.short()),
+                    None => println!("snapshot {} would be repaired:", r.old.short()),
+                }
+                for c in &r.changes {
+                    println!("  {c}");
+                }
+            }
+            if !cli.json && !cli.quiet {
+                println!(
+                    "{repaired} of {} snapshots needed repair{}",
+                    results.len(),
+                    if *dry_run {
+                        " (dry run: nothing written)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(0)
+        }
         What::Index => {
             let r = rebuild_index(&repo, &|_, _| {})?;
             for u in &r.unreadable_packs {

@@ -70,3 +70,119 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Fn(u64, u64)) -> Result<I
     lock.release()?;
     Ok(r)
 }
+
+/// What `repair_snapshots` did to one snapshot.
+#[derive(Debug, Default)]
+pub struct SnapshotRepair {
+    pub old: Id,
+    /// The repaired snapshot (None if nothing needed repair, or in a dry run).
+    pub new: Option<Id>,
+    /// Paths removed (files whose data is gone) or emptied (unreadable directories).
+    pub changes: Vec<String>,
+}
+
+/// Rewrite snapshots whose data is partly unreadable: directories whose tree
+/// cannot be read become empty, files with data blobs missing from the index
+/// are left out. The new snapshot keeps time, host, paths and tags and gets
+/// the tag `repaired`; with `forget`, the damaged original is removed.
+pub fn repair_snapshots(
+    repo: &std::sync::Arc<Repository>,
+    ids: &[Id],
+    dry_run: bool,
+    forget: bool,
+) -> Result<Vec<SnapshotRepair>> {
+    use crate::format::to_cbor;
+    use crate::format::tree::{NodeType, Tree};
+    use crate::repo::packer::BlobSink;
+
+    let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
+    repo.load_index(true)?;
+    let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
+    sink.set_dry_run(dry_run);
+
+    fn rebuild(
+        repo: &Repository,
+        sink: &BlobSink,
+        id: &Id,
+        path: &str,
+        changes: &mut Vec<String>,
+    ) -> Result<Option<Id>> {
+        let tree = match repo.read_tree(id) {
+            Ok(t) => t,
+            Err(e) => {
+                changes.push(format!("{path}/: directory unreadable ({e}); now empty"));
+                return Ok(None);
+            }
+        };
+        let idx = repo.index();
+        let mut nodes = Vec::with_capacity(tree.nodes.len());
+        let before = changes.len();
+        for mut n in tree.nodes {
+            let p = format!("{path}/{}", String::from_utf8_lossy(&n.name));
+            match n.node_type {
+                NodeType::File
+                    if n.content
+                        .as_ref()
+                        .is_some_and(|c| c.iter().any(|b| !idx.contains(b))) =>
+                {
+                    changes.push(format!("{p}: data missing; left out"));
+                    continue;
+                }
+                NodeType::Dir => {
+                    if let Some(sub) = n.subtree {
+                        let new = rebuild(repo, sink, &sub, &p, changes)?;
+                        n.subtree = Some(match new {
+                            Some(x) => x,
+                            None => sink.add(BlobType::Tree, &to_cbor(&Tree::default())?)?.0,
+                        });
+                    }
+                }
+                _ => {}
+            }
+            nodes.push(n);
+        }
+        if changes.len() == before {
+            return Ok(Some(*id));
+        }
+        Ok(Some(
+            sink.add(BlobType::Tree, &to_cbor(&Tree { nodes })?)?.0,
+        ))
+    }
+
+    let mut out = Vec::new();
+    for id in ids {
+        let snap = repo.load_snapshot(id)?;
+        let mut r = SnapshotRepair {
+            old: *id,
+            ..Default::default()
+        };
+        let root = rebuild(repo, &sink, &snap.tree, "", &mut r.changes)?;
+        if r.changes.is_empty() {
+            out.push(r);
+            continue;
+        }
+        let root = match root {
+            Some(x) => x,
+            None => sink.add(BlobType::Tree, &to_cbor(&Tree::default())?)?.0,
+        };
+        if !dry_run {
+            sink.finish()?;
+            let mut s = snap.clone();
+            s.tree = root;
+            s.parent = Some(*id);
+            if !s.tags.iter().any(|t| t == "repaired") {
+                s.tags.push("repaired".into());
+            }
+            lock.confirm()?;
+            let new = repo.save_snapshot(&s)?;
+            if forget {
+                repo.backend()
+                    .delete(&format!("snapshots/{}", id.to_hex()))?;
+            }
+            r.new = Some(new);
+        }
+        out.push(r);
+    }
+    lock.release()?;
+    Ok(out)
+}
