@@ -136,12 +136,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let started = std::time::Instant::now();
     let counters = std::sync::Arc::new(ironvault_core::backup::Progress::default());
     opts.progress = Some(counters.clone());
-    let display = crate::progress::start(!cli.quiet && !cli.json, move |t| {
-        let read = counters
-            .bytes_read
-            .load(std::sync::atomic::Ordering::Relaxed);
-        crate::progress::rate_line(t, counters.files(), "read", read)
-    });
+    let mode = crate::progress::Mode::for_cli(cli.quiet, cli.json);
+    let totals = if mode == crate::progress::Mode::Off || streaming {
+        std::sync::Arc::new(crate::progress::Totals::default())
+    } else {
+        crate::progress::scan(opts.paths.clone())
+    };
+    let display = crate::progress::start(mode, move |t| status_line(mode, t, &counters, &totals));
     // On a terminal, clear the progress line before a warning.
     let clear = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         "\r\x1b[2K"
@@ -261,4 +262,50 @@ fn backup_stream_cli(
         &mut finish,
         warn,
     )?)
+}
+
+/// One progress line (terminal) or status object (JSON), with percent and
+/// ETA once the scanner has counted everything.
+fn status_line(
+    mode: crate::progress::Mode,
+    t: std::time::Duration,
+    c: &ironvault_core::backup::Progress,
+    totals: &crate::progress::Totals,
+) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (files, done) = (c.files(), c.bytes_done.load(Relaxed));
+    let (total_files, total_bytes) = (totals.files.load(Relaxed), totals.bytes.load(Relaxed));
+    let counted = totals.done.load(Relaxed) && total_bytes > 0;
+    let frac = if counted {
+        (done as f64 / total_bytes as f64).min(1.0)
+    } else {
+        0.0
+    };
+    let rate = done as f64 / t.as_secs_f64().max(0.001);
+    let eta =
+        (counted && rate > 0.0).then(|| ((total_bytes.saturating_sub(done)) as f64 / rate) as u64);
+    let current = c
+        .current
+        .lock()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if mode == crate::progress::Mode::JsonLines {
+        return serde_json::json!({
+            "message_type": "status", "seconds_elapsed": t.as_secs(), "seconds_remaining": eta,
+            "percent_done": frac, "total_files": total_files, "files_done": files,
+            "total_bytes": total_bytes, "bytes_done": done, "current_files": [current],
+        })
+        .to_string();
+    }
+    let head = crate::progress::rate_line(t, files, "done", done);
+    match eta {
+        Some(e) => format!(
+            "{head}, {:.0}% of {} files / {}, ETA {}  {current}",
+            frac * 100.0,
+            total_files,
+            bytes(total_bytes),
+            crate::progress::clock(e)
+        ),
+        None => format!("{head}  {current}"),
+    }
 }

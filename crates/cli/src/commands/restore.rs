@@ -83,14 +83,23 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     opts.delete = a.delete;
     let counters = std::sync::Arc::new(ironvault_core::restore::RestoreProgress::default());
     opts.progress = Some(counters.clone());
-    let display = crate::progress::start(!cli.quiet && !cli.json, move |t| {
+    let mode = if a.dry_run {
+        crate::progress::Mode::Off
+    } else {
+        crate::progress::Mode::for_cli(cli.quiet, cli.json)
+    };
+    let display = crate::progress::start(mode, move |t| {
         use std::sync::atomic::Ordering::Relaxed;
-        crate::progress::rate_line(
-            t,
+        let (files, done) = (
             counters.files_written.load(Relaxed),
-            "written",
             counters.bytes_written.load(Relaxed),
-        )
+        );
+        if mode == crate::progress::Mode::JsonLines {
+            return serde_json::json!({"message_type": "status", "seconds_elapsed": t.as_secs(),
+                "files_restored": files, "bytes_restored": done})
+            .to_string();
+        }
+        crate::progress::rate_line(t, files, "written", done)
     });
     // What to restore: the snapshot's root nodes, or those of SNAPSHOT:/PATH.
     let (nodes, base) = match sub {

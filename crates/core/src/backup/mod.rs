@@ -141,6 +141,10 @@ pub struct Progress {
     pub bytes_read: AtomicU64,
     pub errors: AtomicU64,
     pub changed: AtomicU64,
+    /// Bytes of files done: read, or found unchanged (for percent and ETA).
+    pub bytes_done: AtomicU64,
+    /// The file a reader is on (most recent first).
+    pub current: Mutex<PathBuf>,
 }
 
 impl Progress {
@@ -597,6 +601,10 @@ impl Walker<'_, '_> {
                     .progress
                     .files_unmodified
                     .fetch_add(1, Ordering::Relaxed);
+                self.sh
+                    .progress
+                    .bytes_done
+                    .fetch_add(node.size, Ordering::Relaxed);
                 return self.emit(Event::Ready(node));
             }
         }

@@ -62,6 +62,9 @@ fn read_file(
 ) -> Option<Node> {
     let path = &job.path;
     let mut node = job.node.clone();
+    if let Ok(mut c) = sh.progress.current.lock() {
+        c.clone_from(path);
+    }
     let f = match open_source(path) {
         Ok(f) => f,
         Err(e) => {
@@ -146,6 +149,9 @@ fn read_file(
                     pos += n as u64;
                     sh.progress
                         .bytes_read
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    sh.progress
+                        .bytes_done
                         .fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(old),
