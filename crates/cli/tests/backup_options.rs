@@ -193,3 +193,32 @@ fn deep_trees_need_one_directory_descriptor() {
     env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
     assert_same_tree(&src, &t.join("src"));
 }
+
+#[test]
+fn json_mode_prints_status_lines_then_one_summary() {
+    let env = Env::new();
+    env.init();
+    // the stream takes ~1.5 s, so at least one status line (one per second) appears
+    let out = env.ok(&[
+        "backup",
+        "--json",
+        "--stdin-from-command",
+        "sh",
+        "-c",
+        "printf start; sleep 1.5; printf end",
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{out}");
+    let (last, status) = lines.split_last().unwrap();
+    assert_eq!(last["message_type"], "summary");
+    for s in status {
+        assert_eq!(s["message_type"], "status", "{s}");
+        assert!(
+            s["seconds_elapsed"].is_u64() && s["bytes_done"].is_u64(),
+            "{s}"
+        );
+    }
+}

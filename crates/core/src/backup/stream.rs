@@ -81,6 +81,7 @@ pub fn backup_stream(
                     Ok(n) => {
                         buf.truncate(old + n);
                         progress.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                        progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(old),
                     Err(e) => return Err(Error::io(name, e)),
