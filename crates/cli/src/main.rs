@@ -36,6 +36,9 @@ pub struct Cli {
     /// Print only errors and warnings.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Say more about what is done (repository, key, index, parent snapshot, timings).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
     #[command(subcommand)]
     cmd: Command,
 }

@@ -183,3 +183,28 @@ fn parent_and_force_choose_what_is_read_again() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no snapshot ffffffff"));
 }
+
+#[test]
+fn verbose_says_what_is_done_and_quiet_says_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    env.init();
+    let o = env.run(&["backup", "-v", src.to_str().unwrap()]);
+    assert!(o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("opened repository") && e.contains("with key"),
+        "{e}"
+    );
+    assert!(e.contains("packs written"), "{e}");
+    let o = env.run(&["backup", "-q", src.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    assert_eq!(
+        env.run(&["backup", "-q", "-v", src.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
+}

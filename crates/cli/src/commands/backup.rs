@@ -133,6 +133,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     } else {
         ParentChoice::Auto
     };
+    super::verbose(cli, || match &opts.parent {
+        ParentChoice::Force => "reading every file (--force)".into(),
+        ParentChoice::Snapshot(id) => format!("comparing with snapshot {}", id.short()),
+        ParentChoice::Auto => {
+            "comparing with the newest snapshot of this host and paths, if any".into()
+        }
+    });
+    super::verbose(cli, || {
+        format!(
+            "backing up {} path(s) with {} exclude pattern(s), compression level {}",
+            opts.paths.len(),
+            opts.excludes.len(),
+            opts.compression.unwrap_or(repo.config().compression.level)
+        )
+    });
     let started = std::time::Instant::now();
     let counters = std::sync::Arc::new(ironvault_core::backup::Progress::default());
     opts.progress = Some(counters.clone());
@@ -158,6 +173,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     drop(display);
     let r = r?;
     let s = &r.summary;
+    super::verbose(cli, || {
+        format!(
+            "{} packs written, {} bytes stored; files: {} new, {} changed, {} unmodified, {} errors",
+            r.packs_written, r.bytes_added_stored, s.files_new, s.files_changed, s.files_unmodified, s.errors
+        )
+    });
     if cli.json {
         println!(
             "{}",

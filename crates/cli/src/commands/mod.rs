@@ -43,12 +43,30 @@ pub fn password_source(cli: &Cli) -> PasswordSource {
     }
 }
 
+/// With -v, a line on stderr about what is being done.
+pub fn verbose(cli: &Cli, msg: impl FnOnce() -> String) {
+    if cli.verbose > 0 {
+        eprintln!("{}", msg());
+    }
+}
+
 /// Open the repository: check it exists (before asking a password), then unlock a key.
 pub fn open_repo(cli: &Cli) -> Result<Arc<Repository>> {
     let b = backend(cli)?;
     Repository::probe(b.as_ref())?;
     let pw = password_source(cli).get(&format!("repository {}", b.location()), false)?;
-    Ok(Arc::new(Repository::open(b, &pw)?))
+    let t = std::time::Instant::now();
+    let repo = Arc::new(Repository::open(b, &pw)?);
+    verbose(cli, || {
+        format!(
+            "opened repository {} ({}) with key {} in {:.2} s",
+            repo.config().id.short(),
+            repo.backend().location(),
+            &repo.key_name().trim_start_matches("keys/")[..8],
+            t.elapsed().as_secs_f64()
+        )
+    });
+    Ok(repo)
 }
 
 /// Filters that select snapshots (repeatable; a snapshot matches if it has
