@@ -140,6 +140,12 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
+    // Like other Unix tools, end quietly when the reader of our output goes
+    // away (`ironvault ls --json latest | head`) instead of panicking on EPIPE.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     interrupt::install();
     let result = match &cli.cmd {

@@ -233,6 +233,11 @@ fn dump_file_and_directory_as_tar() {
     write(&src.join("big.bin"), &big);
     write(&src.join("sub/small.txt"), b"small");
     std::os::unix::fs::symlink("big.bin", src.join("link")).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    write(
+        &src.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")),
+        b"latin",
+    );
     env.init();
     env.ok(&["backup", src.to_str().unwrap()]);
     let o = env.run(&["dump", "latest", "/src/big.bin"]);
@@ -266,4 +271,35 @@ fn dump_file_and_directory_as_tar() {
     );
     let o = env.run(&["dump", "latest", "/src/missing"]);
     assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..3000 {
+        write(&src.join(format!("some-longer-file-name-{i:05}.txt")), b"x");
+    }
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let mut c = env
+        .cmd(&["ls", "--json", "latest"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = c.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    use std::io::Read;
+    out.read_exact(&mut first).unwrap();
+    drop(out); // like `| head -c 16`
+    let o = c.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!e.contains("panicked"), "{e}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        o.status.success() || o.status.signal() == Some(libc::SIGPIPE),
+        "{:?}",
+        o.status
+    );
 }

@@ -528,6 +528,9 @@ fn repair_snapshots_drops_lost_files_and_check_passes_again() {
         .collect();
     assert_eq!(lost.len(), 1);
     std::fs::remove_file(&lost[0]).unwrap();
+    // the lost pack is noticed even before the index is rebuilt
+    let out = env.ok(&["repair", "snapshots", "--dry-run"]);
+    assert!(out.contains("/src/big.bin: data missing"), "{out}");
     env.ok(&["repair", "index"]);
     assert_eq!(env.run(&["check"]).status.code(), Some(1));
     let out = env.ok(&["repair", "snapshots", "--dry-run"]);

@@ -207,3 +207,74 @@ fn delete_and_dry_run() {
     // the symlink was removed, not followed
     assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
 }
+
+#[test]
+fn overwrite_policy_applies_to_symlinks_too() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), b"f");
+    std::os::unix::fs::symlink("f", src.join("link")).unwrap();
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    let link = t.join("src/link");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("elsewhere", &link).unwrap();
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "never",
+    ]);
+    assert_eq!(
+        std::fs::read_link(&link).unwrap().to_str().unwrap(),
+        "elsewhere"
+    );
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "if-changed",
+        "--dry-run",
+    ]);
+    assert!(out.contains(&format!("M {}", link.display())), "{out}");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "if-changed",
+    ]);
+    assert_eq!(std::fs::read_link(&link).unwrap().to_str().unwrap(), "f");
+    // now identical: kept, and reported as such
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "if-changed",
+        "--dry-run",
+    ]);
+    assert!(out.contains(&format!("= {}", link.display())), "{out}");
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--overwrite",
+        "if-changed",
+        "--verify",
+    ]);
+    assert!(
+        out.contains("restored 0 files") && out.contains("1 file already right"),
+        "{out}"
+    );
+    assert!(out.contains("--overwrite if-changed"), "{out}");
+}

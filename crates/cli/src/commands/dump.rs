@@ -13,7 +13,7 @@ pub struct Args {
     /// Snapshot id (or unique prefix), or "latest".
     snapshot: String,
     /// File or directory inside the snapshot (as `ls` prints it); `/` for everything.
-    path: String,
+    path: std::ffi::OsString,
 }
 
 fn header(n: &Node) -> tar::Header {
@@ -38,7 +38,11 @@ fn append(
     path: &[u8],
     n: &Node,
 ) -> Result<()> {
-    let name = String::from_utf8_lossy(path.strip_prefix(b"/").unwrap_or(path)).into_owned();
+    // Raw bytes: tar keeps non-UTF-8 names exactly.
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(
+        path.strip_prefix(b"/").unwrap_or(path),
+    ));
     let mut h = header(n);
     match n.node_type {
         NodeType::File => {
@@ -48,7 +52,7 @@ fn append(
         }
         NodeType::Dir => {
             h.set_entry_type(tar::EntryType::Directory);
-            tar.append_data(&mut h, format!("{name}/"), std::io::empty())?;
+            tar.append_data(&mut h, &name, std::io::empty())?;
         }
         NodeType::Symlink => {
             h.set_entry_type(tar::EntryType::Symlink);
@@ -77,22 +81,25 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     repo.load_index(false)?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
     let out = std::io::stdout().lock();
-    let node = resolve(&repo, &snap.tree, a.path.as_bytes())?;
+    use std::os::unix::ffi::OsStrExt;
+    let path_bytes = a.path.as_bytes();
+    let shown = a.path.to_string_lossy();
+    let node = resolve(&repo, &snap.tree, path_bytes)?;
     match node {
         Some(n) if n.node_type == NodeType::File => {
             let mut out = std::io::BufWriter::new(out);
             std::io::copy(&mut FileReader::new(&repo, &n), &mut out)?;
             out.flush()?;
         }
-        Some(n) if n.node_type != NodeType::Dir => bail!("{} is not a file or directory", a.path),
+        Some(n) if n.node_type != NodeType::Dir => bail!("{shown} is not a file or directory"),
         other => {
             if std::io::IsTerminal::is_terminal(&out) {
-                bail!("{} is a directory: it is written as a tar stream; redirect it to a file or a pipe", a.path);
+                bail!("{shown} is a directory: it is written as a tar stream; redirect it to a file or a pipe");
             }
             let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
             let (tree, base) = match &other {
                 Some(n) => {
-                    let comps = ironvault_core::browse::components(a.path.as_bytes());
+                    let comps = ironvault_core::browse::components(path_bytes);
                     let base: Vec<u8> =
                         comps.iter().flat_map(|c| [&b"/"[..], c].concat()).collect();
                     append(&repo, &mut tar, &base, n)?;

@@ -10,7 +10,7 @@ pub struct Args {
     /// Snapshot id (or unique prefix), or "latest".
     snapshot: String,
     /// Directory or file inside the snapshot (as `ls` prints paths: /NAME/...). Default: everything.
-    path: Option<String>,
+    path: Option<std::ffi::OsString>,
     /// Show type, mode, owner, size and modification time.
     #[arg(short, long)]
     long: bool,
@@ -116,6 +116,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let (start_tree, base, recursive) = match &a.path {
         None => (snap.tree, Vec::new(), true),
         Some(p) => {
+            use std::os::unix::ffi::OsStrExt;
             let comps = ironvault_core::browse::components(p.as_bytes());
             let base: Vec<u8> = comps.iter().flat_map(|c| [&b"/"[..], c].concat()).collect();
             match resolve(&repo, &snap.tree, p.as_bytes())? {

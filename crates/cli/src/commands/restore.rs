@@ -160,7 +160,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             serde_json::json!({
                 "message_type": "summary", "snapshot_id": id.to_hex(), "files_restored": st.files,
                 "dirs_restored": st.dirs, "bytes_restored": st.bytes_written,
-                "files_unchanged": st.unchanged, "files_kept": st.kept, "errors": st.errors,
+                "files_unchanged": st.unchanged, "files_kept": st.kept, "files_deleted": st.deleted,
+                "verified": a.verify && st.errors.is_empty(), "errors": st.errors,
                 "total_duration": started.elapsed().as_secs_f64(),
             })
         );
@@ -172,6 +173,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             bytes(st.bytes_written),
             duration(started.elapsed())
         );
+        if a.verify {
+            println!("verified: every written file was read back and matches the snapshot");
+        }
         if st.deleted > 0 {
             let what = if st.deleted == 1 { "entry" } else { "entries" };
             println!("deleted {} {what} not in the snapshot", st.deleted);
@@ -181,7 +185,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 "{} already right (left as they were), {} kept by --overwrite {}",
                 plural(st.unchanged, "file"),
                 plural(st.kept, "file"),
-                format!("{:?}", a.overwrite).to_lowercase()
+                a.overwrite
             );
         }
     }

@@ -228,7 +228,7 @@ pub fn check(
         .count();
     if unreferenced > 0 && r.errors.is_empty() {
         r.notices.push(format!(
-            "{unreferenced} blobs are not referenced by any snapshot (after a deleted snapshot or an interrupted backup; prune will remove them)"
+            "{unreferenced} blobs are not referenced by any snapshot (after a deleted or repaired snapshot or an interrupted backup; harmless, they only use space)"
         ));
     }
 

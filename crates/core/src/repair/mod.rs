@@ -99,10 +99,21 @@ pub fn repair_snapshots(
     repo.load_index(true)?;
     let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
     sink.set_dry_run(dry_run);
+    // Packs actually stored: a blob whose pack is gone is lost even if an
+    // index file still lists it (before 'repair index' has run).
+    let mut stored = crate::format::id::IdSet::default();
+    for t in [BlobType::Data, BlobType::Tree] {
+        for o in repo.backend().list(&format!("packs/{}/", t.dir()))? {
+            if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
+                stored.insert(id);
+            }
+        }
+    }
 
     fn rebuild(
         repo: &Repository,
         sink: &BlobSink,
+        stored: &crate::format::id::IdSet,
         id: &Id,
         path: &str,
         changes: &mut Vec<String>,
@@ -121,16 +132,17 @@ pub fn repair_snapshots(
             let p = format!("{path}/{}", String::from_utf8_lossy(&n.name));
             match n.node_type {
                 NodeType::File
-                    if n.content
-                        .as_ref()
-                        .is_some_and(|c| c.iter().any(|b| !idx.contains(b))) =>
+                    if n.content.as_ref().is_some_and(|c| {
+                        c.iter()
+                            .any(|b| idx.get(b).is_none_or(|l| !stored.contains(&l.pack)))
+                    }) =>
                 {
                     changes.push(format!("{p}: data missing; left out"));
                     continue;
                 }
                 NodeType::Dir => {
                     if let Some(sub) = n.subtree {
-                        let new = rebuild(repo, sink, &sub, &p, changes)?;
+                        let new = rebuild(repo, sink, stored, &sub, &p, changes)?;
                         n.subtree = Some(match new {
                             Some(x) => x,
                             None => sink.add(BlobType::Tree, &to_cbor(&Tree::default())?)?.0,
@@ -156,7 +168,7 @@ pub fn repair_snapshots(
             old: *id,
             ..Default::default()
         };
-        let root = rebuild(repo, &sink, &snap.tree, "", &mut r.changes)?;
+        let root = rebuild(repo, &sink, &stored, &snap.tree, "", &mut r.changes)?;
         if r.changes.is_empty() {
             out.push(r);
             continue;

@@ -225,6 +225,8 @@ pub fn restore_nodes(
     stats.errors = ctx.errors.into_inner().unwrap_or_default();
     stats.files -= ctx.failed_files.load(Ordering::Relaxed).min(stats.files);
     stats.unchanged = ctx.unchanged.load(Ordering::Relaxed);
+    // `files` counts what was written; files found already right are `unchanged`.
+    stats.files -= stats.unchanged.min(stats.files);
     Ok(stats)
 }
 
@@ -389,6 +391,11 @@ impl Planner<'_, '_> {
                     node: node.clone(),
                     check_existing: false,
                 });
+            }
+            NodeType::Symlink | NodeType::Fifo | NodeType::Chardev | NodeType::Blockdev
+                if select::keep_existing_special(path, node, self.ctx.opts.overwrite) =>
+            {
+                self.stats.kept += 1;
             }
             NodeType::Symlink => {
                 remove_existing(path);

@@ -82,6 +82,10 @@ fn walk(
             let action = match (&existing, n.node_type) {
                 (None, _) => Action::Create,
                 (Some(md), NodeType::Dir) if md.is_dir() => Action::Keep,
+                (
+                    Some(_),
+                    NodeType::Symlink | NodeType::Fifo | NodeType::Chardev | NodeType::Blockdev,
+                ) if super::select::keep_existing_special(&path, n, opts.overwrite) => Action::Keep,
                 (Some(md), NodeType::File) if md.is_file() => match opts.overwrite {
                     Overwrite::Never => Action::Keep,
                     Overwrite::IfNewer

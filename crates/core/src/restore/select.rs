@@ -80,6 +80,55 @@ impl Selection {
     }
 }
 
+/// Whether an existing non-file entry (symlink, fifo, device node) at `path`
+/// is kept under `policy`: `never` keeps anything already there, `if-newer`
+/// keeps what is at least as new, `if-changed` keeps an identical entry
+/// (same type and link target or device number).
+pub fn keep_existing_special(path: &Path, node: &Node, policy: Overwrite) -> bool {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    match policy {
+        Overwrite::Always => false,
+        Overwrite::Never => !md.is_dir(),
+        Overwrite::IfNewer => {
+            !md.is_dir() && (md.mtime(), md.mtime_nsec()) >= (node.mtime.0, node.mtime.1 as i64)
+        }
+        Overwrite::IfChanged => {
+            let ft = md.file_type();
+            use std::os::unix::fs::FileTypeExt;
+            match node.node_type {
+                crate::format::tree::NodeType::Symlink => {
+                    ft.is_symlink()
+                        && std::fs::read_link(path)
+                            .ok()
+                            .map(|t| t.as_os_str().as_bytes().to_vec())
+                            == node.target
+                }
+                crate::format::tree::NodeType::Fifo => ft.is_fifo(),
+                crate::format::tree::NodeType::Chardev => {
+                    ft.is_char_device() && Some(md.rdev()) == node.rdev
+                }
+                crate::format::tree::NodeType::Blockdev => {
+                    ft.is_block_device() && Some(md.rdev()) == node.rdev
+                }
+                _ => false,
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Overwrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Overwrite::Always => "always",
+            Overwrite::IfChanged => "if-changed",
+            Overwrite::IfNewer => "if-newer",
+            Overwrite::Never => "never",
+        })
+    }
+}
+
 /// True if the regular file at `path` has exactly the content `node` describes.
 pub fn file_matches(repo: &Repository, path: &Path, node: &Node) -> Result<bool> {
     let f = match OpenOptions::new()
