@@ -99,9 +99,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
             let (tree, base) = match &other {
                 Some(n) => {
-                    let comps = ironvault_core::browse::components(path_bytes);
-                    let base: Vec<u8> =
-                        comps.iter().flat_map(|c| [&b"/"[..], c].concat()).collect();
+                    let base = ironvault_core::browse::normalize(path_bytes);
                     append(&repo, &mut tar, &base, n)?;
                     (n.subtree.unwrap_or_default(), base)
                 }

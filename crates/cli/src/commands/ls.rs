@@ -117,8 +117,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         None => (snap.tree, Vec::new(), true),
         Some(p) => {
             use std::os::unix::ffi::OsStrExt;
-            let comps = ironvault_core::browse::components(p.as_bytes());
-            let base: Vec<u8> = comps.iter().flat_map(|c| [&b"/"[..], c].concat()).collect();
+            let base = ironvault_core::browse::normalize(p.as_bytes());
             match resolve(&repo, &snap.tree, p.as_bytes())? {
                 None => (snap.tree, Vec::new(), a.recursive),
                 Some(n) if n.node_type == NodeType::Dir => {

@@ -105,8 +105,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let (nodes, base) = match sub {
         None => (repo.read_tree(&snap.tree)?.nodes, Vec::new()),
         Some(p) => {
-            let comps = ironvault_core::browse::components(p.as_bytes());
-            let base: Vec<u8> = comps.iter().flat_map(|c| [&b"/"[..], c].concat()).collect();
+            let base = ironvault_core::browse::normalize(p.as_bytes());
             match ironvault_core::browse::resolve(&repo, &snap.tree, p.as_bytes())? {
                 None => (repo.read_tree(&snap.tree)?.nodes, Vec::new()),
                 Some(n) if n.subtree.is_some() => {

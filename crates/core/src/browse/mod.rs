@@ -38,6 +38,14 @@ pub fn components(path: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// A snapshot path in the form `ls` prints: `a//b/` → `/a/b`, `/` → empty.
+pub fn normalize(path: &[u8]) -> Vec<u8> {
+    components(path)
+        .iter()
+        .flat_map(|c| [&b"/"[..], c].concat())
+        .collect()
+}
+
 /// The node at `path` inside the tree `root`, or None for the root itself.
 /// A path that does not exist is an error naming it.
 pub fn resolve(repo: &Repository, root: &Id, path: &[u8]) -> Result<Option<Node>> {
