@@ -575,3 +575,28 @@ fn ambiguous_snapshot_prefix_lists_the_candidates() {
         "{e}"
     );
 }
+
+#[test]
+fn a_live_exclusive_lock_stops_a_backup_with_exit_11() {
+    let env = Env::new();
+    let src = small_source(&env);
+    env.init();
+    // hold an exclusive lock as prune will, through the engine itself
+    let backend: std::sync::Arc<dyn ironvault_core::backend::Backend> =
+        std::sync::Arc::new(ironvault_core::backend::local::LocalBackend::new(&env.repo));
+    let repo =
+        ironvault_core::repo::Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
+    let lock =
+        ironvault_core::repo::lock::Lock::acquire(backend, *repo.master_key(), true).unwrap();
+    let o = env.run(&["backup", src.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr_of(&o));
+    let e = stderr_of(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("locked by") && e.contains("ironvault unlock"),
+        "{e}"
+    );
+    lock.release().unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    env.check_ok();
+}

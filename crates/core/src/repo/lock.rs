@@ -296,3 +296,75 @@ pub fn remove_locks(b: &dyn Backend, key: &[u8; 32], all: bool) -> Result<Vec<St
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusive_and_shared_locks_conflict_and_stale_ones_do_not() {
+        let (_d, repo) = crate::repo::test_repo();
+        let b = repo.backend().clone();
+        let key = *repo.master_key();
+        // shared locks coexist
+        let s1 = Lock::acquire(b.clone(), key, false).unwrap();
+        let s2 = Lock::acquire(b.clone(), key, false).unwrap();
+        // an exclusive lock waits for them
+        assert!(matches!(
+            Lock::acquire(b.clone(), key, true),
+            Err(Error::Locked(_))
+        ));
+        s1.release().unwrap();
+        s2.release().unwrap();
+        assert!(list_locks(b.as_ref(), &key).unwrap().is_empty());
+        // and then blocks shared ones
+        let x = Lock::acquire(b.clone(), key, true).unwrap();
+        assert!(matches!(
+            Lock::acquire(b.clone(), key, false),
+            Err(Error::Locked(_))
+        ));
+        // a refused attempt leaves no lock object behind
+        assert_eq!(list_locks(b.as_ref(), &key).unwrap().len(), 1);
+        drop(x);
+        // an exclusive lock of a dead process on this host is stale: it blocks nobody
+        let mut info = LockInfo {
+            exclusive: true,
+            hostname: crate::repo::hostname(),
+            pid: u32::MAX - 1,
+            username: "ghost".into(),
+            created: chrono::Local::now().to_rfc3339(),
+            refreshed: chrono::Local::now().to_rfc3339(),
+            boot_id: boot_id(),
+            pid_namespace: pid_namespace(),
+            start_ticks: None,
+        };
+        b.put(
+            "locks/ghost",
+            &seal(&key, ad::LOCK, &to_cbor(&info).unwrap()),
+        )
+        .unwrap();
+        assert!(Lock::acquire(b.clone(), key, false).is_ok());
+        // ... but the same lock from another host is live until it is 30 minutes old
+        info.hostname = "elsewhere".into();
+        b.put(
+            "locks/ghost",
+            &seal(&key, ad::LOCK, &to_cbor(&info).unwrap()),
+        )
+        .unwrap();
+        assert!(matches!(
+            Lock::acquire(b.clone(), key, false),
+            Err(Error::Locked(_))
+        ));
+        info.refreshed = (chrono::Local::now() - chrono::Duration::minutes(31)).to_rfc3339();
+        b.put(
+            "locks/ghost",
+            &seal(&key, ad::LOCK, &to_cbor(&info).unwrap()),
+        )
+        .unwrap();
+        assert!(Lock::acquire(b.clone(), key, false).is_ok());
+        assert_eq!(
+            remove_locks(b.as_ref(), &key, false).unwrap(),
+            vec!["locks/ghost".to_string()]
+        );
+    }
+}
