@@ -208,3 +208,35 @@ fn verbose_says_what_is_done_and_quiet_says_nothing() {
         Some(2)
     );
 }
+
+#[test]
+fn progress_line_on_a_terminal_only() {
+    let env = Env::new();
+    env.init();
+    // ~1.5 s of backup: at least two redraws of the progress line
+    let args = "backup --stdin-from-command sh -c 'printf data; sleep 1.5'";
+    let cmd = format!("{} {args}", bin().display());
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("IRONVAULT_REPO", &env.repo)
+        .env("IRONVAULT_PASSWORD", PASSWORD)
+        .output()
+        .expect("script (util-linux)");
+    let tty = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        tty.contains("\r\x1b[2K[0:01]") && tty.contains("B/s"),
+        "{tty:?}"
+    );
+    assert!(tty.contains("snapshot") && tty.contains("saved"), "{tty:?}");
+    // not a terminal: no progress, no escape codes
+    let o = env.run(&[
+        "backup",
+        "--stdin-from-command",
+        "sh",
+        "-c",
+        "printf data; sleep 1.5",
+    ]);
+    assert!(o.status.success());
+    let all = [o.stdout, o.stderr].concat();
+    assert!(!all.contains(&0x1b), "{}", String::from_utf8_lossy(&all));
+}

@@ -82,14 +82,25 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         What::Add(n) => {
             let pw = new_password(n)?;
             let name = repo.add_key(&pw, KdfParams::default())?;
-            if !cli.quiet {
-                println!("added key {}", &name.trim_start_matches("keys/")[..8]);
+            let id = name.trim_start_matches("keys/");
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"message_type": "key_added", "id": id})
+                );
+            } else if !cli.quiet {
+                println!("added key {}", &id[..8]);
             }
             Ok(0)
         }
         What::Remove { id } => {
             let removed = repo.remove_key(id)?;
-            if !cli.quiet {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"message_type": "key_removed", "id": removed.to_hex()})
+                );
+            } else if !cli.quiet {
                 println!("removed key {}", removed.short());
             }
             Ok(0)
@@ -100,7 +111,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             let name = repo.add_key(&pw, KdfParams::default())?;
             // The new key is durable before the old one goes.
             repo.backend().delete(&old)?;
-            if !cli.quiet {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"message_type": "password_changed", "id": name.trim_start_matches("keys/"),
+                        "replaced": old.trim_start_matches("keys/")})
+                );
+            } else if !cli.quiet {
                 println!(
                     "password changed: key {} replaces {}",
                     &name.trim_start_matches("keys/")[..8],
