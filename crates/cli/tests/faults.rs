@@ -600,3 +600,26 @@ fn a_live_exclusive_lock_stops_a_backup_with_exit_11() {
     env.ok(&["backup", src.to_str().unwrap()]);
     env.check_ok();
 }
+
+#[test]
+fn a_backup_after_a_lost_pack_stores_the_data_again() {
+    let env = Env::new();
+    let src = small_source(&env);
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    for p in files_under(&env.repo.join("packs/data")) {
+        std::fs::remove_file(p).unwrap();
+    }
+    // no repair first: the backup notices the lost packs and stores the data again
+    let out = env.ok(&["backup", "--force", src.to_str().unwrap()]);
+    assert!(!out.contains("Added to the repository: 0 B"), "{out}");
+    let t = env.path("t");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_same_tree(&src, &t.join("src"));
+}

@@ -97,10 +97,10 @@ pub fn repair_snapshots(
 
     let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
     repo.load_index(true)?;
-    let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
-    sink.set_dry_run(dry_run);
     // Packs actually stored: a blob whose pack is gone is lost even if an
-    // index file still lists it (before 'repair index' has run).
+    // index file still lists it (before 'repair index' has run), and a
+    // replacement tree must be written again rather than deduplicated
+    // against the lost copy.
     let mut stored = crate::format::id::IdSet::default();
     for t in [BlobType::Data, BlobType::Tree] {
         for o in repo.backend().list(&format!("packs/{}/", t.dir()))? {
@@ -109,6 +109,9 @@ pub fn repair_snapshots(
             }
         }
     }
+    repo.forget_missing_packs(&stored)?;
+    let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
+    sink.set_dry_run(dry_run);
 
     fn rebuild(
         repo: &Repository,
@@ -197,4 +200,112 @@ pub fn repair_snapshots(
     }
     lock.release()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::Snapshot;
+    use crate::format::to_cbor;
+    use crate::format::tree::{Node, NodeType, Time, Tree};
+    use crate::repo::packer::BlobSink;
+
+    fn dir(name: &[u8], subtree: Id) -> Node {
+        Node {
+            name: name.to_vec(),
+            node_type: NodeType::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            size: 0,
+            mtime: Time(1, 0),
+            ctime: Time(1, 0),
+            atime: None,
+            inode: 1,
+            device_id: 1,
+            links: 1,
+            rdev: None,
+            target: None,
+            content: None,
+            holes: vec![],
+            subtree: Some(subtree),
+            xattrs: vec![],
+            flags: vec![],
+        }
+    }
+
+    /// A directory whose tree blob is lost becomes an empty directory in a
+    /// new snapshot tagged `repaired`; the rest of the snapshot is kept.
+    #[test]
+    fn unreadable_subtree_becomes_empty() {
+        let (_d, repo) = crate::repo::test_repo();
+        repo.load_index(true).unwrap();
+        // the subtree in a pack of its own, then the root in another
+        let s1 = BlobSink::new(repo.clone(), 3);
+        let (lost, _) = s1
+            .add(
+                BlobType::Tree,
+                &to_cbor(&Tree {
+                    nodes: vec![dir(b"inner", Id([9; 32]))],
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        let (kept, _) = s1
+            .add(BlobType::Tree, &to_cbor(&Tree::default()).unwrap())
+            .unwrap();
+        s1.finish().unwrap();
+        let lost_pack = repo.backend().list("packs/tree/").unwrap();
+        assert_eq!(lost_pack.len(), 1);
+        // the kept (empty) tree must survive: store it again in the root's pack
+        repo.load_index(true).unwrap();
+        let s2 = BlobSink::new(repo.clone(), 3);
+        let root = Tree {
+            nodes: vec![dir(b"a-lost", lost), dir(b"b-kept", kept)],
+        };
+        let (root_id, _) = s2.add(BlobType::Tree, &to_cbor(&root).unwrap()).unwrap();
+        s2.finish().unwrap();
+        let snap = Snapshot {
+            version: 1,
+            time: "2026-11-26T12:00:00Z".into(),
+            tree: root_id,
+            paths: vec!["/x".into()],
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 0,
+            gid: 0,
+            tags: vec![],
+            parent: None,
+            program_version: "test".into(),
+            summary: None,
+        };
+        let sid = repo.save_snapshot(&snap).unwrap();
+        repo.backend().delete(&lost_pack[0].name).unwrap();
+        // `kept` lived in the deleted pack too, so both directories lose their trees
+        let r = repair_snapshots(&repo, &[sid], false, true).unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(
+            r[0].changes
+                .iter()
+                .any(|c| c.starts_with("/a-lost/: directory unreadable")),
+            "{:?}",
+            r[0].changes
+        );
+        let new = repo.load_snapshot(&r[0].new.unwrap()).unwrap();
+        assert!(new.tags.contains(&"repaired".to_string()));
+        assert!(
+            repo.load_snapshot(&sid).is_err(),
+            "--forget removes the original"
+        );
+        repo.load_index(false).unwrap();
+        let t = repo.read_tree(&new.tree).unwrap();
+        assert_eq!(t.nodes.len(), 2);
+        assert!(repo
+            .read_tree(&t.nodes[0].subtree.unwrap())
+            .unwrap()
+            .nodes
+            .is_empty());
+    }
 }

@@ -64,6 +64,31 @@ impl MasterIndex {
         self.blobs.get(id)
     }
 
+    /// A copy keeping only the packs for which `keep` is true (a blob whose
+    /// preferred copy is dropped falls back to another one).
+    pub fn retain_packs(&self, keep: impl Fn(&Id) -> bool) -> MasterIndex {
+        let mut out = MasterIndex::default();
+        for (id, (t, size)) in &self.packs {
+            if keep(id) {
+                out.packs.insert(*id, (*t, *size));
+            }
+        }
+        for (id, loc) in self.iter_all() {
+            if !keep(&loc.pack) {
+                continue;
+            }
+            match out.blobs.entry(*id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(*loc);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    out.more.entry(*id).or_default().push(*loc)
+                }
+            }
+        }
+        out
+    }
+
     /// Every indexed location of a blob, the preferred one first.
     pub fn locations(&self, id: &Id) -> Vec<BlobLocation> {
         let mut v: Vec<BlobLocation> = self.blobs.get(id).copied().into_iter().collect();

@@ -343,22 +343,31 @@ impl Repository {
     /// leaves them), read their headers and add them to the loaded index.
     /// Returns them so the caller lists them in its next index file; packs
     /// named in a deletion list are left alone (format.md §9).
+    /// Packs the index lists but storage has lost are dropped from the loaded
+    /// index in the same pass, so a writer stores their blobs again instead of
+    /// referencing data that is gone.
     pub fn adopt_unindexed_packs(&self) -> Result<Vec<IndexPack>> {
         let skip = self.deletion_candidates()?;
-        let idx = self.index();
-        let mut found = Vec::new();
+        let mut stored = crate::format::id::IdSet::default();
+        let mut listed = Vec::new();
         for t in [BlobType::Data, BlobType::Tree] {
             for o in self.backend.list(&format!("packs/{}/", t.dir()))? {
-                let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) else {
-                    continue;
-                };
-                if idx.packs().contains_key(&id) || skip.contains(&id) {
-                    continue;
+                if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
+                    stored.insert(id);
+                    listed.push((t, id, o.size));
                 }
-                // A pack whose header cannot be read is not reused; check reports it.
-                if let Ok(p) = self.read_pack_header(t, &id, o.size) {
-                    found.push(p);
-                }
+            }
+        }
+        self.forget_missing_packs(&stored)?;
+        let idx = self.index();
+        let mut found = Vec::new();
+        for (t, id, size) in listed {
+            if idx.packs().contains_key(&id) || skip.contains(&id) {
+                continue;
+            }
+            // A pack whose header cannot be read is not reused; check reports it.
+            if let Ok(p) = self.read_pack_header(t, &id, size) {
+                found.push(p);
             }
         }
         if !found.is_empty() {
@@ -372,6 +381,18 @@ impl Repository {
             }
         }
         Ok(found)
+    }
+
+    /// Drop from the loaded index every pack not in `stored` (packs that an
+    /// index file lists but storage has lost), so writers store those blobs again.
+    pub fn forget_missing_packs(&self, stored: &crate::format::id::IdSet) -> Result<()> {
+        let mut guard = self
+            .index
+            .write()
+            .map_err(|_| Error::Invalid("index poisoned".into()))?;
+        let kept = guard.retain_packs(|p| stored.contains(p));
+        *guard = Arc::new(kept);
+        Ok(())
     }
 
     /// The loaded index.
