@@ -5,18 +5,19 @@
 pub mod index;
 pub mod lock;
 pub mod packer;
+mod snapshots;
 
 use crate::backend::{is_not_found, Backend};
 use crate::chunker::Chunker;
 use crate::crypto::keyfile::{KdfParams, KeyFile};
-use crate::crypto::{ad, blob_ad, open, seal, IdKeys};
+use crate::crypto::{ad, blob_ad, open, IdKeys};
 use crate::error::{Error, Result};
 use crate::format::config::Config;
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
-use crate::format::snapshot::Snapshot;
+
 use crate::format::tree::Tree;
-use crate::format::{from_cbor, to_cbor, BlobType, Id};
+use crate::format::{from_cbor, BlobType, Id};
 use index::{pack_name, MasterIndex};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -488,88 +489,6 @@ impl Repository {
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {
         let b = self.read_blob(BlobType::Tree, id)?;
         from_cbor(&b, &format!("tree {}", id.short()))
-    }
-
-    /// Store a snapshot (last step of a backup); returns its id.
-    pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
-        let plain = to_cbor(s)?;
-        let id = self.keys.snapshot_id(&plain);
-        let sealed = seal(&self.master, &snapshot_ad(&id), &plain);
-        self.backend
-            .put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
-        Ok(id)
-    }
-
-    /// Read and verify one snapshot.
-    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let name = format!("snapshots/{}", id.to_hex());
-        let bytes = match self.backend.get(&name) {
-            Ok(b) => b,
-            Err(e) if is_not_found(&e) => return Err(Error::SnapshotNotFound(id.to_hex())),
-            Err(e) => return Err(e),
-        };
-        let plain = open(&self.master, &snapshot_ad(id), &bytes, &name)?;
-        if self.keys.snapshot_id(&plain) != *id {
-            return Err(Error::damaged(name, "content does not match its id"));
-        }
-        from_cbor(&plain, &format!("snapshot {}", id.short()))
-    }
-
-    /// Ids of all snapshot objects.
-    pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        Ok(self
-            .backend
-            .list("snapshots/")?
-            .iter()
-            .filter_map(|o| o.name.strip_prefix("snapshots/").and_then(Id::from_hex))
-            .collect())
-    }
-
-    /// All readable snapshots, oldest first; unreadable ones are returned as errors.
-    pub fn list_snapshots(&self) -> Result<WithErrors<(Id, Snapshot)>> {
-        let mut out = Vec::new();
-        let mut errs = Vec::new();
-        for id in self.snapshot_ids()? {
-            match self.load_snapshot(&id) {
-                Ok(s) => out.push((id, s)),
-                Err(e) => errs.push(e),
-            }
-        }
-        out.sort_by(|a, b| {
-            let ta = a.1.parsed_time();
-            let tb = b.1.parsed_time();
-            ta.cmp(&tb).then(a.0.cmp(&b.0))
-        });
-        Ok((out, errs))
-    }
-
-    /// Resolve `latest`, a full id or a unique prefix.
-    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
-        if spec == "latest" {
-            let (all, _) = self.list_snapshots()?;
-            return all.into_iter().next_back().ok_or(Error::NoSnapshots);
-        }
-        let spec_l = spec.to_ascii_lowercase();
-        if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::SnapshotNotFound(spec.into()));
-        }
-        let matches: Vec<Id> = self
-            .snapshot_ids()?
-            .into_iter()
-            .filter(|id| id.to_hex().starts_with(&spec_l))
-            .collect();
-        match matches.len() {
-            0 => Err(Error::SnapshotNotFound(spec.into())),
-            1 => Ok((matches[0], self.load_snapshot(&matches[0])?)),
-            _ => Err(Error::SnapshotAmbiguous(
-                spec.into(),
-                matches
-                    .iter()
-                    .map(|m| m.short())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )),
-        }
     }
 }
 
