@@ -36,7 +36,7 @@ pub struct Cli {
     /// Print only errors and warnings.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Say more about what is done (repository, key, index, parent snapshot, timings).
+    /// Say more: repository, key, parent snapshot, what was written (-vv: every file read).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
     #[command(subcommand)]

@@ -198,6 +198,24 @@ fn verbose_says_what_is_done_and_quiet_says_nothing() {
         "{e}"
     );
     assert!(e.contains("packs written"), "{e}");
+    // -vv lists every file read: new ones, then changed ones
+    write(&src.join("b"), b"b");
+    let o = env.run(&["backup", "-vv", src.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.lines()
+            .any(|l| l.starts_with("new") && l.ends_with("/src/b")),
+        "{e}"
+    );
+    write(&src.join("a"), b"changed a");
+    let o = env.run(&["backup", "-vv", src.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.lines()
+            .any(|l| l.starts_with("modified") && l.ends_with("/src/a")),
+        "{e}"
+    );
+    assert!(!e.contains("/src/b"), "unchanged files are not listed: {e}");
     let o = env.run(&["backup", "-q", src.to_str().unwrap()]);
     assert!(o.status.success());
     assert!(o.stdout.is_empty() && o.stderr.is_empty());

@@ -151,6 +151,36 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let started = std::time::Instant::now();
     let counters = std::sync::Arc::new(ironvault_core::backup::Progress::default());
     opts.progress = Some(counters.clone());
+    // -vv: one line per file read, printed by a small thread as they come.
+    let lister = (cli.verbose > 1).then(|| {
+        counters
+            .log_files
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let c = counters.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || loop {
+            let done = !matches!(
+                rx.recv_timeout(std::time::Duration::from_millis(200)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            let batch = c
+                .files_log
+                .lock()
+                .map(|mut l| std::mem::take(&mut *l))
+                .unwrap_or_default();
+            for (changed, p) in batch {
+                eprintln!(
+                    "{} {}",
+                    if changed { "modified" } else { "new     " },
+                    p.display()
+                );
+            }
+            if done {
+                break;
+            }
+        });
+        (tx, t)
+    });
     let mode = crate::progress::Mode::for_cli(cli.quiet, cli.json);
     let totals = if mode == crate::progress::Mode::Off || streaming {
         std::sync::Arc::new(crate::progress::Totals::default())
@@ -171,6 +201,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         backup(repo.clone(), &opts, &warn).map_err(anyhow::Error::from)
     };
     drop(display);
+    if let Some((tx, t)) = lister {
+        drop(tx);
+        let _ = t.join();
+    }
     let r = r?;
     let s = &r.summary;
     super::verbose(cli, || {

@@ -145,6 +145,10 @@ pub struct Progress {
     pub bytes_done: AtomicU64,
     /// The file a reader is on (most recent first).
     pub current: Mutex<PathBuf>,
+    /// When set, every file read is queued here (`true` = it was in the
+    /// parent snapshot, i.e. changed; `false` = new) for a caller to drain.
+    pub log_files: AtomicBool,
+    pub files_log: Mutex<Vec<(bool, PathBuf)>>,
 }
 
 impl Progress {

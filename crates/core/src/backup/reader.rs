@@ -31,6 +31,11 @@ pub(super) fn run_reader(sh: &Shared<'_>, jobs: Receiver<FileJob>, seal: Sender<
                 &sh.progress.files_new
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            if sh.progress.log_files.load(Ordering::Relaxed) {
+                if let Ok(mut l) = sh.progress.files_log.lock() {
+                    l.push((job.in_parent, job.path.clone()));
+                }
+            }
         }
         let _ = job.done.send(result);
     }
