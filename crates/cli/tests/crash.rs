@@ -24,13 +24,7 @@ fn kill_at_every_failpoint_then_check_restore_and_rerun() {
         env.init();
         env.ok(&["backup", src.to_str().unwrap()]);
         let before = env.path("before");
-        assert!(std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&src)
-            .arg(&before)
-            .status()
-            .unwrap()
-            .success());
+        copy_tree(&src, &before);
         // change the source: new files, a changed file
         for i in 0..10 {
             write(

@@ -215,13 +215,7 @@ fn full_disk_fails_cleanly_and_keeps_earlier_snapshots() {
     env2.init();
     env2.ok(&["backup", src.to_str().unwrap()]);
     let before = env.path("before");
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&src)
-        .arg(&before)
-        .status()
-        .unwrap()
-        .success());
+    copy_tree(&src, &before);
     write(&src.join("big.bin"), &random_bytes(40 << 20, 2));
     let o = env2.run(&["backup", src.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));

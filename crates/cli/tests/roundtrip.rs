@@ -35,13 +35,7 @@ fn the_comparison_detects_differences() {
     let a = env.path("a");
     make_rich_tree(&a, false);
     let b = env.path("b");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&a)
-        .arg(&b)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    copy_tree(&a, &b);
     assert_same_tree(&a, &b);
     std::fs::write(b.join("small.txt"), b"hello ironvauLt\n").unwrap();
     set_times(&b.join("small.txt"), 1, 0);
@@ -54,6 +48,23 @@ fn the_comparison_detects_differences() {
     let d = diff_trees(&a, &b).join("\n");
     assert!(d.contains("xattrs differ"), "{d}");
     assert!(d.contains("hard-link groups differ"), "{d}");
+}
+
+/// Run `backup SRC` under strace, logging every open to `log`.
+fn backup_under_strace(
+    env: &Env,
+    src: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Output {
+    std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(log)
+        .arg(bin())
+        .args(["backup", src.to_str().unwrap()])
+        .env("IRONVAULT_REPO", &env.repo)
+        .env("IRONVAULT_PASSWORD", PASSWORD)
+        .output()
+        .expect("strace (scripts/test.sh installs it)")
 }
 
 #[test]
@@ -72,15 +83,7 @@ fn second_backup_of_unchanged_tree_reads_no_file_contents() {
     // Watch the second backup from outside with strace: it must not open any
     // regular file under the source (directories are opened to list them).
     let log = env.path("strace.log");
-    let out = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
-        .arg(&log)
-        .arg(bin())
-        .args(["backup", src.to_str().unwrap()])
-        .env("IRONVAULT_REPO", &env.repo)
-        .env("IRONVAULT_PASSWORD", PASSWORD)
-        .output()
-        .expect("strace (scripts/test.sh installs it)");
+    let out = backup_under_strace(&env, &src, &log);
     assert!(
         out.status.success(),
         "{}",
@@ -104,15 +107,7 @@ fn second_backup_of_unchanged_tree_reads_no_file_contents() {
     );
     // the trace is real: the first-time backup of a new file does show up
     write(&src.join("new-file"), b"new");
-    std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
-        .arg(&log)
-        .arg(bin())
-        .args(["backup", src.to_str().unwrap()])
-        .env("IRONVAULT_REPO", &env.repo)
-        .env("IRONVAULT_PASSWORD", PASSWORD)
-        .status()
-        .unwrap();
+    assert!(backup_under_strace(&env, &src, &log).status.success());
     let trace = std::fs::read_to_string(&log).unwrap();
     assert!(
         trace

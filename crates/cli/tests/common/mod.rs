@@ -459,6 +459,17 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     assert!(d.is_empty(), "trees differ:\n{}", d.join("\n"));
 }
 
+/// `cp -a from to`: a copy with every metadata kind, to compare against later.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
 /// Files under `dir` (recursively), for corrupting repositories.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     if !dir.exists() {

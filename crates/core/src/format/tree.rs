@@ -71,6 +71,34 @@ pub const FLAG_CHANGED: &str = "changed_during_read";
 /// Flag: the extended attributes could not be read; `xattrs` may be incomplete.
 pub const FLAG_XATTRS_UNREADABLE: &str = "xattrs_unreadable";
 
+/// A node with plain metadata, for unit tests that build trees by hand.
+#[cfg(test)]
+pub(crate) fn test_node(name: &[u8], node_type: NodeType) -> Node {
+    Node {
+        name: name.to_vec(),
+        node_type,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        user: None,
+        group: None,
+        size: 0,
+        mtime: Time(1, 0),
+        ctime: Time(1, 0),
+        atime: None,
+        inode: 1,
+        device_id: 1,
+        links: 1,
+        rdev: None,
+        target: None,
+        content: None,
+        holes: vec![],
+        subtree: None,
+        xattrs: vec![],
+        flags: vec![],
+    }
+}
+
 /// A directory: its nodes sorted by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {

@@ -207,33 +207,13 @@ mod tests {
     use super::*;
     use crate::format::snapshot::Snapshot;
     use crate::format::to_cbor;
-    use crate::format::tree::{Node, NodeType, Time, Tree};
+    use crate::format::tree::{test_node, Node, NodeType, Tree};
     use crate::repo::packer::BlobSink;
 
     fn dir(name: &[u8], subtree: Id) -> Node {
-        Node {
-            name: name.to_vec(),
-            node_type: NodeType::Dir,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            size: 0,
-            mtime: Time(1, 0),
-            ctime: Time(1, 0),
-            atime: None,
-            inode: 1,
-            device_id: 1,
-            links: 1,
-            rdev: None,
-            target: None,
-            content: None,
-            holes: vec![],
-            subtree: Some(subtree),
-            xattrs: vec![],
-            flags: vec![],
-        }
+        let mut n = test_node(name, NodeType::Dir);
+        n.subtree = Some(subtree);
+        n
     }
 
     /// A directory whose tree blob is lost becomes an empty directory in a

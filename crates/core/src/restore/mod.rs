@@ -553,33 +553,14 @@ fn write_file(ctx: &Ctx<'_>, job: &FileJob) {
 mod tests {
     use super::*;
     use crate::format::to_cbor;
-    use crate::format::tree::{Time, Tree};
+    use crate::format::tree::Tree;
     use crate::repo::packer::BlobSink;
 
     fn node(name: &[u8], t: NodeType) -> Node {
-        Node {
-            name: name.to_vec(),
-            node_type: t,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            size: 0,
-            mtime: Time(1, 0),
-            ctime: Time(1, 0),
-            atime: None,
-            inode: 0,
-            device_id: 0,
-            links: 1,
-            rdev: None,
-            target: None,
-            content: None,
-            holes: vec![],
-            subtree: None,
-            xattrs: vec![],
-            flags: vec![],
-        }
+        let mut n = crate::format::tree::test_node(name, t);
+        n.inode = 0;
+        n.device_id = 0;
+        n
     }
 
     /// A hostile tree (a symlink and a directory sharing a name, a "/" below
