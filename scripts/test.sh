@@ -3,6 +3,9 @@
 # unit, property, end-to-end and crash tests (with failpoints compiled in).
 # Tests that need root (owners, device nodes, tmpfs for the full-disk test,
 # running as another user) expect root, as CI runs; they fail, never skip.
+# The S3 tests run against a real Garage server on 127.0.0.1, which
+# scripts/s3-server.sh builds once into ~/.cache/ironvault-tools (10-17
+# minutes the first time), starts here and stops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +14,7 @@ command -v setfacl >/dev/null || need+=(acl)
 command -v strace >/dev/null || need+=(strace)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v mkfifo >/dev/null || need+=(coreutils)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test tools: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -21,6 +25,11 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --features ironvault/failpoints -- -D warnings
+echo "== S3 test server (Garage)"
+scripts/s3-server.sh start
+trap 'scripts/s3-server.sh stop' EXIT
+# shellcheck disable=SC1090
+. "$(scripts/s3-server.sh env)"
 echo "== cargo test (with failpoints)"
 cargo test --workspace --features ironvault/failpoints "$@"
 echo "== all tests passed"

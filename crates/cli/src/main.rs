@@ -21,9 +21,54 @@ const EXIT_CODES: &str =
 #[derive(Parser)]
 #[command(name = "ironvault", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Repository location (a directory).
+    /// Repository location: a directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX].
     #[arg(short = 'r', long, env = "IRONVAULT_REPO", global = true)]
     repo: Option<String>,
+    /// Also trust the CA certificates in this PEM file (an S3 server with a private CA).
+    #[arg(long, env = "IRONVAULT_CACERT", global = true, value_name = "PEM")]
+    cacert: Option<PathBuf>,
+    /// Limit uploads to this many KiB/s (S3 repositories).
+    #[arg(
+        long,
+        env = "IRONVAULT_LIMIT_UPLOAD",
+        global = true,
+        value_name = "KIB_PER_S"
+    )]
+    limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s (S3 repositories).
+    #[arg(
+        long,
+        env = "IRONVAULT_LIMIT_DOWNLOAD",
+        global = true,
+        value_name = "KIB_PER_S"
+    )]
+    limit_download: Option<u64>,
+    /// Do not keep a local cache of an S3 repository's metadata.
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// Where to keep the metadata cache [default: $XDG_CACHE_HOME/ironvault or ~/.cache/ironvault].
+    #[arg(long, env = "IRONVAULT_CACHE_DIR", global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// S3 requests in flight at most.
+    #[arg(
+        long,
+        env = "IRONVAULT_S3_CONNECTIONS",
+        global = true,
+        default_value_t = 8
+    )]
+    s3_connections: usize,
+    /// Address the bucket as BUCKET.HOST (virtual-host style) instead of HOST/BUCKET (path style).
+    #[arg(long, env = "IRONVAULT_S3_VIRTUAL_HOST", global = true)]
+    s3_virtual_host: bool,
+    /// Give up on an S3 request after retrying it for this many seconds.
+    #[arg(
+        long,
+        env = "IRONVAULT_S3_RETRY_TIMEOUT",
+        global = true,
+        default_value_t = 180,
+        value_name = "SECONDS"
+    )]
+    s3_retry_timeout: u64,
     /// Read the repository password from the first line of this file.
     #[arg(long, env = "IRONVAULT_PASSWORD_FILE", global = true)]
     password_file: Option<PathBuf>,
@@ -71,6 +116,8 @@ enum Command {
     Find(commands::find::Args),
     /// Write a file from a snapshot to standard output (a directory as a tar stream).
     Dump(commands::dump::Args),
+    /// Copy snapshots from a related repository (--from-repo) into this one.
+    Copy(commands::copy::Args),
     /// Print a decrypted repository object as JSON (for debugging; secrets are not shown).
     Cat(commands::cat::Args),
 }
@@ -163,6 +210,7 @@ fn main() -> ExitCode {
         Command::Find(a) => commands::find::run(&cli, a),
         Command::Dump(a) => commands::dump::run(&cli, a),
         Command::Cat(a) => commands::cat::run(&cli, a),
+        Command::Copy(a) => commands::copy::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

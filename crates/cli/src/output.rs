@@ -35,6 +35,32 @@ pub fn duration(d: std::time::Duration) -> String {
     }
 }
 
+/// "S3: 12 requests (3 PUT, 5 GET, 4 LIST, 0 DELETE), 33.1 MiB sent, 2.0 KiB received".
+pub fn transfer_line(b: &dyn ironvault_core::backend::Backend) -> Option<String> {
+    let t = b.transfer_stats()?;
+    Some(format!(
+        "Storage: {} ({} PUT, {} GET, {} LIST, {} DELETE), {} sent, {} received",
+        plural(t.requests, "request"),
+        t.puts,
+        t.gets,
+        t.lists,
+        t.deletes,
+        bytes(t.bytes_sent),
+        bytes(t.bytes_received)
+    ))
+}
+
+/// The same as JSON (null for backends that do not count).
+pub fn transfer_json(b: &dyn ironvault_core::backend::Backend) -> serde_json::Value {
+    match b.transfer_stats() {
+        None => serde_json::Value::Null,
+        Some(t) => serde_json::json!({
+            "requests": t.requests, "puts": t.puts, "gets": t.gets, "lists": t.lists,
+            "deletes": t.deletes, "bytes_sent": t.bytes_sent, "bytes_received": t.bytes_received,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

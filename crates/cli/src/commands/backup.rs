@@ -224,6 +224,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 "total_duration": started.elapsed().as_secs_f64(),
                 "snapshot_id": r.snapshot_id.to_hex(), "dry_run": a.dry_run,
                 "parent": r.parent.map(|p: Id| p.to_hex()),
+                "storage": crate::output::transfer_json(repo.backend().as_ref()),
             })
         );
     } else if !cli.quiet {
@@ -241,6 +242,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             bytes(s.bytes_added),
             r.packs_written
         );
+        if let Some(l) = crate::output::transfer_line(repo.backend().as_ref()) {
+            println!("{l}");
+        }
         println!("took {}", duration(started.elapsed()));
         if a.dry_run {
             println!(

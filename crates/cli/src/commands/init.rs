@@ -1,13 +1,10 @@
 //! `ironvault init`: create a repository, optionally related to another one.
 
-use crate::password::PasswordSource;
 use crate::Cli;
-use anyhow::{Context, Result};
-use ironvault_core::backend::open_location;
+use anyhow::Result;
 use ironvault_core::crypto::keyfile::KdfParams;
 use ironvault_core::repo::Repository;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,24 +23,16 @@ pub struct Args {
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let b = super::backend(cli)?;
     let related = match &a.from_repo {
-        Some(other) => {
-            let ob: Arc<dyn ironvault_core::backend::Backend> = Arc::from(open_location(other)?);
-            Repository::probe(ob.as_ref())?;
-            let src = PasswordSource {
-                env_var: "IRONVAULT_FROM_PASSWORD",
-                file: a.from_password_file.clone(),
-                command: a.from_password_command.clone(),
-            };
-            let pw = src.get(&format!("source repository {other}"), false)?;
-            Some(
-                Repository::open(ob, &pw)
-                    .with_context(|| format!("opening --from-repo {other}"))?,
-            )
-        }
+        Some(other) => Some(super::open_other(
+            cli,
+            other,
+            a.from_password_file.clone(),
+            a.from_password_command.clone(),
+        )?),
         None => None,
     };
     let pw = super::password_source(cli).get(&format!("new repository {}", b.location()), true)?;
-    let repo = Repository::init(b.clone(), &pw, KdfParams::default(), related.as_ref())?;
+    let repo = Repository::init(b.clone(), &pw, KdfParams::default(), related.as_deref())?;
     if cli.json {
         println!(
             "{}",

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod find;
@@ -18,6 +19,7 @@ pub mod unlock;
 use crate::password::PasswordSource;
 use crate::Cli;
 use anyhow::{anyhow, Result};
+use ironvault_core::backend::s3::S3Options;
 use ironvault_core::backend::{open_location, Backend};
 use ironvault_core::repo::Repository;
 use std::sync::Arc;
@@ -31,7 +33,28 @@ pub fn location(cli: &Cli) -> Result<String> {
 
 /// The backend for the repository location.
 pub fn backend(cli: &Cli) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::from(open_location(&location(cli)?)?))
+    open_backend(cli, &location(cli)?)
+}
+
+/// The backend for any location (also `--from-repo`), with the global S3 options.
+pub fn open_backend(cli: &Cli, location: &str) -> Result<Arc<dyn Backend>> {
+    let opts = S3Options {
+        cacert: cli.cacert.clone(),
+        limit_upload: cli.limit_upload,
+        limit_download: cli.limit_download,
+        connections: cli.s3_connections,
+        virtual_host: cli.s3_virtual_host,
+        retry_timeout: std::time::Duration::from_secs(cli.s3_retry_timeout),
+        cache: if cli.no_cache {
+            None
+        } else {
+            cli.cache_dir
+                .clone()
+                .or_else(ironvault_core::backend::cache::default_root)
+        },
+        ..S3Options::default()
+    };
+    Ok(Arc::from(open_location(location, &opts)?))
 }
 
 /// Password sources from the global flags.
@@ -67,6 +90,46 @@ pub fn open_repo(cli: &Cli) -> Result<Arc<Repository>> {
         )
     });
     Ok(repo)
+}
+
+/// The source repository of `copy` (and, with other help texts, of `init --from-repo`).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct FromRepo {
+    /// The repository to copy from (a directory or s3:...).
+    #[arg(long, value_name = "LOCATION")]
+    pub from_repo: Option<String>,
+    /// Read the --from-repo password from the first line of this file
+    /// (or set IRONVAULT_FROM_PASSWORD).
+    #[arg(long, env = "IRONVAULT_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<std::path::PathBuf>,
+    /// Run this command and use the first line it prints as the --from-repo password.
+    #[arg(long, env = "IRONVAULT_FROM_PASSWORD_COMMAND")]
+    pub from_password_command: Option<String>,
+}
+
+/// Open another repository (the source of a copy or of a related init) with
+/// its own password: IRONVAULT_FROM_PASSWORD, the file, the command or a prompt.
+pub fn open_other(
+    cli: &Cli,
+    location: &str,
+    file: Option<std::path::PathBuf>,
+    command: Option<String>,
+) -> Result<Arc<Repository>> {
+    let b = open_backend(cli, location)?;
+    Repository::probe(b.as_ref())?;
+    let src = PasswordSource {
+        env_var: "IRONVAULT_FROM_PASSWORD",
+        file,
+        command,
+    };
+    let pw = src.get(&format!("source repository {location}"), false)?;
+    let repo = Repository::open(b, &pw).map_err(|e| match e {
+        ironvault_core::Error::WrongPassword(_) => anyhow!(
+            "wrong password for the source repository {location}; check IRONVAULT_FROM_PASSWORD, --from-password-file or --from-password-command"
+        ),
+        e => anyhow::Error::from(e).context(format!("opening {location}")),
+    })?;
+    Ok(Arc::new(repo))
 }
 
 /// Filters that select snapshots (repeatable; a snapshot matches if it has

@@ -162,6 +162,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 "files_unchanged": st.unchanged, "files_kept": st.kept, "files_deleted": st.deleted,
                 "verified": a.verify && st.errors.is_empty(), "errors": st.errors,
                 "total_duration": started.elapsed().as_secs_f64(),
+                "storage": crate::output::transfer_json(repo.backend().as_ref()),
             })
         );
     } else if !cli.quiet {
@@ -172,6 +173,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             bytes(st.bytes_written),
             duration(started.elapsed())
         );
+        if let Some(l) = crate::output::transfer_line(repo.backend().as_ref()) {
+            println!("{l}");
+        }
         if a.verify {
             println!("verified: every written file was read back and matches the snapshot");
         }

@@ -2,9 +2,11 @@
 //! Whole-object puts, whole or ranged gets, prefix listing, delete. Each
 //! backend lives in its own file and passes the same conformance suite.
 
+pub mod cache;
 #[cfg(test)]
 pub mod crashsim;
 pub mod local;
+pub mod s3;
 
 use crate::error::{Error, Result};
 
@@ -31,6 +33,22 @@ pub trait Backend: Send + Sync {
     fn delete(&self, name: &str) -> Result<()>;
     /// Size of an object, or None if it does not exist.
     fn size(&self, name: &str) -> Result<Option<u64>>;
+    /// Requests made and bytes moved so far, for backends that count them.
+    fn transfer_stats(&self) -> Option<TransferStats> {
+        None
+    }
+}
+
+/// What a network backend has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    pub requests: u64,
+    pub puts: u64,
+    pub gets: u64,
+    pub lists: u64,
+    pub deletes: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
 }
 
 /// True if the error is "object not found" (also when a path component is not a directory).
@@ -39,11 +57,19 @@ pub fn is_not_found(e: &Error) -> bool {
         if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory))
 }
 
-/// Open the backend a repository location names. Only local paths for now.
-pub fn open_location(location: &str) -> Result<Box<dyn Backend>> {
-    if location.starts_with("s3:") || location.contains("://") {
+/// Open the backend a repository location names: `s3:http(s)://...` or a
+/// local directory.
+pub fn open_location(location: &str, s3: &s3::S3Options) -> Result<Box<dyn Backend>> {
+    if location.starts_with("s3:") {
+        let b = Box::new(s3::S3Backend::open(location, s3)?);
+        return Ok(match &s3.cache {
+            Some(root) => Box::new(cache::CachedBackend::new(b, root)?),
+            None => b,
+        });
+    }
+    if location.contains("://") {
         return Err(Error::Invalid(format!(
-            "repository location {location}: only local directories are supported by this build"
+            "repository location {location}: use a local directory or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]"
         )));
     }
     Ok(Box::new(local::LocalBackend::new(location)))

@@ -113,7 +113,12 @@ impl Repository {
     pub fn probe(backend: &dyn Backend) -> Result<()> {
         match backend.get("config") {
             Ok(b) => Config::check_envelope(&b).map(|_| ()),
-            Err(e) if is_not_found(&e) => Err(Error::RepoMissing(backend.location())),
+            Err(e) if is_not_found(&e) => {
+                // A listing tells a missing bucket or directory apart from an
+                // empty one with a clearer message, where the backend can.
+                backend.list("keys/")?;
+                Err(Error::RepoMissing(backend.location()))
+            }
             Err(e) => Err(e),
         }
     }

@@ -11,16 +11,21 @@ use crate::format::{from_cbor, to_cbor, Id};
 impl Repository {
     /// Store a snapshot (last step of a backup); returns its id.
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
-        let plain = to_cbor(s)?;
-        let id = self.keys.snapshot_id(&plain);
-        let sealed = seal(&self.master, &snapshot_ad(&id), &plain);
+        self.save_snapshot_plain(&to_cbor(s)?)
+    }
+
+    /// Store a snapshot's plaintext exactly as given (copying between
+    /// related repositories keeps the id); returns its id.
+    pub fn save_snapshot_plain(&self, plain: &[u8]) -> Result<Id> {
+        let id = self.keys.snapshot_id(plain);
+        let sealed = seal(&self.master, &snapshot_ad(&id), plain);
         self.backend
             .put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
         Ok(id)
     }
 
-    /// Read and verify one snapshot.
-    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+    /// Read one snapshot's verified plaintext (CBOR).
+    pub fn load_snapshot_plain(&self, id: &Id) -> Result<Vec<u8>> {
         let name = format!("snapshots/{}", id.to_hex());
         let bytes = match self.backend.get(&name) {
             Ok(b) => b,
@@ -31,6 +36,12 @@ impl Repository {
         if self.keys.snapshot_id(&plain) != *id {
             return Err(Error::damaged(name, "content does not match its id"));
         }
+        Ok(plain)
+    }
+
+    /// Read and verify one snapshot.
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let plain = self.load_snapshot_plain(id)?;
         from_cbor(&plain, &format!("snapshot {}", id.short()))
     }
 

@@ -1,0 +1,340 @@
+//! The real S3 server for tests (Garage, started by scripts/s3-server.sh) and
+//! a small HTTP-aware TCP proxy in front of it that logs every request and
+//! injects faults: delays, connection resets, and 503 SlowDown answers.
+//! The proxy wraps the real server; nothing here imitates S3.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The test bucket location (`s3:http://127.0.0.1:PORT/BUCKET`). Fails loudly
+/// when the server is not running: these tests never skip.
+pub fn base() -> String {
+    std::env::var("IRONVAULT_TEST_S3").unwrap_or_else(|_| {
+        panic!(
+            "IRONVAULT_TEST_S3 is not set: S3 tests need the Garage server; run scripts/test.sh, \
+             or scripts/s3-server.sh start and source the file 'scripts/s3-server.sh env' prints"
+        )
+    })
+}
+
+/// host:port of the real server.
+pub fn endpoint() -> String {
+    std::env::var("IRONVAULT_TEST_S3_ENDPOINT").expect("IRONVAULT_TEST_S3_ENDPOINT (see base())")
+}
+
+/// The bucket name of the test server.
+pub fn bucket() -> String {
+    base().rsplit('/').next().unwrap().to_string()
+}
+
+/// A fresh, unique repository location inside the test bucket.
+pub fn unique_location(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}/{tag}-{}-{}-{}",
+        base(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// The script that installs and starts Garage.
+pub fn server_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server.sh")
+}
+
+/// What the proxy does to requests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    None,
+    /// Wait this long before forwarding each request.
+    Delay(Duration),
+    /// Answer every Nth request with 503 SlowDown instead of forwarding it.
+    SlowDownEvery(u64),
+    /// Forward every Nth request, then cut the connection in the middle of the answer.
+    ResetEvery(u64),
+    /// Refuse everything: close each connection as soon as a request arrives.
+    Down,
+}
+
+/// One request seen by the proxy.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query, e.g. /bucket/prefix/packs/data/ab/abcd
+    pub target: String,
+}
+
+/// A logging, fault-injecting proxy on 127.0.0.1.
+pub struct Proxy {
+    pub port: u16,
+    pub log: Arc<Mutex<Vec<Seen>>>,
+    fault: Arc<Mutex<Fault>>,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// Start a proxy in front of `upstream` (host:port).
+    pub fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let p = Proxy {
+            port,
+            log: Arc::default(),
+            fault: Arc::new(Mutex::new(Fault::None)),
+            count: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (log, fault, count, stop) = (
+            p.log.clone(),
+            p.fault.clone(),
+            p.count.clone(),
+            p.stop.clone(),
+        );
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let (log, fault, count, upstream) =
+                    (log.clone(), fault.clone(), count.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(client, &upstream, &log, &fault, &count);
+                });
+            }
+        });
+        p
+    }
+
+    /// The location of `real` (a location on the real server) through this proxy.
+    pub fn via(&self, real: &str) -> String {
+        real.replacen(&endpoint(), &format!("127.0.0.1:{}", self.port), 1)
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        *self.fault.lock().unwrap() = f;
+        self.count.store(0, Ordering::Relaxed);
+    }
+
+    pub fn take_log(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// An HTTP/1.1 message head: the first line, the raw head bytes and how its body is framed.
+struct Head {
+    first: String,
+    raw: Vec<u8>,
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
+    let mut raw = Vec::new();
+    let mut first = String::new();
+    let (mut content_length, mut chunked) = (None, false);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        raw.extend_from_slice(line.as_bytes());
+        let t = line.trim_end();
+        if t.is_empty() {
+            break;
+        }
+        if first.is_empty() {
+            first = t.to_string();
+        } else if let Some((k, v)) = t.split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            if k == "content-length" {
+                content_length = v.trim().parse().ok();
+            } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            }
+        }
+    }
+    Ok(Some(Head {
+        first,
+        raw,
+        content_length,
+        chunked,
+    }))
+}
+
+/// Copy a message body framed by `h` from `r` to `w`; `limit` cuts it short.
+fn copy_body(
+    h: &Head,
+    r: &mut impl BufRead,
+    w: &mut impl Write,
+    no_body: bool,
+) -> std::io::Result<()> {
+    if no_body {
+        return Ok(());
+    }
+    if h.chunked {
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line)?;
+            w.write_all(line.as_bytes())?;
+            let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            if size == 0 {
+                // Trailers until the empty line.
+                loop {
+                    let mut t = String::new();
+                    r.read_line(&mut t)?;
+                    w.write_all(t.as_bytes())?;
+                    if t.trim().is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            std::io::copy(&mut r.by_ref().take(size + 2), w)?;
+        }
+    }
+    let n = h.content_length.unwrap_or(0);
+    std::io::copy(&mut r.by_ref().take(n), w)?;
+    Ok(())
+}
+
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    log: &Mutex<Vec<Seen>>,
+    fault: &Mutex<Fault>,
+    count: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut from_client = BufReader::new(client.try_clone()?);
+    let mut to_client = client;
+    let mut up: Option<(BufReader<TcpStream>, TcpStream)> = None;
+    while let Some(req) = read_head(&mut from_client)? {
+        let mut parts = req.first.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut body = Vec::new();
+        copy_body(&req, &mut from_client, &mut body, false)?;
+        log.lock().unwrap().push(Seen {
+            method: method.clone(),
+            target,
+        });
+        let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+        let f = *fault.lock().unwrap();
+        match f {
+            Fault::Down => {
+                to_client.shutdown(Shutdown::Both)?;
+                return Ok(());
+            }
+            Fault::Delay(d) => std::thread::sleep(d),
+            Fault::SlowDownEvery(k) if n % k == 0 => {
+                let b = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                write!(
+                    to_client,
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                )?;
+                continue;
+            }
+            _ => {}
+        }
+        if up.is_none() {
+            let s = TcpStream::connect(upstream)?;
+            up = Some((BufReader::new(s.try_clone()?), s));
+        }
+        let (from_up, to_up) = up.as_mut().unwrap();
+        to_up.write_all(&req.raw)?;
+        to_up.write_all(&body)?;
+        let Some(resp) = read_head(from_up)? else {
+            return Ok(());
+        };
+        let status: u16 = resp
+            .first
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let no_body = method == "HEAD" || status == 204 || status == 304;
+        if let Fault::ResetEvery(k) = f {
+            if n % k == 0 {
+                // Half the head, then a hard reset.
+                to_client.write_all(&resp.raw[..resp.raw.len() / 2])?;
+                let _ = to_client.set_linger(Some(Duration::ZERO));
+                return Ok(());
+            }
+        }
+        to_client.write_all(&resp.raw)?;
+        copy_body(&resp, from_up, &mut to_client, no_body)?;
+        to_client.flush()?;
+    }
+    Ok(())
+}
+
+/// A Garage server of the test's own (for killing it), on its own port and state dir.
+pub struct OwnServer {
+    pub state: PathBuf,
+    pub port: u16,
+}
+
+impl OwnServer {
+    pub fn start(state: PathBuf, port: u16) -> OwnServer {
+        let s = OwnServer { state, port };
+        s.run("start");
+        s
+    }
+
+    fn run(&self, what: &str) {
+        let o = std::process::Command::new(server_script())
+            .arg(what)
+            .env("IRONVAULT_S3_STATE", &self.state)
+            .env("IRONVAULT_S3_PORT", self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "s3-server.sh {what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// SIGKILL the server, keeping its data.
+    pub fn kill(&self) {
+        let pid = std::fs::read_to_string(self.state.join("pid")).unwrap();
+        let pid: i32 = pid.trim().parse().unwrap();
+        // SAFETY: plain kill(2) on the server's own pid.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Start it again on the same data.
+    pub fn restart(&self) {
+        self.run("restart");
+    }
+
+    pub fn location(&self, prefix: &str) -> String {
+        format!("s3:http://127.0.0.1:{}/ironvault-test/{prefix}", self.port)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}

@@ -1,0 +1,369 @@
+//! A local cache of repository metadata in front of a remote backend: the
+//! config, key files, index files, snapshots and tree packs, so that
+//! `snapshots`, `ls`, `diff`, `find` and incremental backups read no data
+//! packs and download each metadata object once.
+//!
+//! Everything cached is immutable in the repository (objects are never
+//! rewritten under the same name), so a cached copy is valid as long as it is
+//! intact and the object still exists:
+//! - key files, index files and tree packs are named by the BLAKE3 hash of
+//!   their bytes and stored as they are; the hash is checked the first time
+//!   this process uses a cached file;
+//! - `config` and snapshots are not named by a plain hash; their cached copy
+//!   ends with a 32-byte BLAKE3 of the bytes before it, checked on every read.
+//!
+//! A cached file that fails its check is deleted and fetched again. Each
+//! listing of a cached directory drops the cached files whose object is gone.
+//! Deleting the whole cache loses nothing. Writes go to a temporary name and
+//! are renamed into place, so concurrent processes share a cache safely.
+
+use super::{Backend, ObjectInfo, TransferStats};
+use crate::error::{Error, Result};
+use std::collections::HashSet;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The default cache root: `$IRONVAULT_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/ironvault`, else `~/.cache/ironvault`.
+pub fn default_root() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("IRONVAULT_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("ironvault"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ironvault"))
+}
+
+/// How a cached object is checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Named by the hash of its bytes.
+    Addressed,
+    /// Stored with a trailing hash.
+    Trailer,
+}
+
+fn kind_of(name: &str) -> Option<Kind> {
+    if name == "config" || name.starts_with("snapshots/") {
+        Some(Kind::Trailer)
+    } else if name.starts_with("keys/")
+        || name.starts_with("index/")
+        || name.starts_with("packs/tree/")
+    {
+        Some(Kind::Addressed)
+    } else {
+        None
+    }
+}
+
+/// A remote backend with a local metadata cache.
+pub struct CachedBackend {
+    inner: Box<dyn Backend>,
+    dir: PathBuf,
+    /// Content-addressed files already verified by this process.
+    verified: Mutex<HashSet<String>>,
+}
+
+impl CachedBackend {
+    /// Cache `inner` under `root`, in a directory named after its location.
+    pub fn new(inner: Box<dyn Backend>, root: &Path) -> Result<CachedBackend> {
+        let tag = blake3::hash(inner.location().as_bytes()).to_hex();
+        let dir = root.join(&tag.as_str()[..16]);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let tagfile = root.join("CACHEDIR.TAG");
+        if !tagfile.exists() {
+            let _ = std::fs::write(
+                &tagfile,
+                "Signature: 8a477f597d28d172789f06886806bc55\n# ironvault metadata cache; safe to delete, see https://bford.info/cachedir/\n",
+            );
+        }
+        let _ = std::fs::write(dir.join("location"), inner.location());
+        Ok(CachedBackend {
+            inner,
+            dir,
+            verified: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Where this repository's cache lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn store(&self, name: &str, data: &[u8], kind: Kind) {
+        let path = self.file(name);
+        let Some(parent) = path.parent() else { return };
+        if std::fs::create_dir_all(parent).is_err() {
+            return;
+        }
+        let tmp = parent.join(format!(
+            ".tmp-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let mut bytes = data.to_vec();
+        if kind == Kind::Trailer {
+            bytes.extend_from_slice(blake3::hash(data).as_bytes());
+        }
+        // A cache is best effort: a failed write only means a later download.
+        if std::fs::write(&tmp, &bytes).is_ok() && std::fs::rename(&tmp, &path).is_ok() {
+            if kind == Kind::Addressed {
+                self.mark_verified(name);
+            }
+        } else {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    fn mark_verified(&self, name: &str) {
+        if let Ok(mut v) = self.verified.lock() {
+            v.insert(name.to_string());
+        }
+    }
+
+    fn is_verified(&self, name: &str) -> bool {
+        self.verified
+            .lock()
+            .map(|v| v.contains(name))
+            .unwrap_or(false)
+    }
+
+    fn forget(&self, name: &str) {
+        let _ = std::fs::remove_file(self.file(name));
+        if let Ok(mut v) = self.verified.lock() {
+            v.remove(name);
+        }
+    }
+
+    /// The cached bytes of `name` if present and intact; a damaged copy is removed.
+    fn load(&self, name: &str, kind: Kind) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.file(name)).ok()?;
+        let ok = match kind {
+            Kind::Addressed => name_matches(name, &bytes),
+            Kind::Trailer => {
+                bytes.len() >= 32 && {
+                    let (body, sum) = bytes.split_at(bytes.len() - 32);
+                    blake3::hash(body).as_bytes() == sum
+                }
+            }
+        };
+        if !ok {
+            self.forget(name);
+            return None;
+        }
+        match kind {
+            Kind::Addressed => {
+                self.mark_verified(name);
+                Some(bytes)
+            }
+            Kind::Trailer => {
+                let mut b = bytes;
+                b.truncate(b.len() - 32);
+                Some(b)
+            }
+        }
+    }
+
+    /// Make sure a content-addressed object is cached and verified; false if
+    /// it could not be cached (the caller reads from the backend instead).
+    fn ensure_addressed(&self, name: &str) -> Result<bool> {
+        if self.is_verified(name) && self.file(name).exists() {
+            return Ok(true);
+        }
+        if self.load(name, Kind::Addressed).is_some() {
+            return Ok(true);
+        }
+        let data = self.inner.get(name)?;
+        if !name_matches(name, &data) {
+            // Damaged in the repository: hand the caller the real bytes and
+            // let its own verification say so; cache nothing.
+            return Ok(false);
+        }
+        self.store(name, &data, Kind::Addressed);
+        Ok(self.file(name).exists())
+    }
+}
+
+/// True if the last component of `name` is the BLAKE3 hex of `bytes`.
+fn name_matches(name: &str, bytes: &[u8]) -> bool {
+    name.rsplit('/').next() == Some(blake3::hash(bytes).to_hex().as_str())
+}
+
+impl Backend for CachedBackend {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.inner.put(name, data)?;
+        if let Some(k) = kind_of(name) {
+            if k == Kind::Trailer || name_matches(name, data) {
+                self.store(name, data, k);
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        let Some(kind) = kind_of(name) else {
+            return self.inner.get(name);
+        };
+        if let Some(b) = self.load(name, kind) {
+            return Ok(b);
+        }
+        let data = self.inner.get(name)?;
+        if kind == Kind::Trailer || name_matches(name, &data) {
+            self.store(name, &data, kind);
+        }
+        Ok(data)
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if kind_of(name) != Some(Kind::Addressed) || !self.ensure_addressed(name)? {
+            return self.inner.get_range(name, offset, len);
+        }
+        let path = self.file(name);
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut f = std::fs::File::open(&path)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf)?;
+            Ok(buf)
+        };
+        match read() {
+            Ok(b) => Ok(b),
+            // Vanished or shorter than asked: ask the repository itself.
+            Err(_) => {
+                self.forget(name);
+                self.inner.get_range(name, offset, len)
+            }
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let listed = self.inner.list(prefix)?;
+        if prefix.ends_with('/') {
+            let names: HashSet<&str> = listed.iter().map(|o| o.name.as_str()).collect();
+            let root = self.file(prefix);
+            for f in files_under(&root) {
+                let Ok(rel) = f.strip_prefix(&self.dir) else {
+                    continue;
+                };
+                let rel = rel.to_string_lossy();
+                if kind_of(&rel).is_some() && !names.contains(rel.as_ref()) {
+                    self.forget(&rel);
+                }
+            }
+        }
+        Ok(listed)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.inner.delete(name)?;
+        self.forget(name);
+        Ok(())
+    }
+
+    fn size(&self, name: &str) -> Result<Option<u64>> {
+        self.inner.size(name)
+    }
+
+    fn transfer_stats(&self) -> Option<TransferStats> {
+        self.inner.transfer_stats()
+    }
+}
+
+/// Regular files below `dir` (recursively), skipping temporary files.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(t) if t.is_file() && !e.file_name().to_string_lossy().starts_with(".tmp-") => {
+                    out.push(p)
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+
+    fn setup() -> (tempfile::TempDir, CachedBackend) {
+        let d = tempfile::tempdir().unwrap();
+        let inner = LocalBackend::new(d.path().join("repo").to_str().unwrap());
+        let c = CachedBackend::new(Box::new(inner), &d.path().join("cache")).unwrap();
+        (d, c)
+    }
+
+    #[test]
+    fn cache_passes_conformance() {
+        let (_d, c) = setup();
+        crate::backend::conformance(&c);
+    }
+
+    #[test]
+    fn cached_objects_are_served_locally_and_verified() {
+        let (d, c) = setup();
+        let tree = vec![7u8; 1000];
+        let name = format!("packs/tree/xx/{}", blake3::hash(&tree).to_hex());
+        c.put(&name, &tree).unwrap();
+        c.put("snapshots/aa", b"snapshot bytes").unwrap();
+        c.put("packs/data/yy/zz", b"data").unwrap();
+        assert!(c.file(&name).exists() && c.file("snapshots/aa").exists());
+        assert!(
+            !c.file("packs/data/yy/zz").exists(),
+            "data packs are not cached"
+        );
+        // Served from the cache even when the repository copy is gone...
+        let repo = d.path().join("repo");
+        std::fs::remove_file(repo.join("snapshots/aa")).unwrap();
+        assert_eq!(c.get("snapshots/aa").unwrap(), b"snapshot bytes");
+        assert_eq!(c.get_range(&name, 10, 5).unwrap(), vec![7u8; 5]);
+        // ... until a listing shows it vanished.
+        assert!(c.list("snapshots/").unwrap().is_empty());
+        assert!(!c.file("snapshots/aa").exists());
+        // A damaged cached copy is detected, dropped and fetched again.
+        c.put("snapshots/bb", b"good").unwrap();
+        std::fs::write(
+            c.file("snapshots/bb"),
+            b"evil bytes plus 32 bytes of fake checksum!!",
+        )
+        .unwrap();
+        assert_eq!(c.get("snapshots/bb").unwrap(), b"good");
+        let c2 = CachedBackend::new(
+            Box::new(LocalBackend::new(repo.to_str().unwrap())),
+            &d.path().join("cache"),
+        )
+        .unwrap();
+        std::fs::write(c2.file(&name), vec![8u8; 1000]).unwrap();
+        assert_eq!(c2.get_range(&name, 0, 3).unwrap(), vec![7u8; 3]);
+        assert_eq!(std::fs::read(c2.file(&name)).unwrap(), tree);
+        // Deleting the whole cache loses nothing.
+        std::fs::remove_dir_all(d.path().join("cache")).unwrap();
+        let c3 = CachedBackend::new(
+            Box::new(LocalBackend::new(repo.to_str().unwrap())),
+            &d.path().join("cache"),
+        )
+        .unwrap();
+        assert_eq!(c3.get("snapshots/bb").unwrap(), b"good");
+        assert_eq!(c3.get_range(&name, 999, 1).unwrap(), vec![7u8]);
+    }
+}
