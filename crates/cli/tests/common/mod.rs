@@ -3,6 +3,8 @@
 //! and metadata for metadata.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -34,6 +36,13 @@ impl Env {
         Env { dir, repo }
     }
 
+    /// A scratch area whose repository is `location` (an s3: URL, say).
+    pub fn with_repo(location: &str) -> Env {
+        let mut e = Env::new();
+        e.repo = PathBuf::from(location);
+        e
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
@@ -43,6 +52,7 @@ impl Env {
         let mut c = Command::new(bin());
         c.env("IRONVAULT_REPO", &self.repo)
             .env("IRONVAULT_PASSWORD", PASSWORD)
+            .env("IRONVAULT_CACHE_DIR", self.dir.path().join("cache"))
             .env_remove("IRONVAULT_FAILPOINT")
             .env_remove("IRONVAULT_PASSWORD_FILE")
             .env_remove("IRONVAULT_PASSWORD_COMMAND")

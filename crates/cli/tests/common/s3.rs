@@ -71,12 +71,24 @@ pub struct Seen {
     pub method: String,
     /// Path and query, e.g. /bucket/prefix/packs/data/ab/abcd
     pub target: String,
+    /// The answer's status, once it was passed back in full (None: not answered).
+    pub status: Option<u16>,
+}
+
+impl Seen {
+    /// A PUT of a whole data pack that the server acknowledged.
+    pub fn is_stored_data_pack(&self) -> bool {
+        self.method == "PUT" && self.target.contains("/packs/data/") && self.status == Some(200)
+    }
 }
 
 /// A logging, fault-injecting proxy on 127.0.0.1.
 pub struct Proxy {
     pub port: u16,
+    /// Requests as they arrive.
     pub log: Arc<Mutex<Vec<Seen>>>,
+    /// Requests whose answer was passed back in full, with its status.
+    pub done: Arc<Mutex<Vec<Seen>>>,
     fault: Arc<Mutex<Fault>>,
     count: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -90,12 +102,14 @@ impl Proxy {
         let p = Proxy {
             port,
             log: Arc::default(),
+            done: Arc::default(),
             fault: Arc::new(Mutex::new(Fault::None)),
             count: Arc::default(),
             stop: Arc::default(),
         };
-        let (log, fault, count, stop) = (
+        let (log, done, fault, count, stop) = (
             p.log.clone(),
+            p.done.clone(),
             p.fault.clone(),
             p.count.clone(),
             p.stop.clone(),
@@ -107,10 +121,15 @@ impl Proxy {
                     break;
                 }
                 let Ok(client) = conn else { continue };
-                let (log, fault, count, upstream) =
-                    (log.clone(), fault.clone(), count.clone(), upstream.clone());
+                let (log, done, fault, count, upstream) = (
+                    log.clone(),
+                    done.clone(),
+                    fault.clone(),
+                    count.clone(),
+                    upstream.clone(),
+                );
                 std::thread::spawn(move || {
-                    let _ = serve(client, &upstream, &log, &fault, &count);
+                    let _ = serve(client, &upstream, &log, &done, &fault, &count);
                 });
             }
         });
@@ -127,8 +146,19 @@ impl Proxy {
         self.count.store(0, Ordering::Relaxed);
     }
 
+    /// Requests seen so far (as they arrived); clears the log.
     pub fn take_log(&self) -> Vec<Seen> {
         std::mem::take(&mut *self.log.lock().unwrap())
+    }
+
+    /// Requests answered in full so far; clears that log.
+    pub fn take_done(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.done.lock().unwrap())
+    }
+
+    /// Answered requests so far, without clearing.
+    pub fn done_snapshot(&self) -> Vec<Seen> {
+        self.done.lock().unwrap().clone()
     }
 }
 
@@ -195,8 +225,8 @@ fn copy_body(
             let mut line = String::new();
             r.read_line(&mut line)?;
             w.write_all(line.as_bytes())?;
-            let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
+            let size =
+                u64::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
             if size == 0 {
                 // Trailers until the empty line.
                 loop {
@@ -220,6 +250,7 @@ fn serve(
     client: TcpStream,
     upstream: &str,
     log: &Mutex<Vec<Seen>>,
+    done: &Mutex<Vec<Seen>>,
     fault: &Mutex<Fault>,
     count: &AtomicU64,
 ) -> std::io::Result<()> {
@@ -234,7 +265,8 @@ fn serve(
         copy_body(&req, &mut from_client, &mut body, false)?;
         log.lock().unwrap().push(Seen {
             method: method.clone(),
-            target,
+            target: target.clone(),
+            status: None,
         });
         let n = count.fetch_add(1, Ordering::Relaxed) + 1;
         let f = *fault.lock().unwrap();
@@ -244,7 +276,7 @@ fn serve(
                 return Ok(());
             }
             Fault::Delay(d) => std::thread::sleep(d),
-            Fault::SlowDownEvery(k) if n % k == 0 => {
+            Fault::SlowDownEvery(k) if n.is_multiple_of(k) => {
                 let b = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
                 write!(
                     to_client,
@@ -273,18 +305,42 @@ fn serve(
             .unwrap_or(0);
         let no_body = method == "HEAD" || status == 204 || status == 304;
         if let Fault::ResetEvery(k) = f {
-            if n % k == 0 {
+            if n.is_multiple_of(k) {
                 // Half the head, then a hard reset.
                 to_client.write_all(&resp.raw[..resp.raw.len() / 2])?;
-                let _ = to_client.set_linger(Some(Duration::ZERO));
+                reset_on_close(&to_client);
                 return Ok(());
             }
         }
         to_client.write_all(&resp.raw)?;
         copy_body(&resp, from_up, &mut to_client, no_body)?;
         to_client.flush()?;
+        done.lock().unwrap().push(Seen {
+            method,
+            target,
+            status: Some(status),
+        });
     }
     Ok(())
+}
+
+/// Make closing the socket send a TCP RST instead of a FIN.
+fn reset_on_close(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a correctly sized struct.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 /// A Garage server of the test's own (for killing it), on its own port and state dir.

@@ -425,6 +425,36 @@ impl S3Backend {
         }
     }
 
+    /// Run `f` again (up to 3 more times, within the retry timeout) when it
+    /// fails in a way a new attempt may fix. object_store already retries
+    /// most requests; this covers the ones it does not repeat because plain
+    /// HTTP would not allow it (a POST cut off mid-answer: bulk delete,
+    /// multipart completion), which are safe here because every write in
+    /// the format is idempotent (format.md §1).
+    fn retrying<T>(
+        &self,
+        op: &'static str,
+        name: &str,
+        f: impl Fn() -> object_store::Result<T>,
+    ) -> Result<T> {
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            match f() {
+                Ok(v) => return Ok(v),
+                Err(e @ object_store::Error::Generic { .. })
+                    if attempt < 3
+                        && start.elapsed() < self.opts.retry_timeout
+                        && is_transient(&e.to_string()) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(100 << attempt));
+                }
+                Err(e) => return Err(self.err(op, name, e)),
+            }
+        }
+    }
+
     async fn put_async(&self, path: &OsPath, data: &[u8]) -> object_store::Result<()> {
         if data.len() <= self.opts.multipart_threshold {
             let payload = PutPayload::from(bytes::Bytes::copy_from_slice(data));
@@ -452,6 +482,24 @@ impl S3Backend {
     }
 }
 
+/// Errors of the connection rather than of the request: worth another try.
+fn is_transient(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "error sending request",
+        "connection",
+        "reset",
+        "broken pipe",
+        "timed out",
+        "incomplete",
+        "body",
+    ]
+    .iter()
+    .any(|k| t.contains(k))
+        && !t.contains("403")
+        && !t.contains("nosuchbucket")
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
@@ -463,25 +511,26 @@ impl Backend for S3Backend {
 
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(name);
-        self.rt
-            .block_on(self.put_async(&path, data))
-            .map_err(|e| self.err("put", name, e))
+        self.retrying("put", name, || {
+            self.rt.block_on(self.put_async(&path, data))
+        })
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
         let path = self.path(name);
-        self.rt
-            .block_on(async { self.store.get(&path).await?.bytes().await })
-            .map(|b| b.to_vec())
-            .map_err(|e| self.err("get", name, e))
+        self.retrying("get", name, || {
+            self.rt
+                .block_on(async { self.store.get(&path).await?.bytes().await })
+        })
+        .map(|b| b.to_vec())
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = self.path(name);
-        let got = self
-            .rt
-            .block_on(self.store.get_range(&path, offset..offset + len))
-            .map_err(|e| self.err("read", name, e))?;
+        let got = self.retrying("read", name, || {
+            self.rt
+                .block_on(self.store.get_range(&path, offset..offset + len))
+        })?;
         if got.len() as u64 != len {
             return Err(Error::Storage {
                 op: "read",
@@ -514,10 +563,10 @@ impl Backend for S3Backend {
             format!("{}/", self.loc.prefix)
         };
         let list_path = (!base.is_empty()).then(|| OsPath::from(base.as_str()));
-        let metas: Vec<_> = self
-            .rt
-            .block_on(self.store.list(list_path.as_ref()).try_collect::<Vec<_>>())
-            .map_err(|e| self.err("list", prefix, e))?;
+        let metas: Vec<_> = self.retrying("list", prefix, || {
+            self.rt
+                .block_on(self.store.list(list_path.as_ref()).try_collect::<Vec<_>>())
+        })?;
         let mut out: Vec<ObjectInfo> = metas
             .into_iter()
             .filter_map(|m| {
@@ -540,10 +589,13 @@ impl Backend for S3Backend {
 
     fn delete(&self, name: &str) -> Result<()> {
         let path = self.path(name);
-        match self.rt.block_on(self.store.delete(&path)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.err("delete", name, e)),
-        }
+        let r = self.retrying("delete", name, || {
+            match self.rt.block_on(self.store.delete(&path)) {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                r => r,
+            }
+        });
+        r
     }
 
     fn size(&self, name: &str) -> Result<Option<u64>> {

@@ -116,8 +116,10 @@ impl Repository {
             Err(e) if is_not_found(&e) => {
                 // A listing tells a missing bucket or directory apart from an
                 // empty one with a clearer message, where the backend can.
-                backend.list("keys/")?;
-                Err(Error::RepoMissing(backend.location()))
+                match backend.list("keys/") {
+                    Err(e) if !is_not_found(&e) => Err(e),
+                    _ => Err(Error::RepoMissing(backend.location())),
+                }
             }
             Err(e) => Err(e),
         }
