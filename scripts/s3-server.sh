@@ -66,7 +66,7 @@ rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 [s3_api]
 s3_region = "us-east-1"
 api_bind_addr = "127.0.0.1:$PORT"
-root_domain = ".s3.localhost"
+root_domain = ".localhost"
 
 [admin]
 api_bind_addr = "127.0.0.1:$ADMIN_PORT"

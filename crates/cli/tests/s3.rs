@@ -399,3 +399,99 @@ fn browsing_and_incremental_backups_read_no_data_packs() {
     restore_and_compare(&env, &src, "cached");
     assert!(!data_gets(proxy.take_log()).is_empty());
 }
+
+/// Run a shell command, panicking with its output if it fails.
+fn sh(cmd: &str) {
+    let o = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Kills the child when dropped.
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn https_with_a_private_ca_needs_cacert() {
+    // A private CA and a server certificate for 127.0.0.1, and socat
+    // terminating TLS in front of the real server.
+    let env = Env::new();
+    let d = env.path("tls");
+    std::fs::create_dir_all(&d).unwrap();
+    let d = d.to_str().unwrap();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    sh(&format!(
+        "cd {d} && openssl req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj '/CN=ironvault test CA' \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null && \
+         openssl req {ec} -keyout srv.key -out srv.csr -subj '/CN=127.0.0.1' 2>/dev/null && \
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext && \
+         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext 2>/dev/null"
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _socat = KillOnDrop(
+        std::process::Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={d}/srv.pem,key={d}/srv.key,verify=0"
+            ))
+            .arg(format!("TCP:{}", s3::endpoint()))
+            .spawn()
+            .expect("socat (scripts/test.sh installs it)"),
+    );
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "socat did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let real = s3::unique_location("tls");
+    let loc = real.replacen(
+        &format!("http://{}", s3::endpoint()),
+        &format!("https://127.0.0.1:{port}"),
+        1,
+    );
+    let tls = Env::with_repo(&loc);
+    let o = tls.run(&["--s3-retry-timeout", "3", "init"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr_of(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let ca = format!("{d}/ca.pem");
+    tls.ok(&["--cacert", &ca, "init"]);
+    let src = tls.path("src");
+    corpus(&src, 2, 5);
+    tls.ok(&["--cacert", &ca, "backup", src.to_str().unwrap()]);
+    let r = tls.path("r");
+    tls.ok(&[
+        "--cacert",
+        &ca,
+        "restore",
+        "latest",
+        "--target",
+        r.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &r.join("src"));
+    // A file that is not PEM is refused clearly.
+    let o = tls.run(&["--cacert", "/etc/hostname", "snapshots"]);
+    assert!(
+        stderr_of(&o).contains("not a PEM certificate file"),
+        "{}",
+        stderr_of(&o)
+    );
+}

@@ -274,6 +274,10 @@ impl Backend for CachedBackend {
         self.inner.size(name)
     }
 
+    fn prefers_large_reads(&self) -> bool {
+        self.inner.prefers_large_reads()
+    }
+
     fn transfer_stats(&self) -> Option<TransferStats> {
         self.inner.transfer_stats()
     }

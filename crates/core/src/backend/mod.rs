@@ -33,6 +33,11 @@ pub trait Backend: Send + Sync {
     fn delete(&self, name: &str) -> Result<()>;
     /// Size of an object, or None if it does not exist.
     fn size(&self, name: &str) -> Result<Option<u64>>;
+    /// True for remote storage, where one large read costs less than many
+    /// small ones (the engine then reads ahead within packs).
+    fn prefers_large_reads(&self) -> bool {
+        false
+    }
     /// Requests made and bytes moved so far, for backends that count them.
     fn transfer_stats(&self) -> Option<TransferStats> {
         None

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::client::{
-    Certificate, HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService,
-    ReqwestConnector,
+    Certificate, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
+    HttpService, ReqwestConnector,
 };
 use object_store::limit::LimitStore;
 use object_store::path::Path as OsPath;
@@ -215,6 +215,28 @@ impl RateLimit {
     }
 }
 
+/// The system resolver, except that every name under `localhost` is the
+/// loopback address, as RFC 6761 asks (glibc resolves only `localhost`
+/// itself; virtual-host addressing of a local server needs BUCKET.localhost).
+#[derive(Debug)]
+struct LocalhostAwareResolver;
+
+impl object_store::client::DnsResolver for LocalhostAwareResolver {
+    fn resolve(&self, host: &str) -> object_store::client::DnsFuture {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        Box::pin(async move {
+            if host == "localhost" || host.ends_with(".localhost") {
+                return Ok(vec![
+                    std::net::IpAddr::from([127, 0, 0, 1]),
+                    std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ]);
+            }
+            let addrs = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            Ok(addrs.map(|a| a.ip()).collect())
+        })
+    }
+}
+
 /// Wraps the HTTP client: counts requests and bytes, applies rate limits.
 #[derive(Debug)]
 struct MeteredService {
@@ -257,7 +279,14 @@ impl HttpService for MeteredService {
         if let Some(up) = &self.up {
             tokio::time::sleep(up.reserve(sent, Instant::now())).await;
         }
-        let resp = self.inner.execute(req).await?;
+        let resp = match self.inner.execute(req).await {
+            // An untrusted certificate will not become trusted by retrying:
+            // fail at once (object_store retries connection errors).
+            Err(e) if chain_text(&e).to_ascii_lowercase().contains("certificate") => {
+                return Err(HttpError::new(HttpErrorKind::Unknown, e));
+            }
+            r => r?,
+        };
         let received = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -315,7 +344,15 @@ impl S3Backend {
     ) -> Result<S3Backend> {
         let loc = S3Location::parse(location)?;
         let creds = find_credentials(env)?;
+        // Virtual-host style puts the bucket in the host name: BUCKET.HOST.
+        let endpoint = if opts.virtual_host {
+            let (scheme, host) = loc.endpoint.split_once("://").unwrap_or(("https", ""));
+            format!("{scheme}://{}.{host}", loc.bucket)
+        } else {
+            loc.endpoint.clone()
+        };
         let mut client = ClientOptions::new()
+            .with_dns_resolver(Arc::new(LocalhostAwareResolver))
             .with_allow_http(loc.endpoint.starts_with("http://"))
             .with_connect_timeout(Duration::from_secs(10))
             .with_timeout(Duration::from_secs(120));
@@ -330,13 +367,19 @@ impl S3Backend {
                     ca.display()
                 ))
             })?;
+            if certs.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "--cacert {}: not a PEM certificate file (no certificate in it)",
+                    ca.display()
+                )));
+            }
             for c in certs {
                 client = client.with_root_certificate(c);
             }
         }
         let stats = Arc::new(Counters::default());
         let mut b = AmazonS3Builder::new()
-            .with_endpoint(&loc.endpoint)
+            .with_endpoint(&endpoint)
             .with_bucket_name(&loc.bucket)
             .with_region(creds.region.as_deref().unwrap_or("us-east-1"))
             .with_access_key_id(&creds.key_id)
@@ -389,9 +432,16 @@ impl S3Backend {
             object_store::Error::NotFound { .. } => ErrorKind::NotFound,
             _ => ErrorKind::Other,
         };
-        let text = e.to_string();
+        // The whole chain: the cause (a TLS or DNS error) is often deep inside.
+        let text = chain_text(&e);
         let lower = text.to_ascii_lowercase();
-        let hint = if lower.contains("nosuchbucket") {
+        let hint = if lower.contains("certificate") {
+            format!(
+                "the TLS certificate of {} is not trusted ({}); if the server uses a private CA, pass it with --cacert FILE.pem",
+                self.loc.endpoint,
+                cert_reason(&text)
+            )
+        } else if lower.contains("nosuchbucket") {
             format!(
                 "bucket {} does not exist at {}; create it first (aws s3 mb, garage bucket create, ...)",
                 self.loc.bucket, self.loc.endpoint
@@ -482,6 +532,30 @@ impl S3Backend {
     }
 }
 
+/// An error and all its sources on one line.
+fn chain_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        src = s.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// The certificate part of a TLS error message.
+fn cert_reason(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let at = lower
+        .find("invalid peer certificate")
+        .or_else(|| lower.find("certificate"));
+    text[at.unwrap_or(0)..].chars().take(120).collect()
+}
+
 /// Errors of the connection rather than of the request: worth another try.
 fn is_transient(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
@@ -497,6 +571,7 @@ fn is_transient(text: &str) -> bool {
     .iter()
     .any(|k| t.contains(k))
         && !t.contains("403")
+        && !t.contains("certificate")
         && !t.contains("nosuchbucket")
 }
 
@@ -605,6 +680,10 @@ impl Backend for S3Backend {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("stat", name, e)),
         }
+    }
+
+    fn prefers_large_reads(&self) -> bool {
+        true
     }
 
     fn transfer_stats(&self) -> Option<TransferStats> {
@@ -726,6 +805,25 @@ mod tests {
         let b = S3Backend::open_with_env(&base, &S3Options::default(), &env).unwrap();
         let e = b.get("config").unwrap_err().to_string();
         assert!(e.contains("access denied"), "{e}");
+    }
+
+    #[test]
+    fn virtual_host_addressing_reaches_the_bucket() {
+        // The test server answers BUCKET.localhost (root_domain ".localhost").
+        let base = test_location("vhost");
+        let (_, rest) = base.split_once("//").unwrap();
+        let port = rest.split('/').next().unwrap().rsplit(':').next().unwrap();
+        let path = rest.split_once('/').unwrap().1;
+        let opts = S3Options {
+            virtual_host: true,
+            ..S3Options::default()
+        };
+        let b = S3Backend::open(&format!("s3:http://localhost:{port}/{path}"), &opts).unwrap();
+        crate::backend::conformance(&b);
+        // Path style sees the same objects.
+        b.put("index/vh", b"virtual").unwrap();
+        let p = S3Backend::open(&base, &S3Options::default()).unwrap();
+        assert_eq!(p.get("index/vh").unwrap(), b"virtual");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod index;
 pub mod lock;
 pub mod packer;
+pub mod readahead;
 mod snapshots;
 
 use crate::backend::{is_not_found, Backend};
@@ -54,6 +55,8 @@ pub struct Repository {
     chunker: Chunker,
     key_name: String,
     index: RwLock<Arc<MasterIndex>>,
+    /// Windows of remote data packs (None for local storage).
+    read_ahead: Option<readahead::ReadAhead>,
 }
 
 /// A prune phase-1 deletion list (format.md §9).
@@ -98,7 +101,11 @@ impl Repository {
     ) -> Repository {
         let keys = IdKeys::derive(&config.id_key, &config.chunker_secret);
         let chunker = Chunker::new(&config.chunker, keys.chunker_seed);
+        let read_ahead = backend
+            .prefers_large_reads()
+            .then(readahead::ReadAhead::default);
         Repository {
+            read_ahead,
             backend,
             master,
             config,
@@ -408,6 +415,37 @@ impl Repository {
         self.index.read().map(|i| i.clone()).unwrap_or_default()
     }
 
+    /// The stored bytes of a blob: straight from storage, or for data packs
+    /// on remote storage through the read-ahead windows.
+    fn read_stored(
+        &self,
+        t: BlobType,
+        pack: &Id,
+        name: &str,
+        offset: u64,
+        len: u64,
+        idx: &MasterIndex,
+    ) -> Result<Vec<u8>> {
+        let (Some(ra), BlobType::Data) = (&self.read_ahead, t) else {
+            return self.backend.get_range(name, offset, len);
+        };
+        if let Some(b) = ra.lookup(pack, offset, len) {
+            return Ok(b);
+        }
+        let pack_size = idx.packs().get(pack).map(|p| p.1).unwrap_or(0);
+        let (start, wlen) = readahead::ReadAhead::window(offset, len, pack_size);
+        let data = match self.backend.get_range(name, start, wlen) {
+            Ok(d) => d,
+            // A pack shorter than the index says: read just the blob, so the
+            // error names what is really missing.
+            Err(_) if wlen > len => return self.backend.get_range(name, offset, len),
+            Err(e) => return Err(e),
+        };
+        let blob = data[(offset - start) as usize..(offset - start + len) as usize].to_vec();
+        ra.insert(*pack, start, data);
+        Ok(blob)
+    }
+
     /// Read, authenticate, decompress and verify one blob. If a copy is
     /// damaged, other indexed copies (in other packs) are tried.
     pub fn read_blob(&self, t: BlobType, id: &Id) -> Result<Vec<u8>> {
@@ -425,8 +463,7 @@ impl Repository {
                 ))
             } else {
                 let name = pack_name(t, &loc.pack);
-                self.backend
-                    .get_range(&name, loc.offset, loc.stored_len as u64)
+                self.read_stored(t, &loc.pack, &name, loc.offset, loc.stored_len as u64, &idx)
                     .and_then(|sealed| self.open_blob(t, id, &sealed, loc.raw_len, &name))
             };
             match res {
