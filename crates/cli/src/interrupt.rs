@@ -5,11 +5,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static SEEN: AtomicBool = AtomicBool::new(false);
 
+/// Write a message to stderr from a signal handler (write(2) is async-signal-safe).
+fn say(msg: &[u8]) {
+    // SAFETY: write(2) on fd 2 with a valid buffer; async-signal-safe.
+    unsafe {
+        libc::write(2, msg.as_ptr() as *const libc::c_void, msg.len());
+    }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     if SEEN.swap(true, Ordering::SeqCst) {
+        say(b"\nstopped at once; the repository is consistent, and the next run reuses what was stored\n");
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(128 + sig) };
     }
+    say(b"\nstopping at the next safe point (no snapshot will be written); signal again to stop at once\n");
     ironvault_core::interrupt::request();
 }
 

@@ -138,8 +138,26 @@ fn one_line(e: &anyhow::Error) -> String {
     msg
 }
 
+/// An error whose message and exit code the command chose itself.
+#[derive(Debug)]
+pub struct Coded {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Coded {}
+
 /// How a failed command ends: a one-line message and an exit code.
 fn exit_for(e: &anyhow::Error, repo: Option<&str>) -> (String, u8) {
+    if let Some(c) = e.downcast_ref::<Coded>() {
+        return (c.msg.clone(), c.code);
+    }
     if let Some(ce) = e.downcast_ref::<CoreError>() {
         let code = match ce {
             CoreError::RepoMissing(_) => 10,

@@ -45,8 +45,20 @@ impl PasswordSource {
             return non_empty(p.into_bytes(), self.env_var);
         }
         if !std::io::stdin().is_terminal() {
+            // IRONVAULT_FROM_PASSWORD goes with --from-password-file, and so on.
+            let flag = self
+                .env_var
+                .strip_prefix("IRONVAULT_")
+                .unwrap_or(self.env_var)
+                .to_ascii_lowercase()
+                .replace('_', "-");
+            let or_command = if self.env_var == "IRONVAULT_NEW_PASSWORD" {
+                String::new()
+            } else {
+                format!(" or --{flag}-command")
+            };
             bail!(
-                "no password given for {what}: set {}, or use --password-file or --password-command",
+                "no password given for {what}: set {}, or use --{flag}-file{or_command}",
                 self.env_var
             );
         }

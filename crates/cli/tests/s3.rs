@@ -303,9 +303,16 @@ fn backups_through_throttling_resets_and_delays_complete_or_fail_cleanly() {
             o.status.code(),
             stderr_of(&o).trim()
         );
+        let e = stderr_of(&o);
         if !o.status.success() {
-            let e = stderr_of(&o);
-            assert_eq!(e.trim().lines().count(), 1, "{fault:?}: not one line: {e}");
+            let errors = e.lines().filter(|l| l.starts_with("error:")).count();
+            assert_eq!(errors, 1, "{fault:?}: not one error line: {e}");
+        }
+        if fault != Fault::Delay(Duration::from_millis(30)) {
+            assert!(
+                e.contains("retrying for up to 30 s"),
+                "{fault:?}: the user is told: {e}"
+            );
         }
         // Whatever happened, no snapshot points at missing data.
         env.check_ok();
@@ -494,4 +501,29 @@ fn https_with_a_private_ca_needs_cacert() {
         "{}",
         stderr_of(&o)
     );
+}
+
+#[test]
+fn ctrl_c_while_packs_upload_writes_no_snapshot_and_exits_130() {
+    let env = Env::with_repo(&s3::unique_location("sigint"));
+    let src = env.path("src");
+    corpus(&src, 30, 6);
+    env.init();
+    // Read in well under a second, uploaded at 5 MiB/s: the signal arrives
+    // after every file was read, while packs are still going up.
+    let child = env
+        .cmd(&["--limit-upload", "5120", "backup", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr_of(&o));
+    assert!(env.snapshot_ids().is_empty());
+    env.check_ok();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    restore_and_compare(&env, &src, "after-sigint");
 }

@@ -68,11 +68,19 @@ pub fn copy_snapshots(
 ) -> Result<Vec<CopiedSnapshot>> {
     check_related(&src, &dst)?;
     let src_lock = Lock::acquire(src.backend().clone(), *src.master_key(), false)?;
-    let dst_lock = Lock::acquire(dst.backend().clone(), *dst.master_key(), false)?;
-    let result = copy_locked(src, dst.clone(), ids, threads, progress, done);
-    src_lock.release()?;
-    dst_lock.release()?;
-    result
+    let dst_lock = match Lock::acquire(dst.backend().clone(), *dst.master_key(), false) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = src_lock.release();
+            return Err(e);
+        }
+    };
+    let result = copy_locked(src, dst.clone(), ids, threads, progress, &dst_lock, done);
+    // The copy's own outcome comes first; a lock left behind only goes stale.
+    let released = src_lock.release().and(dst_lock.release());
+    let copied = result?;
+    released?;
+    Ok(copied)
 }
 
 fn copy_locked(
@@ -81,6 +89,7 @@ fn copy_locked(
     ids: &[Id],
     threads: usize,
     progress: &CopyProgress,
+    dst_lock: &Lock,
     done: &mut dyn FnMut(&CopiedSnapshot),
 ) -> Result<Vec<CopiedSnapshot>> {
     src.load_index(false)?;
@@ -141,6 +150,12 @@ fn copy_locked(
         }
         copy_data_blobs(&src, &sink, data, threads, progress)?;
         sink.finish()?;
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted);
+        }
+        // A lock that went stale may have let a prune delete packs this
+        // snapshot relies on: refuse to write it (format.md §9).
+        dst_lock.confirm()?;
         let new_id = dst.save_snapshot_plain(&plain)?;
         if new_id != *id {
             return Err(Error::Invalid(format!(

@@ -13,7 +13,8 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
-    let repo = super::open_repo(cli)?;
+    // Verify what the storage holds, not the local metadata cache.
+    let repo = super::open_repo_with(cli, false)?;
     let progress = |_: &str, _: u64, _: u64| {};
     let r = check(
         &repo,

@@ -32,8 +32,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         a.from.from_password_command.clone(),
     )?;
     let dst = super::open_repo(cli)?;
+    if src.config().id == dst.config().id {
+        bail!(
+            "--from-repo {from} and --repo {} are the same repository; nothing to copy",
+            dst.backend().location()
+        );
+    }
     ironvault_core::copy::check_related(&src, &dst)?;
-    let selected = super::select_snapshots(&src, &a.snapshots, &a.filter)?;
+    let selected = super::select_snapshots(&src, &a.snapshots, &a.filter).map_err(|e| {
+        match e.downcast_ref::<ironvault_core::Error>() {
+            Some(ironvault_core::Error::SnapshotNotFound(id)) => anyhow::anyhow!(
+                "no snapshot {id} in the source repository {from}; 'ironvault snapshots --repo {from}' lists them"
+            ),
+            _ => e,
+        }
+    })?;
     if selected.is_empty() {
         if !cli.quiet {
             eprintln!("no snapshots in {from} match; nothing to copy");
@@ -104,7 +117,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         &mut report,
     );
     drop(display);
-    let copied = r?;
+    let copied = match r {
+        Ok(c) => c,
+        Err(e) => {
+            // Say what was done before the failure: those snapshots are complete.
+            if !cli.quiet && !json {
+                for l in &lines {
+                    println!("{l}");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     let n_copied = copied.iter().filter(|c| c.copied).count() as u64;
     if json {
         println!(

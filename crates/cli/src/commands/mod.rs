@@ -38,6 +38,11 @@ pub fn backend(cli: &Cli) -> Result<Arc<dyn Backend>> {
 
 /// The backend for any location (also `--from-repo`), with the global S3 options.
 pub fn open_backend(cli: &Cli, location: &str) -> Result<Arc<dyn Backend>> {
+    open_backend_with(cli, location, !cli.no_cache)
+}
+
+/// The same, with or without the metadata cache.
+pub fn open_backend_with(cli: &Cli, location: &str, cache: bool) -> Result<Arc<dyn Backend>> {
     let opts = S3Options {
         cacert: cli.cacert.clone(),
         limit_upload: cli.limit_upload,
@@ -45,7 +50,17 @@ pub fn open_backend(cli: &Cli, location: &str) -> Result<Arc<dyn Backend>> {
         connections: cli.s3_connections,
         virtual_host: cli.s3_virtual_host,
         retry_timeout: std::time::Duration::from_secs(cli.s3_retry_timeout),
-        cache: if cli.no_cache {
+        on_retry: {
+            let (quiet, secs, loc) = (cli.quiet, cli.s3_retry_timeout, location.to_string());
+            Some(Arc::new(move |why: &str| {
+                if !quiet {
+                    eprintln!(
+                        "warning: a request to {loc} failed ({why}); retrying for up to {secs} s (--s3-retry-timeout)"
+                    );
+                }
+            }))
+        },
+        cache: if !cache {
             None
         } else {
             cli.cache_dir
@@ -75,7 +90,12 @@ pub fn verbose(cli: &Cli, msg: impl FnOnce() -> String) {
 
 /// Open the repository: check it exists (before asking a password), then unlock a key.
 pub fn open_repo(cli: &Cli) -> Result<Arc<Repository>> {
-    let b = backend(cli)?;
+    open_repo_with(cli, !cli.no_cache)
+}
+
+/// The same, with or without the metadata cache (`check` reads the storage itself).
+pub fn open_repo_with(cli: &Cli, cache: bool) -> Result<Arc<Repository>> {
+    let b = open_backend_with(cli, &location(cli)?, cache)?;
     Repository::probe(b.as_ref())?;
     let pw = password_source(cli).get(&format!("repository {}", b.location()), false)?;
     let t = std::time::Instant::now();
@@ -116,7 +136,15 @@ pub fn open_other(
     command: Option<String>,
 ) -> Result<Arc<Repository>> {
     let b = open_backend(cli, location)?;
-    Repository::probe(b.as_ref())?;
+    Repository::probe(b.as_ref()).map_err(|e| match e {
+        ironvault_core::Error::RepoMissing(_) => anyhow::Error::new(crate::Coded {
+            code: 10,
+            msg: format!(
+                "the source repository {location} does not exist (no config object); check --from-repo"
+            ),
+        }),
+        e => anyhow::Error::from(e),
+    })?;
     let src = PasswordSource {
         env_var: "IRONVAULT_FROM_PASSWORD",
         file,
@@ -124,9 +152,12 @@ pub fn open_other(
     };
     let pw = src.get(&format!("source repository {location}"), false)?;
     let repo = Repository::open(b, &pw).map_err(|e| match e {
-        ironvault_core::Error::WrongPassword(_) => anyhow!(
-            "wrong password for the source repository {location}; check IRONVAULT_FROM_PASSWORD, --from-password-file or --from-password-command"
-        ),
+        ironvault_core::Error::WrongPassword(_) => anyhow::Error::new(crate::Coded {
+            code: 12,
+            msg: format!(
+                "wrong password for the source repository {location} (no key file matched); check IRONVAULT_FROM_PASSWORD, --from-password-file or --from-password-command"
+            ),
+        }),
         e => anyhow::Error::from(e).context(format!("opening {location}")),
     })?;
     Ok(Arc::new(repo))

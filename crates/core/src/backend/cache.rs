@@ -1,5 +1,5 @@
-//! A local cache of repository metadata in front of a remote backend: the
-//! config, key files, index files, snapshots and tree packs, so that
+//! A local cache of repository metadata in front of a remote backend: key
+//! files, index files, snapshots and tree packs, so that
 //! `snapshots`, `ls`, `diff`, `find` and incremental backups read no data
 //! packs and download each metadata object once.
 //!
@@ -9,8 +9,8 @@
 //! - key files, index files and tree packs are named by the BLAKE3 hash of
 //!   their bytes and stored as they are; the hash is checked the first time
 //!   this process uses a cached file;
-//! - `config` and snapshots are not named by a plain hash; their cached copy
-//!   ends with a 32-byte BLAKE3 of the bytes before it, checked on every read.
+//! - snapshots are not named by a plain hash; their cached copy ends with a
+//!   32-byte BLAKE3 of the object's name and bytes, checked on every read.
 //!
 //! A cached file that fails its check is deleted and fetched again. Each
 //! listing of a cached directory drops the cached files whose object is gone.
@@ -46,7 +46,9 @@ enum Kind {
 }
 
 fn kind_of(name: &str) -> Option<Kind> {
-    if name == "config" || name.starts_with("snapshots/") {
+    // `config` is not cached: it is small, read once per command, and is
+    // the one object a re-created repository at the same location replaces.
+    if name.starts_with("snapshots/") {
         Some(Kind::Trailer)
     } else if name.starts_with("keys/")
         || name.starts_with("index/")
@@ -102,17 +104,23 @@ impl CachedBackend {
         if std::fs::create_dir_all(parent).is_err() {
             return;
         }
-        let tmp = parent.join(format!(
-            ".tmp-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
+        // Unique even across containers sharing the cache (same pids).
+        let tmp = parent.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 12]>())));
         let mut bytes = data.to_vec();
         if kind == Kind::Trailer {
-            bytes.extend_from_slice(blake3::hash(data).as_bytes());
+            bytes.extend_from_slice(&trailer(name, data));
         }
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(&bytes)?;
+            std::fs::rename(&tmp, &path)
+        };
         // A cache is best effort: a failed write only means a later download.
-        if std::fs::write(&tmp, &bytes).is_ok() && std::fs::rename(&tmp, &path).is_ok() {
+        if write().is_ok() {
             if kind == Kind::Addressed {
                 self.mark_verified(name);
             }
@@ -149,7 +157,7 @@ impl CachedBackend {
             Kind::Trailer => {
                 bytes.len() >= 32 && {
                     let (body, sum) = bytes.split_at(bytes.len() - 32);
-                    blake3::hash(body).as_bytes() == sum
+                    trailer(name, body) == sum
                 }
             }
         };
@@ -188,6 +196,16 @@ impl CachedBackend {
         self.store(name, &data, Kind::Addressed);
         Ok(self.file(name).exists())
     }
+}
+
+/// The check stored after a snapshot's bytes: BLAKE3 of its name, a zero
+/// byte and its bytes (so bytes cached under the wrong name do not pass).
+fn trailer(name: &str, data: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(name.as_bytes());
+    h.update(&[0]);
+    h.update(data);
+    *h.finalize().as_bytes()
 }
 
 /// True if the last component of `name` is the BLAKE3 hex of `bytes`.
@@ -344,7 +362,14 @@ mod tests {
         // ... until a listing shows it vanished.
         assert!(c.list("snapshots/").unwrap().is_empty());
         assert!(!c.file("snapshots/aa").exists());
-        // A damaged cached copy is detected, dropped and fetched again.
+        // A damaged cached copy is detected, dropped and fetched again; so is
+        // another snapshot's intact copy under the wrong name.
+        c.put("snapshots/cc", b"other").unwrap();
+        std::fs::copy(c.file("snapshots/cc"), c.file("snapshots/dd")).unwrap();
+        c.put("snapshots/dd", b"mine").unwrap();
+        std::fs::copy(c.file("snapshots/cc"), c.file("snapshots/dd")).unwrap();
+        assert_eq!(c.get("snapshots/dd").unwrap(), b"mine");
+        assert!(c.get("config").is_err() && !c.file("config").exists());
         c.put("snapshots/bb", b"good").unwrap();
         std::fs::write(
             c.file("snapshots/bb"),

@@ -32,8 +32,11 @@ pub const MULTIPART_THRESHOLD: usize = 24 << 20;
 /// Size of each part of a multipart upload (S3 requires at least 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
 
+/// Called with the cause when a request failed and will be retried.
+pub type RetryNotice = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// How to reach S3, beyond what the location says.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct S3Options {
     /// PEM file with extra CA certificates to trust (a private CA).
     pub cacert: Option<PathBuf>,
@@ -54,6 +57,20 @@ pub struct S3Options {
     pub part_size: usize,
     /// Keep a local metadata cache under this directory (see cache.rs).
     pub cache: Option<PathBuf>,
+    /// Told (once per backend) when a request failed and is being retried,
+    /// so a user waiting for the retry timeout knows why.
+    pub on_retry: Option<RetryNotice>,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("cacert", &self.cacert)
+            .field("connections", &self.connections)
+            .field("virtual_host", &self.virtual_host)
+            .field("retry_timeout", &self.retry_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for S3Options {
@@ -64,11 +81,12 @@ impl Default for S3Options {
             limit_download: None,
             connections: 8,
             virtual_host: false,
-            max_retries: 10,
+            max_retries: 1000,
             retry_timeout: Duration::from_secs(180),
             multipart_threshold: MULTIPART_THRESHOLD,
             part_size: PART_SIZE,
             cache: None,
+            on_retry: None,
         }
     }
 }
@@ -101,6 +119,19 @@ impl S3Location {
         let prefix = parts.next().unwrap_or("").trim_matches('/').to_string();
         if host.is_empty() || bucket.is_empty() {
             return Err(usage());
+        }
+        // Keys must be stored exactly as format.md names them: refuse what an
+        // S3 client would have to escape.
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if !bucket.chars().all(plain)
+            || !prefix
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(plain))
+                && !prefix.is_empty()
+        {
+            return Err(Error::Invalid(format!(
+                "S3 location {location}: bucket and prefix may use only letters, digits, '-', '_', '.' and '/' between parts"
+            )));
         }
         Ok(S3Location {
             endpoint: format!("{scheme}://{host}"),
@@ -237,13 +268,28 @@ impl object_store::client::DnsResolver for LocalhostAwareResolver {
     }
 }
 
-/// Wraps the HTTP client: counts requests and bytes, applies rate limits.
-#[derive(Debug)]
+/// Wraps the HTTP client: counts requests and bytes, reports the first retry.
 struct MeteredService {
     inner: HttpClient,
     stats: Arc<Counters>,
-    up: Option<RateLimit>,
-    down: Option<RateLimit>,
+    on_retry: Option<RetryNotice>,
+    told: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for MeteredService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeteredService")
+    }
+}
+
+impl MeteredService {
+    fn tell(&self, what: &str) {
+        if let Some(cb) = &self.on_retry {
+            if !self.told.swap(true, Ordering::Relaxed) {
+                cb(what);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -276,37 +322,45 @@ impl HttpService for MeteredService {
         counter.fetch_add(1, Ordering::Relaxed);
         let sent = req.body().content_length() as u64;
         c.bytes_sent.fetch_add(sent, Ordering::Relaxed);
-        if let Some(up) = &self.up {
-            tokio::time::sleep(up.reserve(sent, Instant::now())).await;
-        }
         let resp = match self.inner.execute(req).await {
             // An untrusted certificate will not become trusted by retrying:
             // fail at once (object_store retries connection errors).
             Err(e) if chain_text(&e).to_ascii_lowercase().contains("certificate") => {
                 return Err(HttpError::new(HttpErrorKind::Unknown, e));
             }
-            r => r?,
+            Err(e) => {
+                self.tell(&root_cause(&e));
+                return Err(e);
+            }
+            Ok(r) => r,
         };
-        let received = resp
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        c.bytes_received.fetch_add(received, Ordering::Relaxed);
-        if let Some(down) = &self.down {
-            tokio::time::sleep(down.reserve(received, Instant::now())).await;
+        if resp.status().is_server_error() || resp.status().as_u16() == 429 {
+            self.tell(&format!("the server answered {}", resp.status()));
         }
+        let received = if method == http::Method::HEAD {
+            0
+        } else {
+            resp.headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        c.bytes_received.fetch_add(received, Ordering::Relaxed);
         Ok(resp)
     }
 }
 
 /// Builds the metered client for object_store.
-#[derive(Debug)]
 struct MeteredConnector {
     stats: Arc<Counters>,
-    up: Option<u64>,
-    down: Option<u64>,
+    on_retry: Option<RetryNotice>,
+}
+
+impl std::fmt::Debug for MeteredConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeteredConnector")
+    }
 }
 
 impl HttpConnector for MeteredConnector {
@@ -315,8 +369,8 @@ impl HttpConnector for MeteredConnector {
         Ok(HttpClient::new(MeteredService {
             inner,
             stats: self.stats.clone(),
-            up: RateLimit::new(self.up),
-            down: RateLimit::new(self.down),
+            on_retry: self.on_retry.clone(),
+            told: Default::default(),
         }))
     }
 }
@@ -329,6 +383,11 @@ pub struct S3Backend {
     rt: tokio::runtime::Runtime,
     stats: Arc<Counters>,
     opts: S3Options,
+    /// Rate limits, applied before a request is made (so it is signed only
+    /// when it may go) and after a download completes (so waiting never
+    /// counts against the request timeout).
+    up: Option<RateLimit>,
+    down: Option<RateLimit>,
 }
 
 impl S3Backend {
@@ -388,13 +447,13 @@ impl S3Backend {
             .with_client_options(client)
             .with_retry(RetryConfig {
                 backoff: Default::default(),
+                // Bounded by time (retry_timeout), not by count.
                 max_retries: opts.max_retries,
                 retry_timeout: opts.retry_timeout,
             })
             .with_http_connector(MeteredConnector {
                 stats: stats.clone(),
-                up: opts.limit_upload,
-                down: opts.limit_download,
+                on_retry: opts.on_retry.clone(),
             });
         if let Some(t) = &creds.token {
             b = b.with_token(t);
@@ -415,6 +474,8 @@ impl S3Backend {
             rt,
             stats,
             opts: opts.clone(),
+            up: RateLimit::new(opts.limit_upload),
+            down: RateLimit::new(opts.limit_download),
         })
     }
 
@@ -460,10 +521,17 @@ impl S3Backend {
             || lower.contains("dns error")
             || lower.contains("timed out")
         {
+            let cause = root_cause(&e);
+            let tls_hint =
+                if cause.contains("InvalidContentType") || lower.contains("corrupt message") {
+                    "; it does not answer TLS: if it is a plain-http server, use s3:http://"
+                } else {
+                    ""
+                };
             format!(
-                "cannot reach the S3 server {} ({}); check the URL and that the server is up, then run the command again",
+                "cannot reach the S3 server {} ({cause}{tls_hint}); gave up after retrying for up to {} s (--s3-retry-timeout); check the URL and that the server is up, then run the command again",
                 self.loc.endpoint,
-                first_line(&text)
+                self.opts.retry_timeout.as_secs()
             )
         } else {
             first_line(&text)
@@ -532,6 +600,13 @@ impl S3Backend {
     }
 }
 
+/// Wait for the rate limit's share of time for `bytes` (no limit: no wait).
+fn pace(limit: &Option<RateLimit>, bytes: usize) {
+    if let Some(l) = limit {
+        std::thread::sleep(l.reserve(bytes as u64, Instant::now()));
+    }
+}
+
 /// An error and all its sources on one line.
 fn chain_text(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -545,6 +620,15 @@ fn chain_text(e: &dyn std::error::Error) -> String {
         src = s.source();
     }
     text.replace('\n', " ")
+}
+
+/// The innermost cause of an error (e.g. "Connection refused (os error 111)").
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(s) = cur.source() {
+        cur = s;
+    }
+    cur.to_string().replace('\n', " ")
 }
 
 /// The certificate part of a TLS error message.
@@ -586,6 +670,7 @@ impl Backend for S3Backend {
 
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(name);
+        pace(&self.up, data.len());
         self.retrying("put", name, || {
             self.rt.block_on(self.put_async(&path, data))
         })
@@ -593,11 +678,12 @@ impl Backend for S3Backend {
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
         let path = self.path(name);
-        self.retrying("get", name, || {
+        let b = self.retrying("get", name, || {
             self.rt
                 .block_on(async { self.store.get(&path).await?.bytes().await })
-        })
-        .map(|b| b.to_vec())
+        })?;
+        pace(&self.down, b.len());
+        Ok(b.to_vec())
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -606,6 +692,7 @@ impl Backend for S3Backend {
             self.rt
                 .block_on(self.store.get_range(&path, offset..offset + len))
         })?;
+        pace(&self.down, got.len());
         if got.len() as u64 != len {
             return Err(Error::Storage {
                 op: "read",
@@ -652,7 +739,7 @@ impl Backend for S3Backend {
                 } else {
                     name.strip_prefix(dir)?.strip_prefix('/')?
                 };
-                if !after_dir.starts_with(rest) || name.ends_with(".tmp") {
+                if !after_dir.starts_with(rest) || name.contains(".tmp-") {
                     return None;
                 }
                 Some(ObjectInfo { name, size: m.size })
@@ -838,6 +925,10 @@ mod tests {
             "s3:ftp://h/b",
             "s3:http://h",
             "s3:http://h/",
+            "s3:http://h/b/pre~fix",
+            "s3:http://h/b/a//b",
+            "s3:http://h/b/./x",
+            "s3:http://h/b%20/x",
             "s3://bucket",
             "http://h/b",
         ] {

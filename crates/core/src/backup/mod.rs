@@ -430,6 +430,12 @@ pub(crate) fn commit_snapshot(
             bytes_added_stored,
         });
     }
+    // The last safe point: a stop requested while the packs were written
+    // (or uploaded) still leaves no snapshot, only packs the next run reuses.
+    if crate::interrupt::requested() {
+        lock.release()?;
+        return Err(Error::Interrupted);
+    }
     lock.confirm()?;
     let snapshot_id = repo.save_snapshot(&snapshot)?;
     if let Err(e) = lock.release() {

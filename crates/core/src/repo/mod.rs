@@ -429,21 +429,10 @@ impl Repository {
         let (Some(ra), BlobType::Data) = (&self.read_ahead, t) else {
             return self.backend.get_range(name, offset, len);
         };
-        if let Some(b) = ra.lookup(pack, offset, len) {
-            return Ok(b);
-        }
         let pack_size = idx.packs().get(pack).map(|p| p.1).unwrap_or(0);
-        let (start, wlen) = readahead::ReadAhead::window(offset, len, pack_size);
-        let data = match self.backend.get_range(name, start, wlen) {
-            Ok(d) => d,
-            // A pack shorter than the index says: read just the blob, so the
-            // error names what is really missing.
-            Err(_) if wlen > len => return self.backend.get_range(name, offset, len),
-            Err(e) => return Err(e),
-        };
-        let blob = data[(offset - start) as usize..(offset - start + len) as usize].to_vec();
-        ra.insert(*pack, start, data);
-        Ok(blob)
+        ra.read(pack, offset, len, pack_size, &|o, l| {
+            self.backend.get_range(name, o, l)
+        })
     }
 
     /// Read, authenticate, decompress and verify one blob. If a copy is
