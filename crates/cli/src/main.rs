@@ -116,6 +116,8 @@ enum Command {
     Find(commands::find::Args),
     /// Write a file from a snapshot to standard output (a directory as a tar stream).
     Dump(commands::dump::Args),
+    /// Remove snapshots by a keep policy (daily/weekly/monthly/yearly, within, tags) or by id.
+    Forget(commands::forget::Args),
     /// Copy snapshots from a related repository (--from-repo) into this one.
     Copy(commands::copy::Args),
     /// Print a decrypted repository object as JSON (for debugging; secrets are not shown).
@@ -229,6 +231,7 @@ fn main() -> ExitCode {
         Command::Dump(a) => commands::dump::run(&cli, a),
         Command::Cat(a) => commands::cat::run(&cli, a),
         Command::Copy(a) => commands::copy::run(&cli, a),
+        Command::Forget(a) => commands::forget::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

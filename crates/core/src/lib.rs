@@ -14,6 +14,7 @@ pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod failpoint;
+pub mod forget;
 pub mod format;
 pub mod interrupt;
 pub mod repair;

@@ -1,0 +1,216 @@
+//! `ironvault forget`: remove snapshots by a keep policy (GFS generations,
+//! time spans, tags) or by id. Data stays until a prune removes what no
+//! snapshot references any more.
+
+use super::SnapshotFilter;
+use crate::Cli;
+use anyhow::{bail, Result};
+use ironvault_core::forget::{apply, group, parse_group_by, CalDuration, Policy};
+use ironvault_core::repo::lock::Lock;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Forget exactly these snapshots (ids or prefixes) instead of applying a policy.
+    ids: Vec<String>,
+    /// Keep the N newest snapshots (-1: all).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_last: Option<i64>,
+    /// Keep the newest snapshot of each of the N newest hours that have one (-1: all).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_hourly: Option<i64>,
+    /// ... of each of the N newest days.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_daily: Option<i64>,
+    /// ... of each of the N newest ISO weeks.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_weekly: Option<i64>,
+    /// ... of each of the N newest months.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_monthly: Option<i64>,
+    /// ... of each of the N newest years.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_yearly: Option<i64>,
+    /// Keep every snapshot up to this long before the group's newest (e.g. 7d, 1y6m, 36h).
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<String>,
+    /// Keep one snapshot per hour within this span before the newest.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_hourly: Option<String>,
+    /// Keep one snapshot per day within this span before the newest.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_daily: Option<String>,
+    /// Keep one snapshot per ISO week within this span before the newest.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_weekly: Option<String>,
+    /// Keep one snapshot per month within this span before the newest.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_monthly: Option<String>,
+    /// Keep one snapshot per year within this span before the newest.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_yearly: Option<String>,
+    /// Keep snapshots with these tags (comma-separated: all of them; repeatable: any list).
+    #[arg(long = "keep-tag", value_name = "TAGS")]
+    keep_tags: Vec<String>,
+    /// Apply the policy per group of host, paths and/or tags ("" for one group).
+    #[arg(long, value_name = "host,paths,tags", default_value = "host,paths")]
+    group_by: String,
+    /// Only say what would be removed and why each kept snapshot is kept.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    #[command(flatten)]
+    filter: SnapshotFilter,
+}
+
+fn dur(s: &Option<String>, flag: &str) -> Result<Option<CalDuration>> {
+    s.as_deref()
+        .map(|v| CalDuration::parse(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+        .transpose()
+}
+
+impl Args {
+    fn policy(&self) -> Result<Policy> {
+        Ok(Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: dur(&self.keep_within, "keep-within")?,
+            within_hourly: dur(&self.keep_within_hourly, "keep-within-hourly")?,
+            within_daily: dur(&self.keep_within_daily, "keep-within-daily")?,
+            within_weekly: dur(&self.keep_within_weekly, "keep-within-weekly")?,
+            within_monthly: dur(&self.keep_within_monthly, "keep-within-monthly")?,
+            within_yearly: dur(&self.keep_within_yearly, "keep-within-yearly")?,
+            tags: self
+                .keep_tags
+                .iter()
+                .map(|t| {
+                    t.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .collect(),
+        })
+    }
+}
+
+pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+    let policy = a.policy()?;
+    let by = parse_group_by(&a.group_by)?;
+    if a.ids.is_empty() && policy.is_empty() {
+        bail!(
+            "this policy keeps nothing, so every snapshot would be removed; give --keep-last, --keep-daily, --keep-within, --keep-tag, ... (or name the snapshots to forget)"
+        );
+    }
+    if !a.ids.is_empty() && !policy.is_empty() {
+        bail!("give either snapshot ids or a --keep-* policy, not both");
+    }
+    let repo = super::open_repo(cli)?;
+    // Removing snapshots must not race a check or a prune reading them.
+    let lock = if a.dry_run {
+        None
+    } else {
+        Some(Lock::acquire(
+            repo.backend().clone(),
+            *repo.master_key(),
+            true,
+        )?)
+    };
+    let snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
+    let mut remove = Vec::new();
+    let mut report = Vec::new();
+    if !a.ids.is_empty() {
+        for (id, s) in &snaps {
+            remove.push(*id);
+            report.push(serde_json::json!({"id": id.to_hex(), "short_id": id.short(), "time": s.time,
+                "hostname": s.hostname, "paths": s.paths, "tags": s.tags, "keep": false, "reasons": ["named"]}));
+        }
+    } else {
+        for (key, members) in group(snaps, by) {
+            let decisions = apply(&policy, &members);
+            let by_id: std::collections::HashMap<_, _> =
+                members.iter().map(|(i, s)| (*i, s)).collect();
+            if !cli.json && !cli.quiet {
+                let mut label = Vec::new();
+                if let Some(h) = &key.host {
+                    label.push(format!("host {h}"));
+                }
+                if let Some(p) = &key.paths {
+                    label.push(format!("paths [{}]", p.join(", ")));
+                }
+                if let Some(t) = &key.tags {
+                    label.push(format!("tags [{}]", t.join(", ")));
+                }
+                let kept = decisions.iter().filter(|d| d.keep).count();
+                println!(
+                    "{}: keep {kept}, remove {}",
+                    if label.is_empty() {
+                        "all snapshots".into()
+                    } else {
+                        label.join(", ")
+                    },
+                    decisions.len() - kept
+                );
+            }
+            let mut group_items = Vec::new();
+            for d in &decisions {
+                let s = by_id[&d.id];
+                if !cli.json && !cli.quiet {
+                    let time = s
+                        .parsed_time()
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+                        .unwrap_or_else(|| s.time.clone());
+                    println!(
+                        "  {:<6} {}  {time}  {}",
+                        if d.keep { "keep" } else { "remove" },
+                        d.id.short(),
+                        d.reasons.join(", ")
+                    );
+                }
+                if !d.keep {
+                    remove.push(d.id);
+                }
+                group_items.push(serde_json::json!({"id": d.id.to_hex(), "short_id": d.id.short(), "time": s.time,
+                    "hostname": s.hostname, "paths": s.paths, "tags": s.tags, "keep": d.keep, "reasons": d.reasons}));
+            }
+            report.push(serde_json::json!({"group": {"hostname": key.host, "paths": key.paths, "tags": key.tags},
+                "snapshots": group_items}));
+        }
+    }
+    let mut removed = 0u64;
+    if !a.dry_run {
+        if let Some(l) = &lock {
+            l.confirm()?;
+        }
+        for id in &remove {
+            repo.backend()
+                .delete(&format!("snapshots/{}", id.to_hex()))?;
+            removed += 1;
+        }
+    }
+    if let Some(l) = lock {
+        l.release()?;
+    }
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({"message_type": "summary", "dry_run": a.dry_run, "groups": report,
+                "removed": remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(), "removed_count": removed})
+        );
+    } else if !cli.quiet {
+        if a.dry_run {
+            println!(
+                "dry run: {} would be removed; nothing was changed",
+                crate::output::plural(remove.len() as u64, "snapshot")
+            );
+        } else {
+            println!(
+                "removed {}; the data only they used stays stored until a prune removes it",
+                crate::output::plural(removed, "snapshot")
+            );
+        }
+    }
+    Ok(0)
+}
