@@ -10,9 +10,28 @@ pub struct Args {
     /// Also read every pack and verify every blob (slow: reads the whole repository).
     #[arg(long)]
     read_data: bool,
+    /// Read only part of the packs: N/M (part N of M; M runs cover all) or P% (random).
+    #[arg(long, value_name = "N/M|P%", conflicts_with_all = ["read_data", "scrub_cycle"])]
+    read_data_subset: Option<String>,
+    /// Read the packs due today in a cycle of DAYS days (UTC): daily runs on any
+    /// host read every pack once per cycle.
+    #[arg(long, value_name = "DAYS", conflicts_with = "read_data")]
+    scrub_cycle: Option<u64>,
+    /// With --scrub-cycle: act as on this UTC day (days since 1970-01-01) instead of today.
+    #[arg(long, value_name = "DAY", requires = "scrub_cycle", hide = true)]
+    scrub_day: Option<u64>,
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+    use ironvault_core::check::scrub::Subset;
+    let subset = match (&a.read_data_subset, a.scrub_cycle) {
+        (Some(s), _) => Some(Subset::parse(s)?),
+        (None, Some(days)) => Some(match a.scrub_day {
+            Some(day) if days > 0 => Subset::Cycle { days, day },
+            _ => Subset::cycle_today(days)?,
+        }),
+        (None, None) => None,
+    };
     // Verify what the storage holds, not the local metadata cache.
     let repo = super::open_repo_with(cli, false)?;
     let progress = |_: &str, _: u64, _: u64| {};
@@ -20,6 +39,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         &repo,
         &CheckOptions {
             read_data: a.read_data,
+            subset,
         },
         &progress,
     )?;
@@ -29,6 +49,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             serde_json::json!({
                 "message_type": "summary", "ok": r.is_ok(), "errors": r.errors, "notices": r.notices,
                 "snapshots": r.snapshots, "trees": r.trees, "packs": r.packs, "blobs": r.blobs, "bytes_read": r.bytes_read,
+                "selection": subset.map(|s| s.describe()).or_else(|| a.read_data.then(|| "all".to_string())),
+                "packs_read": r.packs_read.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+                "scrub_record": r.scrub_record.map(|i| i.to_hex()),
             })
         );
     } else {
@@ -53,6 +76,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     String::new()
                 }
             );
+            if let Some(s) = &subset {
+                println!(
+                    "{}: read and verified {} of {} packs, {}",
+                    s.describe(),
+                    r.packs_read.len(),
+                    r.packs,
+                    bytes(r.bytes_read)
+                );
+            }
+            if let Some(id) = r.scrub_record {
+                crate::commands::verbose(cli, || format!("scrub record scrubs/{}", id.to_hex()));
+            }
         }
     }
     if r.is_ok() {

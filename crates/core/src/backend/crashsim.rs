@@ -240,7 +240,15 @@ mod tests {
         let mut violations = Vec::new();
         let real: Arc<dyn Backend> = Arc::new(LocalBackend::new(&root));
         let repo = Repository::open(real, PW).unwrap();
-        let report = check(&repo, &CheckOptions { read_data: true }, &|_, _, _| {}).unwrap();
+        let report = check(
+            &repo,
+            &CheckOptions {
+                read_data: true,
+                ..Default::default()
+            },
+            &|_, _, _| {},
+        )
+        .unwrap();
         violations.extend(report.errors.iter().map(|e| format!("check: {e}")));
         repo.load_index(false).unwrap();
         if !restores_to(&repo, &ra.snapshot.tree, &tmp.path().join("ra"), &a) {

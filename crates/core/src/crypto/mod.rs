@@ -23,6 +23,7 @@ pub mod ad {
     pub const LOCK: &[u8] = b"ironvault/lock/v1";
     pub const DELETIONS: &[u8] = b"ironvault/deletions/v1";
     pub const KEY: &[u8] = b"ironvault/key/v1";
+    pub const SCRUB: &[u8] = b"ironvault/scrub/v1";
 }
 
 /// 32 random bytes.
