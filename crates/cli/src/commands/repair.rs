@@ -1,4 +1,5 @@
-//! `ironvault repair index`: rebuild the index from the packs.
+//! `ironvault repair index|snapshots|packs`: rebuild the index from the
+//! packs, rewrite partly lost snapshots, or heal packs from a related copy.
 
 use crate::Cli;
 use anyhow::Result;
@@ -12,6 +13,14 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum What {
+    /// Heal damaged, truncated or missing packs: their blobs are rescued from
+    /// the packs where they still verify, else fetched from a related
+    /// repository (--from-repo), and stored again; then the damaged packs are
+    /// deleted and the index rebuilt. Reads every pack.
+    Packs {
+        #[command(flatten)]
+        from: super::FromRepo,
+    },
     /// Rebuild the index from the headers of all packs (after an index file was damaged or deleted).
     Index,
     /// Rewrite snapshots whose data is partly lost: unreadable directories become
@@ -30,13 +39,13 @@ enum What {
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
-    let repo = super::open_repo(cli)?;
     match &a.what {
         What::Snapshots {
             ids,
             forget,
             dry_run,
         } => {
+            let repo = super::open_repo(cli)?;
             let chosen: Vec<_> = super::select_snapshots(&repo, ids, &Default::default())?
                 .into_iter()
                 .map(|(id, _)| id)
@@ -78,7 +87,62 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             }
             Ok(0)
         }
+        What::Packs { from } => {
+            let Some(loc) = &from.from_repo else {
+                anyhow::bail!(
+                    "repair packs needs a related, healthy copy to fetch blobs from: --from-repo LOCATION"
+                );
+            };
+            let other = super::open_other(
+                cli,
+                loc,
+                from.from_password_file.clone(),
+                from.from_password_command.clone(),
+            )?;
+            // Judge the stored packs themselves, not cached copies.
+            let repo = super::open_repo_with(cli, false)?;
+            let r = ironvault_core::repair::packs::repair_packs(repo, other, &|_, _, _| {})?;
+            for l in &r.lost {
+                eprintln!("error: lost in both repositories: {l}");
+            }
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"message_type": "summary", "packs_checked": r.packs_checked,
+                        "damaged_packs": r.damaged.iter().map(|(n, w)| serde_json::json!({"pack": n, "problem": w})).collect::<Vec<_>>(),
+                        "blobs_from_self": r.blobs_from_self, "blobs_from_other": r.blobs_from_other,
+                        "lost": r.lost})
+                );
+            } else if !cli.quiet {
+                for (n, w) in &r.damaged {
+                    println!("damaged: {n}: {w}");
+                }
+                if r.damaged.is_empty() {
+                    println!(
+                        "checked {} packs: none is damaged; nothing to repair",
+                        r.packs_checked
+                    );
+                } else {
+                    println!(
+                        "repaired {} damaged of {} packs: {} blobs rescued from them, {} fetched from {loc}; the damaged packs were removed and the index rebuilt",
+                        r.damaged.len(),
+                        r.packs_checked,
+                        r.blobs_from_self,
+                        r.blobs_from_other
+                    );
+                }
+            }
+            if !r.lost.is_empty() {
+                eprintln!(
+                    "error: {} blobs are in neither repository; 'ironvault repair snapshots' removes the files that need them",
+                    r.lost.len()
+                );
+                return Ok(1);
+            }
+            Ok(0)
+        }
         What::Index => {
+            let repo = super::open_repo(cli)?;
             let r = rebuild_index(&repo, &|_, _| {})?;
             for u in &r.unreadable_packs {
                 eprintln!("warning: not indexed: {u}");

@@ -3,6 +3,8 @@
 //! existing ones (format.md §6), so blobs a damaged or deleted index file
 //! listed become reachable again. Packs are never modified.
 
+pub mod packs;
+
 use crate::error::{Error, Result};
 use crate::format::index::IndexFile;
 use crate::format::{BlobType, Id};
