@@ -61,6 +61,12 @@ impl CalDuration {
         if !num.is_empty() || seen.is_empty() {
             return Err(bad());
         }
+        // Beyond any real retention, and beyond calendar arithmetic.
+        if d.years > 10_000 || d.months > 120_000 || d.days > 3_650_000 || d.hours > 87_600_000 {
+            return Err(Error::Invalid(format!(
+                "{s:?} is longer than 10,000 years; use -1 counts (--keep-daily -1) to keep everything"
+            )));
+        }
         Ok(d)
     }
 
@@ -118,6 +124,28 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Counts must be -1 (all) or positive.
+    pub fn validate(&self) -> Result<()> {
+        let counts = [
+            ("keep-last", self.last),
+            ("keep-hourly", self.hourly),
+            ("keep-daily", self.daily),
+            ("keep-weekly", self.weekly),
+            ("keep-monthly", self.monthly),
+            ("keep-yearly", self.yearly),
+        ];
+        for (name, c) in counts {
+            if let Some(n) = c {
+                if n < -1 {
+                    return Err(Error::Invalid(format!(
+                        "--{name} {n}: use a count of 0 or more, or -1 for all"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// True if the policy keeps nothing at all (refused: it would remove every snapshot).
     pub fn is_empty(&self) -> bool {
         let counts = [
@@ -184,7 +212,10 @@ pub fn apply(p: &Policy, group: &[(Id, Snapshot)]) -> Vec<Decision> {
         .collect();
     // Newest first; equal times by id for a stable order.
     list.sort_by(|a, b| b.2.cmp(&a.2).then(b.0.cmp(&a.0)));
-    let latest = list.iter().find_map(|x| x.2);
+    // The newest snapshot not dated in the future (a host with a wrong
+    // clock must not make every real snapshot "too old", as in restic).
+    let now = chrono::Utc::now();
+    let latest = list.iter().filter_map(|x| x.2).find(|t| *t <= now);
     let counts = [p.hourly, p.daily, p.weekly, p.monthly, p.yearly];
     let withins = [
         p.within_hourly,
@@ -488,6 +519,27 @@ mod tests {
             k,
             vec!["2020-01-10T00:00:00+00:00", "2020-01-08T00:00:01+00:00"]
         );
+        // A snapshot from a host whose clock is far ahead does not decide "within".
+        let p = Policy {
+            within: Some(CalDuration::parse("30d").unwrap()),
+            ..Default::default()
+        };
+        let k = kept(
+            &p,
+            &[
+                "2099-01-01T00:00:00+00:00",
+                "2024-01-10T00:00:00+00:00",
+                "2024-01-01T00:00:00+00:00",
+            ],
+        );
+        assert_eq!(k.len(), 3, "{k:?}");
+        assert!(Policy {
+            daily: Some(-2),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(CalDuration::parse("999999y").is_err());
         assert!(Policy::default().is_empty());
         assert!(Policy {
             daily: Some(0),

@@ -78,10 +78,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             );
             if let Some(s) = &subset {
                 println!(
-                    "{}: read and verified {} of {} packs, {}",
+                    "{}: read {} of {} packs, {}",
                     s.describe(),
                     r.packs_read.len(),
-                    r.packs,
+                    r.packs_considered,
                     bytes(r.bytes_read)
                 );
             }

@@ -87,6 +87,7 @@ impl Args {
                 .iter()
                 .map(|t| {
                     t.split(',')
+                        .map(str::trim)
                         .filter(|x| !x.is_empty())
                         .map(String::from)
                         .collect()
@@ -98,6 +99,7 @@ impl Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let policy = a.policy()?;
+    policy.validate()?;
     let by = parse_group_by(&a.group_by)?;
     if a.ids.is_empty() && policy.is_empty() {
         bail!(

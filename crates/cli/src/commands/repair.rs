@@ -105,13 +105,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             for l in &r.lost {
                 eprintln!("error: lost in both repositories: {l}");
             }
+            for k in &r.kept {
+                eprintln!(
+                    "warning: kept damaged pack {k}: some of its blobs are in neither repository"
+                );
+            }
             if cli.json {
                 println!(
                     "{}",
                     serde_json::json!({"message_type": "summary", "packs_checked": r.packs_checked,
                         "damaged_packs": r.damaged.iter().map(|(n, w)| serde_json::json!({"pack": n, "problem": w})).collect::<Vec<_>>(),
                         "blobs_from_self": r.blobs_from_self, "blobs_from_other": r.blobs_from_other,
-                        "lost": r.lost})
+                        "lost": r.lost, "kept_damaged_packs": r.kept})
                 );
             } else if !cli.quiet {
                 for (n, w) in &r.damaged {

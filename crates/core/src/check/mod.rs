@@ -39,6 +39,10 @@ pub struct CheckReport {
     pub bytes_read: u64,
     /// Packs whose data was read (sorted).
     pub packs_read: Vec<Id>,
+    /// Packs that are both indexed and stored (what a subset is drawn from).
+    pub packs_considered: usize,
+    /// Errors found while reading pack data.
+    pub data_errors: Vec<String>,
     /// The scrub record written for a data-reading run.
     pub scrub_record: Option<Id>,
 }
@@ -128,6 +132,7 @@ pub fn check(
             .filter(|(p, _)| stored.contains_key(p))
             .collect();
         ids.sort();
+        let total_packs = ids.len();
         if let Some(sub) = &opts.subset {
             let all: Vec<Id> = ids.iter().map(|(p, _)| **p).collect();
             let chosen: std::collections::HashSet<Id> = sub.select(&all).into_iter().collect();
@@ -135,8 +140,9 @@ pub fn check(
         }
         let total: u64 = ids.iter().map(|(_, v)| v.1).sum();
         let mut done = 0u64;
+        r.packs_considered = total_packs;
+        let errors_before = r.errors.len();
         for (pid, (t, size)) in ids {
-            r.packs_read.push(*pid);
             let name = pack_name(*t, pid);
             progress("read data", done, total);
             done += size;
@@ -148,6 +154,7 @@ pub fn check(
                 }
             };
             r.bytes_read += bytes.len() as u64;
+            r.packs_read.push(*pid);
             if Id::hash_of(&bytes) != *pid {
                 r.errors.push(format!(
                     "pack {name}: content does not match its name (damaged)"
@@ -175,6 +182,7 @@ pub fn check(
             }
         }
         progress("read data", total, total);
+        r.data_errors = r.errors[errors_before..].to_vec();
     }
 
     // A blob is damaged (and its files affected) once every indexed copy is.
@@ -263,7 +271,7 @@ pub fn check(
         // What was read and found, for whoever asks later which packs were
         // verified when (a failed write only costs the record).
         let rec = scrub::ScrubRecord {
-            time: started.to_rfc3339(),
+            time: started.with_timezone(&chrono::Utc).to_rfc3339(),
             hostname: crate::repo::hostname(),
             selection: opts
                 .subset
@@ -271,7 +279,7 @@ pub fn check(
                 .unwrap_or_else(|| "all".into()),
             packs: r.packs_read.clone(),
             bytes_read: r.bytes_read,
-            errors: r.errors.clone(),
+            errors: r.data_errors.clone(),
         };
         match repo.save_scrub_record(&rec) {
             Ok(id) => r.scrub_record = Some(id),

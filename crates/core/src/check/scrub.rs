@@ -108,7 +108,7 @@ impl Subset {
 /// What one check run read and found (sealed CBOR in `scrubs/<id>`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ScrubRecord {
-    /// RFC 3339 start time.
+    /// RFC 3339 start time, in UTC.
     pub time: String,
     pub hostname: String,
     /// "all", "subset 2/7", "subset 10%", "scrub cycle of 30 days, day 12 of the cycle".
@@ -116,7 +116,7 @@ pub struct ScrubRecord {
     /// Packs read, and their total size.
     pub packs: Vec<Id>,
     pub bytes_read: u64,
-    /// Damage found (empty: all read data verified).
+    /// Damage found in the data read (empty: all of it verified).
     pub errors: Vec<String>,
 }
 

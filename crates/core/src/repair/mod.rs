@@ -25,6 +25,16 @@ pub struct IndexRepair {
 /// Rebuild the index from the packs' headers.
 pub fn rebuild_index(repo: &Repository, progress: &dyn Fn(u64, u64)) -> Result<IndexRepair> {
     let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
+    let r = rebuild_index_locked(repo, progress)?;
+    lock.release()?;
+    Ok(r)
+}
+
+/// The same, for a caller that already holds a lock.
+pub(crate) fn rebuild_index_locked(
+    repo: &Repository,
+    progress: &dyn Fn(u64, u64),
+) -> Result<IndexRepair> {
     let b = repo.backend();
     let old: Vec<Id> = b
         .list("index/")?
@@ -69,7 +79,6 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Fn(u64, u64)) -> Result<I
         }
     }
     r.new_index = Some(new);
-    lock.release()?;
     Ok(r)
 }
 

@@ -6,8 +6,9 @@
 //! deleted and the index is rebuilt from what is stored, so nothing refers
 //! to them any more. Blobs found in neither repository are reported.
 
-use super::{rebuild_index, IndexRepair};
-use crate::error::Result;
+use super::{rebuild_index_locked, IndexRepair};
+use crate::backend::is_not_found;
+use crate::error::{Error, Result};
 use crate::format::id::IdSet;
 use crate::format::{BlobType, Id};
 use crate::repo::index::{pack_name, BlobLocation};
@@ -28,6 +29,8 @@ pub struct PackRepair {
     pub blobs_from_other: u64,
     /// Blobs in neither repository (still lost; `repair snapshots` drops what needs them).
     pub lost: Vec<String>,
+    /// Damaged packs kept because some blob of theirs could not be rescued.
+    pub kept: Vec<String>,
     pub packs_checked: usize,
     pub index: Option<IndexRepair>,
 }
@@ -40,10 +43,15 @@ pub fn repair_packs(
 ) -> Result<PackRepair> {
     crate::copy::check_related(&other, &repo)?;
     let mut r = PackRepair::default();
+    let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), true)?;
+    let other_lock = Lock::acquire(other.backend().clone(), *other.master_key(), false)?;
     {
-        let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
-        let other_lock = Lock::acquire(other.backend().clone(), *other.master_key(), false)?;
-        repo.load_index(true)?;
+        let unreadable = repo.load_index(true)?;
+        if let Some(e) = unreadable.first() {
+            return Err(Error::Invalid(format!(
+                "an index file is unreadable ({e}); run 'ironvault repair index' first, so every blob of a damaged pack is known"
+            )));
+        }
         other.load_index(false)?;
         let old = repo.index();
         let b = repo.backend();
@@ -63,7 +71,7 @@ pub fn repair_packs(
         let mut packs: Vec<_> = old.packs().iter().map(|(p, v)| (*p, *v)).collect();
         packs.sort();
         let total = packs.len() as u64;
-        let mut damaged: Vec<(Id, BlobType, Option<Vec<u8>>)> = Vec::new();
+        let mut damaged: Vec<(Id, BlobType, bool)> = Vec::new();
         for (i, (pid, (t, size))) in packs.iter().enumerate() {
             progress("checking packs", i as u64, total);
             if crate::interrupt::requested() {
@@ -71,23 +79,23 @@ pub fn repair_packs(
             }
             r.packs_checked += 1;
             let name = pack_name(*t, pid);
+            // Only what storage says for certain counts as damage: any other
+            // read error stops the repair instead of condemning a good pack.
             let why = match stored.get(pid) {
-                None => Some(("missing".to_string(), None)),
-                Some(s) if s != size => Some((
-                    format!("{s} bytes stored, the index says {size}"),
-                    b.get(&name).ok(),
-                )),
+                None => Some("missing".to_string()),
+                Some(s) if s != size => Some(format!("{s} bytes stored, the index says {size}")),
                 Some(_) => match b.get(&name) {
-                    Err(e) => Some((format!("unreadable: {e}"), None)),
+                    Err(e) if is_not_found(&e) => Some("missing".to_string()),
+                    Err(e) => return Err(e),
                     Ok(bytes) if Id::hash_of(&bytes) != *pid => {
-                        Some(("content does not match its name".to_string(), Some(bytes)))
+                        Some("content does not match its name".to_string())
                     }
                     Ok(_) => None,
                 },
             };
-            if let Some((reason, bytes)) = why {
+            if let Some(reason) = why {
                 r.damaged.push((name, reason));
-                damaged.push((*pid, *t, bytes));
+                damaged.push((*pid, *t, stored.contains_key(pid)));
             }
         }
         if damaged.is_empty() {
@@ -95,6 +103,7 @@ pub fn repair_packs(
             lock.release()?;
             return Ok(r);
         }
+        let mut deletable = Vec::new();
         // Forget the damaged packs, so their blobs count as absent and are stored again.
         let bad: IdSet = damaged.iter().map(|d| d.0).collect();
         let good: IdSet = stored
@@ -104,9 +113,20 @@ pub fn repair_packs(
             .collect();
         repo.forget_missing_packs(&good)?;
         let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
-        for (n, (pid, t, bytes)) in damaged.iter().enumerate() {
+        for (n, (pid, t, present)) in damaged.iter().enumerate() {
             progress("rescuing blobs", n as u64, damaged.len() as u64);
             let name = pack_name(*t, pid);
+            // One damaged pack in memory at a time.
+            let bytes = if *present {
+                match b.get(&name) {
+                    Ok(x) => Some(x),
+                    Err(e) if is_not_found(&e) => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            let mut all_rescued = true;
             for (bid, loc) in by_pack.get(pid).into_iter().flatten() {
                 if !sink.claim(bid) {
                     continue; // another good copy exists, or already rescued
@@ -135,25 +155,33 @@ pub fn repair_packs(
                         }
                         Err(e) => {
                             r.lost.push(format!("blob {} ({name}): {e}", bid.short()));
+                            all_rescued = false;
                             continue;
                         }
                     },
                 };
                 sink.store(loc.blob_type, *bid, &plain)?;
             }
+            if !*present {
+                continue;
+            }
+            if all_rescued {
+                deletable.push(name);
+            } else {
+                r.kept.push(name);
+            }
         }
         sink.finish()?;
         lock.confirm()?;
-        // Every blob worth keeping now lives in a new pack: the damaged ones go.
-        for (pid, t, _) in &damaged {
-            if stored.contains_key(pid) {
-                b.delete(&pack_name(*t, pid))?;
-            }
+        // Every blob of these now lives in a new, durable pack.
+        for name in &deletable {
+            b.delete(name)?;
         }
-        other_lock.release()?;
-        lock.release()?;
     }
-    // No index file may list the deleted packs any more.
-    r.index = Some(rebuild_index(&repo, &|_, _| {})?);
+    // No index file may list the deleted packs any more (still under the
+    // exclusive lock, so no backup sees the gap).
+    r.index = Some(rebuild_index_locked(&repo, &|_, _| {})?);
+    other_lock.release()?;
+    lock.release()?;
     Ok(r)
 }
