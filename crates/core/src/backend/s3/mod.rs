@@ -1,7 +1,7 @@
 //! S3-compatible object storage (AWS, Ceph RGW, MinIO, Garage, IBM Cloud
 //! Object Storage) through the `object_store` crate, which brings request
 //! signing, retries with backoff on 5xx/429/timeouts, paged listings and
-//! multipart uploads. This file adds what a backup needs on top: the
+//! multipart uploads. This module adds what a backup needs on top: the
 //! `s3:` location syntax, credentials from the environment or a profile file,
 //! a private CA, bounded parallel requests, upload/download rate limits,
 //! request and byte counters, and error messages that say what to do.
@@ -9,22 +9,25 @@
 //! The engine is synchronous; each backend owns a small tokio runtime and
 //! blocks on it per call, so any number of engine threads may call at once.
 
+mod credentials;
+mod http;
+#[cfg(test)]
+mod tests;
+
 use super::{Backend, ObjectInfo, TransferStats};
 use crate::error::{Error, Result};
-use async_trait::async_trait;
+use credentials::find_credentials;
 use futures_util::TryStreamExt;
+use http::{pace, Counters, LocalhostAwareResolver, MeteredConnector, RateLimit};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::client::{
-    Certificate, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
-    HttpService, ReqwestConnector,
-};
+use object_store::client::Certificate;
 use object_store::limit::LimitStore;
 use object_store::path::Path as OsPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use std::io::ErrorKind;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Objects larger than this are uploaded in parts.
@@ -138,240 +141,6 @@ impl S3Location {
             bucket,
             prefix,
         })
-    }
-}
-
-/// Credentials found in the environment or a profile file.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Credentials {
-    key_id: String,
-    secret: String,
-    token: Option<String>,
-    region: Option<String>,
-}
-
-/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else the
-/// profile `AWS_PROFILE` (or "default") of `AWS_SHARED_CREDENTIALS_FILE` (or
-/// ~/.aws/credentials). Region: `AWS_REGION`, `AWS_DEFAULT_REGION`, the
-/// profile's region in ~/.aws/config (`AWS_CONFIG_FILE`), else us-east-1.
-fn find_credentials(env: &dyn Fn(&str) -> Option<String>) -> Result<Credentials> {
-    let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    let home = env("HOME").unwrap_or_default();
-    let region_env = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
-    let config_file = env("AWS_CONFIG_FILE").unwrap_or_else(|| format!("{home}/.aws/config"));
-    let config_section = if profile == "default" {
-        "default".to_string()
-    } else {
-        format!("profile {profile}")
-    };
-    let region = region_env.or_else(|| {
-        std::fs::read_to_string(&config_file)
-            .ok()
-            .and_then(|t| ini_value(&t, &config_section, "region"))
-    });
-    if let (Some(key_id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-        return Ok(Credentials {
-            key_id,
-            secret,
-            token: env("AWS_SESSION_TOKEN"),
-            region,
-        });
-    }
-    let file =
-        env("AWS_SHARED_CREDENTIALS_FILE").unwrap_or_else(|| format!("{home}/.aws/credentials"));
-    let missing = || {
-        Error::Invalid(format!(
-            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put profile [{profile}] in {file} (AWS_PROFILE chooses the profile)"
-        ))
-    };
-    let text = std::fs::read_to_string(&file).map_err(|_| missing())?;
-    match (
-        ini_value(&text, &profile, "aws_access_key_id"),
-        ini_value(&text, &profile, "aws_secret_access_key"),
-    ) {
-        (Some(key_id), Some(secret)) => Ok(Credentials {
-            key_id,
-            secret,
-            token: ini_value(&text, &profile, "aws_session_token"),
-            region,
-        }),
-        _ => Err(missing()),
-    }
-}
-
-/// The value of `key` in `[section]` of an INI text (the AWS profile files).
-fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
-    let mut current = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = s.trim().to_string();
-        } else if current == section {
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim() == key {
-                    return Some(v.trim().to_string());
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Spaces requests so that bytes move at no more than a set rate on average.
-#[derive(Debug)]
-struct RateLimit {
-    bytes_per_sec: f64,
-    next_free: Mutex<Instant>,
-}
-
-impl RateLimit {
-    fn new(kib_per_sec: Option<u64>) -> Option<RateLimit> {
-        kib_per_sec.filter(|&k| k > 0).map(|k| RateLimit {
-            bytes_per_sec: k as f64 * 1024.0,
-            next_free: Mutex::new(Instant::now()),
-        })
-    }
-
-    /// How long to wait before moving `bytes`: reserve their share of time
-    /// after whatever was reserved before.
-    fn reserve(&self, bytes: u64, now: Instant) -> Duration {
-        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec);
-        let mut next = self.next_free.lock().unwrap_or_else(|p| p.into_inner());
-        let start = (*next).max(now);
-        *next = start + cost;
-        (start + cost).saturating_duration_since(now)
-    }
-}
-
-/// The system resolver, except that every name under `localhost` is the
-/// loopback address, as RFC 6761 asks (glibc resolves only `localhost`
-/// itself; virtual-host addressing of a local server needs BUCKET.localhost).
-#[derive(Debug)]
-struct LocalhostAwareResolver;
-
-impl object_store::client::DnsResolver for LocalhostAwareResolver {
-    fn resolve(&self, host: &str) -> object_store::client::DnsFuture {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        Box::pin(async move {
-            if host == "localhost" || host.ends_with(".localhost") {
-                return Ok(vec![
-                    std::net::IpAddr::from([127, 0, 0, 1]),
-                    std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-                ]);
-            }
-            let addrs = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            Ok(addrs.map(|a| a.ip()).collect())
-        })
-    }
-}
-
-/// Wraps the HTTP client: counts requests and bytes, reports the first retry.
-struct MeteredService {
-    inner: HttpClient,
-    stats: Arc<Counters>,
-    on_retry: Option<RetryNotice>,
-    told: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Debug for MeteredService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MeteredService")
-    }
-}
-
-impl MeteredService {
-    fn tell(&self, what: &str) {
-        if let Some(cb) = &self.on_retry {
-            if !self.told.swap(true, Ordering::Relaxed) {
-                cb(what);
-            }
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    requests: AtomicU64,
-    puts: AtomicU64,
-    gets: AtomicU64,
-    lists: AtomicU64,
-    deletes: AtomicU64,
-    other: AtomicU64,
-    bytes_sent: AtomicU64,
-    bytes_received: AtomicU64,
-}
-
-#[async_trait]
-impl HttpService for MeteredService {
-    async fn call(&self, req: HttpRequest) -> std::result::Result<HttpResponse, HttpError> {
-        let c = &self.stats;
-        c.requests.fetch_add(1, Ordering::Relaxed);
-        let method = req.method().clone();
-        let query = req.uri().query().unwrap_or("").to_string();
-        let counter = match method.as_str() {
-            "POST" if query.starts_with("delete") => &c.deletes,
-            "PUT" | "POST" => &c.puts,
-            "GET" if query.contains("list-type") || query.contains("prefix=") => &c.lists,
-            "GET" => &c.gets,
-            "DELETE" => &c.deletes,
-            _ => &c.other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let sent = req.body().content_length() as u64;
-        c.bytes_sent.fetch_add(sent, Ordering::Relaxed);
-        let resp = match self.inner.execute(req).await {
-            // An untrusted certificate will not become trusted by retrying:
-            // fail at once (object_store retries connection errors).
-            Err(e) if chain_text(&e).to_ascii_lowercase().contains("certificate") => {
-                return Err(HttpError::new(HttpErrorKind::Unknown, e));
-            }
-            Err(e) => {
-                self.tell(&root_cause(&e));
-                return Err(e);
-            }
-            Ok(r) => r,
-        };
-        if resp.status().is_server_error() || resp.status().as_u16() == 429 {
-            self.tell(&format!("the server answered {}", resp.status()));
-        }
-        let received = if method == http::Method::HEAD {
-            0
-        } else {
-            resp.headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        c.bytes_received.fetch_add(received, Ordering::Relaxed);
-        Ok(resp)
-    }
-}
-
-/// Builds the metered client for object_store.
-struct MeteredConnector {
-    stats: Arc<Counters>,
-    on_retry: Option<RetryNotice>,
-}
-
-impl std::fmt::Debug for MeteredConnector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MeteredConnector")
-    }
-}
-
-impl HttpConnector for MeteredConnector {
-    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let inner = ReqwestConnector::default().connect(options)?;
-        Ok(HttpClient::new(MeteredService {
-            inner,
-            stats: self.stats.clone(),
-            on_retry: self.on_retry.clone(),
-            told: Default::default(),
-        }))
     }
 }
 
@@ -600,13 +369,6 @@ impl S3Backend {
     }
 }
 
-/// Wait for the rate limit's share of time for `bytes` (no limit: no wait).
-fn pace(limit: &Option<RateLimit>, bytes: usize) {
-    if let Some(l) = limit {
-        std::thread::sleep(l.reserve(bytes as u64, Instant::now()));
-    }
-}
-
 /// An error and all its sources on one line.
 fn chain_text(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -784,207 +546,5 @@ impl Backend for S3Backend {
             bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A fresh prefix in the test bucket of the real server that
-    /// scripts/test.sh starts. Without it these tests fail: they never skip.
-    pub(crate) fn test_location(tag: &str) -> String {
-        let base = std::env::var("IRONVAULT_TEST_S3").expect(
-            "IRONVAULT_TEST_S3 is not set: run scripts/test.sh, or scripts/s3-server.sh start and source its env file",
-        );
-        format!("{base}/unit-{tag}-{}", crate::format::Id::random().to_hex())
-    }
-
-    #[test]
-    fn s3_conformance_multipart_and_long_listings() {
-        let opts = S3Options {
-            multipart_threshold: 6 << 20,
-            part_size: 5 << 20,
-            ..S3Options::default()
-        };
-        let b = S3Backend::open(&test_location("conf"), &opts).unwrap();
-        crate::backend::conformance(&b);
-
-        // 13 MiB: three parts.
-        let big: Vec<u8> = (0..13u32 << 20)
-            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-            .collect();
-        let before = b.transfer_stats().unwrap();
-        b.put("packs/data/00/big", &big).unwrap();
-        let after = b.transfer_stats().unwrap();
-        assert!(
-            after.puts - before.puts >= 5,
-            "initiate + 3 parts + complete: {after:?}"
-        );
-        assert_eq!(b.get("packs/data/00/big").unwrap(), big);
-        assert_eq!(
-            b.get_range("packs/data/00/big", 12 << 20, 10).unwrap(),
-            big[12 << 20..(12 << 20) + 10]
-        );
-        assert!(after.bytes_sent - before.bytes_sent >= big.len() as u64);
-
-        // Listings page past 1,000 keys.
-        let names: Vec<String> = (0..1100).map(|i| format!("index/{i:05}")).collect();
-        std::thread::scope(|s| {
-            for part in names.chunks(140) {
-                let b = &b;
-                s.spawn(move || {
-                    for n in part {
-                        b.put(n, b"x").unwrap();
-                    }
-                });
-            }
-        });
-        let l = b.list("index/").unwrap();
-        assert_eq!(l.len(), 1100);
-        assert_eq!(l[1099].name, "index/01099");
-        assert_eq!(
-            b.list("index/0105").unwrap().len(),
-            10,
-            "a partial last component filters"
-        );
-    }
-
-    #[test]
-    fn s3_through_the_metadata_cache() {
-        let d = tempfile::tempdir().unwrap();
-        let b = S3Backend::open(&test_location("cache"), &S3Options::default()).unwrap();
-        let c = crate::backend::cache::CachedBackend::new(Box::new(b), d.path()).unwrap();
-        crate::backend::conformance(&c);
-        let tree = vec![3u8; 4096];
-        let name = format!("packs/tree/ab/{}", blake3::hash(&tree).to_hex());
-        c.put(&name, &tree).unwrap();
-        let before = c.transfer_stats().unwrap();
-        for _ in 0..5 {
-            assert_eq!(c.get_range(&name, 100, 4).unwrap(), vec![3u8; 4]);
-        }
-        assert_eq!(
-            c.transfer_stats().unwrap().gets,
-            before.gets,
-            "served from the cache"
-        );
-    }
-
-    #[test]
-    fn missing_bucket_and_bad_credentials_say_so() {
-        let base = test_location("x");
-        let endpoint = base.split('/').take(3).collect::<Vec<_>>().join("/");
-        let b = S3Backend::open(
-            &format!("{endpoint}/no-such-bucket-here"),
-            &S3Options::default(),
-        )
-        .unwrap();
-        let e = b.list("keys/").unwrap_err().to_string();
-        assert!(
-            e.contains("bucket no-such-bucket-here does not exist"),
-            "{e}"
-        );
-        let env = |k: &str| match k {
-            "AWS_ACCESS_KEY_ID" => Some("GK00000000000000000000dead".into()),
-            "AWS_SECRET_ACCESS_KEY" => Some("wrong".into()),
-            _ => None,
-        };
-        let b = S3Backend::open_with_env(&base, &S3Options::default(), &env).unwrap();
-        let e = b.get("config").unwrap_err().to_string();
-        assert!(e.contains("access denied"), "{e}");
-    }
-
-    #[test]
-    fn virtual_host_addressing_reaches_the_bucket() {
-        // The test server answers BUCKET.localhost (root_domain ".localhost").
-        let base = test_location("vhost");
-        let (_, rest) = base.split_once("//").unwrap();
-        let port = rest.split('/').next().unwrap().rsplit(':').next().unwrap();
-        let path = rest.split_once('/').unwrap().1;
-        let opts = S3Options {
-            virtual_host: true,
-            ..S3Options::default()
-        };
-        let b = S3Backend::open(&format!("s3:http://localhost:{port}/{path}"), &opts).unwrap();
-        crate::backend::conformance(&b);
-        // Path style sees the same objects.
-        b.put("index/vh", b"virtual").unwrap();
-        let p = S3Backend::open(&base, &S3Options::default()).unwrap();
-        assert_eq!(p.get("index/vh").unwrap(), b"virtual");
-    }
-
-    #[test]
-    fn locations_parse() {
-        let l = S3Location::parse("s3:http://127.0.0.1:3900/bkt/a/b/").unwrap();
-        assert_eq!(l.endpoint, "http://127.0.0.1:3900");
-        assert_eq!(l.bucket, "bkt");
-        assert_eq!(l.prefix, "a/b");
-        let l = S3Location::parse("s3:https://s3.example.net/bkt").unwrap();
-        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("bkt", ""));
-        for bad in [
-            "s3:ftp://h/b",
-            "s3:http://h",
-            "s3:http://h/",
-            "s3:http://h/b/pre~fix",
-            "s3:http://h/b/a//b",
-            "s3:http://h/b/./x",
-            "s3:http://h/b%20/x",
-            "s3://bucket",
-            "http://h/b",
-        ] {
-            assert!(S3Location::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn credentials_from_env_then_profile_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path().join("credentials");
-        let config = dir.path().join("config");
-        std::fs::write(
-            &creds,
-            "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n\n[work]\n# comment\naws_access_key_id=W\naws_secret_access_key=WS\naws_session_token = T\n",
-        )
-        .unwrap();
-        std::fs::write(&config, "[profile work]\nregion = eu-west-3\n").unwrap();
-        let files = |extra: &'static [(&'static str, &'static str)]| {
-            let c = creds.to_string_lossy().to_string();
-            let g = config.to_string_lossy().to_string();
-            move |k: &str| -> Option<String> {
-                match k {
-                    "AWS_SHARED_CREDENTIALS_FILE" => Some(c.clone()),
-                    "AWS_CONFIG_FILE" => Some(g.clone()),
-                    _ => extra
-                        .iter()
-                        .find(|(n, _)| *n == k)
-                        .map(|(_, v)| v.to_string()),
-                }
-            }
-        };
-        let env = files(&[("AWS_ACCESS_KEY_ID", "E"), ("AWS_SECRET_ACCESS_KEY", "ES")]);
-        let c = find_credentials(&env).unwrap();
-        assert_eq!((c.key_id.as_str(), c.secret.as_str()), ("E", "ES"));
-        let c = find_credentials(&files(&[])).unwrap();
-        assert_eq!((c.key_id.as_str(), c.token.as_deref()), ("D", None));
-        let c = find_credentials(&files(&[("AWS_PROFILE", "work")])).unwrap();
-        assert_eq!(
-            (c.key_id.as_str(), c.token.as_deref(), c.region.as_deref()),
-            ("W", Some("T"), Some("eu-west-3"))
-        );
-        let e = find_credentials(&files(&[("AWS_PROFILE", "nope")])).unwrap_err();
-        assert!(e.to_string().contains("no S3 credentials"), "{e}");
-    }
-
-    #[test]
-    fn rate_limit_spaces_reservations() {
-        let r = RateLimit::new(Some(1024)).unwrap(); // 1 MiB/s
-        let now = Instant::now();
-        assert_eq!(r.reserve(0, now), Duration::ZERO);
-        assert_eq!(r.reserve(512 << 10, now), Duration::from_millis(500));
-        assert_eq!(r.reserve(512 << 10, now), Duration::from_millis(1000));
-        // Idle time is not banked: after a pause, the next transfer pays only its own share.
-        let later = now + Duration::from_secs(10);
-        assert_eq!(r.reserve(1 << 20, later), Duration::from_secs(1));
-        assert!(RateLimit::new(None).is_none() && RateLimit::new(Some(0)).is_none());
     }
 }
