@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 src=$(realpath "${1:-/usr/share/doc}")
 work=${QUICKSTART_DIR:-$PWD/quickstart}
 cargo build --release -q -p ironvault
-iv=$PWD/target/release/ironvault
+target=${CARGO_TARGET_DIR:-$PWD/target}
+[[ $target = /* ]] || target=$PWD/$target
+iv=$target/release/ironvault
 rm -rf "$work" && mkdir -p "$work"
 export IRONVAULT_REPO="$work/repo"
 export IRONVAULT_PASSWORD=${IRONVAULT_PASSWORD:-quickstart-demo-password}
