@@ -12,6 +12,7 @@
 //!
 //! Memory is bounded by the channel bounds below times the largest chunk.
 
+mod commit;
 pub mod exclude;
 pub mod meta;
 mod reader;
@@ -24,6 +25,7 @@ use crate::format::{to_cbor, BlobType, Id};
 use crate::repo::lock::Lock;
 use crate::repo::packer::BlobSink;
 use crate::repo::Repository;
+pub(crate) use commit::commit_snapshot;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -383,75 +385,6 @@ pub fn backup(
         summary,
         warn,
     )
-}
-
-/// Last step of every backup: build the snapshot, confirm the lock, write
-/// the snapshot (or, in a dry run, only compute its id), release the lock.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn commit_snapshot(
-    repo: &Repository,
-    lock: Lock,
-    sink: &BlobSink,
-    opts: &BackupOptions,
-    tree: Id,
-    paths: Vec<String>,
-    parent: Option<Id>,
-    summary: Summary,
-    warn: WarnFn<'_>,
-) -> Result<BackupResult> {
-    // SAFETY: getuid/getgid have no preconditions.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let snapshot = Snapshot {
-        version: 1,
-        time: opts.time.clone().unwrap_or_else(|| summary.started.clone()),
-        tree,
-        paths,
-        hostname: opts.hostname.clone(),
-        username: crate::repo::username(),
-        uid,
-        gid,
-        tags: opts.tags.clone(),
-        parent,
-        program_version: format!("ironvault {}", env!("CARGO_PKG_VERSION")),
-        summary: Some(summary.clone()),
-    };
-    let bytes_added_stored = sink.stats.bytes_added_stored.load(Ordering::Relaxed);
-    if opts.dry_run {
-        let snapshot_id = repo
-            .id_keys()
-            .snapshot_id(&crate::format::to_cbor(&snapshot)?);
-        let _ = lock.release();
-        return Ok(BackupResult {
-            snapshot_id,
-            snapshot,
-            parent,
-            summary,
-            packs_written: 0,
-            bytes_added_stored,
-        });
-    }
-    // The last safe point: a stop requested while the packs were written
-    // (or uploaded) still leaves no snapshot, only packs the next run reuses.
-    if crate::interrupt::requested() {
-        lock.release()?;
-        return Err(Error::Interrupted);
-    }
-    lock.confirm()?;
-    let snapshot_id = repo.save_snapshot(&snapshot)?;
-    if let Err(e) = lock.release() {
-        // The snapshot is saved; a lock left behind goes stale on its own.
-        warn(&format!(
-            "could not remove the lock ({e}); 'ironvault unlock' removes it"
-        ));
-    }
-    Ok(BackupResult {
-        snapshot_id,
-        snapshot,
-        parent,
-        summary,
-        packs_written: sink.stats.packs_written.load(Ordering::Relaxed),
-        bytes_added_stored,
-    })
 }
 
 struct Walker<'a, 's> {
