@@ -14,7 +14,7 @@
 #
 # Why Garage: it is a real distributed object store (the kind ironvault is
 # meant to run on), open source, and installs from crates.io, which this
-# project's machines can reach. A cold build takes 10-17 minutes on two
+# project's machines can reach. A cold build takes 7-17 minutes on two
 # cores, so it is built once into IRONVAULT_TOOLS_DIR (default
 # ~/.cache/ironvault-tools) and reused.
 set -euo pipefail
@@ -35,7 +35,7 @@ install() {
     if [ -x "$GARAGE_BIN" ]; then
         return
     fi
-    echo "building Garage $GARAGE_VERSION into $TOOLS (once; about 10-17 minutes on 2 cores)" >&2
+    echo "building Garage $GARAGE_VERSION into $TOOLS (once; about 7-17 minutes on 2 cores)" >&2
     # Release without LTO and at opt-level 1: a test server, built in half the time.
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0 \

@@ -4,7 +4,7 @@
 # Tests that need root (owners, device nodes, tmpfs for the full-disk test,
 # running as another user) expect root, as CI runs; they fail, never skip.
 # The S3 tests run against a real Garage server on 127.0.0.1, which
-# scripts/s3-server.sh builds once into ~/.cache/ironvault-tools (10-17
+# scripts/s3-server.sh builds once into ~/.cache/ironvault-tools (7-17
 # minutes the first time), starts here and stops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
