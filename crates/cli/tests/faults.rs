@@ -313,13 +313,7 @@ fn two_concurrent_backups_into_one_repository_both_restore() {
         );
     }
     env.init();
-    let spawn = |p: &std::path::Path| {
-        env.cmd(&["backup", p.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |p: &std::path::Path| env.spawn(&["backup", p.to_str().unwrap()]);
     let (ca, cb) = (spawn(&a), spawn(&b));
     let (oa, ob) = (
         ca.wait_with_output().unwrap(),
@@ -375,14 +369,6 @@ fn file_changing_while_read_is_flagged_warned_and_exit_3() {
     assert!(out.contains("1 changed"), "{out}");
 }
 
-fn spawn_quiet(env: &Env, args: &[&str]) -> std::process::Child {
-    env.cmd(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Wait until the repository holds at least `n` data packs.
 fn wait_for_packs(env: &Env, n: usize) {
     let t0 = std::time::Instant::now();
@@ -409,7 +395,7 @@ fn killed_backup_leaves_a_stale_lock_and_the_rerun_reuses_its_packs() {
     let src = env.path("src");
     write(&src.join("big"), &random_bytes(200 << 20, 8));
     env.init();
-    let mut child = spawn_quiet(&env, &["backup", src.to_str().unwrap()]);
+    let mut child = env.spawn(&["backup", src.to_str().unwrap()]);
     wait_for_packs(&env, 3);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -442,7 +428,7 @@ fn interrupted_backup_stops_cleanly_with_exit_130() {
     let src = env.path("src");
     write(&src.join("big"), &random_bytes(200 << 20, 9));
     env.init();
-    let child = spawn_quiet(&env, &["backup", src.to_str().unwrap()]);
+    let child = env.spawn(&["backup", src.to_str().unwrap()]);
     wait_for_packs(&env, 2);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -230,12 +230,7 @@ fn a_killed_backup_resumes_without_uploading_its_packs_again() {
     env.init();
     proxy.take_done();
     // Slow enough (40 MiB/s) that the kill lands in the middle.
-    let mut child = env
-        .cmd(&["--limit-upload", "40960", "backup", src.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn(&["--limit-upload", "40960", "backup", src.to_str().unwrap()]);
     let t0 = Instant::now();
     while proxy
         .done_snapshot()
@@ -331,19 +326,14 @@ fn killing_the_s3_server_mid_backup_fails_in_one_line_and_a_rerun_completes() {
     let src = env.path("src");
     corpus(&src, 100, 3);
     env.init();
-    let child = env
-        .cmd(&[
-            "--limit-upload",
-            "20480",
-            "--s3-retry-timeout",
-            "5",
-            "backup",
-            src.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = env.spawn(&[
+        "--limit-upload",
+        "20480",
+        "--s3-retry-timeout",
+        "5",
+        "backup",
+        src.to_str().unwrap(),
+    ]);
     std::thread::sleep(Duration::from_millis(1500));
     server.kill();
     let o = child.wait_with_output().unwrap();
@@ -511,12 +501,7 @@ fn ctrl_c_while_packs_upload_writes_no_snapshot_and_exits_130() {
     env.init();
     // Read in well under a second, uploaded at 5 MiB/s: the signal arrives
     // after every file was read, while packs are still going up.
-    let child = env
-        .cmd(&["--limit-upload", "5120", "backup", src.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = env.spawn(&["--limit-upload", "5120", "backup", src.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(2500));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

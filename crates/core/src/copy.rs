@@ -103,7 +103,8 @@ fn copy_locked(
     let mut out = Vec::new();
     for id in ids {
         let plain = src.load_snapshot_plain(id)?;
-        let snapshot = src.load_snapshot(id)?;
+        let snapshot: Snapshot =
+            crate::format::from_cbor(&plain, &format!("snapshot {}", id.short()))?;
         if present.contains(id) {
             let c = CopiedSnapshot {
                 id: *id,

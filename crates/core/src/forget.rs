@@ -238,17 +238,12 @@ pub fn apply(p: &Policy, group: &[(Id, Snapshot)]) -> Vec<Decision> {
             });
             continue;
         };
-        if p.tags
+        if let Some(tl) = p
+            .tags
             .iter()
-            .any(|tl| !tl.is_empty() && tl.iter().all(|tag| snap.tags.iter().any(|x| x == tag)))
+            .find(|tl| !tl.is_empty() && tl.iter().all(|tag| snap.tags.contains(tag)))
         {
-            let tl = p
-                .tags
-                .iter()
-                .find(|tl| !tl.is_empty() && tl.iter().all(|tag| snap.tags.contains(tag)))
-                .map(|tl| tl.join(","))
-                .unwrap_or_default();
-            reasons.push(format!("tag {tl}"));
+            reasons.push(format!("tag {}", tl.join(",")));
         }
         if let Some(n) = p.last {
             if n == -1 || (nr as i64) < n {

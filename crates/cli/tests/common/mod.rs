@@ -60,6 +60,15 @@ impl Env {
         c
     }
 
+    /// Start in the background with stdout and stderr captured.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Run and return the output.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()

@@ -41,20 +41,13 @@ pub(crate) fn rebuild_index_locked(
         .iter()
         .filter_map(|o| o.name.strip_prefix("index/").and_then(Id::from_hex))
         .collect();
-    let mut packs = Vec::new();
-    for t in [BlobType::Data, BlobType::Tree] {
-        for o in b.list(&format!("packs/{}/", t.dir()))? {
-            if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
-                packs.push((t, id, o.size, o.name));
-            }
-        }
-    }
+    let packs = repo.stored_packs()?;
     let mut r = IndexRepair::default();
     let mut file = IndexFile {
         packs: Vec::new(),
         supersedes: old.clone(),
     };
-    for (i, (t, id, size, name)) in packs.iter().enumerate() {
+    for (i, crate::repo::StoredPack { t, id, size, name }) in packs.iter().enumerate() {
         progress(i as u64, packs.len() as u64);
         if crate::interrupt::requested() {
             return Err(Error::Interrupted);
@@ -112,14 +105,7 @@ pub fn repair_snapshots(
     // index file still lists it (before 'repair index' has run), and a
     // replacement tree must be written again rather than deduplicated
     // against the lost copy.
-    let mut stored = crate::format::id::IdSet::default();
-    for t in [BlobType::Data, BlobType::Tree] {
-        for o in repo.backend().list(&format!("packs/{}/", t.dir()))? {
-            if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
-                stored.insert(id);
-            }
-        }
-    }
+    let stored: crate::format::id::IdSet = repo.stored_packs()?.iter().map(|p| p.id).collect();
     repo.forget_missing_packs(&stored)?;
     let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
     sink.set_dry_run(dry_run);

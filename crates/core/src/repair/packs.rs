@@ -55,14 +55,11 @@ pub fn repair_packs(
         other.load_index(false)?;
         let old = repo.index();
         let b = repo.backend();
-        let mut stored: HashMap<Id, u64> = HashMap::new();
-        for t in [BlobType::Data, BlobType::Tree] {
-            for o in b.list(&format!("packs/{}/", t.dir()))? {
-                if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
-                    stored.insert(id, o.size);
-                }
-            }
-        }
+        let stored: HashMap<Id, u64> = repo
+            .stored_packs()?
+            .into_iter()
+            .map(|p| (p.id, p.size))
+            .collect();
         let mut by_pack: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
         for (id, loc) in old.iter_all() {
             by_pack.entry(loc.pack).or_default().push((*id, *loc));

@@ -59,6 +59,16 @@ pub struct Repository {
     read_ahead: Option<readahead::ReadAhead>,
 }
 
+/// A pack as storage lists it.
+#[derive(Clone, Debug)]
+pub struct StoredPack {
+    pub t: BlobType,
+    pub id: Id,
+    pub size: u64,
+    /// Its object name (`packs/<type>/<xx>/<id>`).
+    pub name: String,
+}
+
 /// A prune phase-1 deletion list (format.md §9).
 #[derive(Serialize, Deserialize)]
 pub struct Deletions {
@@ -354,6 +364,25 @@ impl Repository {
         Ok(IndexPack::from_entries(*id, t, size, &entries))
     }
 
+    /// Every pack in storage (names that are not a pack id are skipped;
+    /// `check` reports them).
+    pub fn stored_packs(&self) -> Result<Vec<StoredPack>> {
+        let mut out = Vec::new();
+        for t in [BlobType::Data, BlobType::Tree] {
+            for o in self.backend.list(&format!("packs/{}/", t.dir()))? {
+                if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
+                    out.push(StoredPack {
+                        t,
+                        id,
+                        size: o.size,
+                        name: o.name,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Find packs that are stored but in no index (an interrupted backup
     /// leaves them), read their headers and add them to the loaded index.
     /// Returns them so the caller lists them in its next index file; packs
@@ -363,20 +392,12 @@ impl Repository {
     /// referencing data that is gone.
     pub fn adopt_unindexed_packs(&self) -> Result<Vec<IndexPack>> {
         let skip = self.deletion_candidates()?;
-        let mut stored = crate::format::id::IdSet::default();
-        let mut listed = Vec::new();
-        for t in [BlobType::Data, BlobType::Tree] {
-            for o in self.backend.list(&format!("packs/{}/", t.dir()))? {
-                if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
-                    stored.insert(id);
-                    listed.push((t, id, o.size));
-                }
-            }
-        }
+        let listed = self.stored_packs()?;
+        let stored: crate::format::id::IdSet = listed.iter().map(|p| p.id).collect();
         self.forget_missing_packs(&stored)?;
         let idx = self.index();
         let mut found = Vec::new();
-        for (t, id, size) in listed {
+        for StoredPack { t, id, size, .. } in listed {
             if idx.packs().contains_key(&id) || skip.contains(&id) {
                 continue;
             }
