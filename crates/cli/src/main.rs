@@ -118,6 +118,8 @@ enum Command {
     Dump(commands::dump::Args),
     /// Remove snapshots by a keep policy (daily/weekly/monthly/yearly, within, tags) or by id.
     Forget(commands::forget::Args),
+    /// Delete data no snapshot needs and repack packs with unused space (safe while others back up).
+    Prune(commands::prune::Args),
     /// Copy snapshots from a related repository (--from-repo) into this one.
     Copy(commands::copy::Args),
     /// Print a decrypted repository object as JSON (for debugging; secrets are not shown).
@@ -232,6 +234,7 @@ fn main() -> ExitCode {
         Command::Cat(a) => commands::cat::run(&cli, a),
         Command::Copy(a) => commands::copy::run(&cli, a),
         Command::Forget(a) => commands::forget::run(&cli, a),
+        Command::Prune(a) => commands::prune::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -61,6 +61,28 @@ pub fn transfer_json(b: &dyn ironvault_core::backend::Backend) -> serde_json::Va
     }
 }
 
+/// Parse a size: plain bytes or with a binary suffix K, M, G, T (e.g. "500M", "1.5G").
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("'{s}': unknown size unit '{c}'; use K, M, G or T")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok((v * mult as f64) as u64),
+        _ => Err(format!("'{s}' is not a size; give e.g. 500M or 10G")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -68,5 +90,14 @@ mod tests {
         assert_eq!(super::bytes(10), "10 B");
         assert_eq!(super::bytes(1536), "1.5 KiB");
         assert_eq!(super::bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(super::parse_size("1024"), Ok(1024));
+        assert_eq!(super::parse_size("500M"), Ok(500 << 20));
+        assert_eq!(super::parse_size("1.5g"), Ok(3 << 29));
+        assert!(super::parse_size("5X").is_err());
+        assert!(super::parse_size("-1K").is_err());
     }
 }

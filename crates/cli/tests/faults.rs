@@ -566,7 +566,7 @@ fn a_live_exclusive_lock_stops_a_backup_with_exit_11() {
     let env = Env::new();
     let src = small_source(&env);
     env.init();
-    // hold an exclusive lock as prune will, through the engine itself
+    // hold an exclusive lock as repair packs does, through the engine itself
     let backend: std::sync::Arc<dyn ironvault_core::backend::Backend> =
         std::sync::Arc::new(ironvault_core::backend::local::LocalBackend::new(&env.repo));
     let repo =

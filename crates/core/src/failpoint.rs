@@ -19,6 +19,16 @@ pub const ALL: &[&str] = &[
     "lock-remove",
 ];
 
+/// Prune's failpoints, in order (a separate list: backups never reach them).
+pub const PRUNE: &[&str] = &[
+    "prune-repacked",
+    "prune-deletions-written",
+    "prune-index-written",
+    "prune-old-index-deleted",
+    "prune-pack-deleted",
+    "prune-packs-deleted",
+];
+
 /// Kill the process here if `IRONVAULT_FAILPOINT` names this point.
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
@@ -48,3 +58,30 @@ pub fn hit(name: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// Hold the process here if `IRONVAULT_PAUSE=name=FILE` names this point:
+/// create `FILE.reached`, then wait (at most 5 minutes) until FILE exists.
+/// Tests use it to order two processes, e.g. a backup that has loaded the
+/// index and a prune that marks its packs for deletion.
+#[cfg(feature = "failpoints")]
+pub fn pause(name: &str) {
+    let Ok(v) = std::env::var("IRONVAULT_PAUSE") else {
+        return;
+    };
+    let Some((n, file)) = v.split_once('=') else {
+        return;
+    };
+    if n != name {
+        return;
+    }
+    let _ = std::fs::write(format!("{file}.reached"), b"");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !std::path::Path::new(file).exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Without the `failpoints` feature this compiles to nothing.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn pause(_name: &str) {}

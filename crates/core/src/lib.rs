@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod forget;
 pub mod format;
 pub mod interrupt;
+pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;

@@ -59,6 +59,11 @@ pub struct Args {
     dry_run: bool,
     #[command(flatten)]
     filter: SnapshotFilter,
+    /// Run a prune afterwards, so the data only the removed snapshots used is deleted.
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_opts: super::prune::PruneArgs,
 }
 
 fn dur(s: &Option<String>, flag: &str) -> Result<Option<CalDuration>> {
@@ -109,15 +114,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     if !a.ids.is_empty() && !policy.is_empty() {
         bail!("give either snapshot ids or a --keep-* policy, not both");
     }
+    let prune_opts = a.prune_opts.options(a.dry_run)?;
     let repo = super::open_repo(cli)?;
-    // Removing snapshots must not race a check or a prune reading them.
+    // A shared lock: removing snapshots is safe beside backups and a prune
+    // (a prune that still sees a removed snapshot only keeps more), and it
+    // keeps exclusive work such as 'repair packs' away.
     let lock = if a.dry_run {
         None
     } else {
         Some(Lock::acquire(
             repo.backend().clone(),
             *repo.master_key(),
-            true,
+            false,
         )?)
     };
     let snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
@@ -209,10 +217,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             );
         } else {
             println!(
-                "removed {}; the data only they used stays stored until a prune removes it",
-                crate::output::plural(removed, "snapshot")
+                "removed {}{}",
+                crate::output::plural(removed, "snapshot"),
+                if a.prune {
+                    "; pruning"
+                } else {
+                    "; the data only they used stays stored until 'ironvault prune' removes it"
+                }
             );
         }
+    }
+    if a.prune {
+        return super::prune::run_prune(cli, repo, &prune_opts);
     }
     Ok(0)
 }

@@ -255,6 +255,7 @@ pub fn backup(
     let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
     repo.load_index(true)?;
     let adopted = repo.adopt_unindexed_packs()?;
+    crate::failpoint::pause("backup-index-loaded");
     if !adopted.is_empty() {
         let bytes: u64 = adopted.iter().map(|p| p.size).sum();
         warn(&format!(

@@ -267,6 +267,25 @@ pub fn check(
             )),
         }
     }
+    match repo.deletion_lists() {
+        Ok(lists) if !lists.is_empty() => {
+            let packs: usize = lists.iter().map(|(_, d)| d.packs.len()).sum();
+            r.notices.push(format!(
+                "{} prune deletion list(s) name {packs} packs: a prune is running or was interrupted (harmless: backups store those blobs again; the next 'ironvault prune' finishes the job)",
+                lists.len()
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => r.errors.push(format!("deletion list: {e}")),
+    }
+    match crate::prune::erasure_requests(repo) {
+        Ok(q) if !q.is_empty() => r.notices.push(format!(
+            "{} erasure request(s) from 'ironvault rewrite' wait for 'ironvault prune' to remove the erased data from storage",
+            q.len()
+        )),
+        Ok(_) => {}
+        Err(e) => r.errors.push(format!("erasure request: {e}")),
+    }
     if opts.read_data || opts.subset.is_some() {
         // What was read and found, for whoever asks later which packs were
         // verified when (a failed write only costs the record).

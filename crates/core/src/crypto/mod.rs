@@ -24,6 +24,7 @@ pub mod ad {
     pub const DELETIONS: &[u8] = b"ironvault/deletions/v1";
     pub const KEY: &[u8] = b"ironvault/key/v1";
     pub const SCRUB: &[u8] = b"ironvault/scrub/v1";
+    pub const ERASURE: &[u8] = b"ironvault/erasure/v1";
 }
 
 /// 32 random bytes.

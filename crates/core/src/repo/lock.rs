@@ -242,6 +242,11 @@ impl Lock {
         })
     }
 
+    /// The lock object's name (`locks/<id>`).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
     /// Refresh now and confirm the lock never went stale (called before a
     /// snapshot is written: a stale lock means prune may have deleted packs).
     pub fn confirm(&self) -> Result<()> {

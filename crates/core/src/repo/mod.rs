@@ -74,6 +74,14 @@ pub struct StoredPack {
 pub struct Deletions {
     pub created: String,
     pub packs: Vec<Id>,
+    /// The writing prune's lock object (`locks/<id>`): while that lock is
+    /// live the prune is running; once it is gone or stale, the list is
+    /// abandoned and the next prune replaces it. Absent in lists written
+    /// before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 impl Repository {
@@ -266,6 +274,20 @@ impl Repository {
 
     /// Read every index file; a damaged one is returned in the error list, not fatal.
     pub fn read_index_files(&self) -> Result<WithErrors<(Id, IndexFile)>> {
+        // A file that vanishes between the listing and the read was replaced
+        // by a prune, whose new index file may be missing from the listing:
+        // list again (a prune replaces index files rarely, so a few tries do).
+        for _ in 0..4 {
+            if let Some(r) = self.read_index_files_once()? {
+                return Ok(r);
+            }
+        }
+        Err(Error::Invalid(
+            "index files keep changing while being read (another prune?); try again".into(),
+        ))
+    }
+
+    fn read_index_files_once(&self) -> Result<Option<WithErrors<(Id, IndexFile)>>> {
         let mut files = Vec::new();
         let mut errors = Vec::new();
         for o in self.backend.list("index/")? {
@@ -275,7 +297,7 @@ impl Repository {
             };
             let bytes = match self.backend.get(&o.name) {
                 Ok(b) => b,
-                Err(e) if is_not_found(&e) => continue,
+                Err(e) if is_not_found(&e) => return Ok(None),
                 Err(e) => return Err(e),
             };
             if Id::hash_of(&bytes) != id {
@@ -290,12 +312,12 @@ impl Repository {
                 Err(e) => errors.push(e),
             }
         }
-        Ok((files, errors))
+        Ok(Some((files, errors)))
     }
 
-    /// Packs named by prune phase-1 deletion lists.
-    pub fn deletion_candidates(&self) -> Result<HashSet<Id>> {
-        let mut out = HashSet::new();
+    /// Every prune phase-1 deletion list, with its object name.
+    pub fn deletion_lists(&self) -> Result<Vec<(String, Deletions)>> {
+        let mut out = Vec::new();
         for o in self.backend.list("deletions/")? {
             let bytes = match self.backend.get(&o.name) {
                 Ok(b) => b,
@@ -306,9 +328,18 @@ impl Repository {
                 &open(&self.master, ad::DELETIONS, &bytes, &o.name)?,
                 &o.name,
             )?;
-            out.extend(d.packs);
+            out.push((o.name, d));
         }
         Ok(out)
+    }
+
+    /// Packs named by prune phase-1 deletion lists.
+    pub fn deletion_candidates(&self) -> Result<HashSet<Id>> {
+        Ok(self
+            .deletion_lists()?
+            .into_iter()
+            .flat_map(|(_, d)| d.packs)
+            .collect())
     }
 
     /// Load the master index. With `for_writing`, packs that prune may delete

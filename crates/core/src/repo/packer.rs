@@ -47,6 +47,8 @@ pub struct BlobSink {
     /// Ids added during this run (the master index holds the rest).
     added: Mutex<crate::format::id::IdSet>,
     pending_index: Mutex<(Vec<IndexPack>, Instant)>,
+    /// Every pack written by this sink, when asked for (a caller that verifies them).
+    written: Mutex<Option<Vec<IndexPack>>>,
     /// Count what would be stored, write nothing.
     dry_run: std::sync::atomic::AtomicBool,
     /// Serialises index writes so packs appear in exactly one index file.
@@ -68,6 +70,7 @@ impl BlobSink {
             ],
             added: Mutex::new(Default::default()),
             pending_index: Mutex::new((Vec::new(), Instant::now())),
+            written: Mutex::new(None),
             dry_run: std::sync::atomic::AtomicBool::new(false),
             stats: WriteStats::default(),
         }
@@ -112,6 +115,35 @@ impl BlobSink {
             .bytes_added_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         self.append(t, id, &sealed, raw_len)
+    }
+
+    /// Store a claimed blob that is already sealed (as read from another pack
+    /// of this repository: a blob's seal binds its type and id, not its pack).
+    pub fn store_sealed(&self, t: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
+        self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_added_raw
+            .fetch_add(raw_len as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_added_stored
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.append(t, id, sealed, raw_len)
+    }
+
+    /// Remember the packs written from now on (see `written_packs`).
+    pub fn record_written(&self) {
+        if let Ok(mut w) = self.written.lock() {
+            w.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// The packs written since `record_written`.
+    pub fn written_packs(&self) -> Vec<IndexPack> {
+        self.written
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .unwrap_or_default()
     }
 
     /// Store a blob unless it is already known; true if it was stored.
@@ -173,6 +205,11 @@ impl BlobSink {
         self.repo.backend().put(&pack_name(t, &id), &p.buf)?;
         self.stats.packs_written.fetch_add(1, Ordering::Relaxed);
         let ip = IndexPack::from_entries(id, t, p.buf.len() as u64, &p.entries);
+        if let Ok(mut w) = self.written.lock() {
+            if let Some(w) = w.as_mut() {
+                w.push(ip.clone());
+            }
+        }
         let due = {
             let mut pi = self
                 .pending_index

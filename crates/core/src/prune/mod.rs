@@ -1,0 +1,665 @@
+//! Prune: delete packs no snapshot needs and repack packs with too much
+//! unused space, safely while other hosts back up (format.md §9).
+//!
+//! Phase 1 holds a shared lock, reads every snapshot (the set S1), decides
+//! per pack (`plan`), copies the kept blobs of packs to repack into new
+//! packs and verifies them, writes a `deletions/` list of candidate packs and
+//! lists the locks (L1). Phase 2 waits until every lock in L1 has ended,
+//! reads the snapshots that appeared since S1, withdraws each candidate
+//! holding a blob they need that lives nowhere else, writes one index file
+//! that supersedes all others and no longer lists the packs to delete, then
+//! deletes the packs, the old index files and the deletion list. A prune
+//! killed at any point leaves a repository that `check` passes: the packs it
+//! deleted were already out of the index, and backups keep away from the
+//! packs of a deletion list until a later prune finishes the job.
+
+pub mod plan;
+
+use crate::backend::{is_not_found, Backend};
+use crate::crypto::{ad, open, seal};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::format::id::{IdMap, IdSet};
+use crate::format::index::IndexFile;
+use crate::format::{from_cbor, to_cbor, BlobType, Id};
+use crate::repo::index::pack_name;
+use crate::repo::lock::{list_locks, Lock};
+use crate::repo::packer::BlobSink;
+use crate::repo::{Deletions, Repository};
+use plan::{IndexView, MaxUnused, Plan};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An erasure request (`erasures/<random id>`, format.md §9.2), written by
+/// `rewrite`: blobs that must leave the repository at the next prune, even
+/// from packs that are mostly in use.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ErasureRequest {
+    pub created: String,
+    pub hostname: String,
+    /// The snapshots that were rewritten (the originals, now removed).
+    pub snapshots: Vec<Id>,
+    /// Blobs (data and tree) only the removed files and directories used.
+    pub blobs: Vec<Id>,
+}
+
+impl ErasureRequest {
+    /// Seal and store; returns the object name.
+    pub fn save(&self, repo: &Repository) -> Result<String> {
+        let name = format!("erasures/{}", Id::random().to_hex());
+        repo.backend().put(
+            &name,
+            &seal(repo.master_key(), ad::ERASURE, &to_cbor(self)?),
+        )?;
+        Ok(name)
+    }
+}
+
+/// Every erasure request, with its object name.
+pub fn erasure_requests(repo: &Repository) -> Result<Vec<(String, ErasureRequest)>> {
+    let b = repo.backend();
+    let mut out = Vec::new();
+    for o in b.list("erasures/")? {
+        let bytes = match b.get(&o.name) {
+            Ok(x) => x,
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let r: ErasureRequest = from_cbor(
+            &open(repo.master_key(), ad::ERASURE, &bytes, &o.name)?,
+            &o.name,
+        )?;
+        out.push((o.name, r));
+    }
+    Ok(out)
+}
+
+/// How to prune.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub max_unused: MaxUnused,
+    /// At most this many bytes of packs are repacked in one run (erasures excepted).
+    pub max_repack_size: Option<u64>,
+    /// Decide and report only.
+    pub dry_run: bool,
+    /// How often phase 2 looks again at the locks it waits for.
+    pub poll: Duration,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: MaxUnused::Percent(5.0),
+            max_repack_size: None,
+            dry_run: false,
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a prune did (or, in a dry run, would do).
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub snapshots: usize,
+    pub packs_before: usize,
+    pub bytes_before: u64,
+    /// Stored bytes of blobs the snapshots use, before the prune.
+    pub used_bytes: u64,
+    /// Stored bytes of blobs nothing uses, before the prune.
+    pub unused_bytes: u64,
+    /// Packs deleted whole (nothing in them was needed).
+    pub packs_deleted: usize,
+    /// Packs whose needed blobs were copied to new packs before they were deleted.
+    pub packs_repacked: usize,
+    /// Stored packs no index listed, deleted.
+    pub unindexed_deleted: usize,
+    /// Packs repacking would help but `--max-repack-size` left for a later run.
+    pub packs_deferred: usize,
+    pub blobs_repacked: u64,
+    pub packs_written: u64,
+    pub bytes_written: u64,
+    /// Bytes of the packs deleted.
+    pub bytes_deleted: u64,
+    /// Bytes deleted minus bytes written.
+    pub bytes_freed: u64,
+    pub packs_after: usize,
+    pub bytes_after: u64,
+    /// Candidates kept after all because a snapshot made meanwhile needs them.
+    pub withdrawn: Vec<String>,
+    /// Locks phase 2 waited for, and how long.
+    pub waited_for_locks: usize,
+    pub wait_seconds: f64,
+    pub index_files_replaced: usize,
+    /// Blobs of erasure requests now gone from every pack.
+    pub erased_blobs: usize,
+    /// Blobs of erasure requests still used by snapshots (shared through
+    /// deduplication with kept files, or stored again by a backup since).
+    pub not_erased_blobs: Vec<String>,
+    pub erasure_requests_completed: Vec<String>,
+    /// Abandoned deletion lists of earlier, interrupted prunes that this one replaced.
+    pub abandoned_lists_removed: usize,
+}
+
+/// Callbacks for long work: progress (stage, done, total) and notices.
+pub struct Observer<'a> {
+    pub progress: &'a (dyn Fn(&str, u64, u64) + Sync),
+    pub notice: &'a dyn Fn(&str),
+}
+
+/// Prune the repository.
+pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Result<PruneReport> {
+    let b = repo.backend().clone();
+    let key = *repo.master_key();
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(Lock::acquire(b.clone(), key, false)?)
+    };
+    let own = lock.as_ref().map(|l| l.name().to_string());
+    let abandoned = other_prunes(&repo, own.as_deref(), opts.dry_run, obs)?;
+    let mut r = PruneReport {
+        dry_run: opts.dry_run,
+        ..PruneReport::default()
+    };
+
+    // Phase 1: what S1 needs.
+    let errs = repo.load_index(false)?;
+    if let Some(e) = errs.first() {
+        return Err(Error::Invalid(format!(
+            "{e}; prune needs every index file (it would take the packs it lists for unused): run 'ironvault repair index' first"
+        )));
+    }
+    let idx = repo.index();
+    let stored = repo.stored_packs()?;
+    let view = IndexView::new(&idx, &stored)?;
+    let snaps = repo.snapshot_ids()?;
+    let mut used = IdSet::default();
+    for (i, sid) in snaps.iter().enumerate() {
+        (obs.progress)("reading snapshots", i as u64, snaps.len() as u64);
+        interrupted()?;
+        let s = repo.load_snapshot(sid).map_err(|e| {
+            Error::Invalid(format!(
+                "snapshot {} cannot be read ({e}); prune cannot tell what it needs: run 'ironvault check'",
+                sid.short()
+            ))
+        })?;
+        plan::walk(&repo, &s.tree, &mut used, &mut Vec::new())?;
+    }
+    if let Some(missing) = used.iter().find(|b| !idx.contains(b)) {
+        return Err(Error::Invalid(format!(
+            "blob {} that a snapshot needs is in no index; prune deletes nothing while data is missing: run 'ironvault check', then 'ironvault repair'",
+            missing.short()
+        )));
+    }
+    let requests = erasure_requests(&repo)?;
+    let erase: IdSet = requests
+        .iter()
+        .flat_map(|(_, q)| q.blobs.iter().copied())
+        .collect();
+    let plan = plan::plan(
+        &view,
+        used,
+        snaps.iter().copied().collect(),
+        &erase,
+        opts.max_unused,
+        opts.max_repack_size,
+    );
+    describe_plan(&plan, &stored, &mut r);
+    if opts.dry_run {
+        r.bytes_freed = r
+            .bytes_deleted
+            .saturating_sub(plan.repack.iter().map(|p| p.used).sum::<u64>());
+        r.bytes_after = r.bytes_before - r.bytes_freed;
+        return Ok(r);
+    }
+    let lock = lock.expect("a lock outside dry runs");
+    let candidates = plan.candidates();
+    if candidates.is_empty() && abandoned.is_empty() && requests.is_empty() {
+        r.packs_after = r.packs_before;
+        r.bytes_after = r.bytes_before;
+        r.index_files_replaced = tidy_superseded_index_files(&repo)?;
+        lock.release()?;
+        return Ok(r);
+    }
+    r.bytes_deleted = 0; // from here on, what was deleted
+    repack(&repo, &plan, &candidates, &mut r, obs)?;
+    failpoint::hit("prune-repacked");
+
+    // The deletion list, then the locks that were there before it (L1).
+    let mut sorted: Vec<Id> = candidates.iter().copied().collect();
+    sorted.sort();
+    let list = Deletions {
+        created: chrono::Utc::now().to_rfc3339(),
+        packs: sorted,
+        lock: own.clone(),
+        hostname: Some(crate::repo::hostname()),
+    };
+    let list_name = format!("deletions/{}", Id::random().to_hex());
+    b.put(&list_name, &seal(&key, ad::DELETIONS, &to_cbor(&list)?))?;
+    failpoint::hit("prune-deletions-written");
+    // Two prunes that started together: both may back off, neither proceeds unsafely.
+    if let Err(e) = other_prunes(&repo, own.as_deref(), false, obs) {
+        let _ = b.delete(&list_name);
+        return Err(e);
+    }
+    let l1: Vec<String> = list_locks(b.as_ref(), &key)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| Some(n) != own.as_ref())
+        .collect();
+
+    // Phase 2.
+    let phase2 = (|| {
+        wait_for_locks(b.as_ref(), &key, &l1, opts.poll, &mut r, obs)?;
+        lock.confirm()?;
+        phase2(&repo, &plan, &candidates, &mut r, obs)
+    })();
+    let to_delete = match phase2 {
+        Ok(d) => d,
+        Err(e) => {
+            // Nothing is deleted yet: withdraw the list so backups may use its packs again.
+            let _ = b.delete(&list_name);
+            return Err(e);
+        }
+    };
+    failpoint::hit("prune-index-written");
+    // The new index supersedes every file it replaced: removing them is tidying.
+    r.index_files_replaced = tidy_superseded_index_files(&repo)?;
+    failpoint::hit("prune-old-index-deleted");
+    let total = to_delete.len() as u64;
+    for (i, (t, pid, size)) in to_delete.iter().enumerate() {
+        (obs.progress)("deleting packs", i as u64, total);
+        match b.delete(&pack_name(*t, pid)) {
+            Err(e) if !is_not_found(&e) => return Err(e),
+            _ => {}
+        }
+        r.bytes_deleted += size;
+        failpoint::hit("prune-pack-deleted");
+    }
+    failpoint::hit("prune-packs-deleted");
+    finish_erasures(&repo, &requests, &to_delete, &mut r)?;
+    for name in abandoned.iter().chain(std::iter::once(&list_name)) {
+        match b.delete(name) {
+            Err(e) if !is_not_found(&e) => return Err(e),
+            _ => {}
+        }
+    }
+    r.abandoned_lists_removed = abandoned.len();
+    let after = repo.stored_packs()?;
+    r.packs_after = after.len();
+    r.bytes_after = after.iter().map(|p| p.size).sum();
+    r.bytes_freed = r.bytes_deleted.saturating_sub(r.bytes_written);
+    lock.release()?;
+    Ok(r)
+}
+
+fn interrupted() -> Result<()> {
+    if crate::interrupt::requested() {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
+}
+
+/// Deletion lists of other prunes: refuse while one of them is running
+/// (its lock is live); return the names of abandoned ones.
+fn other_prunes(
+    repo: &Repository,
+    own: Option<&str>,
+    dry_run: bool,
+    obs: &Observer,
+) -> Result<Vec<String>> {
+    let host = crate::repo::hostname();
+    let locks: std::collections::HashMap<String, _> =
+        list_locks(repo.backend().as_ref(), repo.master_key())?
+            .into_iter()
+            .collect();
+    let mut abandoned = Vec::new();
+    for (name, d) in repo.deletion_lists()? {
+        let live = match &d.lock {
+            Some(l) if Some(l.as_str()) == own => continue,
+            Some(l) => locks
+                .get(l)
+                .is_some_and(|i| i.as_ref().is_some_and(|i| !i.is_stale(&host))),
+            // A list without its lock's name: running if any other lock is live.
+            None => locks.iter().any(|(n, i)| {
+                Some(n.as_str()) != own && i.as_ref().is_some_and(|i| !i.is_stale(&host))
+            }),
+        };
+        if live {
+            let who = d.hostname.unwrap_or_else(|| "another host".into());
+            if dry_run {
+                (obs.notice)(&format!(
+                    "a prune on {who} is running (deletion list {name}); this dry run shows the state before it"
+                ));
+                continue;
+            }
+            return Err(Error::Locked(format!(
+                "a prune on {who} is running (deletion list {name}, created {}); wait for it to finish",
+                d.created
+            )));
+        }
+        abandoned.push(name);
+    }
+    if !abandoned.is_empty() && !dry_run {
+        (obs.notice)(&format!(
+            "{} deletion list(s) of an interrupted prune found; this prune finishes the job",
+            abandoned.len()
+        ));
+    }
+    Ok(abandoned)
+}
+
+fn describe_plan(plan: &Plan, stored: &[crate::repo::StoredPack], r: &mut PruneReport) {
+    r.snapshots = plan.snapshots.len();
+    r.packs_before = stored.len();
+    r.bytes_before = stored.iter().map(|p| p.size).sum();
+    let all = plan.delete.iter().chain(&plan.repack).chain(&plan.kept);
+    for p in all {
+        r.used_bytes += p.used;
+        r.unused_bytes += p.unused;
+    }
+    r.packs_deleted = plan.delete.len();
+    r.packs_repacked = plan.repack.len();
+    r.unindexed_deleted = plan.unindexed.len();
+    r.packs_deferred = plan.deferred.len();
+    // In a dry run, what would go; a real run counts what did go.
+    r.bytes_deleted = plan
+        .delete
+        .iter()
+        .chain(&plan.repack)
+        .map(|p| p.size)
+        .chain(plan.unindexed.iter().map(|p| p.size))
+        .sum();
+    r.not_erased_blobs = plan.erasure_still_used.iter().map(|b| b.to_hex()).collect();
+    r.not_erased_blobs.sort();
+}
+
+/// Copy the kept blobs of the packs to repack into new packs, then read the
+/// new packs back and verify every blob before anything refers to them.
+fn repack(
+    repo: &Arc<Repository>,
+    plan: &Plan,
+    candidates: &IdSet,
+    r: &mut PruneReport,
+    obs: &Observer,
+) -> Result<()> {
+    if plan.repack.is_empty() {
+        return Ok(());
+    }
+    let b = repo.backend();
+    // Blobs are known only where they stay: a blob whose other copies all
+    // sit in candidates is written again.
+    let keep: IdSet = repo
+        .index()
+        .packs()
+        .keys()
+        .filter(|p| !candidates.contains(p))
+        .copied()
+        .collect();
+    repo.forget_missing_packs(&keep)?;
+    let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
+    sink.record_written();
+    let mut by_pack: IdMap<Vec<(Id, crate::repo::index::BlobLocation)>> = IdMap::default();
+    for (bid, loc) in &plan.chosen {
+        by_pack.entry(loc.pack).or_default().push((*bid, *loc));
+    }
+    let total: u64 = plan.repack.iter().map(|p| p.size).sum();
+    let mut done = 0;
+    for p in &plan.repack {
+        (obs.progress)("repacking", done, total);
+        interrupted()?;
+        done += p.size;
+        let name = pack_name(p.t, &p.id);
+        let bytes = b.get(&name)?;
+        if Id::hash_of(&bytes) != p.id {
+            return Err(Error::damaged(
+                &name,
+                "content does not match its name; prune stops before copying from it: run 'ironvault repair packs --from-repo COPY'",
+            ));
+        }
+        let mut blobs = by_pack.remove(&p.id).unwrap_or_default();
+        blobs.sort_by_key(|(_, l)| l.offset);
+        for (bid, loc) in blobs {
+            if !sink.claim(&bid) {
+                continue;
+            }
+            let (s, e) = (
+                loc.offset as usize,
+                loc.offset as usize + loc.stored_len as usize,
+            );
+            let sealed = bytes
+                .get(s..e)
+                .ok_or_else(|| Error::damaged(&name, "blob beyond the end of the pack"))?;
+            repo.open_blob(loc.blob_type, &bid, sealed, loc.raw_len, &name)?;
+            sink.store_sealed(loc.blob_type, bid, sealed, loc.raw_len)?;
+            r.blobs_repacked += 1;
+        }
+    }
+    sink.finish()?;
+    (obs.progress)("repacking", total, total);
+    let written = sink.written_packs();
+    for (i, p) in written.iter().enumerate() {
+        (obs.progress)("verifying new packs", i as u64, written.len() as u64);
+        let name = pack_name(p.blob_type, &p.id);
+        let bytes = b.get(&name)?;
+        if Id::hash_of(&bytes) != p.id || bytes.len() as u64 != p.size {
+            return Err(Error::damaged(
+                &name,
+                "a pack prune just wrote reads back differently; nothing was deleted (check the storage)",
+            ));
+        }
+        for e in &p.blobs {
+            let sealed = &bytes[e.offset as usize..(e.offset + e.stored_len as u64) as usize];
+            repo.open_blob(p.blob_type, &e.id, sealed, e.raw_len, &name)?;
+        }
+        r.packs_written += 1;
+        r.bytes_written += p.size;
+    }
+    Ok(())
+}
+
+/// Wait until every lock of `l1` has been removed or gone stale.
+fn wait_for_locks(
+    b: &dyn Backend,
+    key: &[u8; 32],
+    l1: &[String],
+    poll: Duration,
+    r: &mut PruneReport,
+    obs: &Observer,
+) -> Result<()> {
+    let host = crate::repo::hostname();
+    let started = Instant::now();
+    let mut shown: Option<Vec<String>> = None;
+    loop {
+        let live: Vec<(String, String)> = list_locks(b, key)?
+            .into_iter()
+            .filter(|(n, _)| l1.contains(n))
+            .filter_map(|(n, i)| {
+                let i = i?;
+                (!i.is_stale(&host)).then(|| {
+                    (
+                        n,
+                        format!(
+                            "{} (pid {} on {}, since {})",
+                            i.username, i.pid, i.hostname, i.created
+                        ),
+                    )
+                })
+            })
+            .collect();
+        if live.is_empty() {
+            r.wait_seconds = started.elapsed().as_secs_f64();
+            return Ok(());
+        }
+        let names: Vec<String> = live.iter().map(|l| l.0.clone()).collect();
+        if shown.as_ref() != Some(&names) {
+            r.waited_for_locks = r.waited_for_locks.max(names.len());
+            (obs.notice)(&format!(
+                "waiting for {} that began before the deletion list to end: {} (backups go on meanwhile; Ctrl-C stops the prune safely)",
+                if live.len() == 1 { "1 lock".to_string() } else { format!("{} locks", live.len()) },
+                live.iter().map(|l| l.1.as_str()).collect::<Vec<_>>().join("; ")
+            ));
+            shown = Some(names);
+        }
+        for _ in 0..(poll.as_millis() / 100).max(1) {
+            interrupted()?;
+            std::thread::sleep(Duration::from_millis(100).min(poll));
+        }
+    }
+}
+
+/// Phase 2: withdraw candidates that snapshots made since phase 1 need,
+/// write the index that leaves the rest out, and return the packs to delete.
+fn phase2(
+    repo: &Arc<Repository>,
+    plan: &Plan,
+    candidates: &IdSet,
+    r: &mut PruneReport,
+    obs: &Observer,
+) -> Result<Vec<(BlobType, Id, u64)>> {
+    let (files, errs) = repo.read_index_files()?;
+    if let Some(e) = errs.first() {
+        return Err(Error::Invalid(format!(
+            "{e}; an index file became unreadable during the prune, so nothing was deleted: run 'ironvault repair index'"
+        )));
+    }
+    repo.load_index(false)?;
+    let idx = repo.index();
+    let stored: IdMap<crate::repo::StoredPack> = repo
+        .stored_packs()?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    // Blobs that snapshots made since phase 1 need and that S1 did not.
+    let mut seen = plan.used.clone();
+    let mut fresh = Vec::new();
+    let new: Vec<Id> = repo
+        .snapshot_ids()?
+        .into_iter()
+        .filter(|s| !plan.snapshots.contains(s))
+        .collect();
+    for (i, sid) in new.iter().enumerate() {
+        (obs.progress)("reading new snapshots", i as u64, new.len() as u64);
+        let s = repo.load_snapshot(sid)?;
+        plan::walk(repo, &s.tree, &mut seen, &mut fresh)?;
+    }
+    let mut withdrawn = IdSet::default();
+    for bid in fresh {
+        let locs = idx.locations(&bid);
+        let elsewhere = locs
+            .iter()
+            .any(|l| !candidates.contains(&l.pack) && stored.contains_key(&l.pack));
+        if elsewhere {
+            continue;
+        }
+        if let Some(l) = locs.iter().find(|l| stored.contains_key(&l.pack)) {
+            withdrawn.insert(l.pack);
+        }
+    }
+    for w in &withdrawn {
+        r.withdrawn.push(w.to_hex());
+    }
+    r.withdrawn.sort();
+    let mut to_delete: Vec<(BlobType, Id, u64)> = candidates
+        .iter()
+        .filter(|c| !withdrawn.contains(c))
+        .filter_map(|c| stored.get(c).map(|p| (p.t, p.id, p.size)))
+        .collect();
+    to_delete.sort_by_key(|d| d.1);
+    let gone: IdSet = to_delete.iter().map(|d| d.1).collect();
+    // One index file for everything that stays, superseding every file read.
+    let mut out = IndexFile::default();
+    let mut listed = IdSet::default();
+    let superseded: IdSet = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    for (fid, f) in &files {
+        out.supersedes.push(*fid);
+        if superseded.contains(fid) {
+            continue; // what it lists is in the file that replaced it
+        }
+        for p in &f.packs {
+            if !gone.contains(&p.id) && stored.contains_key(&p.id) && listed.insert(p.id) {
+                out.packs.push(p.clone());
+            }
+        }
+    }
+    // A withdrawn pack no index lists (never the case for a finished
+    // backup's pack, but cheap to be sure of) is listed by its header.
+    for w in &withdrawn {
+        if listed.insert(*w) {
+            let p = &stored[w];
+            out.packs.push(repo.read_pack_header(p.t, &p.id, p.size)?);
+        }
+    }
+    let bytes = out.seal(repo.master_key())?;
+    repo.backend()
+        .put(&format!("index/{}", Id::hash_of(&bytes).to_hex()), &bytes)?;
+    Ok(to_delete)
+}
+
+/// Delete index files that a newest index file supersedes; returns how many.
+/// Every index file prune or `repair index` writes supersedes all files it
+/// read, so a file no other supersedes (a root) is never deleted, and a
+/// deleted file can never come back into force through a broken chain.
+fn tidy_superseded_index_files(repo: &Repository) -> Result<usize> {
+    let (files, _) = repo.read_index_files()?;
+    let superseded: IdSet = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    let doomed: IdSet = files
+        .iter()
+        .filter(|(id, _)| !superseded.contains(id))
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .filter(|s| files.iter().any(|(id, _)| id == s))
+        .collect();
+    for s in &doomed {
+        match repo.backend().delete(&format!("index/{}", s.to_hex())) {
+            Err(e) if !is_not_found(&e) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(doomed.len())
+}
+
+/// Count what the erasure requests achieved and remove those fulfilled:
+/// every blob they name is gone from storage or still used by a snapshot
+/// (which the report names; a later prune cannot do better).
+fn finish_erasures(
+    repo: &Repository,
+    requests: &[(String, ErasureRequest)],
+    deleted: &[(BlobType, Id, u64)],
+    r: &mut PruneReport,
+) -> Result<()> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let gone: IdSet = deleted.iter().map(|d| d.1).collect();
+    let idx = repo.index();
+    let used: IdSet = r
+        .not_erased_blobs
+        .iter()
+        .filter_map(|h| Id::from_hex(h))
+        .collect();
+    for (name, q) in requests {
+        let mut complete = true;
+        for bid in &q.blobs {
+            let left = idx.locations(bid).iter().any(|l| !gone.contains(&l.pack));
+            if !left {
+                r.erased_blobs += 1;
+            } else if !used.contains(bid) {
+                // Still stored but not used: a withdrawn pack. Next prune.
+                complete = false;
+            }
+        }
+        if complete {
+            repo.backend().delete(name)?;
+            r.erasure_requests_completed.push(name.clone());
+        }
+    }
+    Ok(())
+}
