@@ -12,6 +12,7 @@
 #   BENCH_MAX_FILE_KB  largest /usr file copied into the corpus (default 512; ~80,000 files at 1 GiB).
 #   BENCH_KEEP=1       keep the restored trees after verification.
 #   BENCH_S3=0         skip the S3 part (scripts/bench-s3.sh: backup/restore/copy on Garage).
+#   BENCH_PRUNE=0      skip forget + prune after a series of backups (scripts/bench-prune.sh).
 #   IRONVAULT_PASSWORD / RESTIC_PASSWORD  repository passwords (a fixed bench password if unset).
 #
 # What it does: installs restic, b3sum, zstd and GNU time if missing; builds ironvault
@@ -668,6 +669,10 @@ python3 "$HELPER" render "$RAW" "$BENCH_DIR/results.md"
 if [ "${BENCH_S3:-1}" = 1 ]; then
     say "S3: the same corpus on a loopback Garage server (scripts/bench-s3.sh; BENCH_S3=0 skips)"
     BENCH_DIR=$BENCH_DIR BENCH_CORPUS=$CORPUS "$REPO_ROOT/scripts/bench-s3.sh" || FAILED_STEPS+=("bench-s3.sh")
+fi
+if [ "${BENCH_PRUNE:-1}" = 1 ]; then
+    say "forget + prune after a series of backups (scripts/bench-prune.sh; BENCH_PRUNE=0 skips)"
+    BENCH_DIR=$BENCH_DIR BENCH_CORPUS=$CORPUS "$REPO_ROOT/scripts/bench-prune.sh" || FAILED_STEPS+=("bench-prune.sh")
 fi
 if [ ${#FAILED_STEPS[@]} -gt 0 ]; then
     printf '\nFailed steps:\n'

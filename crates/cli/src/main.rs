@@ -120,6 +120,8 @@ enum Command {
     Forget(commands::forget::Args),
     /// Delete data no snapshot needs and repack packs with unused space (safe while others back up).
     Prune(commands::prune::Args),
+    /// Erase files from snapshots (GDPR): write them again without what --exclude matches.
+    Rewrite(commands::rewrite::Args),
     /// Copy snapshots from a related repository (--from-repo) into this one.
     Copy(commands::copy::Args),
     /// Print a decrypted repository object as JSON (for debugging; secrets are not shown).
@@ -235,6 +237,7 @@ fn main() -> ExitCode {
         Command::Copy(a) => commands::copy::run(&cli, a),
         Command::Forget(a) => commands::forget::run(&cli, a),
         Command::Prune(a) => commands::prune::run(&cli, a),
+        Command::Rewrite(a) => commands::rewrite::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -21,5 +21,6 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod rewrite;
 
 pub use error::{Error, Result};

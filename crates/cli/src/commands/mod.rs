@@ -14,6 +14,7 @@ pub mod ls;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod rewrite;
 pub mod snapshots;
 pub mod stats;
 pub mod unlock;

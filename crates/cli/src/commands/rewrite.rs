@@ -1,0 +1,121 @@
+//! `ironvault rewrite --exclude PATTERN`: erase files from snapshots (GDPR).
+//! The output, and `--json`, is the audit record of what was removed from
+//! which snapshots, and of what deduplication keeps from being erased.
+
+use super::SnapshotFilter;
+use crate::output::{bytes, plural};
+use crate::Cli;
+use anyhow::{bail, Result};
+use ironvault_core::backup::exclude::Excludes;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Snapshots to rewrite (ids, prefixes or "latest").
+    snapshots: Vec<String>,
+    /// Rewrite every snapshot that passes the filters.
+    #[arg(long, conflicts_with = "snapshots")]
+    all: bool,
+    /// Remove files and directories matching this pattern (repeatable; the
+    /// rules of `backup --exclude`, against the path as backed up or as `ls` shows it).
+    #[arg(short, long, value_name = "PATTERN", required = true)]
+    exclude: Vec<String>,
+    /// Like --exclude, ignoring case.
+    #[arg(long, value_name = "PATTERN")]
+    iexclude: Vec<String>,
+    /// Show what would be removed; change nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Prune right after, so the erased data leaves storage now.
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_opts: super::prune::PruneArgs,
+    #[command(flatten)]
+    filter: SnapshotFilter,
+}
+
+pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+    if a.snapshots.is_empty() && !a.all {
+        bail!(
+            "name the snapshots to rewrite, or give --all (with --host/--tag/--path to narrow it)"
+        );
+    }
+    let excludes = Excludes::new(&a.exclude, &a.iexclude)?;
+    let prune_opts = a.prune_opts.options(a.dry_run)?;
+    let repo = super::open_repo(cli)?;
+    let ids: Vec<_> = super::select_snapshots(&repo, &a.snapshots, &a.filter)?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    let mut patterns = a.exclude.clone();
+    patterns.extend(a.iexclude.iter().map(|p| format!("{p} (ignoring case)")));
+    let r = ironvault_core::rewrite::rewrite(repo.clone(), &ids, &excludes, &patterns, a.dry_run)?;
+    if cli.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["message_type"] = "summary".into();
+        v["time"] = chrono::Utc::now().to_rfc3339().into();
+        v["repository"] = repo.backend().location().into();
+        println!("{v}");
+    } else if !cli.quiet {
+        for s in &r.rewritten {
+            match &s.new {
+                Some(n) => println!(
+                    "snapshot {} ({}, {}) rewritten as {}: removed {} ({})",
+                    &s.original[..8],
+                    s.time,
+                    s.hostname,
+                    &n[..8],
+                    plural(s.files_removed, "file"),
+                    bytes(s.bytes_removed)
+                ),
+                None => println!(
+                    "snapshot {} ({}, {}) would lose {} ({})",
+                    &s.original[..8],
+                    s.time,
+                    s.hostname,
+                    plural(s.files_removed, "file"),
+                    bytes(s.bytes_removed)
+                ),
+            }
+            for p in &s.removed {
+                println!("  - {p}");
+            }
+        }
+        println!(
+            "{} rewritten, {} without matches left as they are",
+            plural(r.rewritten.len() as u64, "snapshot"),
+            r.unchanged.len()
+        );
+        if !r.shared.is_empty() {
+            println!(
+                "NOT erased: {} that removed files share with kept files (deduplication), for example:",
+                plural(r.shared.len() as u64, "blob")
+            );
+            for s in r.shared.iter().take(10) {
+                println!(
+                    "  blob {} used by {} in snapshot {}",
+                    &s.blob[..8],
+                    s.path,
+                    &s.snapshot[..8]
+                );
+            }
+        }
+        if r.dry_run {
+            println!("dry run: nothing was changed");
+        } else if let Some(q) = &r.erasure_request {
+            println!(
+                "{} to erase, recorded in {q}; {}",
+                plural(r.blobs_to_erase as u64, "blob"),
+                if a.prune {
+                    "pruning now"
+                } else {
+                    "run 'ironvault prune' to remove them from storage"
+                }
+            );
+        }
+    }
+    if a.prune && !a.dry_run {
+        return super::prune::run_prune(cli, repo, &prune_opts);
+    }
+    Ok(0)
+}

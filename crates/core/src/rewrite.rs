@@ -1,0 +1,368 @@
+//! `rewrite --exclude`: erasure of named files (GDPR). Each chosen snapshot
+//! is written again without the files and directories the patterns match;
+//! the original is removed once its replacement is durable. The blobs only
+//! those files used, and the trees that named them, go into an erasure
+//! request (format.md §9.2), so the next prune repacks every pack holding
+//! one, however little of the pack they fill. Blobs that kept files still
+//! use (deduplication) cannot be erased; they are reported with a file that
+//! uses them.
+
+use crate::backup::exclude::Excludes;
+use crate::error::Result;
+use crate::format::id::IdSet;
+use crate::format::snapshot::Snapshot;
+use crate::format::to_cbor;
+use crate::format::tree::{Node, NodeType, Tree};
+use crate::format::{BlobType, Id};
+use crate::prune::ErasureRequest;
+use crate::repo::lock::Lock;
+use crate::repo::packer::BlobSink;
+use crate::repo::Repository;
+use serde::Serialize;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What happened to one snapshot.
+#[derive(Debug, Serialize)]
+pub struct SnapshotRewrite {
+    pub original: String,
+    /// The replacement (None in a dry run).
+    pub new: Option<String>,
+    pub time: String,
+    pub hostname: String,
+    pub paths: Vec<String>,
+    /// Paths removed, as they were backed up (directories end in `/`).
+    pub removed: Vec<String>,
+    pub files_removed: u64,
+    pub bytes_removed: u64,
+}
+
+/// A blob of a removed file that a kept file still uses.
+#[derive(Debug, Serialize)]
+pub struct SharedBlob {
+    pub blob: String,
+    pub snapshot: String,
+    pub path: String,
+}
+
+/// The audit record of a rewrite.
+#[derive(Debug, Default, Serialize)]
+pub struct RewriteReport {
+    pub dry_run: bool,
+    pub patterns: Vec<String>,
+    pub rewritten: Vec<SnapshotRewrite>,
+    /// Snapshots that held nothing matching (left as they are).
+    pub unchanged: Vec<String>,
+    /// Blobs (data and tree) the removed files and directories used.
+    pub blobs_removed: usize,
+    /// Of those, blobs no remaining snapshot uses: erased by the next prune.
+    pub blobs_to_erase: usize,
+    /// Of those, blobs kept files still use: NOT erased.
+    pub shared: Vec<SharedBlob>,
+    /// The erasure request written (`erasures/<id>`).
+    pub erasure_request: Option<String>,
+}
+
+struct Rewriter<'a> {
+    repo: &'a Repository,
+    sink: &'a BlobSink,
+    excludes: &'a Excludes,
+    /// Blobs of what was removed, and trees replaced.
+    removed_blobs: IdSet,
+}
+
+impl Rewriter<'_> {
+    /// The nodes of `tree` without what matches; None when nothing below
+    /// matched. `paths_of(name)` gives a node's path inside the snapshot and
+    /// the path it was backed up from.
+    fn nodes(
+        &mut self,
+        tree: Tree,
+        paths_of: &dyn Fn(&[u8]) -> (PathBuf, PathBuf),
+        out: &mut SnapshotRewrite,
+    ) -> Result<Option<Vec<Node>>> {
+        let mut nodes = Vec::with_capacity(tree.nodes.len());
+        let mut changed = false;
+        for mut n in tree.nodes {
+            let (p_snap, p_orig) = paths_of(&n.name);
+            if self.excludes.excludes_path(&p_orig) || self.excludes.excludes_path(&p_snap) {
+                changed = true;
+                let dir = n.node_type == NodeType::Dir;
+                out.removed.push(format!(
+                    "{}{}",
+                    p_orig.display(),
+                    if dir { "/" } else { "" }
+                ));
+                self.remove_node(&n, out);
+                if let Some(sub) = n.subtree {
+                    self.remove_all(&sub, out)?;
+                }
+                continue;
+            }
+            if let (NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
+                let sub_tree = self.repo.read_tree(&sub)?;
+                let join = |name: &[u8]| {
+                    let name = OsStr::from_bytes(name);
+                    (p_snap.join(name), p_orig.join(name))
+                };
+                if let Some(kept) = self.nodes(sub_tree, &join, out)? {
+                    self.removed_blobs.insert(sub);
+                    n.subtree = Some(
+                        self.sink
+                            .add(BlobType::Tree, &to_cbor(&Tree { nodes: kept })?)?
+                            .0,
+                    );
+                    changed = true;
+                }
+            }
+            nodes.push(n);
+        }
+        Ok(changed.then_some(nodes))
+    }
+
+    fn remove_node(&mut self, n: &Node, out: &mut SnapshotRewrite) {
+        if n.node_type == NodeType::File {
+            out.files_removed += 1;
+            out.bytes_removed += n.size;
+        }
+        self.removed_blobs
+            .extend(n.content.iter().flatten().copied());
+    }
+
+    /// Everything below a removed directory.
+    fn remove_all(&mut self, id: &Id, out: &mut SnapshotRewrite) -> Result<()> {
+        self.removed_blobs.insert(*id);
+        for n in self.repo.read_tree(id)?.nodes {
+            self.remove_node(&n, out);
+            if let Some(sub) = n.subtree {
+                self.remove_all(&sub, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path a root node was backed up from: the snapshot path whose last
+/// component is its name.
+fn original_root(s: &Snapshot, name: &[u8]) -> PathBuf {
+    s.paths
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.file_name().is_some_and(|f| f.as_bytes() == name))
+        .unwrap_or_else(|| Path::new("/").join(OsStr::from_bytes(name)))
+}
+
+/// Rewrite `ids` without what `excludes` matches.
+pub fn rewrite(
+    repo: Arc<Repository>,
+    ids: &[Id],
+    excludes: &Excludes,
+    patterns: &[String],
+    dry_run: bool,
+) -> Result<RewriteReport> {
+    let lock = if dry_run {
+        None
+    } else {
+        Some(Lock::acquire(
+            repo.backend().clone(),
+            *repo.master_key(),
+            false,
+        )?)
+    };
+    repo.load_index(true)?;
+    let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
+    sink.set_dry_run(dry_run);
+    let mut rw = Rewriter {
+        repo: &repo,
+        sink: &sink,
+        excludes,
+        removed_blobs: IdSet::default(),
+    };
+    let mut report = RewriteReport {
+        dry_run,
+        patterns: patterns.to_vec(),
+        ..RewriteReport::default()
+    };
+    let mut originals = Vec::new();
+    for id in ids {
+        if crate::interrupt::requested() {
+            return Err(crate::error::Error::Interrupted);
+        }
+        let snap = repo.load_snapshot(id)?;
+        let mut out = SnapshotRewrite {
+            original: id.to_hex(),
+            new: None,
+            time: snap.time.clone(),
+            hostname: snap.hostname.clone(),
+            paths: snap.paths.clone(),
+            removed: Vec::new(),
+            files_removed: 0,
+            bytes_removed: 0,
+        };
+        // The root tree's nodes are the backed-up paths, by their last component.
+        let root = repo.read_tree(&snap.tree)?;
+        let root_paths = |name: &[u8]| {
+            (
+                Path::new("/").join(OsStr::from_bytes(name)),
+                original_root(&snap, name),
+            )
+        };
+        let Some(nodes) = rw.nodes(root, &root_paths, &mut out)? else {
+            report.unchanged.push(id.to_hex());
+            continue;
+        };
+        rw.removed_blobs.insert(snap.tree);
+        let new_root = sink.add(BlobType::Tree, &to_cbor(&Tree { nodes })?)?.0;
+        if !dry_run {
+            sink.finish()?;
+            let mut s = snap.clone();
+            s.tree = new_root;
+            if !s.tags.iter().any(|t| t == "rewritten") {
+                s.tags.push("rewritten".into());
+            }
+            if let Some(l) = &lock {
+                l.confirm()?;
+            }
+            let new = repo.save_snapshot(&s)?;
+            // The replacement is durable: the original may go.
+            repo.backend()
+                .delete(&format!("snapshots/{}", id.to_hex()))?;
+            out.new = Some(new.to_hex());
+            originals.push(*id);
+        }
+        report.rewritten.push(out);
+    }
+    report.blobs_removed = rw.removed_blobs.len();
+    // Which removed blobs the remaining snapshots still use, and where. In a
+    // dry run the replacements do not exist: the originals are walked
+    // without what the patterns match instead.
+    let removed = std::mem::take(&mut rw.removed_blobs);
+    if !dry_run {
+        repo.load_index(false)?; // the new trees
+    }
+    let rewritten: IdSet = ids
+        .iter()
+        .filter(|i| !report.unchanged.contains(&i.to_hex()))
+        .copied()
+        .collect();
+    let mut walks = Vec::new();
+    for sid in repo.snapshot_ids()? {
+        let filtered = dry_run && rewritten.contains(&sid);
+        walks.push((sid, filtered));
+    }
+    report.shared = still_used(&repo, &walks, excludes, &removed)?;
+    report.blobs_to_erase = removed.len() - report.shared.len();
+    if !dry_run && !removed.is_empty() {
+        let mut blobs: Vec<Id> = removed.into_iter().collect();
+        blobs.sort();
+        let req = ErasureRequest {
+            created: chrono::Utc::now().to_rfc3339(),
+            hostname: crate::repo::hostname(),
+            snapshots: originals,
+            blobs,
+        };
+        report.erasure_request = Some(req.save(&repo)?);
+    }
+    if let Some(l) = lock {
+        l.release()?;
+    }
+    Ok(report)
+}
+
+/// Blobs of `removed` that the snapshots use, each with one file (or
+/// directory) that uses it. A snapshot marked `true` is walked without what
+/// `excludes` matches (as its replacement would be).
+fn still_used(
+    repo: &Repository,
+    snaps: &[(Id, bool)],
+    excludes: &Excludes,
+    removed: &IdSet,
+) -> Result<Vec<SharedBlob>> {
+    struct Finder<'a> {
+        repo: &'a Repository,
+        excludes: &'a Excludes,
+        removed: &'a IdSet,
+        found: std::collections::BTreeMap<Id, SharedBlob>,
+        seen_trees: IdSet,
+        snapshot: String,
+        filtered: bool,
+    }
+    impl Finder<'_> {
+        fn note(&mut self, b: &Id, path: &Path) {
+            if self.removed.contains(b) && !self.found.contains_key(b) {
+                self.found.insert(
+                    *b,
+                    SharedBlob {
+                        blob: b.to_hex(),
+                        snapshot: self.snapshot.clone(),
+                        path: path.to_string_lossy().into_owned(),
+                    },
+                );
+            }
+        }
+        fn walk(
+            &mut self,
+            tree: &Id,
+            paths_of: &dyn Fn(&[u8]) -> (PathBuf, PathBuf),
+        ) -> Result<()> {
+            for n in self.repo.read_tree(tree)?.nodes {
+                let (p_snap, p_orig) = paths_of(&n.name);
+                if self.filtered
+                    && (self.excludes.excludes_path(&p_orig)
+                        || self.excludes.excludes_path(&p_snap))
+                {
+                    continue;
+                }
+                for b in n.content.iter().flatten() {
+                    self.note(b, &p_orig);
+                }
+                if let Some(sub) = n.subtree {
+                    if !self.filtered {
+                        // (a filtered walk stands for new trees, not these)
+                        self.note(&sub, &p_orig);
+                    }
+                    // A subtree walked before holds nothing new, unless
+                    // patterns apply (its path differs).
+                    if self.seen_trees.insert(sub) || self.filtered {
+                        let join = |name: &[u8]| {
+                            let name = OsStr::from_bytes(name);
+                            (p_snap.join(name), p_orig.join(name))
+                        };
+                        self.walk(&sub, &join)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut f = Finder {
+        repo,
+        excludes,
+        removed,
+        found: Default::default(),
+        seen_trees: IdSet::default(),
+        snapshot: String::new(),
+        filtered: false,
+    };
+    for (sid, filtered) in snaps {
+        if f.found.len() == removed.len() {
+            break;
+        }
+        let snap = repo.load_snapshot(sid)?;
+        f.snapshot = sid.to_hex();
+        f.filtered = *filtered;
+        if !filtered {
+            f.note(&snap.tree, Path::new("/"));
+        }
+        let root_paths = |name: &[u8]| {
+            (
+                Path::new("/").join(OsStr::from_bytes(name)),
+                original_root(&snap, name),
+            )
+        };
+        f.walk(&snap.tree, &root_paths)?;
+    }
+    Ok(f.found.into_values().collect())
+}
