@@ -422,3 +422,59 @@ fn prune_refuses_damage_and_a_running_prune_and_finishes_an_abandoned_one() {
         .is_none());
     env.check_ok();
 }
+
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: scripts/test.sh runs it with --features failpoints"
+)]
+#[test]
+fn ctrl_c_while_prune_waits_withdraws_its_list_and_changes_nothing_else() {
+    let env = Env::new();
+    let (src, _states) = history(&env);
+    env.ok(&["forget", "--keep-last", "2"]);
+    let go = env.path("go");
+    let mut b = env
+        .cmd(&["backup", "-q", src.to_str().unwrap()])
+        .env(
+            "IRONVAULT_PAUSE",
+            format!("backup-index-loaded={}", go.display()),
+        )
+        .spawn()
+        .unwrap();
+    wait_for_file(&PathBuf::from(format!("{}.reached", go.display())));
+    let mut p = env
+        .cmd(&["prune"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut p);
+    let seen = wait_for_line(&lines, "waiting for 1 lock");
+    assert!(seen.last().unwrap().contains("Ctrl-C"), "{seen:?}");
+    let packs_before: Vec<PathBuf> = files_under(&env.repo.join("packs"));
+    // SAFETY: kill(2) on a child we started.
+    unsafe { libc::kill(p.id() as libc::pid_t, libc::SIGINT) };
+    let status = p.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(std::fs::read_dir(env.repo.join("deletions"))
+        .unwrap()
+        .next()
+        .is_none());
+    // Nothing was deleted (the repacked copies may stay, as duplicates).
+    let packs_after: Vec<PathBuf> = files_under(&env.repo.join("packs"));
+    for p in &packs_before {
+        assert!(packs_after.contains(p), "{} was deleted", p.display());
+    }
+    std::fs::write(&go, b"").unwrap();
+    assert!(b.wait().unwrap().success());
+    env.check_ok();
+    // forget --prune: the usual way to run it.
+    let out = env.ok(&["forget", "--keep-last", "1", "--prune", "--json"]);
+    let pr = json(&out);
+    assert!(
+        pr["packs_deleted"].as_u64().unwrap() + pr["packs_repacked"].as_u64().unwrap() >= 1,
+        "{pr}"
+    );
+    env.check_ok();
+    restore_equals(&env, "latest", &src);
+}
