@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static SEEN: AtomicBool = AtomicBool::new(false);
+/// The command writes snapshots (backup, copy): say that none will be written.
+static WRITES_SNAPSHOTS: AtomicBool = AtomicBool::new(false);
 
 /// Write a message to stderr from a signal handler (write(2) is async-signal-safe).
 fn say(msg: &[u8]) {
@@ -19,12 +21,17 @@ extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(128 + sig) };
     }
-    say(b"\nstopping at the next safe point (no snapshot will be written); signal again to stop at once\n");
+    if WRITES_SNAPSHOTS.load(Ordering::SeqCst) {
+        say(b"\nstopping at the next safe point (no snapshot will be written); signal again to stop at once\n");
+    } else {
+        say(b"\nstopping at the next safe point; signal again to stop at once\n");
+    }
     ironvault_core::interrupt::request();
 }
 
-/// Install the handlers.
-pub fn install() {
+/// Install the handlers; `writes_snapshots` for backup and copy.
+pub fn install(writes_snapshots: bool) {
+    WRITES_SNAPSHOTS.store(writes_snapshots, Ordering::SeqCst);
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: on_signal only touches atomics and calls _exit, both async-signal-safe.
         unsafe {

@@ -160,7 +160,7 @@ impl std::fmt::Display for Coded {
 impl std::error::Error for Coded {}
 
 /// How a failed command ends: a one-line message and an exit code.
-fn exit_for(e: &anyhow::Error, repo: Option<&str>) -> (String, u8) {
+fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, u8) {
     if let Some(c) = e.downcast_ref::<Coded>() {
         return (c.msg.clone(), c.code);
     }
@@ -182,9 +182,18 @@ fn exit_for(e: &anyhow::Error, repo: Option<&str>) -> (String, u8) {
             _ if ce.is_no_space() => format!(
                 "the repository storage is full ({ce}); free space or move the repository, then run the command again — existing snapshots are intact"
             ),
-            CoreError::Interrupted => {
-                "interrupted; no snapshot was written, and the next backup reuses the data already stored".into()
-            }
+            CoreError::Interrupted => match cmd {
+                Command::Backup(_) | Command::Copy(_) => {
+                    "interrupted; no snapshot was written, and the next run reuses the data already stored".into()
+                }
+                Command::Rewrite(_) => {
+                    "interrupted; the snapshots rewritten so far are recorded for erasure, the others are unchanged: run the same rewrite again for them".into()
+                }
+                Command::Prune(_) | Command::Forget(_) => {
+                    "interrupted before anything was deleted; the repository is as before (packs already copied stay as duplicates until the next prune)".into()
+                }
+                _ => "interrupted; the repository is consistent".into(),
+            },
             CoreError::Storage { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => format!(
                 "{}; check that this user may read and write the repository {}",
                 one_line(e),
@@ -218,7 +227,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    interrupt::install();
+    interrupt::install(matches!(cli.cmd, Command::Backup(_) | Command::Copy(_)));
     let result = match &cli.cmd {
         Command::Init(a) => commands::init::run(&cli, a),
         Command::Backup(a) => commands::backup::run(&cli, a),
@@ -242,7 +251,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let (msg, code) = exit_for(&e, cli.repo.as_deref());
+            let (msg, code) = exit_for(&e, cli.repo.as_deref(), &cli.cmd);
             eprintln!("error: {msg}");
             ExitCode::from(code)
         }

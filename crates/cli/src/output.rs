@@ -1,29 +1,6 @@
 //! Human-readable sizes and durations.
 
-/// 1536 → "1.5 KiB".
-pub fn bytes(n: u64) -> String {
-    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
-/// "1 file", "2 files".
-pub fn plural(n: u64, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
+pub use ironvault_core::human::{bytes, plural};
 
 /// Seconds as "1.23 s" or "2m03s".
 pub fn duration(d: std::time::Duration) -> String {
@@ -63,7 +40,16 @@ pub fn transfer_json(b: &dyn ironvault_core::backend::Backend) -> serde_json::Va
 
 /// Parse a size: plain bytes or with a binary suffix K, M, G, T (e.g. "500M", "1.5G").
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
+    let mut t = s.trim();
+    // "2GiB", "2GB" and "2G" mean the same (powers of 1024, as sizes are shown).
+    for suffix in ["iB", "ib", "B", "b"] {
+        if let Some(x) = t.strip_suffix(suffix) {
+            if x.ends_with(|c: char| "kKmMgGtT".contains(c)) {
+                t = x;
+                break;
+            }
+        }
+    }
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
             let m: u64 = match c.to_ascii_uppercase() {
@@ -97,6 +83,8 @@ mod tests {
         assert_eq!(super::parse_size("1024"), Ok(1024));
         assert_eq!(super::parse_size("500M"), Ok(500 << 20));
         assert_eq!(super::parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(super::parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(super::parse_size("2GB"), Ok(2 << 30));
         assert!(super::parse_size("5X").is_err());
         assert!(super::parse_size("-1K").is_err());
     }

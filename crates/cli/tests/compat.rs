@@ -17,10 +17,12 @@ fn fixtures() -> PathBuf {
 
 #[test]
 fn v1_sample_repository_still_reads() {
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-        repo: fixtures().join("repo-v1"),
-    };
+    // A copy: check writes a scrub record, and the committed fixture must
+    // never change.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo-v1");
+    copy_tree(&fixtures().join("repo-v1"), &repo);
+    let env = Env { dir, repo };
     let run = |args: &[&str]| {
         env.cmd(args)
             .env("IRONVAULT_PASSWORD", "ironvault-v1-fixture")

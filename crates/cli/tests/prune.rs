@@ -92,6 +92,13 @@ fn prune_frees_what_forgotten_snapshots_used_and_kept_snapshots_restore() {
         "--json",
     ]));
     assert_eq!(dry["dry_run"], true);
+    // The preview prunes as if the two snapshots were gone.
+    assert_eq!(dry["removed_count"], 2, "{dry}");
+    assert_eq!(dry["prune"]["snapshots"], 2, "{dry}");
+    assert!(
+        dry["prune"]["unused_bytes"].as_u64().unwrap() >= 6 << 20,
+        "{dry}"
+    );
     assert_eq!(objects(&env.repo), before);
     env.ok(&["forget", "--keep-last", "2"]);
     let after_forget = objects(&env.repo);
@@ -122,7 +129,7 @@ fn prune_frees_what_forgotten_snapshots_used_and_kept_snapshots_restore() {
     assert_eq!(objects(&env.repo), after_forget);
     // Bad limits are refused before anything is opened.
     let o = env.run(&["prune", "--max-unused", "5"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--max-unused"));
 
     // For real: the human report, then nothing is left to do.
@@ -409,7 +416,10 @@ fn prune_refuses_damage_and_a_running_prune_and_finishes_an_abandoned_one() {
     let o = env.run(&["prune"]);
     assert_eq!(o.status.code(), Some(11));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("a prune on elsewhere is running"), "{e}");
+    assert!(
+        e.contains("locked by a prune on elsewhere (deletion list"),
+        "{e}"
+    );
     assert!(env.ok(&["check"]).contains("deletion list"));
     // Its process ends without cleaning up: the next prune takes over.
     lock.release().unwrap();
@@ -470,7 +480,7 @@ fn ctrl_c_while_prune_waits_withdraws_its_list_and_changes_nothing_else() {
     env.check_ok();
     // forget --prune: the usual way to run it.
     let out = env.ok(&["forget", "--keep-last", "1", "--prune", "--json"]);
-    let pr = json(&out);
+    let pr = &json(&out)["prune"];
     assert!(
         pr["packs_deleted"].as_u64().unwrap() + pr["packs_repacked"].as_u64().unwrap() >= 1,
         "{pr}"

@@ -97,6 +97,7 @@ fn copy_locked(
     let adopted = dst.adopt_unindexed_packs()?;
     let present: IdSet = dst.snapshot_ids()?.into_iter().collect();
     let sink = BlobSink::new(dst.clone(), dst.config().compression.level);
+    sink.guard_with(dst_lock);
     sink.adopt(adopted)?;
     // Trees already walked in this run (shared subtrees are walked once).
     let mut walked = IdSet::default();

@@ -40,7 +40,7 @@ pub struct SnapshotRewrite {
 }
 
 /// A blob of a removed file that a kept file still uses.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct SharedBlob {
     pub blob: String,
     pub snapshot: String,
@@ -171,8 +171,7 @@ pub fn rewrite(
             false,
         )?)
     };
-    repo.load_index(true)?;
-    let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
+    let sink = BlobSink::for_rewriting(&repo, lock.as_ref())?;
     sink.set_dry_run(dry_run);
     let mut rw = Rewriter {
         repo: &repo,
@@ -186,9 +185,12 @@ pub fn rewrite(
         ..RewriteReport::default()
     };
     let mut originals = Vec::new();
+    let mut interrupted = false;
     for id in ids {
+        // Stop between snapshots, and still record what was erased so far.
         if crate::interrupt::requested() {
-            return Err(crate::error::Error::Interrupted);
+            interrupted = true;
+            break;
         }
         let snap = repo.load_snapshot(id)?;
         let mut out = SnapshotRewrite {
@@ -213,6 +215,13 @@ pub fn rewrite(
             report.unchanged.push(id.to_hex());
             continue;
         };
+        if nodes.is_empty() {
+            return Err(crate::error::Error::Invalid(format!(
+                "the patterns match everything in snapshot {} (paths {}); to remove whole snapshots use 'ironvault forget'",
+                id.short(),
+                snap.paths.join(", ")
+            )));
+        }
         rw.removed_blobs.insert(snap.tree);
         let new_root = sink.add(BlobType::Tree, &to_cbor(&Tree { nodes })?)?.0;
         if !dry_run {
@@ -242,17 +251,17 @@ pub fn rewrite(
     if !dry_run {
         repo.load_index(false)?; // the new trees
     }
-    let rewritten: IdSet = ids
+    let rewritten: IdSet = report
+        .rewritten
         .iter()
-        .filter(|i| !report.unchanged.contains(&i.to_hex()))
-        .copied()
+        .filter_map(|r| Id::from_hex(&r.original))
         .collect();
     let mut walks = Vec::new();
     for sid in repo.snapshot_ids()? {
         let filtered = dry_run && rewritten.contains(&sid);
         walks.push((sid, filtered));
     }
-    report.shared = still_used(&repo, &walks, excludes, &removed)?;
+    report.shared = find_users(&repo, &walks, Some(excludes), &removed)?;
     report.blobs_to_erase = removed.len() - report.shared.len();
     if !dry_run && !removed.is_empty() {
         let mut blobs: Vec<Id> = removed.into_iter().collect();
@@ -262,11 +271,15 @@ pub fn rewrite(
             hostname: crate::repo::hostname(),
             snapshots: originals,
             blobs,
+            patterns: patterns.to_vec(),
         };
         report.erasure_request = Some(req.save(&repo)?);
     }
     if let Some(l) = lock {
         l.release()?;
+    }
+    if interrupted {
+        return Err(crate::error::Error::Interrupted);
     }
     Ok(report)
 }
@@ -274,15 +287,15 @@ pub fn rewrite(
 /// Blobs of `removed` that the snapshots use, each with one file (or
 /// directory) that uses it. A snapshot marked `true` is walked without what
 /// `excludes` matches (as its replacement would be).
-fn still_used(
+pub(crate) fn find_users(
     repo: &Repository,
     snaps: &[(Id, bool)],
-    excludes: &Excludes,
+    excludes: Option<&Excludes>,
     removed: &IdSet,
 ) -> Result<Vec<SharedBlob>> {
     struct Finder<'a> {
         repo: &'a Repository,
-        excludes: &'a Excludes,
+        excludes: Option<&'a Excludes>,
         removed: &'a IdSet,
         found: std::collections::BTreeMap<Id, SharedBlob>,
         seen_trees: IdSet,
@@ -309,11 +322,10 @@ fn still_used(
         ) -> Result<()> {
             for n in self.repo.read_tree(tree)?.nodes {
                 let (p_snap, p_orig) = paths_of(&n.name);
-                if self.filtered
-                    && (self.excludes.excludes_path(&p_orig)
-                        || self.excludes.excludes_path(&p_snap))
-                {
-                    continue;
+                if let Some(x) = self.excludes.filter(|_| self.filtered) {
+                    if x.excludes_path(&p_orig) || x.excludes_path(&p_snap) {
+                        continue;
+                    }
                 }
                 for b in n.content.iter().flatten() {
                     self.note(b, &p_orig);

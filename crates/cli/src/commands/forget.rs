@@ -114,7 +114,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     if !a.ids.is_empty() && !policy.is_empty() {
         bail!("give either snapshot ids or a --keep-* policy, not both");
     }
-    let prune_opts = a.prune_opts.options(a.dry_run)?;
+    if a.prune_opts.any() && !a.prune {
+        bail!("--max-unused and --max-repack-size only apply with --prune");
+    }
+    let mut prune_opts = a.prune_opts.options(a.dry_run);
     let repo = super::open_repo(cli)?;
     // A shared lock: removing snapshots is safe beside backups and a prune
     // (a prune that still sees a removed snapshot only keeps more), and it
@@ -131,12 +134,20 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
     let mut remove = Vec::new();
     let mut report = Vec::new();
+    if snaps.is_empty() && !cli.json && !cli.quiet {
+        println!("no snapshots match the filters");
+    }
     if !a.ids.is_empty() {
+        let mut items = Vec::new();
         for (id, s) in &snaps {
             remove.push(*id);
-            report.push(serde_json::json!({"id": id.to_hex(), "short_id": id.short(), "time": s.time,
+            if !cli.json && !cli.quiet {
+                println!("  remove {}  {}  named", id.short(), s.time);
+            }
+            items.push(serde_json::json!({"id": id.to_hex(), "short_id": id.short(), "time": s.time,
                 "hostname": s.hostname, "paths": s.paths, "tags": s.tags, "keep": false, "reasons": ["named"]}));
         }
+        report.push(serde_json::json!({"group": null, "snapshots": items}));
     } else {
         for (key, members) in group(snaps, by) {
             let decisions = apply(&policy, &members);
@@ -203,18 +214,32 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     if let Some(l) = lock {
         l.release()?;
     }
+    prune_opts.ignore_snapshots = remove.clone();
+    let pruned = if a.prune {
+        Some(super::prune::prune_with_progress(
+            cli,
+            repo.clone(),
+            &prune_opts,
+        )?)
+    } else {
+        None
+    };
     if cli.json {
-        println!(
-            "{}",
-            serde_json::json!({"message_type": "summary", "dry_run": a.dry_run, "groups": report,
-                "removed": remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(), "removed_count": removed})
-        );
+        let mut v = serde_json::json!({"message_type": "summary", "dry_run": a.dry_run, "groups": report,
+            "removed": remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+            "removed_count": if a.dry_run { remove.len() as u64 } else { removed }});
+        if let Some((r, el)) = &pruned {
+            v["prune"] = super::prune::report_json(&repo, r, *el);
+        }
+        println!("{v}");
     } else if !cli.quiet {
         if a.dry_run {
             println!(
                 "dry run: {} would be removed; nothing was changed",
                 crate::output::plural(remove.len() as u64, "snapshot")
             );
+        } else if removed == 0 {
+            println!("nothing to remove");
         } else {
             println!(
                 "removed {}{}",
@@ -226,9 +251,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 }
             );
         }
-    }
-    if a.prune {
-        return super::prune::run_prune(cli, repo, &prune_opts);
+        if let Some((r, el)) = &pruned {
+            super::prune::print_report(&repo, r, *el);
+        }
     }
     Ok(0)
 }

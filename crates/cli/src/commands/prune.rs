@@ -10,33 +10,33 @@ use ironvault_core::prune::{prune, Observer, PruneOptions, PruneReport};
 use ironvault_core::repo::Repository;
 use std::sync::{Arc, Mutex};
 
-/// Options shared by `prune` and `forget --prune`.
+/// Options shared by `prune`, `forget --prune` and `rewrite --prune`.
 #[derive(clap::Args, Clone)]
 pub struct PruneArgs {
     /// Repack a pack when more than this share of it is unused: a percentage
-    /// (0% repacks every pack with any unused blob) or "unlimited".
-    #[arg(long, value_name = "PERCENT", default_value = "5%")]
-    pub max_unused: String,
-    /// Repack at most this much per run (e.g. 2G); the rest waits for the next
-    /// prune. Packs holding data of an erasure (`rewrite`) are always repacked.
-    #[arg(long, value_name = "SIZE")]
-    pub max_repack_size: Option<String>,
+    /// (0% repacks every pack with any unused blob) or "unlimited" [default: 5%].
+    #[arg(long, value_name = "PERCENT", value_parser = MaxUnused::parse, allow_hyphen_values = true)]
+    pub max_unused: Option<MaxUnused>,
+    /// Repack at most this much per run (e.g. 2G = 2 GiB; K, M, G, T are
+    /// powers of 1024); the rest waits for the next prune. Packs holding data
+    /// of an erasure (`rewrite`) are always repacked.
+    #[arg(long, value_name = "SIZE", value_parser = crate::output::parse_size, allow_hyphen_values = true)]
+    pub max_repack_size: Option<u64>,
 }
 
 impl PruneArgs {
-    pub fn options(&self, dry_run: bool) -> Result<PruneOptions> {
-        Ok(PruneOptions {
-            max_unused: MaxUnused::parse(&self.max_unused)
-                .map_err(|e| anyhow::anyhow!("--max-unused: {e}"))?,
-            max_repack_size: self
-                .max_repack_size
-                .as_deref()
-                .map(crate::output::parse_size)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--max-repack-size: {e}"))?,
+    pub fn options(&self, dry_run: bool) -> PruneOptions {
+        PruneOptions {
+            max_unused: self.max_unused.unwrap_or(MaxUnused::Percent(5.0)),
+            max_repack_size: self.max_repack_size,
             dry_run,
             ..PruneOptions::default()
-        })
+        }
+    }
+
+    /// True if any option was given (they need --prune on forget and rewrite).
+    pub fn any(&self) -> bool {
+        self.max_unused.is_some() || self.max_repack_size.is_some()
     }
 }
 
@@ -50,13 +50,36 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
-    let opts = a.prune.options(a.dry_run)?;
+    let opts = a.prune.options(a.dry_run);
     let repo = super::open_repo(cli)?;
-    run_prune(cli, repo, &opts)
+    let (r, elapsed) = prune_with_progress(cli, repo.clone(), &opts)?;
+    if cli.json {
+        println!("{}", report_json(&repo, &r, elapsed));
+    } else if !cli.quiet {
+        print_report(&repo, &r, elapsed);
+    }
+    Ok(0)
 }
 
-/// Prune with progress and a report (also for `forget --prune`).
-pub fn run_prune(cli: &Cli, repo: Arc<Repository>, opts: &PruneOptions) -> Result<u8> {
+/// The report as the JSON summary object.
+pub fn report_json(
+    repo: &Repository,
+    r: &PruneReport,
+    elapsed: std::time::Duration,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["message_type"] = "summary".into();
+    v["seconds"] = elapsed.as_secs_f64().into();
+    v["storage"] = crate::output::transfer_json(repo.backend().as_ref());
+    v
+}
+
+/// Prune with a progress display (also for `forget --prune` and `rewrite --prune`).
+pub fn prune_with_progress(
+    cli: &Cli,
+    repo: Arc<Repository>,
+    opts: &PruneOptions,
+) -> Result<(PruneReport, std::time::Duration)> {
     let started = std::time::Instant::now();
     let state = Arc::new(Mutex::new((String::from("starting"), 0u64, 0u64)));
     let display = {
@@ -101,66 +124,68 @@ pub fn run_prune(cli: &Cli, repo: Arc<Repository>, opts: &PruneOptions) -> Resul
         },
     );
     drop(display);
-    let r = r?;
-    let elapsed = started.elapsed();
-    if cli.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["message_type"] = "summary".into();
-        v["seconds"] = elapsed.as_secs_f64().into();
-        v["storage"] = crate::output::transfer_json(repo.backend().as_ref());
-        println!("{v}");
-    } else if !cli.quiet {
-        print_report(&r, elapsed);
-        if let Some(t) = crate::output::transfer_line(repo.backend().as_ref()) {
-            println!("{t}");
-        }
-    }
-    Ok(0)
+    Ok((r?, started.elapsed()))
 }
 
-fn print_report(r: &PruneReport, elapsed: std::time::Duration) {
-    println!(
+/// The human report.
+pub fn print_report(repo: &Repository, r: &PruneReport, elapsed: std::time::Duration) {
+    let packs = |n: usize| plural(n as u64, "pack");
+    let mut head = format!(
         "{}, {} ({}): {} used, {} unused",
         plural(r.snapshots as u64, "snapshot"),
-        plural(r.packs_before as u64, "pack"),
+        packs(r.packs_before),
         bytes(r.bytes_before),
         bytes(r.used_bytes),
         bytes(r.unused_bytes)
     );
-    let verb = if r.dry_run { "would delete" } else { "deleted" };
-    println!(
-        "{verb} {} whole, repack {}{}{}",
-        plural(r.packs_deleted as u64, "unused pack"),
-        plural(r.packs_repacked as u64, "pack"),
-        if r.dry_run {
-            String::new()
-        } else {
-            format!(
-                " ({} blobs into {}, {} written)",
-                r.blobs_repacked,
-                plural(r.packs_written, "new pack"),
-                bytes(r.bytes_written)
-            )
-        },
+    if r.unindexed_bytes > 0 {
+        head += &format!(", {} in packs no index lists yet", bytes(r.unindexed_bytes));
+    }
+    println!("{head}");
+    let mut parts = Vec::new();
+    if r.dry_run {
+        parts.push(format!(
+            "delete {} that nothing needs",
+            packs(r.packs_deleted)
+        ));
+        parts.push(format!(
+            "repack {} (copy what is needed, then delete)",
+            packs(r.packs_repacked)
+        ));
         if r.unindexed_deleted > 0 {
-            format!(
-                ", and {} no index lists",
-                plural(r.unindexed_deleted as u64, "pack")
-            )
-        } else {
-            String::new()
+            parts.push(format!(
+                "delete {} that no index lists, unless a backup still writing them needs them",
+                packs(r.unindexed_deleted)
+            ));
         }
-    );
+        println!("would {}", parts.join(", "));
+    } else {
+        parts.push(format!("{} that nothing needed", packs(r.packs_deleted)));
+        parts.push(format!(
+            "{} after copying {} blobs into {} ({} written)",
+            packs(r.packs_repacked),
+            r.blobs_repacked,
+            plural(r.packs_written, "new pack"),
+            bytes(r.bytes_written)
+        ));
+        if r.unindexed_deleted > 0 {
+            parts.push(format!(
+                "{} that no index listed",
+                packs(r.unindexed_deleted)
+            ));
+        }
+        println!("deleted {}", parts.join(", "));
+    }
+    if !r.withdrawn.is_empty() {
+        println!(
+            "kept {} after all: snapshots made during the prune need them",
+            packs(r.withdrawn.len())
+        );
+    }
     if r.packs_deferred > 0 {
         println!(
             "{} with unused space left for the next prune (--max-repack-size)",
-            plural(r.packs_deferred as u64, "pack")
-        );
-    }
-    for w in &r.withdrawn {
-        println!(
-            "kept pack {} after all: a snapshot made during the prune needs it",
-            &w[..8]
+            packs(r.packs_deferred)
         );
     }
     if r.erased_blobs > 0 || !r.erasure_requests_completed.is_empty() {
@@ -170,11 +195,26 @@ fn print_report(r: &PruneReport, elapsed: std::time::Duration) {
             plural(r.erasure_requests_completed.len() as u64, "erasure request")
         );
     }
-    if !r.not_erased_blobs.is_empty() {
+    if !r.erasure_requests_pending.is_empty() {
         println!(
-            "erasure: {} still used by kept snapshots (shared with kept files through deduplication) and NOT erased",
-            plural(r.not_erased_blobs.len() as u64, "blob")
+            "erasure NOT complete: {} stay until all their blobs are gone; each prune tries again",
+            plural(r.erasure_requests_pending.len() as u64, "erasure request")
         );
+    }
+    if !r.not_erased.is_empty() {
+        println!(
+            "erasure: {} NOT erased, because kept snapshots still use them (if these files match the erasure's patterns, a backup stored them again: run 'ironvault rewrite' for those snapshots):",
+            plural(r.not_erased.len() as u64, "blob")
+        );
+        for s in r.not_erased.iter().take(10) {
+            println!("  {} in snapshot {}", s.path, &s.snapshot[..8]);
+        }
+        if r.not_erased.len() > 10 {
+            println!(
+                "  ... and {} more (--json lists them all)",
+                r.not_erased.len() - 10
+            );
+        }
     }
     if r.dry_run {
         println!(
@@ -186,8 +226,11 @@ fn print_report(r: &PruneReport, elapsed: std::time::Duration) {
             "freed {} in {}: the repository now holds {} ({})",
             bytes(r.bytes_freed),
             crate::output::duration(elapsed),
-            plural(r.packs_after as u64, "pack"),
+            packs(r.packs_after.unwrap_or_default()),
             bytes(r.bytes_after)
         );
+    }
+    if let Some(t) = crate::output::transfer_line(repo.backend().as_ref()) {
+        println!("{t}");
     }
 }

@@ -40,8 +40,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             "name the snapshots to rewrite, or give --all (with --host/--tag/--path to narrow it)"
         );
     }
+    if a.exclude
+        .iter()
+        .chain(&a.iexclude)
+        .any(|p| p.trim().is_empty())
+    {
+        bail!("an empty --exclude pattern matches nothing; give the files to erase");
+    }
+    if a.prune_opts.any() && !a.prune {
+        bail!("--max-unused and --max-repack-size only apply with --prune");
+    }
     let excludes = Excludes::new(&a.exclude, &a.iexclude)?;
-    let prune_opts = a.prune_opts.options(a.dry_run)?;
+    let prune_opts = a.prune_opts.options(a.dry_run);
     let repo = super::open_repo(cli)?;
     let ids: Vec<_> = super::select_snapshots(&repo, &a.snapshots, &a.filter)?
         .into_iter()
@@ -50,12 +60,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let mut patterns = a.exclude.clone();
     patterns.extend(a.iexclude.iter().map(|p| format!("{p} (ignoring case)")));
     let r = ironvault_core::rewrite::rewrite(repo.clone(), &ids, &excludes, &patterns, a.dry_run)?;
+    let mut json = None;
     if cli.json {
         let mut v = serde_json::to_value(&r)?;
         v["message_type"] = "summary".into();
         v["time"] = chrono::Utc::now().to_rfc3339().into();
         v["repository"] = repo.backend().location().into();
-        println!("{v}");
+        json = Some(v);
     } else if !cli.quiet {
         for s in &r.rewritten {
             match &s.new {
@@ -82,10 +93,23 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             }
         }
         println!(
-            "{} rewritten, {} without matches left as they are",
+            "{} {}, {} without matches left as {}",
             plural(r.rewritten.len() as u64, "snapshot"),
-            r.unchanged.len()
+            if r.dry_run {
+                "would be rewritten"
+            } else {
+                "rewritten"
+            },
+            r.unchanged.len(),
+            if r.unchanged.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            }
         );
+        if r.rewritten.is_empty() {
+            println!("no file matches the patterns (a pattern without '/' matches whole names, e.g. '*doe*')");
+        }
         if !r.shared.is_empty() {
             println!(
                 "NOT erased: {} that removed files share with kept files (deduplication), for example:",
@@ -101,7 +125,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             }
         }
         if r.dry_run {
-            println!("dry run: nothing was changed");
+            println!(
+                "{} would be erased by the next prune; dry run: nothing was changed",
+                plural(r.blobs_to_erase as u64, "blob")
+            );
         } else if let Some(q) = &r.erasure_request {
             println!(
                 "{} to erase, recorded in {q}; {}",
@@ -115,7 +142,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         }
     }
     if a.prune && !a.dry_run {
-        return super::prune::run_prune(cli, repo, &prune_opts);
+        let (pr, el) = super::prune::prune_with_progress(cli, repo.clone(), &prune_opts)?;
+        if let Some(v) = json.as_mut() {
+            v["prune"] = super::prune::report_json(&repo, &pr, el);
+        } else if !cli.quiet {
+            super::prune::print_report(&repo, &pr, el);
+        }
+    }
+    if let Some(v) = json {
+        println!("{v}");
     }
     Ok(0)
 }

@@ -45,7 +45,7 @@ impl Excludes {
                     .case_insensitive(ci)
                     .backslash_escape(true)
                     .build()
-                    .map_err(|e| Error::Invalid(format!("exclude pattern {p:?}: {e}")))?;
+                    .map_err(|e| Error::Invalid(format!("exclude pattern {p:?}: {}", e.kind())))?;
                 b.add(glob);
                 count += 1;
             }

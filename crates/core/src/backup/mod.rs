@@ -259,8 +259,9 @@ pub fn backup(
     if !adopted.is_empty() {
         let bytes: u64 = adopted.iter().map(|p| p.size).sum();
         warn(&format!(
-            "reusing {} packs ({bytes} bytes) left by an interrupted backup",
-            adopted.len()
+            "reusing {} ({}) that an interrupted backup or prune left in no index",
+            crate::human::plural(adopted.len() as u64, "pack"),
+            crate::human::bytes(bytes)
         ));
     }
     let mut abs = Vec::new();
@@ -299,6 +300,7 @@ pub fn backup(
         .max(1);
 
     let sink = BlobSink::new(repo.clone(), level);
+    sink.guard_with(&lock);
     sink.set_dry_run(opts.dry_run);
     sink.adopt(adopted)?;
     let shared = Shared::new(sink, warn, opts.progress.clone().unwrap_or_default());

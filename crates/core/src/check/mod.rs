@@ -231,13 +231,15 @@ pub fn check(
         let index_damaged = !r.errors.is_empty();
         r.notices.push(if index_damaged {
             format!(
-                "{} packs ({bytes} bytes) are in no index; they may hold what a damaged index file listed: 'ironvault repair index' indexes them again (do not delete them)",
-                unindexed.len()
+                "{} ({}) in no index; they may hold what a damaged index file listed: 'ironvault repair index' indexes them again (do not delete them)",
+                crate::human::plural(unindexed.len() as u64, "pack"),
+                crate::human::bytes(bytes)
             )
         } else {
             format!(
-                "{} packs ({bytes} bytes) are in no index (left by an interrupted backup; the next backup reuses them)",
-                unindexed.len()
+                "{} ({}) in no index (left by an interrupted backup or prune; the next backup reuses them, or the next prune deletes them)",
+                crate::human::plural(unindexed.len() as u64, "pack"),
+                crate::human::bytes(bytes)
             )
         });
     }
@@ -251,7 +253,8 @@ pub fn check(
         .count();
     if unreferenced > 0 && r.errors.is_empty() {
         r.notices.push(format!(
-            "{unreferenced} blobs are not referenced by any snapshot (after a deleted or repaired snapshot or an interrupted backup; harmless, they only use space)"
+            "{} not referenced by any snapshot (after a forget, a repair or an interrupted backup; or kept by prune in packs where little is unused: harmless, they only use space; 'ironvault prune --max-unused 0%' removes them all)",
+            crate::human::plural(unreferenced as u64, "blob is").replace("blobs is", "blobs are")
         ));
     }
 
@@ -271,8 +274,8 @@ pub fn check(
         Ok(lists) if !lists.is_empty() => {
             let packs: usize = lists.iter().map(|(_, d)| d.packs.len()).sum();
             r.notices.push(format!(
-                "{} prune deletion list(s) name {packs} packs: a prune is running or was interrupted (harmless: backups store those blobs again; the next 'ironvault prune' finishes the job)",
-                lists.len()
+                "{} {packs} packs: a prune is running or was interrupted (harmless: backups store those blobs again; the next 'ironvault prune' finishes the job)",
+                if lists.len() == 1 { "a prune deletion list names".to_string() } else { format!("{} prune deletion lists name", lists.len()) }
             ));
         }
         Ok(_) => {}
@@ -280,8 +283,9 @@ pub fn check(
     }
     match crate::prune::erasure_requests(repo) {
         Ok(q) if !q.is_empty() => r.notices.push(format!(
-            "{} erasure request(s) from 'ironvault rewrite' wait for 'ironvault prune' to remove the erased data from storage",
-            q.len()
+            "{} from 'ironvault rewrite' {} for 'ironvault prune' to remove the erased data from storage",
+            crate::human::plural(q.len() as u64, "erasure request"),
+            if q.len() == 1 { "waits" } else { "wait" }
         )),
         Ok(_) => {}
         Err(e) => r.errors.push(format!("erasure request: {e}")),

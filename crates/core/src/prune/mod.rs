@@ -13,67 +13,26 @@
 //! deleted were already out of the index, and backups keep away from the
 //! packs of a deletion list until a later prune finishes the job.
 
+pub mod erasure;
 pub mod plan;
 
+pub use erasure::{erasure_requests, ErasureRequest};
+
 use crate::backend::{is_not_found, Backend};
-use crate::crypto::{ad, open, seal};
+use crate::crypto::{ad, seal};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::format::id::{IdMap, IdSet};
 use crate::format::index::IndexFile;
-use crate::format::{from_cbor, to_cbor, BlobType, Id};
+use crate::format::{to_cbor, BlobType, Id};
 use crate::repo::index::pack_name;
 use crate::repo::lock::{list_locks, Lock};
 use crate::repo::packer::BlobSink;
 use crate::repo::{Deletions, Repository};
 use plan::{IndexView, MaxUnused, Plan};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// An erasure request (`erasures/<random id>`, format.md §9.2), written by
-/// `rewrite`: blobs that must leave the repository at the next prune, even
-/// from packs that are mostly in use.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct ErasureRequest {
-    pub created: String,
-    pub hostname: String,
-    /// The snapshots that were rewritten (the originals, now removed).
-    pub snapshots: Vec<Id>,
-    /// Blobs (data and tree) only the removed files and directories used.
-    pub blobs: Vec<Id>,
-}
-
-impl ErasureRequest {
-    /// Seal and store; returns the object name.
-    pub fn save(&self, repo: &Repository) -> Result<String> {
-        let name = format!("erasures/{}", Id::random().to_hex());
-        repo.backend().put(
-            &name,
-            &seal(repo.master_key(), ad::ERASURE, &to_cbor(self)?),
-        )?;
-        Ok(name)
-    }
-}
-
-/// Every erasure request, with its object name.
-pub fn erasure_requests(repo: &Repository) -> Result<Vec<(String, ErasureRequest)>> {
-    let b = repo.backend();
-    let mut out = Vec::new();
-    for o in b.list("erasures/")? {
-        let bytes = match b.get(&o.name) {
-            Ok(x) => x,
-            Err(e) if is_not_found(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        let r: ErasureRequest = from_cbor(
-            &open(repo.master_key(), ad::ERASURE, &bytes, &o.name)?,
-            &o.name,
-        )?;
-        out.push((o.name, r));
-    }
-    Ok(out)
-}
 
 /// How to prune.
 #[derive(Clone, Debug)]
@@ -85,6 +44,8 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// How often phase 2 looks again at the locks it waits for.
     pub poll: Duration,
+    /// In a dry run, act as if these snapshots were gone (`forget --prune --dry-run`).
+    pub ignore_snapshots: Vec<Id>,
 }
 
 impl Default for PruneOptions {
@@ -94,6 +55,7 @@ impl Default for PruneOptions {
             max_repack_size: None,
             dry_run: false,
             poll: Duration::from_secs(2),
+            ignore_snapshots: Vec::new(),
         }
     }
 }
@@ -109,6 +71,9 @@ pub struct PruneReport {
     pub used_bytes: u64,
     /// Stored bytes of blobs nothing uses, before the prune.
     pub unused_bytes: u64,
+    /// Bytes of stored packs no index lists (a backup in progress, or left
+    /// by an interrupted backup or prune).
+    pub unindexed_bytes: u64,
     /// Packs deleted whole (nothing in them was needed).
     pub packs_deleted: usize,
     /// Packs whose needed blobs were copied to new packs before they were deleted.
@@ -124,7 +89,9 @@ pub struct PruneReport {
     pub bytes_deleted: u64,
     /// Bytes deleted minus bytes written.
     pub bytes_freed: u64,
-    pub packs_after: usize,
+    /// After the prune (None in a dry run).
+    pub packs_after: Option<usize>,
+    /// After the prune (an estimate in a dry run).
     pub bytes_after: u64,
     /// Candidates kept after all because a snapshot made meanwhile needs them.
     pub withdrawn: Vec<String>,
@@ -135,9 +102,13 @@ pub struct PruneReport {
     /// Blobs of erasure requests now gone from every pack.
     pub erased_blobs: usize,
     /// Blobs of erasure requests still used by snapshots (shared through
-    /// deduplication with kept files, or stored again by a backup since).
-    pub not_erased_blobs: Vec<String>,
+    /// deduplication with kept files, or stored again by a backup since),
+    /// each with a file that uses it.
+    pub not_erased: Vec<crate::rewrite::SharedBlob>,
     pub erasure_requests_completed: Vec<String>,
+    /// Erasure requests kept for the next prune: some of their blobs sit in
+    /// packs that snapshots made during this prune need.
+    pub erasure_requests_pending: Vec<String>,
     /// Abandoned deletion lists of earlier, interrupted prunes that this one replaced.
     pub abandoned_lists_removed: usize,
 }
@@ -164,7 +135,10 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
         ..PruneReport::default()
     };
 
-    // Phase 1: what S1 needs.
+    // Phase 1: what S1 needs. Snapshots are listed before the index is
+    // read: a backup writes its index files before its snapshot, so every
+    // snapshot listed has its blobs in the index read after.
+    let mut snaps = repo.snapshot_ids()?;
     let errs = repo.load_index(false)?;
     if let Some(e) = errs.first() {
         return Err(Error::Invalid(format!(
@@ -174,19 +148,21 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     let idx = repo.index();
     let stored = repo.stored_packs()?;
     let view = IndexView::new(&idx, &stored)?;
-    let snaps = repo.snapshot_ids()?;
+    if opts.dry_run {
+        snaps.retain(|s| !opts.ignore_snapshots.contains(s));
+    }
     let mut used = IdSet::default();
+    let mut s1 = Vec::with_capacity(snaps.len());
     for (i, sid) in snaps.iter().enumerate() {
         (obs.progress)("reading snapshots", i as u64, snaps.len() as u64);
         interrupted()?;
-        let s = repo.load_snapshot(sid).map_err(|e| {
-            Error::Invalid(format!(
-                "snapshot {} cannot be read ({e}); prune cannot tell what it needs: run 'ironvault check'",
-                sid.short()
-            ))
-        })?;
+        let Some(s) = load_unless_forgotten(&repo, sid)? else {
+            continue;
+        };
         plan::walk(&repo, &s.tree, &mut used, &mut Vec::new())?;
+        s1.push(*sid);
     }
+    let snaps = s1;
     if let Some(missing) = used.iter().find(|b| !idx.contains(b)) {
         return Err(Error::Invalid(format!(
             "blob {} that a snapshot needs is in no index; prune deletes nothing while data is missing: run 'ironvault check', then 'ironvault repair'",
@@ -212,19 +188,20 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
             .bytes_deleted
             .saturating_sub(plan.repack.iter().map(|p| p.used).sum::<u64>());
         r.bytes_after = r.bytes_before - r.bytes_freed;
+        r.not_erased = erasure::users(&repo, &snaps, &plan.erasure_still_used)?;
         return Ok(r);
     }
     let lock = lock.expect("a lock outside dry runs");
     let candidates = plan.candidates();
     if candidates.is_empty() && abandoned.is_empty() && requests.is_empty() {
-        r.packs_after = r.packs_before;
+        r.packs_after = Some(r.packs_before);
         r.bytes_after = r.bytes_before;
         r.index_files_replaced = tidy_superseded_index_files(&repo)?;
         lock.release()?;
         return Ok(r);
     }
     r.bytes_deleted = 0; // from here on, what was deleted
-    repack(&repo, &plan, &candidates, &mut r, obs)?;
+    repack(&repo, &plan, &candidates, &lock, &mut r, obs)?;
     failpoint::hit("prune-repacked");
 
     // The deletion list, then the locks that were there before it (L1).
@@ -254,9 +231,9 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     let phase2 = (|| {
         wait_for_locks(b.as_ref(), &key, &l1, opts.poll, &mut r, obs)?;
         lock.confirm()?;
-        phase2(&repo, &plan, &candidates, &mut r, obs)
+        phase2(&repo, &plan, &candidates, &lock, &mut r, obs)
     })();
-    let to_delete = match phase2 {
+    let (to_delete, fresh) = match phase2 {
         Ok(d) => d,
         Err(e) => {
             // Nothing is deleted yet: withdraw the list so backups may use its packs again.
@@ -269,17 +246,24 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     r.index_files_replaced = tidy_superseded_index_files(&repo)?;
     failpoint::hit("prune-old-index-deleted");
     let total = to_delete.len() as u64;
+    lock.confirm()?;
     for (i, (t, pid, size)) in to_delete.iter().enumerate() {
         (obs.progress)("deleting packs", i as u64, total);
         match b.delete(&pack_name(*t, pid)) {
-            Err(e) if !is_not_found(&e) => return Err(e),
-            _ => {}
+            Ok(()) => r.bytes_deleted += size,
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
         }
-        r.bytes_deleted += size;
         failpoint::hit("prune-pack-deleted");
     }
     failpoint::hit("prune-packs-deleted");
-    finish_erasures(&repo, &requests, &to_delete, &mut r)?;
+    // What went, by what phase 1 meant for it (withdrawn packs stayed).
+    let gone: IdSet = to_delete.iter().map(|d| d.1).collect();
+    let count = |ids: &mut dyn Iterator<Item = Id>| ids.filter(|i| gone.contains(i)).count();
+    r.packs_deleted = count(&mut plan.delete.iter().map(|p| p.id));
+    r.packs_repacked = count(&mut plan.repack.iter().map(|p| p.id));
+    r.unindexed_deleted = count(&mut plan.unindexed.iter().map(|p| p.id));
+    erasure::finish(&repo, &requests, &plan.used, &fresh, &mut r)?;
     for name in abandoned.iter().chain(std::iter::once(&list_name)) {
         match b.delete(name) {
             Err(e) if !is_not_found(&e) => return Err(e),
@@ -288,11 +272,34 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     }
     r.abandoned_lists_removed = abandoned.len();
     let after = repo.stored_packs()?;
-    r.packs_after = after.len();
+    r.packs_after = Some(after.len());
     r.bytes_after = after.iter().map(|p| p.size).sum();
     r.bytes_freed = r.bytes_deleted.saturating_sub(r.bytes_written);
     lock.release()?;
     Ok(r)
+}
+
+/// A snapshot, or None if it was removed since it was listed (a forget
+/// running beside the prune).
+fn load_unless_forgotten(
+    repo: &Repository,
+    id: &Id,
+) -> Result<Option<crate::format::snapshot::Snapshot>> {
+    if repo
+        .backend()
+        .size(&format!("snapshots/{}", id.to_hex()))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    match repo.load_snapshot(id) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Error::Invalid(format!(
+            "snapshot {} cannot be read ({e}); prune cannot tell what it needs: run 'ironvault check'",
+            id.short()
+        ))),
+    }
 }
 
 fn interrupted() -> Result<()> {
@@ -336,7 +343,7 @@ fn other_prunes(
                 continue;
             }
             return Err(Error::Locked(format!(
-                "a prune on {who} is running (deletion list {name}, created {}); wait for it to finish",
+                "a prune on {who} (deletion list {name}, created {})",
                 d.created
             )));
         }
@@ -344,8 +351,8 @@ fn other_prunes(
     }
     if !abandoned.is_empty() && !dry_run {
         (obs.notice)(&format!(
-            "{} deletion list(s) of an interrupted prune found; this prune finishes the job",
-            abandoned.len()
+            "found {} of an interrupted prune; this prune finishes the job",
+            crate::human::plural(abandoned.len() as u64, "deletion list")
         ));
     }
     Ok(abandoned)
@@ -363,6 +370,7 @@ fn describe_plan(plan: &Plan, stored: &[crate::repo::StoredPack], r: &mut PruneR
     r.packs_deleted = plan.delete.len();
     r.packs_repacked = plan.repack.len();
     r.unindexed_deleted = plan.unindexed.len();
+    r.unindexed_bytes = plan.unindexed.iter().map(|p| p.size).sum();
     r.packs_deferred = plan.deferred.len();
     // In a dry run, what would go; a real run counts what did go.
     r.bytes_deleted = plan
@@ -372,8 +380,6 @@ fn describe_plan(plan: &Plan, stored: &[crate::repo::StoredPack], r: &mut PruneR
         .map(|p| p.size)
         .chain(plan.unindexed.iter().map(|p| p.size))
         .sum();
-    r.not_erased_blobs = plan.erasure_still_used.iter().map(|b| b.to_hex()).collect();
-    r.not_erased_blobs.sort();
 }
 
 /// Copy the kept blobs of the packs to repack into new packs, then read the
@@ -382,6 +388,7 @@ fn repack(
     repo: &Arc<Repository>,
     plan: &Plan,
     candidates: &IdSet,
+    lock: &Lock,
     r: &mut PruneReport,
     obs: &Observer,
 ) -> Result<()> {
@@ -400,6 +407,7 @@ fn repack(
         .collect();
     repo.forget_missing_packs(&keep)?;
     let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
+    sink.guard_with(lock);
     sink.record_written();
     let mut by_pack: IdMap<Vec<(Id, crate::repo::index::BlobLocation)>> = IdMap::default();
     for (bid, loc) in &plan.chosen {
@@ -472,6 +480,7 @@ fn wait_for_locks(
     let host = crate::repo::hostname();
     let started = Instant::now();
     let mut shown: Option<Vec<String>> = None;
+    (obs.progress)("waiting for older locks", 0, 0);
     loop {
         let live: Vec<(String, String)> = list_locks(b, key)?
             .into_iter()
@@ -510,15 +519,25 @@ fn wait_for_locks(
     }
 }
 
+/// Packs to delete: type, id, size.
+type Doomed = Vec<(BlobType, Id, u64)>;
+
 /// Phase 2: withdraw candidates that snapshots made since phase 1 need,
 /// write the index that leaves the rest out, and return the packs to delete.
 fn phase2(
     repo: &Arc<Repository>,
     plan: &Plan,
     candidates: &IdSet,
+    lock: &Lock,
     r: &mut PruneReport,
     obs: &Observer,
-) -> Result<Vec<(BlobType, Id, u64)>> {
+) -> Result<(Doomed, IdSet)> {
+    // Snapshots first, then the index (see phase 1).
+    let new: Vec<Id> = repo
+        .snapshot_ids()?
+        .into_iter()
+        .filter(|s| !plan.snapshots.contains(s))
+        .collect();
     let (files, errs) = repo.read_index_files()?;
     if let Some(e) = errs.first() {
         return Err(Error::Invalid(format!(
@@ -535,27 +554,31 @@ fn phase2(
     // Blobs that snapshots made since phase 1 need and that S1 did not.
     let mut seen = plan.used.clone();
     let mut fresh = Vec::new();
-    let new: Vec<Id> = repo
-        .snapshot_ids()?
-        .into_iter()
-        .filter(|s| !plan.snapshots.contains(s))
-        .collect();
     for (i, sid) in new.iter().enumerate() {
         (obs.progress)("reading new snapshots", i as u64, new.len() as u64);
-        let s = repo.load_snapshot(sid)?;
-        plan::walk(repo, &s.tree, &mut seen, &mut fresh)?;
+        if let Some(s) = load_unless_forgotten(repo, sid)? {
+            plan::walk(repo, &s.tree, &mut seen, &mut fresh)?;
+        }
     }
     let mut withdrawn = IdSet::default();
-    for bid in fresh {
-        let locs = idx.locations(&bid);
+    for bid in &fresh {
+        let locs = idx.locations(bid);
         let elsewhere = locs
             .iter()
             .any(|l| !candidates.contains(&l.pack) && stored.contains_key(&l.pack));
         if elsewhere {
             continue;
         }
-        if let Some(l) = locs.iter().find(|l| stored.contains_key(&l.pack)) {
-            withdrawn.insert(l.pack);
+        match locs.iter().find(|l| stored.contains_key(&l.pack)) {
+            Some(l) => {
+                withdrawn.insert(l.pack);
+            }
+            None => {
+                return Err(Error::Invalid(format!(
+                    "blob {} that a snapshot made during the prune needs is in no stored pack; nothing was deleted: run 'ironvault check'",
+                    bid.short()
+                )))
+            }
         }
     }
     for w in &withdrawn {
@@ -582,7 +605,9 @@ fn phase2(
             continue; // what it lists is in the file that replaced it
         }
         for p in &f.packs {
-            if !gone.contains(&p.id) && stored.contains_key(&p.id) && listed.insert(p.id) {
+            // (a pack the listing missed stays listed: only what prune
+            // deletes leaves the index)
+            if !gone.contains(&p.id) && listed.insert(p.id) {
                 out.packs.push(p.clone());
             }
         }
@@ -596,9 +621,11 @@ fn phase2(
         }
     }
     let bytes = out.seal(repo.master_key())?;
+    // Reading the new snapshots may have taken long: still trusted?
+    lock.confirm()?;
     repo.backend()
         .put(&format!("index/{}", Id::hash_of(&bytes).to_hex()), &bytes)?;
-    Ok(to_delete)
+    Ok((to_delete, fresh.into_iter().collect()))
 }
 
 /// Delete index files that a newest index file supersedes; returns how many.
@@ -624,42 +651,4 @@ fn tidy_superseded_index_files(repo: &Repository) -> Result<usize> {
         }
     }
     Ok(doomed.len())
-}
-
-/// Count what the erasure requests achieved and remove those fulfilled:
-/// every blob they name is gone from storage or still used by a snapshot
-/// (which the report names; a later prune cannot do better).
-fn finish_erasures(
-    repo: &Repository,
-    requests: &[(String, ErasureRequest)],
-    deleted: &[(BlobType, Id, u64)],
-    r: &mut PruneReport,
-) -> Result<()> {
-    if requests.is_empty() {
-        return Ok(());
-    }
-    let gone: IdSet = deleted.iter().map(|d| d.1).collect();
-    let idx = repo.index();
-    let used: IdSet = r
-        .not_erased_blobs
-        .iter()
-        .filter_map(|h| Id::from_hex(h))
-        .collect();
-    for (name, q) in requests {
-        let mut complete = true;
-        for bid in &q.blobs {
-            let left = idx.locations(bid).iter().any(|l| !gone.contains(&l.pack));
-            if !left {
-                r.erased_blobs += 1;
-            } else if !used.contains(bid) {
-                // Still stored but not used: a withdrawn pack. Next prune.
-                complete = false;
-            }
-        }
-        if complete {
-            repo.backend().delete(name)?;
-            r.erasure_requests_completed.push(name.clone());
-        }
-    }
-    Ok(())
 }

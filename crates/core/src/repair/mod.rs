@@ -24,7 +24,9 @@ pub struct IndexRepair {
 
 /// Rebuild the index from the packs' headers.
 pub fn rebuild_index(repo: &Repository, progress: &dyn Fn(u64, u64)) -> Result<IndexRepair> {
-    let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
+    // Exclusive: a prune deleting packs meanwhile would leave the new index
+    // naming packs that are gone (format.md §9).
+    let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), true)?;
     let r = rebuild_index_locked(repo, progress)?;
     lock.release()?;
     Ok(r)
@@ -100,14 +102,13 @@ pub fn repair_snapshots(
     use crate::repo::packer::BlobSink;
 
     let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
-    repo.load_index(true)?;
     // Packs actually stored: a blob whose pack is gone is lost even if an
     // index file still lists it (before 'repair index' has run), and a
     // replacement tree must be written again rather than deduplicated
-    // against the lost copy.
+    // against the lost copy. Blobs in a prune's deletion candidates are not
+    // lost (the prune may still withdraw them): they are read, not dropped.
+    let sink = BlobSink::for_rewriting(repo, Some(&lock))?;
     let stored: crate::format::id::IdSet = repo.stored_packs()?.iter().map(|p| p.id).collect();
-    repo.forget_missing_packs(&stored)?;
-    let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
     sink.set_dry_run(dry_run);
 
     fn rebuild(

@@ -247,6 +247,15 @@ impl Lock {
         &self.shared.name
     }
 
+    /// A handle that checks, without refreshing, that this lock is still
+    /// trusted (for writers that must not write an index file after it may
+    /// have gone stale: a prune may have deleted the packs it lists).
+    pub fn guard(&self) -> LockGuard {
+        LockGuard {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Refresh now and confirm the lock never went stale (called before a
     /// snapshot is written: a stale lock means prune may have deleted packs).
     pub fn confirm(&self) -> Result<()> {
@@ -256,14 +265,7 @@ impl Lock {
             .last_refresh
             .lock()
             .map_err(|_| Error::Invalid("lock poisoned".into()))?;
-        if max_gap > STALE_AFTER - MAX_CLOCK_SKEW {
-            return Err(Error::Invalid(format!(
-                "lock {} went {} s without a refresh, so another process may have treated it as stale; run the backup again",
-                self.shared.name,
-                max_gap.as_secs()
-            )));
-        }
-        Ok(())
+        check_gap(&self.shared.name, max_gap)
     }
 
     /// Stop refreshing and remove the lock object.
@@ -285,6 +287,45 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+fn check_gap(name: &str, gap: Duration) -> Result<()> {
+    if gap > STALE_AFTER - MAX_CLOCK_SKEW {
+        return Err(Error::Invalid(format!(
+            "lock {name} went {} s without a refresh (was the machine asleep?), so another process may have treated it as stale; nothing more was written: run the command again",
+            gap.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+/// See `Lock::guard`.
+#[derive(Clone)]
+pub struct LockGuard {
+    shared: Arc<Shared>,
+}
+
+impl LockGuard {
+    /// Make the lock look as if it had gone `gap` without a refresh.
+    #[cfg(test)]
+    pub(crate) fn pretend_gap(&self, gap: Duration) {
+        if let Ok(mut t) = self.shared.last_refresh.lock() {
+            t.1 = gap;
+        }
+    }
+
+    /// Fail if the lock went, or has now gone, too long without a refresh.
+    pub fn check(&self) -> Result<()> {
+        let (last, max_gap) = *self
+            .shared
+            .last_refresh
+            .lock()
+            .map_err(|_| Error::Invalid("lock poisoned".into()))?;
+        check_gap(
+            &self.shared.name,
+            max_gap.max(boottime().saturating_sub(last)),
+        )
     }
 }
 

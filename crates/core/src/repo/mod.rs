@@ -346,12 +346,15 @@ impl Repository {
     /// are left out, so a backup stores their blobs again (format.md §9).
     /// Damaged index files are skipped and returned.
     pub fn load_index(&self, for_writing: bool) -> Result<Vec<Error>> {
-        let (files, errors) = self.read_index_files()?;
+        // Deletion lists first: a list read after the index files could be
+        // gone already (its prune finished), while the index files read
+        // before still named the packs that prune then deleted.
         let skip = if for_writing {
             self.deletion_candidates()?
         } else {
             HashSet::new()
         };
+        let (files, errors) = self.read_index_files()?;
         let superseded: HashSet<Id> = files
             .iter()
             .flat_map(|(_, f)| f.supersedes.iter().copied())

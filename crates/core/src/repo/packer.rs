@@ -47,6 +47,8 @@ pub struct BlobSink {
     /// Ids added during this run (the master index holds the rest).
     added: Mutex<crate::format::id::IdSet>,
     pending_index: Mutex<(Vec<IndexPack>, Instant)>,
+    /// Checked before every index file: the writer's lock is still trusted.
+    guard: Mutex<Option<crate::repo::lock::LockGuard>>,
     /// Every pack written by this sink, when asked for (a caller that verifies them).
     written: Mutex<Option<Vec<IndexPack>>>,
     /// Count what would be stored, write nothing.
@@ -71,6 +73,7 @@ impl BlobSink {
             added: Mutex::new(Default::default()),
             pending_index: Mutex::new((Vec::new(), Instant::now())),
             written: Mutex::new(None),
+            guard: Mutex::new(None),
             dry_run: std::sync::atomic::AtomicBool::new(false),
             stats: WriteStats::default(),
         }
@@ -128,6 +131,35 @@ impl BlobSink {
             .bytes_added_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         self.append(t, id, sealed, raw_len)
+    }
+
+    /// A sink for commands that rewrite existing data (`rewrite`, `repair
+    /// snapshots`): it deduplicates against the index without deletion
+    /// candidates and lost packs (so what it needs is written again), while
+    /// the repository reads through the full index of stored packs (so
+    /// trees in candidate packs, which a prune may still withdraw, are read).
+    pub fn for_rewriting(
+        repo: &Arc<Repository>,
+        lock: Option<&crate::repo::lock::Lock>,
+    ) -> Result<BlobSink> {
+        repo.load_index(true)?;
+        let stored: crate::format::id::IdSet = repo.stored_packs()?.iter().map(|p| p.id).collect();
+        repo.forget_missing_packs(&stored)?;
+        let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
+        if let Some(l) = lock {
+            sink.guard_with(l);
+        }
+        repo.load_index(false)?;
+        repo.forget_missing_packs(&stored)?;
+        Ok(sink)
+    }
+
+    /// Write no index file once `lock` may have gone stale: a prune may
+    /// have deleted the packs it would list (format.md §9).
+    pub fn guard_with(&self, lock: &crate::repo::lock::Lock) {
+        if let Ok(mut g) = self.guard.lock() {
+            *g = Some(lock.guard());
+        }
     }
 
     /// Remember the packs written from now on (see `written_packs`).
@@ -233,6 +265,10 @@ impl BlobSink {
         if packs.is_empty() {
             return Ok(());
         }
+        let guard = self.guard.lock().ok().and_then(|g| g.clone());
+        if let Some(g) = guard {
+            g.check()?;
+        }
         let f = IndexFile {
             packs,
             supersedes: vec![],
@@ -282,5 +318,35 @@ impl BlobSink {
                 .0,
         );
         self.write_index(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::lock::Lock;
+
+    #[test]
+    fn no_index_file_is_written_once_the_lock_may_have_gone_stale() {
+        let (_d, repo) = crate::repo::test_repo();
+        let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false).unwrap();
+        let sink = BlobSink::new(repo.clone(), 3);
+        sink.guard_with(&lock);
+        sink.add(BlobType::Data, b"some data").unwrap();
+        lock.guard().pretend_gap(Duration::from_secs(25 * 60));
+        let e = sink.finish().unwrap_err().to_string();
+        assert!(e.contains("without a refresh"), "{e}");
+        // The pack went out, but no index file names it: a prune that took
+        // the lock for stale may delete it without leaving a dangling entry.
+        assert!(repo.backend().list("index/").unwrap().is_empty());
+        assert_eq!(repo.backend().list("packs/data/").unwrap().len(), 1);
+        // A fresh lock writes index files as usual.
+        drop(lock);
+        let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false).unwrap();
+        let sink = BlobSink::new(repo.clone(), 3);
+        sink.guard_with(&lock);
+        sink.add(BlobType::Data, b"other data").unwrap();
+        sink.finish().unwrap();
+        assert_eq!(repo.backend().list("index/").unwrap().len(), 1);
     }
 }
