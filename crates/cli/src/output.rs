@@ -1,6 +1,6 @@
 //! Human-readable sizes and durations.
 
-pub use ironvault_core::human::{bytes, plural};
+pub use ironvault_core::human::{bytes, count, plural};
 
 /// Seconds as "1.23 s" or "2m03s".
 pub fn duration(d: std::time::Duration) -> String {

@@ -18,9 +18,14 @@ pub fn bytes(n: u64) -> String {
 
 /// "1 file", "2 files".
 pub fn plural(n: u64, word: &str) -> String {
+    count(n, word, &format!("{word}s"))
+}
+
+/// "1 match", "2 matches": for words whose plural is not word + s.
+pub fn count(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
-        format!("{n} {word}")
+        format!("{n} {one}")
     } else {
-        format!("{n} {word}s")
+        format!("{n} {many}")
     }
 }

@@ -238,9 +238,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         println!("Dirs:   {}", s.dirs);
         println!("Read:   {}", bytes(s.bytes_read));
         println!(
-            "Added to the repository: {} in {} packs",
+            "Added to the repository: {} in {}",
             bytes(s.bytes_added),
-            r.packs_written
+            crate::output::plural(r.packs_written, "pack")
         );
         if let Some(l) = crate::output::transfer_line(repo.backend().as_ref()) {
             println!("{l}");

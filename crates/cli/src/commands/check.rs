@@ -65,11 +65,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         }
         if !cli.quiet {
             println!(
-                "checked {} snapshots, {} trees, {} packs, {} blobs{}",
-                r.snapshots,
-                r.trees,
-                r.packs,
-                r.blobs,
+                "checked {}, {}, {}, {}{}",
+                crate::output::plural(r.snapshots as u64, "snapshot"),
+                crate::output::plural(r.trees as u64, "tree"),
+                crate::output::plural(r.packs as u64, "pack"),
+                crate::output::plural(r.blobs as u64, "blob"),
                 if a.read_data {
                     format!(", read {}", bytes(r.bytes_read))
                 } else {

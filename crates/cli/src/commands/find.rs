@@ -68,7 +68,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         }
     }
     if !cli.json && !cli.quiet {
-        println!("{total} matches in {} snapshots searched", snaps.len());
+        println!(
+            "{} in {} searched",
+            crate::output::count(total as u64, "match", "matches"),
+            crate::output::plural(snaps.len() as u64, "snapshot")
+        );
     }
     Ok(0)
 }

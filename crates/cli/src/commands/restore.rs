@@ -167,9 +167,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         );
     } else if !cli.quiet {
         println!(
-            "restored {} files, {} directories, {} in {}",
-            st.files,
-            st.dirs,
+            "restored {}, {}, {} in {}",
+            plural(st.files, "file"),
+            crate::output::count(st.dirs, "directory", "directories"),
             bytes(st.bytes_written),
             duration(started.elapsed())
         );

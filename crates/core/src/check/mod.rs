@@ -254,7 +254,7 @@ pub fn check(
     if unreferenced > 0 && r.errors.is_empty() {
         r.notices.push(format!(
             "{} not referenced by any snapshot (after a forget, a repair or an interrupted backup; or kept by prune in packs where little is unused: harmless, they only use space; 'ironvault prune --max-unused 0%' removes them all)",
-            crate::human::plural(unreferenced as u64, "blob is").replace("blobs is", "blobs are")
+            crate::human::count(unreferenced as u64, "blob is", "blobs are")
         ));
     }
 
