@@ -337,3 +337,48 @@ fn a_backup_running_across_the_erasure_is_reported_and_a_second_rewrite_finishes
         .ok(&["check", "--read-data"])
         .contains("erasure request"));
 }
+
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: scripts/test.sh runs it with --features failpoints"
+)]
+#[test]
+fn a_rewrite_killed_at_any_step_loses_no_erasure_and_a_rerun_finishes_it() {
+    use std::os::unix::process::ExitStatusExt;
+    for fp in ironvault_core::failpoint::REWRITE {
+        let env = Env::new();
+        let loc = env.repo.to_str().unwrap().to_string();
+        let src = env.path("src");
+        let secret = format!("{}-x.txt", String::from_utf8_lossy(MARKER));
+        write(
+            &src.join(&secret),
+            &[MARKER, b" record\n"].concat().repeat(200),
+        );
+        write(&src.join("keep.bin"), &random_bytes(1 << 20, 3));
+        env.init();
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+        write(&src.join("more.txt"), b"more\n");
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+        let o = env
+            .cmd(&["rewrite", "--all", "--exclude", "GDPRMARKER*"])
+            .env("IRONVAULT_FAILPOINT", fp)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.signal(), Some(libc::SIGKILL), "{fp} was not hit");
+        env.check_ok();
+        // Every snapshot still restores; the run is finished by a rerun.
+        env.ok(&["rewrite", "--all", "--exclude", "GDPRMARKER*"]);
+        env.ok(&["prune"]);
+        assert!(holding_marker(&loc).is_empty(), "{fp}: the marker survived");
+        let ids = env.snapshot_ids();
+        assert_eq!(ids.len(), 2, "{fp}");
+        let t = env.path("restored");
+        env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+        assert!(t.join("src/more.txt").exists() && !t.join("src").join(&secret).exists());
+        assert_eq!(
+            std::fs::read(t.join("src/keep.bin")).unwrap(),
+            std::fs::read(src.join("keep.bin")).unwrap()
+        );
+        env.check_ok();
+    }
+}

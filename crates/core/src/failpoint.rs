@@ -29,6 +29,13 @@ pub const PRUNE: &[&str] = &[
     "prune-packs-deleted",
 ];
 
+/// Rewrite's failpoints, in order.
+pub const REWRITE: &[&str] = &[
+    "rewrite-snapshot-saved",
+    "rewrite-request-written",
+    "rewrite-original-deleted",
+];
+
 /// Kill the process here if `IRONVAULT_FAILPOINT` names this point.
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {

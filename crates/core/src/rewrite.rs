@@ -154,6 +154,51 @@ fn original_root(s: &Snapshot, name: &[u8]) -> PathBuf {
         .unwrap_or_else(|| Path::new("/").join(OsStr::from_bytes(name)))
 }
 
+/// Originals deleted per erasure request written (each request replaces the
+/// previous one and names everything removed so far).
+const ORIGINALS_PER_REQUEST: usize = 64;
+
+/// The erasure request of a run, kept up to date before originals go.
+#[derive(Default)]
+struct Record {
+    patterns: Vec<String>,
+    originals: Vec<Id>,
+    /// The request written last (`erasures/<id>`).
+    current: Option<String>,
+}
+
+impl Record {
+    /// Write a request naming every blob removed so far, drop the previous
+    /// one, then delete the `pending` originals: no original goes before a
+    /// request names what it alone held.
+    fn flush(&mut self, repo: &Repository, removed: &IdSet, pending: &mut Vec<Id>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.originals.extend(pending.iter().copied());
+        let mut blobs: Vec<Id> = removed.iter().copied().collect();
+        blobs.sort();
+        let req = ErasureRequest {
+            created: chrono::Utc::now().to_rfc3339(),
+            hostname: crate::repo::hostname(),
+            snapshots: self.originals.clone(),
+            blobs,
+            patterns: self.patterns.clone(),
+        };
+        let name = req.save(repo)?;
+        crate::failpoint::hit("rewrite-request-written");
+        if let Some(prev) = self.current.replace(name) {
+            repo.backend().delete(&prev)?;
+        }
+        for id in pending.drain(..) {
+            repo.backend()
+                .delete(&format!("snapshots/{}", id.to_hex()))?;
+            crate::failpoint::hit("rewrite-original-deleted");
+        }
+        Ok(())
+    }
+}
+
 /// Rewrite `ids` without what `excludes` matches.
 pub fn rewrite(
     repo: Arc<Repository>,
@@ -171,7 +216,7 @@ pub fn rewrite(
             false,
         )?)
     };
-    let sink = BlobSink::for_rewriting(&repo, lock.as_ref())?;
+    let (sink, _) = BlobSink::for_rewriting(&repo, lock.as_ref())?;
     sink.set_dry_run(dry_run);
     let mut rw = Rewriter {
         repo: &repo,
@@ -184,7 +229,11 @@ pub fn rewrite(
         patterns: patterns.to_vec(),
         ..RewriteReport::default()
     };
-    let mut originals = Vec::new();
+    let mut record = Record {
+        patterns: patterns.to_vec(),
+        ..Record::default()
+    };
+    let mut pending = Vec::new();
     let mut interrupted = false;
     for id in ids {
         // Stop between snapshots, and still record what was erased so far.
@@ -235,14 +284,22 @@ pub fn rewrite(
                 l.confirm()?;
             }
             let new = repo.save_snapshot(&s)?;
-            // The replacement is durable: the original may go.
-            repo.backend()
-                .delete(&format!("snapshots/{}", id.to_hex()))?;
+            crate::failpoint::hit("rewrite-snapshot-saved");
             out.new = Some(new.to_hex());
-            originals.push(*id);
+            pending.push(*id);
+            if pending.len() >= ORIGINALS_PER_REQUEST {
+                record.flush(&repo, &rw.removed_blobs, &mut pending)?;
+            }
         }
         report.rewritten.push(out);
     }
+    // The replacements are durable; the originals go once a request names
+    // what they alone held (an error before this leaves both, and a second
+    // run rewrites the originals again, to the same snapshots).
+    if !dry_run {
+        record.flush(&repo, &rw.removed_blobs, &mut pending)?;
+    }
+    report.erasure_request = record.current.take();
     report.blobs_removed = rw.removed_blobs.len();
     // Which removed blobs the remaining snapshots still use, and where. In a
     // dry run the replacements do not exist: the originals are walked
@@ -263,18 +320,6 @@ pub fn rewrite(
     }
     report.shared = find_users(&repo, &walks, Some(excludes), &removed)?;
     report.blobs_to_erase = removed.len() - report.shared.len();
-    if !dry_run && !removed.is_empty() {
-        let mut blobs: Vec<Id> = removed.into_iter().collect();
-        blobs.sort();
-        let req = ErasureRequest {
-            created: chrono::Utc::now().to_rfc3339(),
-            hostname: crate::repo::hostname(),
-            snapshots: originals,
-            blobs,
-            patterns: patterns.to_vec(),
-        };
-        report.erasure_request = Some(req.save(&repo)?);
-    }
     if let Some(l) = lock {
         l.release()?;
     }
@@ -362,7 +407,11 @@ pub(crate) fn find_users(
         if f.found.len() == removed.len() {
             break;
         }
-        let snap = repo.load_snapshot(sid)?;
+        let snap = match repo.load_snapshot(sid) {
+            Ok(x) => x,
+            Err(crate::error::Error::SnapshotNotFound(_)) => continue, // forgotten meanwhile
+            Err(e) => return Err(e),
+        };
         f.snapshot = sid.to_hex();
         f.filtered = *filtered;
         if !filtered {

@@ -263,12 +263,18 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     r.packs_deleted = count(&mut plan.delete.iter().map(|p| p.id));
     r.packs_repacked = count(&mut plan.repack.iter().map(|p| p.id));
     r.unindexed_deleted = count(&mut plan.unindexed.iter().map(|p| p.id));
-    erasure::finish(&repo, &requests, &plan.used, &fresh, &mut r)?;
     for name in abandoned.iter().chain(std::iter::once(&list_name)) {
         match b.delete(name) {
             Err(e) if !is_not_found(&e) => return Err(e),
             _ => {}
         }
+    }
+    // The packs are gone: what remains is accounting, which must not turn a
+    // finished prune into a failed one.
+    if let Err(e) = erasure::finish(&repo, &requests, &plan.used, &fresh, &mut r) {
+        (obs.notice)(&format!(
+            "could not account for the erasure requests ({e}); they stay, and the next prune reports them"
+        ));
     }
     r.abandoned_lists_removed = abandoned.len();
     let after = repo.stored_packs()?;
@@ -294,7 +300,7 @@ fn load_unless_forgotten(
     }
     match repo.load_snapshot(id) {
         Ok(s) => Ok(Some(s)),
-        Err(e) if is_not_found(&e) => Ok(None),
+        Err(Error::SnapshotNotFound(_)) => Ok(None),
         Err(e) => Err(Error::Invalid(format!(
             "snapshot {} cannot be read ({e}); prune cannot tell what it needs: run 'ironvault check'",
             id.short()
@@ -532,34 +538,51 @@ fn phase2(
     r: &mut PruneReport,
     obs: &Observer,
 ) -> Result<(Doomed, IdSet)> {
-    // Snapshots first, then the index (see phase 1).
-    let new: Vec<Id> = repo
-        .snapshot_ids()?
-        .into_iter()
-        .filter(|s| !plan.snapshots.contains(s))
-        .collect();
-    let (files, errs) = repo.read_index_files()?;
-    if let Some(e) = errs.first() {
-        return Err(Error::Invalid(format!(
-            "{e}; an index file became unreadable during the prune, so nothing was deleted: run 'ironvault repair index'"
-        )));
-    }
-    repo.load_index(false)?;
-    let idx = repo.index();
-    let stored: IdMap<crate::repo::StoredPack> = repo
-        .stored_packs()?
-        .into_iter()
-        .map(|p| (p.id, p))
-        .collect();
-    // Blobs that snapshots made since phase 1 need and that S1 did not.
+    // Snapshots first, then the index (see phase 1). A snapshot that
+    // vanishes before it is read may have been replaced (rewrite and repair
+    // save the new snapshot before they delete the old one): list again, and
+    // read the index again, until every listed snapshot has been read.
+    let mut walked = plan.snapshots.clone();
     let mut seen = plan.used.clone();
     let mut fresh = Vec::new();
-    for (i, sid) in new.iter().enumerate() {
-        (obs.progress)("reading new snapshots", i as u64, new.len() as u64);
-        if let Some(s) = load_unless_forgotten(repo, sid)? {
-            plan::walk(repo, &s.tree, &mut seen, &mut fresh)?;
+    let mut attempt = 0;
+    let (files, stored) = loop {
+        attempt += 1;
+        let listed = repo.snapshot_ids()?;
+        let (files, errs) = repo.read_index_files()?;
+        if let Some(e) = errs.first() {
+            return Err(Error::Invalid(format!(
+                "{e}; an index file became unreadable during the prune, so nothing was deleted: run 'ironvault repair index'"
+            )));
         }
-    }
+        repo.load_index(false)?;
+        let stored: IdMap<crate::repo::StoredPack> = repo
+            .stored_packs()?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
+        let new: Vec<Id> = listed.into_iter().filter(|s| !walked.contains(s)).collect();
+        let mut vanished = false;
+        for (i, sid) in new.iter().enumerate() {
+            (obs.progress)("reading new snapshots", i as u64, new.len() as u64);
+            match load_unless_forgotten(repo, sid)? {
+                Some(s) => {
+                    plan::walk(repo, &s.tree, &mut seen, &mut fresh)?;
+                    walked.insert(*sid);
+                }
+                None => vanished = true,
+            }
+        }
+        if !vanished {
+            break (files, stored);
+        }
+        if attempt >= 20 {
+            return Err(Error::Invalid(
+                "snapshots keep changing while prune reads them; nothing was deleted: run prune again later".into(),
+            ));
+        }
+    };
+    let idx = repo.index();
     let mut withdrawn = IdSet::default();
     for bid in &fresh {
         let locs = idx.locations(bid);

@@ -27,7 +27,7 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Fn(u64, u64)) -> Result<I
     // Exclusive: a prune deleting packs meanwhile would leave the new index
     // naming packs that are gone (format.md §9).
     let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), true)?;
-    let r = rebuild_index_locked(repo, progress)?;
+    let r = rebuild_index_locked(repo, &lock, progress)?;
     lock.release()?;
     Ok(r)
 }
@@ -35,6 +35,7 @@ pub fn rebuild_index(repo: &Repository, progress: &dyn Fn(u64, u64)) -> Result<I
 /// The same, for a caller that already holds a lock.
 pub(crate) fn rebuild_index_locked(
     repo: &Repository,
+    lock: &Lock,
     progress: &dyn Fn(u64, u64),
 ) -> Result<IndexRepair> {
     let b = repo.backend();
@@ -64,6 +65,8 @@ pub(crate) fn rebuild_index_locked(
     }
     r.packs_indexed = file.packs.len();
     let bytes = file.seal(repo.master_key())?;
+    // Reading every header may have taken long: is the lock still ours?
+    lock.confirm()?;
     let new = Id::hash_of(&bytes);
     b.put(&format!("index/{}", new.to_hex()), &bytes)?;
     // The new index is durable and supersedes the old ones: removing them is tidy, not needed.
@@ -107,8 +110,7 @@ pub fn repair_snapshots(
     // replacement tree must be written again rather than deduplicated
     // against the lost copy. Blobs in a prune's deletion candidates are not
     // lost (the prune may still withdraw them): they are read, not dropped.
-    let sink = BlobSink::for_rewriting(repo, Some(&lock))?;
-    let stored: crate::format::id::IdSet = repo.stored_packs()?.iter().map(|p| p.id).collect();
+    let (sink, stored) = BlobSink::for_rewriting(repo, Some(&lock))?;
     sink.set_dry_run(dry_run);
 
     fn rebuild(
@@ -135,7 +137,7 @@ pub fn repair_snapshots(
                 NodeType::File
                     if n.content.as_ref().is_some_and(|c| {
                         c.iter()
-                            .any(|b| idx.get(b).is_none_or(|l| !stored.contains(&l.pack)))
+                            .any(|b| !idx.locations(b).iter().any(|l| stored.contains(&l.pack)))
                     }) =>
                 {
                     changes.push(format!("{p}: data missing; left out"));

@@ -177,7 +177,7 @@ pub fn repair_packs(
     }
     // No index file may list the deleted packs any more (still under the
     // exclusive lock, so no backup sees the gap).
-    r.index = Some(rebuild_index_locked(&repo, &|_, _| {})?);
+    r.index = Some(rebuild_index_locked(&repo, &lock, &|_, _| {})?);
     other_lock.release()?;
     lock.release()?;
     Ok(r)

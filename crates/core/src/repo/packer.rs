@@ -138,10 +138,11 @@ impl BlobSink {
     /// candidates and lost packs (so what it needs is written again), while
     /// the repository reads through the full index of stored packs (so
     /// trees in candidate packs, which a prune may still withdraw, are read).
+    /// Returns the sink and the packs storage held.
     pub fn for_rewriting(
         repo: &Arc<Repository>,
         lock: Option<&crate::repo::lock::Lock>,
-    ) -> Result<BlobSink> {
+    ) -> Result<(BlobSink, crate::format::id::IdSet)> {
         repo.load_index(true)?;
         let stored: crate::format::id::IdSet = repo.stored_packs()?.iter().map(|p| p.id).collect();
         repo.forget_missing_packs(&stored)?;
@@ -151,7 +152,7 @@ impl BlobSink {
         }
         repo.load_index(false)?;
         repo.forget_missing_packs(&stored)?;
-        Ok(sink)
+        Ok((sink, stored))
     }
 
     /// Write no index file once `lock` may have gone stale: a prune may
