@@ -403,7 +403,7 @@ fn killed_backup_leaves_a_stale_lock_and_the_rerun_reuses_its_packs() {
     assert_eq!(files_under(&locks).len(), 1);
     let out = env.ok(&["check"]);
     assert!(out.contains("stale lock"), "{out}");
-    assert!(out.contains("the next backup reuses them"), "{out}");
+    assert!(out.contains("the next backup reuses those"), "{out}");
     let out = env.ok(&["unlock"]);
     assert!(out.contains("removed locks/"), "{out}");
     assert!(files_under(&locks).is_empty());

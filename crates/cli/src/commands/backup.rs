@@ -142,9 +142,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     });
     super::verbose(cli, || {
         format!(
-            "backing up {} path(s) with {} exclude pattern(s), compression level {}",
-            opts.paths.len(),
-            opts.excludes.len(),
+            "backing up {} with {}, compression level {}",
+            crate::output::plural(opts.paths.len() as u64, "path"),
+            crate::output::plural(opts.excludes.len() as u64, "exclude pattern"),
             opts.compression.unwrap_or(repo.config().compression.level)
         )
     });

@@ -103,19 +103,31 @@ impl Args {
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
-    let policy = a.policy()?;
-    policy.validate()?;
-    let by = parse_group_by(&a.group_by)?;
+    // Bad arguments are usage errors (exit 2), like clap's own.
+    let usage = |e: anyhow::Error| -> anyhow::Error {
+        crate::Coded {
+            code: 2,
+            msg: format!("{e:#}"),
+        }
+        .into()
+    };
+    let policy = a.policy().map_err(usage)?;
+    policy.validate().map_err(|e| usage(e.into()))?;
+    let by = parse_group_by(&a.group_by).map_err(|e| usage(e.into()))?;
     if a.ids.is_empty() && policy.is_empty() {
         bail!(
             "this policy keeps nothing, so every snapshot would be removed; give --keep-last, --keep-daily, --keep-within, --keep-tag, ... (or name the snapshots to forget)"
         );
     }
     if !a.ids.is_empty() && !policy.is_empty() {
-        bail!("give either snapshot ids or a --keep-* policy, not both");
+        return Err(usage(anyhow::anyhow!(
+            "give either snapshot ids or a --keep-* policy, not both"
+        )));
     }
     if a.prune_opts.any() && !a.prune {
-        bail!("--max-unused and --max-repack-size only apply with --prune");
+        return Err(usage(anyhow::anyhow!(
+            "--max-unused and --max-repack-size only apply with --prune"
+        )));
     }
     let mut prune_opts = a.prune_opts.options(a.dry_run);
     let repo = super::open_repo(cli)?;
@@ -142,7 +154,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         for (id, s) in &snaps {
             remove.push(*id);
             if !cli.json && !cli.quiet {
-                println!("  remove {}  {}  named", id.short(), s.time);
+                let time = s
+                    .parsed_time()
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+                    .unwrap_or_else(|| s.time.clone());
+                println!("  remove {}  {time}  named", id.short());
             }
             items.push(serde_json::json!({"id": id.to_hex(), "short_id": id.short(), "time": s.time,
                 "hostname": s.hostname, "paths": s.paths, "tags": s.tags, "keep": false, "reasons": ["named"]}));
@@ -215,24 +231,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         l.release()?;
     }
     prune_opts.ignore_snapshots = remove.clone();
-    let pruned = if a.prune {
-        Some(super::prune::prune_with_progress(
-            cli,
-            repo.clone(),
-            &prune_opts,
-        )?)
-    } else {
-        None
-    };
-    if cli.json {
-        let mut v = serde_json::json!({"message_type": "summary", "dry_run": a.dry_run, "groups": report,
-            "removed": remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
-            "removed_count": if a.dry_run { remove.len() as u64 } else { removed }});
-        if let Some((r, el)) = &pruned {
-            v["prune"] = super::prune::report_json(&repo, r, *el);
-        }
-        println!("{v}");
-    } else if !cli.quiet {
+    // The forget's own summary comes first, so it is out even if the prune
+    // is interrupted or fails.
+    if !cli.json && !cli.quiet {
         if a.dry_run {
             println!(
                 "dry run: {} would be removed; nothing was changed",
@@ -251,6 +252,28 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 }
             );
         }
+    }
+    let pruned = if a.prune {
+        Some(
+            super::prune::prune_with_progress(cli, repo.clone(), &prune_opts).map_err(|e| {
+                super::prune::after_other_work(
+                    e,
+                    &format!("{} removed", crate::output::plural(removed, "snapshot")),
+                )
+            })?,
+        )
+    } else {
+        None
+    };
+    if cli.json {
+        let mut v = serde_json::json!({"message_type": "summary", "dry_run": a.dry_run, "groups": report,
+            "removed": remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+            "removed_count": if a.dry_run { remove.len() as u64 } else { removed }});
+        if let Some((r, el)) = &pruned {
+            v["prune"] = super::prune::report_json(&repo, r, *el);
+        }
+        println!("{v}");
+    } else if !cli.quiet {
         if let Some((r, el)) = &pruned {
             super::prune::print_report(&repo, r, *el);
         }

@@ -213,7 +213,16 @@ pub fn select_snapshots(
     )>,
 > {
     if !ids.is_empty() {
-        return ids.iter().map(|i| Ok(repo.find_snapshot(i)?)).collect();
+        // The same snapshot named twice (an id and its prefix) counts once.
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for i in ids {
+            let (id, s) = repo.find_snapshot(i)?;
+            if seen.insert(id) {
+                out.push((id, s));
+            }
+        }
+        return Ok(out);
     }
     let (all, errs) = repo.list_snapshots()?;
     for e in errs {

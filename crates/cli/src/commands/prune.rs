@@ -61,6 +61,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     Ok(0)
 }
 
+/// An interrupted prune that ran after other work (`forget --prune`,
+/// `rewrite --prune`): say that the work stands and the prune did not.
+pub fn after_other_work(e: anyhow::Error, done: &str) -> anyhow::Error {
+    match e.downcast_ref::<ironvault_core::Error>() {
+        Some(ironvault_core::Error::Interrupted) => crate::Coded {
+            code: 130,
+            msg: format!(
+                "interrupted during the prune: {done}, but the prune deleted nothing; run 'ironvault prune' to free the space"
+            ),
+        }
+        .into(),
+        _ => e,
+    }
+}
+
 /// The report as the JSON summary object.
 pub fn report_json(
     repo: &Repository,
@@ -86,7 +101,12 @@ pub fn prune_with_progress(
         let s = state.clone();
         let json = cli.json;
         crate::progress::start(
-            crate::progress::Mode::for_cli(cli.quiet, cli.json),
+            // With --json the output is one document: no status lines.
+            if cli.json || cli.quiet {
+                crate::progress::Mode::Off
+            } else {
+                crate::progress::Mode::Terminal
+            },
             move |el| {
                 let (stage, done, total) = s.lock().map(|g| g.clone()).unwrap_or_default();
                 if json {
@@ -162,9 +182,9 @@ pub fn print_report(repo: &Repository, r: &PruneReport, elapsed: std::time::Dura
     } else {
         parts.push(format!("{} that nothing needed", packs(r.packs_deleted)));
         parts.push(format!(
-            "{} after copying {} blobs into {} ({} written)",
+            "{} after copying {} into {} ({} written)",
             packs(r.packs_repacked),
-            r.blobs_repacked,
+            plural(r.blobs_repacked, "blob"),
             plural(r.packs_written, "new pack"),
             bytes(r.bytes_written)
         ));
@@ -197,14 +217,24 @@ pub fn print_report(repo: &Repository, r: &PruneReport, elapsed: std::time::Dura
     }
     if !r.erasure_requests_pending.is_empty() {
         println!(
-            "erasure NOT complete: {} stay until all their blobs are gone; each prune tries again",
-            plural(r.erasure_requests_pending.len() as u64, "erasure request")
+            "erasure NOT complete: {} open until all {} blobs are gone; each prune tries again",
+            crate::output::count(
+                r.erasure_requests_pending.len() as u64,
+                "erasure request stays",
+                "erasure requests stay"
+            ),
+            if r.erasure_requests_pending.len() == 1 {
+                "its"
+            } else {
+                "their"
+            }
         );
     }
     if !r.not_erased.is_empty() {
         println!(
-            "erasure: {} NOT erased, because kept snapshots still use them (if these files match the erasure's patterns, a backup stored them again: run 'ironvault rewrite' for those snapshots):",
-            plural(r.not_erased.len() as u64, "blob")
+            "erasure: {} NOT erased: kept snapshots still use {} in these files (a file the erasure's patterns do not match shares the content through deduplication; one they do match was backed up again, so rewrite that snapshot too):",
+            plural(r.not_erased.len() as u64, "blob"),
+            if r.not_erased.len() == 1 { "it" } else { "them" }
         );
         for s in r.not_erased.iter().take(10) {
             println!("  {} in snapshot {}", s.path, &s.snapshot[..8]);
@@ -218,8 +248,21 @@ pub fn print_report(repo: &Repository, r: &PruneReport, elapsed: std::time::Dura
     }
     if r.dry_run {
         println!(
-            "dry run: about {} would be freed; nothing was changed",
-            bytes(r.bytes_freed)
+            "dry run: about {} would be freed{}; nothing was changed",
+            bytes(r.bytes_freed),
+            if r.unindexed_bytes > 0 {
+                " (not counting packs no index lists yet: a backup in progress may need them)"
+            } else {
+                ""
+            }
+        );
+    } else if r.bytes_grown > 0 {
+        println!(
+            "freed nothing in {}: the repository grew by {} (copies of packs that snapshots made meanwhile kept; the next prune removes the duplicates) and holds {} ({})",
+            crate::output::duration(elapsed),
+            bytes(r.bytes_grown),
+            packs(r.packs_after.unwrap_or_default()),
+            bytes(r.bytes_after)
         );
     } else {
         println!(

@@ -17,7 +17,12 @@ pub struct Args {
     all: bool,
     /// Remove files and directories matching this pattern (repeatable; the
     /// rules of `backup --exclude`, against the path as backed up or as `ls` shows it).
-    #[arg(short, long, value_name = "PATTERN", required = true)]
+    #[arg(
+        short,
+        long,
+        value_name = "PATTERN",
+        required_unless_present = "iexclude"
+    )]
     exclude: Vec<String>,
     /// Like --exclude, ignoring case.
     #[arg(long, value_name = "PATTERN")]
@@ -142,7 +147,16 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         }
     }
     if a.prune && !a.dry_run {
-        let (pr, el) = super::prune::prune_with_progress(cli, repo.clone(), &prune_opts)?;
+        let (pr, el) =
+            super::prune::prune_with_progress(cli, repo.clone(), &prune_opts).map_err(|e| {
+                super::prune::after_other_work(
+                    e,
+                    &format!(
+                        "{} rewritten and recorded for erasure",
+                        crate::output::plural(r.rewritten.len() as u64, "snapshot")
+                    ),
+                )
+            })?;
         if let Some(v) = json.as_mut() {
             v["prune"] = super::prune::report_json(&repo, &pr, el);
         } else if !cli.quiet {

@@ -259,7 +259,7 @@ pub fn backup(
     if !adopted.is_empty() {
         let bytes: u64 = adopted.iter().map(|p| p.size).sum();
         warn(&format!(
-            "reusing {} ({}) that an interrupted backup or prune left in no index",
+            "reusing {} ({}) that no index lists yet (left by an interrupted backup or prune, or written by a backup running now)",
             crate::human::plural(adopted.len() as u64, "pack"),
             crate::human::bytes(bytes)
         ));

@@ -237,7 +237,7 @@ pub fn check(
             )
         } else {
             format!(
-                "{} ({}) in no index (left by an interrupted backup or prune; the next backup reuses them, or the next prune deletes them)",
+                "{} ({}) in no index yet (written by a backup running now, or left by an interrupted backup or prune: the next backup reuses those, or the next prune deletes them)",
                 crate::human::plural(unindexed.len() as u64, "pack"),
                 crate::human::bytes(bytes)
             )
@@ -283,9 +283,9 @@ pub fn check(
     }
     match crate::prune::erasure_requests(repo) {
         Ok(q) if !q.is_empty() => r.notices.push(format!(
-            "{} from 'ironvault rewrite' {} for 'ironvault prune' to remove the erased data from storage",
+            "{} from 'ironvault rewrite' {} open: 'ironvault prune' removes the erased data from storage, and says which kept files still hold any of it",
             crate::human::plural(q.len() as u64, "erasure request"),
-            if q.len() == 1 { "waits" } else { "wait" }
+            if q.len() == 1 { "is" } else { "are" }
         )),
         Ok(_) => {}
         Err(e) => r.errors.push(format!("erasure request: {e}")),

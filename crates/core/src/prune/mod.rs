@@ -89,6 +89,9 @@ pub struct PruneReport {
     pub bytes_deleted: u64,
     /// Bytes deleted minus bytes written.
     pub bytes_freed: u64,
+    /// Bytes written minus bytes deleted, when a repacked pack was withdrawn
+    /// (its copies stay as duplicates until the next prune).
+    pub bytes_grown: u64,
     /// After the prune (None in a dry run).
     pub packs_after: Option<usize>,
     /// After the prune (an estimate in a dry run).
@@ -129,7 +132,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
         Some(Lock::acquire(b.clone(), key, false)?)
     };
     let own = lock.as_ref().map(|l| l.name().to_string());
-    let abandoned = other_prunes(&repo, own.as_deref(), opts.dry_run, obs)?;
+    let abandoned = other_prunes(&repo, own.as_deref(), None, opts.dry_run, obs)?;
     let mut r = PruneReport {
         dry_run: opts.dry_run,
         ..PruneReport::default()
@@ -184,9 +187,19 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     );
     describe_plan(&plan, &stored, &mut r);
     if opts.dry_run {
+        // Estimates: unindexed packs may belong to a backup in progress
+        // (whose snapshot will need them), so they are not counted as freed.
+        let repack_ids: IdSet = plan.repack.iter().map(|p| p.id).collect();
+        r.blobs_repacked = plan
+            .chosen
+            .values()
+            .filter(|l| repack_ids.contains(&l.pack))
+            .count() as u64;
+        r.bytes_written = plan.repack.iter().map(|p| p.used).sum();
         r.bytes_freed = r
             .bytes_deleted
-            .saturating_sub(plan.repack.iter().map(|p| p.used).sum::<u64>());
+            .saturating_sub(r.unindexed_bytes)
+            .saturating_sub(r.bytes_written);
         r.bytes_after = r.bytes_before - r.bytes_freed;
         r.not_erased = erasure::users(&repo, &snaps, &plan.erasure_still_used)?;
         return Ok(r);
@@ -217,7 +230,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     b.put(&list_name, &seal(&key, ad::DELETIONS, &to_cbor(&list)?))?;
     failpoint::hit("prune-deletions-written");
     // Two prunes that started together: both may back off, neither proceeds unsafely.
-    if let Err(e) = other_prunes(&repo, own.as_deref(), false, obs) {
+    if let Err(e) = other_prunes(&repo, own.as_deref(), Some(&list_name), false, obs) {
         let _ = b.delete(&list_name);
         return Err(e);
     }
@@ -281,6 +294,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     r.packs_after = Some(after.len());
     r.bytes_after = after.iter().map(|p| p.size).sum();
     r.bytes_freed = r.bytes_deleted.saturating_sub(r.bytes_written);
+    r.bytes_grown = r.bytes_written.saturating_sub(r.bytes_deleted);
     lock.release()?;
     Ok(r)
 }
@@ -320,6 +334,7 @@ fn interrupted() -> Result<()> {
 fn other_prunes(
     repo: &Repository,
     own: Option<&str>,
+    own_list: Option<&str>,
     dry_run: bool,
     obs: &Observer,
 ) -> Result<Vec<String>> {
@@ -355,7 +370,7 @@ fn other_prunes(
         }
         abandoned.push(name);
     }
-    if !abandoned.is_empty() && !dry_run {
+    if !abandoned.is_empty() && !dry_run && own_list.is_none() {
         (obs.notice)(&format!(
             "found {} of an interrupted prune; this prune finishes the job",
             crate::human::plural(abandoned.len() as u64, "deletion list")
