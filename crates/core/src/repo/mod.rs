@@ -2,11 +2,14 @@
 //! A `Repository` holds the unlocked keys and the loaded index; everything
 //! that reads data goes through `read_blob`, which always verifies the id.
 
+mod catalog;
 pub mod index;
 pub mod lock;
 pub mod packer;
 pub mod readahead;
 mod snapshots;
+
+pub use catalog::Deletions;
 
 use crate::backend::{is_not_found, Backend};
 use crate::chunker::Chunker;
@@ -14,14 +17,10 @@ use crate::crypto::keyfile::{KdfParams, KeyFile};
 use crate::crypto::{ad, blob_ad, open, IdKeys};
 use crate::error::{Error, Result};
 use crate::format::config::Config;
-use crate::format::index::{IndexFile, IndexPack};
-use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
 
 use crate::format::tree::Tree;
 use crate::format::{from_cbor, BlobType, Id};
 use index::{pack_name, MasterIndex};
-use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 /// This host's name.
@@ -67,21 +66,6 @@ pub struct StoredPack {
     pub size: u64,
     /// Its object name (`packs/<type>/<xx>/<id>`).
     pub name: String,
-}
-
-/// A prune phase-1 deletion list (format.md §9).
-#[derive(Serialize, Deserialize)]
-pub struct Deletions {
-    pub created: String,
-    pub packs: Vec<Id>,
-    /// The writing prune's lock object (`locks/<id>`): while that lock is
-    /// live the prune is running; once it is gone or stale, the list is
-    /// abandoned and the next prune replaces it. Absent in lists written
-    /// before this field existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
 }
 
 impl Repository {
@@ -270,199 +254,6 @@ impl Repository {
         }
         self.backend.delete(&format!("keys/{}", id.to_hex()))?;
         Ok(id)
-    }
-
-    /// Read every index file; a damaged one is returned in the error list, not fatal.
-    pub fn read_index_files(&self) -> Result<WithErrors<(Id, IndexFile)>> {
-        // A file that vanishes between the listing and the read was replaced
-        // by a prune, whose new index file may be missing from the listing:
-        // list again (a prune replaces index files rarely, so a few tries do).
-        for _ in 0..4 {
-            if let Some(r) = self.read_index_files_once()? {
-                return Ok(r);
-            }
-        }
-        Err(Error::Invalid(
-            "index files keep changing while being read (another prune?); try again".into(),
-        ))
-    }
-
-    fn read_index_files_once(&self) -> Result<Option<WithErrors<(Id, IndexFile)>>> {
-        let mut files = Vec::new();
-        let mut errors = Vec::new();
-        for o in self.backend.list("index/")? {
-            let what = o.name.clone();
-            let Some(id) = o.name.strip_prefix("index/").and_then(Id::from_hex) else {
-                continue;
-            };
-            let bytes = match self.backend.get(&o.name) {
-                Ok(b) => b,
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if Id::hash_of(&bytes) != id {
-                errors.push(Error::damaged(
-                    what,
-                    "content does not match its name (changed or truncated)",
-                ));
-                continue;
-            }
-            match IndexFile::open(&self.master, &bytes, &what) {
-                Ok(f) => files.push((id, f)),
-                Err(e) => errors.push(e),
-            }
-        }
-        Ok(Some((files, errors)))
-    }
-
-    /// Every prune phase-1 deletion list, with its object name.
-    pub fn deletion_lists(&self) -> Result<Vec<(String, Deletions)>> {
-        let mut out = Vec::new();
-        for o in self.backend.list("deletions/")? {
-            let bytes = match self.backend.get(&o.name) {
-                Ok(b) => b,
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            let d: Deletions = from_cbor(
-                &open(&self.master, ad::DELETIONS, &bytes, &o.name)?,
-                &o.name,
-            )?;
-            out.push((o.name, d));
-        }
-        Ok(out)
-    }
-
-    /// Packs named by prune phase-1 deletion lists.
-    pub fn deletion_candidates(&self) -> Result<HashSet<Id>> {
-        Ok(self
-            .deletion_lists()?
-            .into_iter()
-            .flat_map(|(_, d)| d.packs)
-            .collect())
-    }
-
-    /// Load the master index. With `for_writing`, packs that prune may delete
-    /// are left out, so a backup stores their blobs again (format.md §9).
-    /// Damaged index files are skipped and returned.
-    pub fn load_index(&self, for_writing: bool) -> Result<Vec<Error>> {
-        // Deletion lists first: a list read after the index files could be
-        // gone already (its prune finished), while the index files read
-        // before still named the packs that prune then deleted.
-        let skip = if for_writing {
-            self.deletion_candidates()?
-        } else {
-            HashSet::new()
-        };
-        let (files, errors) = self.read_index_files()?;
-        let superseded: HashSet<Id> = files
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
-        let mut mi = MasterIndex::default();
-        for (id, f) in &files {
-            if !superseded.contains(id) {
-                mi.add_file(f, &skip);
-            }
-        }
-        *self
-            .index
-            .write()
-            .map_err(|_| Error::Invalid("index poisoned".into()))? = Arc::new(mi);
-        Ok(errors)
-    }
-
-    /// Read the header of a stored pack: its blob type and entries.
-    pub fn read_pack_header(&self, t: BlobType, id: &Id, size: u64) -> Result<IndexPack> {
-        let name = pack_name(t, id);
-        if size < (TRAILER_LEN + crate::crypto::SEAL_OVERHEAD) as u64 {
-            return Err(Error::damaged(&name, "too short to be a pack"));
-        }
-        let trailer =
-            self.backend
-                .get_range(&name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
-        let hl = parse_trailer(&trailer, &name)? as u64;
-        if hl + TRAILER_LEN as u64 > size {
-            return Err(Error::damaged(&name, "header length beyond the pack"));
-        }
-        let sealed = self
-            .backend
-            .get_range(&name, size - TRAILER_LEN as u64 - hl, hl)?;
-        let (ht, entries) = read_header(&self.master, &sealed, size, &name)?;
-        if ht != t {
-            return Err(Error::damaged(
-                &name,
-                "header blob type differs from its directory",
-            ));
-        }
-        Ok(IndexPack::from_entries(*id, t, size, &entries))
-    }
-
-    /// Every pack in storage (names that are not a pack id are skipped;
-    /// `check` reports them).
-    pub fn stored_packs(&self) -> Result<Vec<StoredPack>> {
-        let mut out = Vec::new();
-        for t in [BlobType::Data, BlobType::Tree] {
-            for o in self.backend.list(&format!("packs/{}/", t.dir()))? {
-                if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
-                    out.push(StoredPack {
-                        t,
-                        id,
-                        size: o.size,
-                        name: o.name,
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Find packs that are stored but in no index (an interrupted backup
-    /// leaves them), read their headers and add them to the loaded index.
-    /// Returns them so the caller lists them in its next index file; packs
-    /// named in a deletion list are left alone (format.md §9).
-    /// Packs the index lists but storage has lost are dropped from the loaded
-    /// index in the same pass, so a writer stores their blobs again instead of
-    /// referencing data that is gone.
-    pub fn adopt_unindexed_packs(&self) -> Result<Vec<IndexPack>> {
-        let skip = self.deletion_candidates()?;
-        let listed = self.stored_packs()?;
-        let stored: crate::format::id::IdSet = listed.iter().map(|p| p.id).collect();
-        self.forget_missing_packs(&stored)?;
-        let idx = self.index();
-        let mut found = Vec::new();
-        for StoredPack { t, id, size, .. } in listed {
-            if idx.packs().contains_key(&id) || skip.contains(&id) {
-                continue;
-            }
-            // A pack whose header cannot be read is not reused; check reports it.
-            if let Ok(p) = self.read_pack_header(t, &id, size) {
-                found.push(p);
-            }
-        }
-        if !found.is_empty() {
-            let mut guard = self
-                .index
-                .write()
-                .map_err(|_| Error::Invalid("index poisoned".into()))?;
-            let mi = Arc::make_mut(&mut guard);
-            for p in &found {
-                mi.add_pack(p);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Drop from the loaded index every pack not in `stored` (packs that an
-    /// index file lists but storage has lost), so writers store those blobs again.
-    pub fn forget_missing_packs(&self, stored: &crate::format::id::IdSet) -> Result<()> {
-        let mut guard = self
-            .index
-            .write()
-            .map_err(|_| Error::Invalid("index poisoned".into()))?;
-        let kept = guard.retain_packs(|p| stored.contains(p));
-        *guard = Arc::new(kept);
-        Ok(())
     }
 
     /// The loaded index.
