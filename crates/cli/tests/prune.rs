@@ -5,7 +5,6 @@
 mod common;
 use common::s3;
 use common::*;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 fn json(out: &str) -> serde_json::Value {
@@ -156,46 +155,6 @@ fn prune_frees_what_forgotten_snapshots_used_and_kept_snapshots_restore() {
     }
 }
 
-/// Read a child's stderr in the background; lines arrive on the channel.
-fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    rx
-}
-
-fn wait_for_file(p: &Path) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !p.exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "{} never appeared",
-            p.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
-            Ok(l) => {
-                let hit = l.contains(needle);
-                seen.push(l);
-                if hit {
-                    return seen;
-                }
-            }
-            Err(_) => panic!("never saw {needle:?}; saw {seen:?}"),
-        }
-    }
-}
-
 fn newest_tagged(env: &Env, tag: &str) -> String {
     let v: serde_json::Value =
         serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", tag])).unwrap();
@@ -223,24 +182,14 @@ fn round(env: &Env, tag: &str, rewrite_meanwhile: bool) -> serde_json::Value {
 
     let b_src = env.path(&format!("{tag}-b"));
     write(&b_src.join("x-again"), &x);
-    let go = env.path(&format!("{tag}-go"));
-    let mut b = env
-        .cmd(&["backup", "-q", "--tag", "B", b_src.to_str().unwrap()])
-        .env(
-            "IRONVAULT_PAUSE",
-            format!("backup-index-loaded={}", go.display()),
-        )
-        .spawn()
-        .unwrap();
-    wait_for_file(&PathBuf::from(format!("{}.reached", go.display())));
-    let mut p = env
-        .cmd(&["prune", "--json", "--max-unused", "0%"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut p);
-    wait_for_line(&lines, "waiting for 1 lock");
+    let b = env.spawn_paused(
+        &["backup", "-q", "--tag", "B", b_src.to_str().unwrap()],
+        "backup-index-loaded",
+    );
+    let (p, _) = env.spawn_until_stderr(
+        &["prune", "--json", "--max-unused", "0%"],
+        "waiting for 1 lock",
+    );
     let c_src = env.path(&format!("{tag}-c"));
     if rewrite_meanwhile {
         write(&c_src.join("x-third"), &x);
@@ -251,8 +200,7 @@ fn round(env: &Env, tag: &str, rewrite_meanwhile: bool) -> serde_json::Value {
             "a backup during prune reused a deletion candidate: {c}"
         );
     }
-    std::fs::write(&go, b"").unwrap();
-    assert!(b.wait().unwrap().success());
+    assert!(b.resume().success());
     let out = p.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -442,24 +390,11 @@ fn ctrl_c_while_prune_waits_withdraws_its_list_and_changes_nothing_else() {
     let env = Env::new();
     let (src, _states) = history(&env);
     env.ok(&["forget", "--keep-last", "2"]);
-    let go = env.path("go");
-    let mut b = env
-        .cmd(&["backup", "-q", src.to_str().unwrap()])
-        .env(
-            "IRONVAULT_PAUSE",
-            format!("backup-index-loaded={}", go.display()),
-        )
-        .spawn()
-        .unwrap();
-    wait_for_file(&PathBuf::from(format!("{}.reached", go.display())));
-    let mut p = env
-        .cmd(&["prune"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut p);
-    let seen = wait_for_line(&lines, "waiting for 1 lock");
+    let b = env.spawn_paused(
+        &["backup", "-q", src.to_str().unwrap()],
+        "backup-index-loaded",
+    );
+    let (mut p, seen) = env.spawn_until_stderr(&["prune"], "waiting for 1 lock");
     assert!(seen.last().unwrap().contains("Ctrl-C"), "{seen:?}");
     let packs_before: Vec<PathBuf> = files_under(&env.repo.join("packs"));
     // SAFETY: kill(2) on a child we started.
@@ -475,8 +410,7 @@ fn ctrl_c_while_prune_waits_withdraws_its_list_and_changes_nothing_else() {
     for p in &packs_before {
         assert!(packs_after.contains(p), "{} was deleted", p.display());
     }
-    std::fs::write(&go, b"").unwrap();
-    assert!(b.wait().unwrap().success());
+    assert!(b.resume().success());
     env.check_ok();
     // forget --prune: the usual way to run it.
     let out = env.ok(&["forget", "--keep-last", "1", "--prune", "--json"]);

@@ -267,7 +267,6 @@ fn rewrite_needs_snapshots_or_all_and_a_pattern() {
 )]
 #[test]
 fn a_backup_running_across_the_erasure_is_reported_and_a_second_rewrite_finishes_it() {
-    use std::io::BufRead;
     let env = Env::new();
     let loc = env.repo.to_str().unwrap().to_string();
     let src = env.path("src");
@@ -281,34 +280,13 @@ fn a_backup_running_across_the_erasure_is_reported_and_a_second_rewrite_finishes
     env.ok(&["backup", "-q", src.to_str().unwrap()]);
     // A backup that loaded the index before the rewrite: it will store a
     // snapshot holding the file after the rewrite is done.
-    let go = env.path("go");
-    let mut b = env
-        .cmd(&["backup", "-q", src.to_str().unwrap()])
-        .env(
-            "IRONVAULT_PAUSE",
-            format!("backup-index-loaded={}", go.display()),
-        )
-        .spawn()
-        .unwrap();
-    let reached = std::path::PathBuf::from(format!("{}.reached", go.display()));
-    while !reached.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let b = env.spawn_paused(
+        &["backup", "-q", src.to_str().unwrap()],
+        "backup-index-loaded",
+    );
     env.ok(&["rewrite", "--all", "--exclude", "GDPRMARKER*"]);
-    let mut p = env
-        .cmd(&["prune", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = std::io::BufReader::new(p.stderr.take().unwrap());
-    for l in err.lines() {
-        if l.unwrap().contains("waiting for 1 lock") {
-            break;
-        }
-    }
-    std::fs::write(&go, b"").unwrap();
-    assert!(b.wait().unwrap().success());
+    let (p, _) = env.spawn_until_stderr(&["prune", "--json"], "waiting for 1 lock");
+    assert!(b.resume().success());
     let out = p.wait_with_output().unwrap();
     assert!(out.status.success());
     let pr: serde_json::Value =

@@ -207,15 +207,7 @@ pub fn rewrite(
     patterns: &[String],
     dry_run: bool,
 ) -> Result<RewriteReport> {
-    let lock = if dry_run {
-        None
-    } else {
-        Some(Lock::acquire(
-            repo.backend().clone(),
-            *repo.master_key(),
-            false,
-        )?)
-    };
+    let lock = Lock::unless_dry_run(dry_run, repo.backend().clone(), *repo.master_key(), false)?;
     let (sink, _) = BlobSink::for_rewriting(&repo, lock.as_ref())?;
     sink.set_dry_run(dry_run);
     let mut rw = Rewriter {

@@ -134,15 +134,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     // A shared lock: removing snapshots is safe beside backups and a prune
     // (a prune that still sees a removed snapshot only keeps more), and it
     // keeps exclusive work such as 'repair packs' away.
-    let lock = if a.dry_run {
-        None
-    } else {
-        Some(Lock::acquire(
-            repo.backend().clone(),
-            *repo.master_key(),
-            false,
-        )?)
-    };
+    let lock = Lock::unless_dry_run(a.dry_run, repo.backend().clone(), *repo.master_key(), false)?;
     let snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
     let mut remove = Vec::new();
     let mut report = Vec::new();

@@ -113,6 +113,94 @@ impl Env {
     }
 }
 
+/// A command held at a pause point (`IRONVAULT_PAUSE`; failpoints builds).
+pub struct Paused {
+    pub child: std::process::Child,
+    go: PathBuf,
+}
+
+impl Paused {
+    /// Let it go on, and wait for it to end.
+    pub fn resume(mut self) -> std::process::ExitStatus {
+        fs::write(&self.go, b"").unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+/// Wait (at most 2 minutes) for a file to appear.
+pub fn wait_for_file(p: &Path) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !p.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} never appeared",
+            p.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+impl Env {
+    /// Start `args` and return once it has reached the pause point `point`.
+    pub fn spawn_paused(&self, args: &[&str], point: &str) -> Paused {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let go = self.path(&format!(
+            "go-{}",
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let child = self
+            .cmd(args)
+            .env("IRONVAULT_PAUSE", format!("{point}={}", go.display()))
+            .spawn()
+            .unwrap();
+        wait_for_file(&PathBuf::from(format!("{}.reached", go.display())));
+        Paused { child, go }
+    }
+
+    /// Start `args` with its output captured and return once a line of its
+    /// standard error contains `needle` (the lines seen so far with it);
+    /// the rest of standard error is drained in the background.
+    pub fn spawn_until_stderr(
+        &self,
+        args: &[&str],
+        needle: &str,
+    ) -> (std::process::Child, Vec<String>) {
+        use std::io::BufRead;
+        let mut child = self
+            .cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let mut seen = Vec::new();
+        let found = loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    seen.push(l);
+                    if hit {
+                        break true;
+                    }
+                }
+                Err(_) => break false,
+            }
+        };
+        if !found {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("never saw {needle:?}; saw {seen:?}");
+        }
+        (child, seen)
+    }
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -126,11 +126,7 @@ pub struct Observer<'a> {
 pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Result<PruneReport> {
     let b = repo.backend().clone();
     let key = *repo.master_key();
-    let lock = if opts.dry_run {
-        None
-    } else {
-        Some(Lock::acquire(b.clone(), key, false)?)
-    };
+    let lock = Lock::unless_dry_run(opts.dry_run, b.clone(), key, false)?;
     let own = lock.as_ref().map(|l| l.name().to_string());
     let abandoned = other_prunes(&repo, own.as_deref(), None, opts.dry_run, obs)?;
     let mut r = PruneReport {

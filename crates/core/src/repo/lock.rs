@@ -242,6 +242,19 @@ impl Lock {
         })
     }
 
+    /// A lock, or none for a dry run (which writes nothing and so needs none).
+    pub fn unless_dry_run(
+        dry_run: bool,
+        backend: Arc<dyn Backend>,
+        key: [u8; 32],
+        exclusive: bool,
+    ) -> Result<Option<Lock>> {
+        if dry_run {
+            return Ok(None);
+        }
+        Lock::acquire(backend, key, exclusive).map(Some)
+    }
+
     /// The lock object's name (`locks/<id>`).
     pub fn name(&self) -> &str {
         &self.shared.name
