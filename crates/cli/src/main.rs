@@ -128,6 +128,30 @@ enum Command {
     Cat(commands::cat::Args),
 }
 
+/// The command's name, as lock objects record it.
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Init(_) => "init",
+        Command::Backup(_) => "backup",
+        Command::Restore(_) => "restore",
+        Command::Check(_) => "check",
+        Command::Snapshots(_) => "snapshots",
+        Command::Unlock(_) => "unlock",
+        Command::Repair(_) => "repair",
+        Command::Key(_) => "key",
+        Command::Ls(_) => "ls",
+        Command::Stats(_) => "stats",
+        Command::Diff(_) => "diff",
+        Command::Find(_) => "find",
+        Command::Dump(_) => "dump",
+        Command::Cat(_) => "cat",
+        Command::Copy(_) => "copy",
+        Command::Forget(_) => "forget",
+        Command::Prune(_) => "prune",
+        Command::Rewrite(_) => "rewrite",
+    }
+}
+
 /// The error and its causes on one line, skipping causes already quoted.
 fn one_line(e: &anyhow::Error) -> String {
     let mut msg = String::new();
@@ -228,6 +252,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     interrupt::install(matches!(cli.cmd, Command::Backup(_) | Command::Copy(_)));
+    ironvault_core::repo::lock::set_command(command_name(&cli.cmd));
     let result = match &cli.cmd {
         Command::Init(a) => commands::init::run(&cli, a),
         Command::Backup(a) => commands::backup::run(&cli, a),

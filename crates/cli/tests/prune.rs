@@ -186,9 +186,14 @@ fn round(env: &Env, tag: &str, rewrite_meanwhile: bool) -> serde_json::Value {
         &["backup", "-q", "--tag", "B", b_src.to_str().unwrap()],
         "backup-index-loaded",
     );
-    let (p, _) = env.spawn_until_stderr(
+    let (p, seen) = env.spawn_until_stderr(
         &["prune", "--json", "--max-unused", "0%"],
         "waiting for 1 lock",
+    );
+    // It says whose lock it waits for.
+    assert!(
+        seen.last().unwrap().contains(": 'backup' run by "),
+        "{seen:?}"
     );
     let c_src = env.path(&format!("{tag}-c"));
     if rewrite_meanwhile {

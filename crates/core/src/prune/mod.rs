@@ -504,15 +504,7 @@ fn wait_for_locks(
             .filter(|(n, _)| l1.contains(n))
             .filter_map(|(n, i)| {
                 let i = i?;
-                (!i.is_stale(&host)).then(|| {
-                    (
-                        n,
-                        format!(
-                            "{} (pid {} on {}, since {})",
-                            i.username, i.pid, i.hostname, i.created
-                        ),
-                    )
-                })
+                (!i.is_stale(&host)).then(|| (n, i.describe()))
             })
             .collect();
         if live.is_empty() {

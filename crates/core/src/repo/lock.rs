@@ -38,6 +38,17 @@ pub struct LockInfo {
     pub pid_namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ticks: Option<u64>,
+    /// The command holding it (`backup`, `prune`, ...), for messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Name the command this process runs; its locks record it, so others
+/// can say who they wait for.
+pub fn set_command(name: &str) {
+    let _ = COMMAND.set(name.to_string());
 }
 
 /// Time since boot, including time suspended.
@@ -74,6 +85,21 @@ fn start_ticks(pid: u32) -> Option<u64> {
 }
 
 impl LockInfo {
+    /// "'backup' run by alice (pid 12 on host, since ...)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{}{} (pid {} on {}, since {})",
+            self.command
+                .as_deref()
+                .map(|c| format!("'{c}' run by "))
+                .unwrap_or_default(),
+            self.username,
+            self.pid,
+            self.hostname,
+            self.created
+        )
+    }
+
     /// Stale: not refreshed for 30 minutes, or made on this host by a dead process.
     pub fn is_stale(&self, this_host: &str) -> bool {
         let old = chrono::DateTime::parse_from_rfc3339(&self.refreshed)
@@ -178,10 +204,7 @@ impl Lock {
         for (name, info) in list_locks(backend.as_ref(), &key)? {
             if let Some(i) = info {
                 if (i.exclusive || exclusive) && !i.is_stale(&host) {
-                    return Err(Error::Locked(format!(
-                        "{} (pid {} on {}, since {}; object {name})",
-                        i.username, i.pid, i.hostname, i.created
-                    )));
+                    return Err(Error::Locked(format!("{}; object {name}", i.describe())));
                 }
             }
         }
@@ -200,6 +223,7 @@ impl Lock {
                 boot_id: boot_id(),
                 pid_namespace: pid_namespace(),
                 start_ticks: start_ticks(std::process::id()),
+                command: COMMAND.get().cloned(),
             }),
             last_refresh: Mutex::new((boottime(), Duration::ZERO)),
         });
@@ -214,10 +238,7 @@ impl Lock {
                     && !i.is_stale(&shared.info_host())
                 {
                     let _ = shared.backend.delete(&shared.name);
-                    return Err(Error::Locked(format!(
-                        "{} (pid {} on {}, since {}; object {name})",
-                        i.username, i.pid, i.hostname, i.created
-                    )));
+                    return Err(Error::Locked(format!("{}; object {name}", i.describe())));
                 }
             }
         }
@@ -396,6 +417,7 @@ mod tests {
             boot_id: boot_id(),
             pid_namespace: pid_namespace(),
             start_ticks: None,
+            command: Some("backup".into()),
         };
         b.put(
             "locks/ghost",
