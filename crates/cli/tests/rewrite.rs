@@ -261,6 +261,22 @@ fn rewrite_needs_snapshots_or_all_and_a_pattern() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// A repository with one snapshot of a source holding a file with the
+/// marker in its name and content, and a 1 MiB file to keep (`keep.bin`).
+/// Returns the source and the marked file's name.
+fn marked_source(env: &Env) -> (std::path::PathBuf, String) {
+    let src = env.path("src");
+    let secret = format!("{}-record.txt", String::from_utf8_lossy(MARKER));
+    write(
+        &src.join(&secret),
+        &[MARKER, b" record\n"].concat().repeat(300),
+    );
+    write(&src.join("keep.bin"), &random_bytes(1 << 20, 3));
+    env.init();
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    (src, secret)
+}
+
 #[cfg_attr(
     not(feature = "failpoints"),
     ignore = "needs the failpoints feature: scripts/test.sh runs it with --features failpoints"
@@ -269,15 +285,7 @@ fn rewrite_needs_snapshots_or_all_and_a_pattern() {
 fn a_backup_running_across_the_erasure_is_reported_and_a_second_rewrite_finishes_it() {
     let env = Env::new();
     let loc = env.repo.to_str().unwrap().to_string();
-    let src = env.path("src");
-    let secret_name = format!("{}-jane.txt", String::from_utf8_lossy(MARKER));
-    write(
-        &src.join(&secret_name),
-        &[MARKER, b" jane's record\n"].concat().repeat(300),
-    );
-    write(&src.join("big.bin"), &random_bytes(2 << 20, 11));
-    env.init();
-    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let (src, secret_name) = marked_source(&env);
     // A backup that loaded the index before the rewrite: it will store a
     // snapshot holding the file after the rewrite is done.
     let b = env.spawn_paused(
@@ -326,15 +334,7 @@ fn a_rewrite_killed_at_any_step_loses_no_erasure_and_a_rerun_finishes_it() {
     for fp in ironvault_core::failpoint::REWRITE {
         let env = Env::new();
         let loc = env.repo.to_str().unwrap().to_string();
-        let src = env.path("src");
-        let secret = format!("{}-x.txt", String::from_utf8_lossy(MARKER));
-        write(
-            &src.join(&secret),
-            &[MARKER, b" record\n"].concat().repeat(200),
-        );
-        write(&src.join("keep.bin"), &random_bytes(1 << 20, 3));
-        env.init();
-        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+        let (src, secret) = marked_source(&env);
         write(&src.join("more.txt"), b"more\n");
         env.ok(&["backup", "-q", src.to_str().unwrap()]);
         let o = env
