@@ -278,3 +278,46 @@ fn overwrite_policy_applies_to_symlinks_too() {
     );
     assert!(out.contains("--overwrite if-changed"), "{out}");
 }
+
+#[test]
+fn verify_checks_bytes_and_metadata_of_every_file_type() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_rich_tree(&src, false);
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let t = env.path("t");
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+        "--json",
+    ]);
+    let summary: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message_type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in {out}"));
+    assert_eq!(summary["verified"], true, "{summary}");
+    assert_eq!(summary["errors"], serde_json::json!([]), "{summary}");
+    assert_same_tree(&src, &t.join("src"));
+
+    let t = env.path("t2");
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--verify",
+        "--include",
+        "/src/dir",
+    ]);
+    assert!(
+        out.contains(
+            "verified: every byte and every piece of metadata restored matches the snapshot"
+        ),
+        "{out}"
+    );
+}

@@ -31,7 +31,9 @@ pub struct Args {
     /// is wrong), if-newer, or never.
     #[arg(long, default_value = "always", value_name = "MODE")]
     overwrite: ironvault_core::restore::select::Overwrite,
-    /// Read every restored file back and compare it with the snapshot.
+    /// After restoring, check every restored entry against the snapshot:
+    /// content read back and hashed, and type, mode, mtime, owners (when
+    /// restored), symlink target, device number and extended attributes.
     #[arg(long)]
     verify: bool,
     /// Make restored directories equal to the snapshot: remove what the snapshot does not have.
@@ -176,8 +178,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         if let Some(l) = crate::output::transfer_line(repo.backend().as_ref()) {
             println!("{l}");
         }
-        if a.verify {
-            println!("verified: every written file was read back and matches the snapshot");
+        if a.verify && st.errors.is_empty() {
+            println!(
+                "verified: every byte and every piece of metadata restored matches the snapshot"
+            );
         }
         if st.deleted > 0 {
             let what = if st.deleted == 1 { "entry" } else { "entries" };
@@ -193,8 +197,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         }
     }
     if !st.errors.is_empty() {
+        let what = if a.verify {
+            "could not be restored or failed verification"
+        } else {
+            "could not be restored"
+        };
         eprintln!(
-            "warning: {} could not be restored (listed above); everything else was restored and verified; run 'ironvault check --read-data'",
+            "warning: {} {what} (listed above); everything else was restored and verified; run 'ironvault check --read-data'",
             plural(st.errors.len() as u64, "item")
         );
         return Ok(3);

@@ -1,7 +1,9 @@
 //! Restore: plan (walk the snapshot's trees, create directories, links and
 //! special files) → fetch (read and verify each blob) → write (file contents
 //! in parallel, holes left unallocated) → metadata (owners, modes, xattrs and
-//! ACLs, times; directories last, deepest first).
+//! ACLs, times; directories last, deepest first) → with `--verify`, a last
+//! pass that checks every restored entry's bytes and metadata against the
+//! snapshot.
 //!
 //! A blob that fails verification is never written: the file it belongs to is
 //! removed and reported, and every other file is still restored.
@@ -9,6 +11,7 @@
 mod metadata;
 pub mod plan;
 pub mod select;
+mod verify;
 
 pub use metadata::apply_metadata;
 use metadata::apply_metadata_fd;
@@ -18,7 +21,7 @@ use crate::format::tree::{Node, NodeType};
 use crate::format::{BlobType, Id};
 use crate::repo::Repository;
 use crossbeam_channel::bounded;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
@@ -41,7 +44,8 @@ pub struct RestoreOptions {
     pub selection: select::Selection,
     /// What to do with files already in the target.
     pub overwrite: select::Overwrite,
-    /// Read every written file back and compare it with the snapshot's blob ids.
+    /// After the restore, check every restored entry against the snapshot:
+    /// content (hashed back at the snapshot's blob boundaries) and metadata.
     pub verify: bool,
     /// Remove what the target has and the snapshot does not (in restored directories).
     pub delete: bool,
@@ -101,7 +105,9 @@ struct Ctx<'a> {
     progress: Arc<RestoreProgress>,
     errors: Mutex<Vec<String>>,
     failed_files: AtomicU64,
-    failed: Mutex<std::collections::HashSet<PathBuf>>,
+    /// Entries reported as not (fully) restored: hard links to them are not
+    /// made, and verification does not report them a second time.
+    failed: Mutex<HashSet<PathBuf>>,
     unchanged: AtomicU64,
 }
 
@@ -110,6 +116,14 @@ impl Ctx<'_> {
         if let Ok(mut e) = self.errors.lock() {
             e.push(format!("{}: {msg}", path.display()));
         }
+    }
+
+    /// Report that the entry at `path` could not be (fully) restored.
+    fn fail(&self, path: &Path, msg: impl std::fmt::Display) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.insert(path.to_path_buf());
+        }
+        self.error(path, msg);
     }
 }
 
@@ -165,6 +179,7 @@ pub fn restore_nodes(
     let mut stats = RestoreStats::default();
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
     let mut pending_links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut kept = HashSet::new();
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = bounded::<FileJob>(threads * 16);
         for _ in 0..threads {
@@ -186,6 +201,7 @@ pub fn restore_nodes(
             links: &mut links,
             pending_links: &mut pending_links,
             dirs: &mut dirs,
+            kept: &mut kept,
             stats: &mut stats,
         };
         planner.plan_tree(&opts.target, nodes, true, base, false);
@@ -195,7 +211,7 @@ pub fn restore_nodes(
     for (link, first) in &pending_links {
         let failed = ctx.failed.lock().map(|f| f.contains(first)).unwrap_or(true);
         if failed {
-            ctx.error(
+            ctx.fail(
                 link,
                 format!(
                     "not restored: it is a hard link to {}, which failed",
@@ -203,7 +219,7 @@ pub fn restore_nodes(
                 ),
             );
         } else if let Err(e) = std::fs::hard_link(first, link) {
-            ctx.error(link, format!("cannot create hard link: {e}"));
+            ctx.fail(link, format!("cannot create hard link: {e}"));
         } else {
             stats.files += 1;
         }
@@ -215,8 +231,12 @@ pub fn restore_nodes(
             continue;
         }
         if let Err(e) = apply_metadata(path, node, opts.owners) {
-            ctx.error(path, format!("cannot set metadata: {e}"));
+            ctx.fail(path, format!("cannot set metadata: {e}"));
         }
+    }
+    // Last, so it sees what the restore leaves behind, directory times included.
+    if opts.verify && !crate::interrupt::requested() {
+        verify::verify_restored(&ctx, nodes, base, &kept, threads);
     }
     if crate::interrupt::requested() {
         return Err(Error::Interrupted);
@@ -236,6 +256,8 @@ struct Planner<'a, 'c> {
     links: &'a mut HashMap<(u64, u64), PathBuf>,
     pending_links: &'a mut Vec<(PathBuf, PathBuf)>,
     dirs: &'a mut Vec<(PathBuf, Node)>,
+    /// Entries left as they were by the overwrite policy (recorded for --verify only).
+    kept: &'a mut HashSet<PathBuf>,
     stats: &'a mut RestoreStats,
 }
 
@@ -253,38 +275,27 @@ impl Planner<'_, '_> {
             if crate::interrupt::requested() {
                 return;
             }
-            // A name from a damaged or hostile tree must not escape the target
-            // or make two nodes share one path (names are strictly sorted).
-            let unsafe_name = node.name.is_empty()
-                || node.name == b"."
-                || node.name == b".."
-                || (node.name.contains(&b'/') && !(at_root && node.name == b"/"))
-                || prev.is_some_and(|p| p >= node.name.as_slice());
+            let step =
+                self.ctx
+                    .opts
+                    .selection
+                    .step(dir, spath, node, at_root, prev, parent_selected);
             prev = Some(&node.name);
-            if unsafe_name {
-                let shown = String::from_utf8_lossy(&node.name);
-                self.ctx.error(
-                    dir,
-                    format!("refusing unsafe or duplicate name {shown:?} (damaged tree)"),
-                );
-                continue;
-            }
-            // A backup of "/" restores its contents into the target itself.
-            let path = if node.name == b"/" {
-                dir.to_path_buf()
-            } else {
-                dir.join(os(&node.name))
-            };
-            let mut child_spath = spath.to_vec();
-            if node.name != b"/" {
-                child_spath.push(b'/');
-                child_spath.extend_from_slice(&node.name);
-            }
-            let selected = match self.ctx.opts.selection.pick(&child_spath, parent_selected) {
-                select::Pick::No => continue,
-                select::Pick::Yes => true,
-                select::Pick::Maybe if node.node_type == NodeType::Dir => false,
-                select::Pick::Maybe => continue,
+            let (path, child_spath, selected) = match step {
+                select::Step::Refuse => {
+                    let shown = String::from_utf8_lossy(&node.name);
+                    self.ctx.error(
+                        dir,
+                        format!("refusing unsafe or duplicate name {shown:?} (damaged tree)"),
+                    );
+                    continue;
+                }
+                select::Step::Skip => continue,
+                select::Step::Visit {
+                    path,
+                    spath,
+                    selected,
+                } => (path, spath, selected),
             };
             // With --include, parents of a selected node are created when first needed.
             if selected && !parent_selected && self.ctx.opts.selection.has_include() {
@@ -293,7 +304,7 @@ impl Planner<'_, '_> {
                 }
             }
             if let Err(e) = self.plan_node(&path, node, &child_spath, selected) {
-                self.ctx.error(&path, e);
+                self.ctx.fail(&path, e);
             }
         }
     }
@@ -342,7 +353,7 @@ impl Planner<'_, '_> {
                 let existing = std::fs::symlink_metadata(path).ok();
                 let check_existing = match (existing.as_ref(), self.ctx.opts.overwrite) {
                     (Some(md), select::Overwrite::Never) if md.is_file() => {
-                        self.stats.kept += 1;
+                        self.keep(path);
                         return Ok(());
                     }
                     (Some(md), select::Overwrite::IfNewer)
@@ -350,7 +361,7 @@ impl Planner<'_, '_> {
                             && (md.mtime(), md.mtime_nsec())
                                 >= (node.mtime.0, node.mtime.1 as i64) =>
                     {
-                        self.stats.kept += 1;
+                        self.keep(path);
                         return Ok(());
                     }
                     (Some(md), select::Overwrite::IfChanged) => md.is_file() && node.links <= 1,
@@ -395,7 +406,7 @@ impl Planner<'_, '_> {
             NodeType::Symlink | NodeType::Fifo | NodeType::Chardev | NodeType::Blockdev
                 if select::keep_existing_special(path, node, self.ctx.opts.overwrite) =>
             {
-                self.stats.kept += 1;
+                self.keep(path);
             }
             NodeType::Symlink => {
                 remove_existing(path);
@@ -436,6 +447,14 @@ impl Planner<'_, '_> {
             NodeType::Socket => {}
         }
         Ok(())
+    }
+
+    /// Leave the existing entry at `path` as it is (overwrite policy).
+    fn keep(&mut self, path: &Path) {
+        self.stats.kept += 1;
+        if self.ctx.opts.verify {
+            self.kept.insert(path.to_path_buf());
+        }
     }
 }
 
@@ -528,7 +547,12 @@ fn write_file(ctx: &Ctx<'_>, job: &FileJob) {
                 node.size
             ));
         }
-        if ctx.opts.verify && !select::file_matches(ctx.repo, path, node).unwrap_or(false) {
+        // The pass after the restore reads every other file back; this one it
+        // could not read once its mode is set.
+        if ctx.opts.verify
+            && verify::unreadable_once_restored(node)
+            && !select::file_matches(ctx.repo, path, node).unwrap_or(false)
+        {
             return Err(
                 "verification failed: the file on disk differs from the snapshot after writing"
                     .into(),
@@ -542,10 +566,7 @@ fn write_file(ctx: &Ctx<'_>, job: &FileJob) {
     if let Err(e) = result {
         let _ = std::fs::remove_file(path);
         ctx.failed_files.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut f) = ctx.failed.lock() {
-            f.insert(path.to_path_buf());
-        }
-        ctx.error(path, e);
+        ctx.fail(path, e);
     }
 }
 

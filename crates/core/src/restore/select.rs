@@ -4,13 +4,13 @@
 
 use crate::backup::exclude::Excludes;
 use crate::error::Result;
-use crate::format::tree::Node;
+use crate::format::tree::{Node, NodeType};
 use crate::format::BlobType;
 use crate::repo::Repository;
 use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What to do with a file that already exists in the target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,6 +78,68 @@ impl Selection {
     pub fn has_include(&self) -> bool {
         self.include.is_some()
     }
+
+    /// How a restore treats `node`, an entry of the snapshot directory `spath`
+    /// restored at `dir`; `prev` is the name of the entry before it. The
+    /// restore and its verification both walk through this, so they see the
+    /// same nodes at the same paths.
+    pub(super) fn step(
+        &self,
+        dir: &Path,
+        spath: &[u8],
+        node: &Node,
+        at_root: bool,
+        prev: Option<&[u8]>,
+        parent_selected: bool,
+    ) -> Step {
+        // A name from a damaged or hostile tree must not escape the target
+        // or make two nodes share one path (names are strictly sorted).
+        if node.name.is_empty()
+            || node.name == b"."
+            || node.name == b".."
+            || (node.name.contains(&b'/') && !(at_root && node.name == b"/"))
+            || prev.is_some_and(|p| p >= node.name.as_slice())
+        {
+            return Step::Refuse;
+        }
+        let mut child_spath = spath.to_vec();
+        if node.name != b"/" {
+            child_spath.push(b'/');
+            child_spath.extend_from_slice(&node.name);
+        }
+        let selected = match self.pick(&child_spath, parent_selected) {
+            Pick::No => return Step::Skip,
+            Pick::Yes => true,
+            Pick::Maybe if node.node_type == NodeType::Dir => false,
+            Pick::Maybe => return Step::Skip,
+        };
+        // A backup of "/" restores its contents into the target itself.
+        let path = if node.name == b"/" {
+            dir.to_path_buf()
+        } else {
+            dir.join(std::ffi::OsStr::from_bytes(&node.name))
+        };
+        Step::Visit {
+            path,
+            spath: child_spath,
+            selected,
+        }
+    }
+}
+
+/// What a restore does with one node of a snapshot directory.
+pub(super) enum Step {
+    /// An unsafe or out-of-order name (damaged or hostile tree): refuse it.
+    Refuse,
+    /// Left out by the selection, with everything below it.
+    Skip,
+    /// Visit it at `path` (snapshot path `spath`): restore it if `selected`,
+    /// else only look inside (a directory on the way to an --include match).
+    Visit {
+        path: PathBuf,
+        spath: Vec<u8>,
+        selected: bool,
+    },
 }
 
 /// Whether an existing non-file entry (symlink, fifo, device node) at `path`
@@ -98,20 +160,16 @@ pub fn keep_existing_special(path: &Path, node: &Node, policy: Overwrite) -> boo
             let ft = md.file_type();
             use std::os::unix::fs::FileTypeExt;
             match node.node_type {
-                crate::format::tree::NodeType::Symlink => {
+                NodeType::Symlink => {
                     ft.is_symlink()
                         && std::fs::read_link(path)
                             .ok()
                             .map(|t| t.as_os_str().as_bytes().to_vec())
                             == node.target
                 }
-                crate::format::tree::NodeType::Fifo => ft.is_fifo(),
-                crate::format::tree::NodeType::Chardev => {
-                    ft.is_char_device() && Some(md.rdev()) == node.rdev
-                }
-                crate::format::tree::NodeType::Blockdev => {
-                    ft.is_block_device() && Some(md.rdev()) == node.rdev
-                }
+                NodeType::Fifo => ft.is_fifo(),
+                NodeType::Chardev => ft.is_char_device() && Some(md.rdev()) == node.rdev,
+                NodeType::Blockdev => ft.is_block_device() && Some(md.rdev()) == node.rdev,
                 _ => false,
             }
         }
