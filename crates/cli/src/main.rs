@@ -75,6 +75,9 @@ pub struct Cli {
     /// Run this shell command and use the first line it prints as the password.
     #[arg(long, env = "IRONVAULT_PASSWORD_COMMAND", global = true)]
     password_command: Option<String>,
+    /// The protection-plan config (run, drill, status, agent, config check).
+    #[arg(long, env = "IRONVAULT_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -126,6 +129,12 @@ enum Command {
     Copy(commands::copy::Args),
     /// Print a decrypted repository object as JSON (for debugging; secrets are not shown).
     Cat(commands::cat::Args),
+    /// Check the protection-plan config file.
+    Config(commands::plans::ConfigArgs),
+    /// Run a protection plan now: backup, copies, retention (recorded in the history).
+    Run(commands::plans::RunArgs),
+    /// Restore a plan's newest snapshot into a sandbox, verify it, and measure the RTA.
+    Drill(commands::plans::DrillArgs),
 }
 
 /// The command's name, as lock objects record it.
@@ -149,6 +158,9 @@ fn command_name(c: &Command) -> &'static str {
         Command::Forget(_) => "forget",
         Command::Prune(_) => "prune",
         Command::Rewrite(_) => "rewrite",
+        Command::Config(_) => "config",
+        Command::Run(_) => "run",
+        Command::Drill(_) => "drill",
     }
 }
 
@@ -272,6 +284,9 @@ fn main() -> ExitCode {
         Command::Forget(a) => commands::forget::run(&cli, a),
         Command::Prune(a) => commands::prune::run(&cli, a),
         Command::Rewrite(a) => commands::rewrite::run(&cli, a),
+        Command::Config(a) => commands::plans::config_cmd(&cli, a),
+        Command::Run(a) => commands::plans::run(&cli, a),
+        Command::Drill(a) => commands::plans::drill(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,684 @@
+//! The protection-plan config (`/etc/ironvault/ironvault.toml`): repositories,
+//! plans, objectives, drills, alerts. Every error names the file, the line and
+//! what to change (docs/config.md describes each key).
+
+use crate::duration;
+use crate::schedule::{Schedule, Window};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Where the config is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/ironvault/ironvault.toml";
+
+/// One problem in a config file, at a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub msg: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.msg)
+    }
+}
+
+/// Every problem found in a config file (at least one).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(|e| e.to_string()).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// What a repository is stored on, as declared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediumKind {
+    Disk,
+    Object,
+}
+
+/// A repository that receives copies.
+#[derive(Clone, Debug)]
+pub struct Repository {
+    pub name: String,
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+    pub medium: MediumKind,
+    pub site: Option<String>,
+    pub cacert: Option<PathBuf>,
+    /// Extra environment for commands on this repository (AWS_PROFILE, ...).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Repository {
+    /// True for S3 repositories.
+    pub fn is_object(&self) -> bool {
+        self.url.starts_with("s3:")
+    }
+}
+
+/// A keep policy, as `forget --keep-*` takes it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    pub last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+    pub within: Option<String>,
+}
+
+impl Keep {
+    /// The `forget` flags for this policy.
+    pub fn args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let n = [
+            ("last", self.last),
+            ("hourly", self.hourly),
+            ("daily", self.daily),
+            ("weekly", self.weekly),
+            ("monthly", self.monthly),
+            ("yearly", self.yearly),
+        ];
+        for (k, v) in n {
+            if let Some(v) = v {
+                out.push(format!("--keep-{k}"));
+                out.push(v.to_string());
+            }
+        }
+        if let Some(w) = &self.within {
+            out.push("--keep-within".into());
+            out.push(w.clone());
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.args().is_empty()
+    }
+}
+
+/// What a plan backs up.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Paths(Vec<String>),
+    /// A command whose standard output is stored as one file named `filename`.
+    Command {
+        command: String,
+        filename: String,
+    },
+}
+
+/// A recovery drill: when, from which copy, into which sandbox.
+#[derive(Clone, Debug)]
+pub struct Drill {
+    pub schedule: Option<Schedule>,
+    pub copy: String,
+    pub sandbox: Option<PathBuf>,
+}
+
+/// A protection plan.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub source: Source,
+    pub exclude: Vec<String>,
+    pub iexclude: Vec<String>,
+    pub one_file_system: bool,
+    pub tags: Vec<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub schedule: Option<Schedule>,
+    /// Repository names: the backup goes to the first, copies to the rest.
+    pub copies: Vec<String>,
+    /// Retention per copy (a copy not named keeps everything).
+    pub keep: BTreeMap<String, Keep>,
+    pub prune: bool,
+    pub rpo: Option<Duration>,
+    pub rto: Option<Duration>,
+    pub drill: Option<Drill>,
+    pub nice: Option<i32>,
+    pub ionice: Option<(i32, i32)>,
+    pub window: Option<Window>,
+}
+
+impl Plan {
+    /// The tag every snapshot of this plan carries.
+    pub fn tag(&self) -> String {
+        format!("plan:{}", self.name)
+    }
+}
+
+/// Where alerts go.
+#[derive(Clone, Debug, Default)]
+pub struct Alerts {
+    pub command: Option<String>,
+    pub webhook: Option<String>,
+}
+
+/// A whole, checked config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub site: Option<String>,
+    pub hostname: String,
+    pub state_dir: PathBuf,
+    /// Address of the agent's metrics and status server; None turns it off.
+    pub listen: Option<String>,
+    pub alerts: Alerts,
+    pub repositories: BTreeMap<String, Repository>,
+    pub plans: BTreeMap<String, Plan>,
+}
+
+impl Config {
+    /// The history database.
+    pub fn history_path(&self) -> PathBuf {
+        self.state_dir.join("history.sqlite")
+    }
+
+    /// A plan by name, or an error listing the plans there are.
+    pub fn plan(&self, name: &str) -> Result<&Plan, String> {
+        self.plans.get(name).ok_or_else(|| {
+            let names: Vec<&str> = self.plans.keys().map(|s| s.as_str()).collect();
+            format!(
+                "no plan {name:?} in {}; plans: {}",
+                self.file.display(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    site: Option<String>,
+    hostname: Option<String>,
+    state_dir: Option<PathBuf>,
+    listen: Option<Spanned<String>>,
+    alerts: Option<RawAlerts>,
+    #[serde(default)]
+    repository: BTreeMap<String, Spanned<RawRepo>>,
+    #[serde(default)]
+    plan: BTreeMap<String, Spanned<RawPlan>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    command: Option<String>,
+    webhook: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepo {
+    url: Spanned<String>,
+    password_file: Option<Spanned<PathBuf>>,
+    password_command: Option<String>,
+    medium: Option<Spanned<String>>,
+    site: Option<String>,
+    cacert: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    #[serde(default)]
+    paths: Vec<String>,
+    command: Option<Spanned<String>>,
+    filename: Option<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    iexclude: Vec<String>,
+    #[serde(default)]
+    one_file_system: bool,
+    #[serde(default)]
+    tags: Vec<String>,
+    before: Option<String>,
+    after: Option<String>,
+    schedule: Option<Spanned<String>>,
+    copies: Spanned<Vec<Spanned<String>>>,
+    keep: Option<Spanned<Keep>>,
+    #[serde(default)]
+    keep_on: BTreeMap<String, Spanned<Keep>>,
+    prune: Option<bool>,
+    rpo: Option<Spanned<String>>,
+    rto: Option<Spanned<String>>,
+    drill: Option<Spanned<RawDrill>>,
+    nice: Option<Spanned<i32>>,
+    ionice: Option<Spanned<String>>,
+    window: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrill {
+    schedule: Option<Spanned<String>>,
+    copy: Option<Spanned<String>>,
+    sandbox: Option<PathBuf>,
+}
+
+/// Collects errors with their lines.
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>) {
+        let line = self.line_of(span.start);
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            msg: msg.into(),
+        });
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str) -> Option<Duration> {
+        let v = v.as_ref()?;
+        match duration::parse(v.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                self.err(v.span(), format!("{key} must be longer than 0"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(v.span(), format!("{key}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn schedule(&mut self, v: &Option<Spanned<String>>) -> Option<Schedule> {
+        let v = v.as_ref()?;
+        Schedule::parse(v.get_ref())
+            .map_err(|e| self.err(v.span(), e))
+            .ok()
+    }
+}
+
+/// Read and check a config file.
+pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "no config file; write one (docs/config.md has a commented example) or pass --config FILE (default {DEFAULT_PATH})"
+            )
+        } else {
+            format!("cannot read the config file: {e}")
+        };
+        ConfigErrors(vec![ConfigError {
+            file: file.to_path_buf(),
+            line: 0,
+            msg: hint,
+        }])
+    })?;
+    parse(file, &text)
+}
+
+/// Check config text (`file` is only for messages).
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut c = Checker {
+        file,
+        text,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let mut msg = e.message().trim().to_string();
+            if msg.starts_with("unknown field") {
+                msg.push_str(" (a misspelt key? docs/config.md lists every key)");
+            }
+            c.err(span, msg);
+            return Err(ConfigErrors(c.errors));
+        }
+    };
+    let cfg = check(&mut c, raw);
+    if c.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+fn check(c: &mut Checker, raw: RawConfig) -> Config {
+    let mut repositories = BTreeMap::new();
+    for (name, r) in &raw.repository {
+        let span = r.span();
+        let r = r.get_ref();
+        let url = r.url.get_ref().trim().to_string();
+        let object = url.starts_with("s3:");
+        if url.is_empty() {
+            c.err(r.url.span(), format!("repository {name}: url is empty; give a directory or s3:https://HOST/BUCKET[/PREFIX]"));
+        } else if !object && !url.starts_with('/') {
+            c.err(r.url.span(), format!("repository {name}: url {url:?} is neither an absolute directory nor s3:http(s)://HOST/BUCKET[/PREFIX]"));
+        }
+        let medium = match r.medium.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None => {
+                if object {
+                    MediumKind::Object
+                } else {
+                    MediumKind::Disk
+                }
+            }
+            Some(("disk", s)) => {
+                if object {
+                    c.err(s, format!("repository {name}: medium is \"disk\" but the url is object storage (s3:); write medium = \"object\""));
+                }
+                MediumKind::Disk
+            }
+            Some(("object", s)) => {
+                if !object {
+                    c.err(s, format!("repository {name}: medium is \"object\" but the url is a directory; write medium = \"disk\" (a directory on a mounted bucket is still a disk path to ironvault)"));
+                }
+                MediumKind::Object
+            }
+            Some((other, s)) => {
+                c.err(
+                    s,
+                    format!(
+                        "repository {name}: unknown medium {other:?}; use \"disk\" or \"object\""
+                    ),
+                );
+                MediumKind::Disk
+            }
+        };
+        match (&r.password_file, &r.password_command) {
+            (Some(_), Some(_)) => c.err(span.clone(), format!("repository {name}: give password_file or password_command, not both")),
+            (None, None) => c.err(span.clone(), format!("repository {name}: no password source; add password_file = \"/etc/ironvault/{name}.pass\" (first line is the password) or password_command")),
+            (Some(f), None) => {
+                if let Err(e) = std::fs::File::open(f.get_ref()) {
+                    c.err(f.span(), format!("repository {name}: cannot read password file {} ({e}); create it (one line, mode 0600) or fix the path", f.get_ref().display()));
+                }
+            }
+            _ => {}
+        }
+        if let Some(ca) = &r.cacert {
+            if let Err(e) = std::fs::File::open(ca.get_ref()) {
+                c.err(
+                    ca.span(),
+                    format!(
+                        "repository {name}: cannot read cacert {} ({e})",
+                        ca.get_ref().display()
+                    ),
+                );
+            }
+        }
+        repositories.insert(
+            name.clone(),
+            Repository {
+                name: name.clone(),
+                url,
+                password_file: r.password_file.as_ref().map(|f| f.get_ref().clone()),
+                password_command: r.password_command.clone(),
+                medium,
+                site: r.site.clone(),
+                cacert: r.cacert.as_ref().map(|f| f.get_ref().clone()),
+                env: r.env.clone(),
+            },
+        );
+    }
+    let mut plans = BTreeMap::new();
+    for (name, p) in &raw.plan {
+        if let Some(plan) = check_plan(c, name, p, &repositories) {
+            plans.insert(name.clone(), plan);
+        }
+    }
+    let alerts = raw.alerts.as_ref().map(|a| {
+        if let Some(w) = &a.webhook {
+            let u = w.get_ref();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                c.err(
+                    w.span(),
+                    format!("alerts: webhook {u:?} must be an http:// or https:// URL"),
+                );
+            }
+        }
+        Alerts {
+            command: a.command.clone(),
+            webhook: a.webhook.as_ref().map(|w| w.get_ref().clone()),
+        }
+    });
+    let listen = match &raw.listen {
+        None => Some("127.0.0.1:9478".to_string()),
+        Some(l) if l.get_ref() == "off" || l.get_ref().is_empty() => None,
+        Some(l) => {
+            if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
+                c.err(
+                    l.span(),
+                    format!(
+                        "listen {:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9478\"), or \"off\"",
+                        l.get_ref()
+                    ),
+                );
+            }
+            Some(l.get_ref().clone())
+        }
+    };
+    Config {
+        file: c.file.to_path_buf(),
+        site: raw.site.clone(),
+        hostname: raw
+            .hostname
+            .clone()
+            .unwrap_or_else(ironvault_core::repo::hostname),
+        state_dir: raw
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/ironvault")),
+        listen,
+        alerts: alerts.unwrap_or_default(),
+        repositories,
+        plans,
+    }
+}
+
+fn check_plan(
+    c: &mut Checker,
+    name: &str,
+    p: &Spanned<RawPlan>,
+    repos: &BTreeMap<String, Repository>,
+) -> Option<Plan> {
+    let span = p.span();
+    let p = p.get_ref();
+    let source = match (&p.paths.is_empty(), &p.command) {
+        (false, Some(cmd)) => {
+            c.err(
+                cmd.span(),
+                format!("plan {name}: give paths or command, not both (make two plans)"),
+            );
+            None
+        }
+        (true, None) => {
+            c.err(span, format!("plan {name}: nothing to back up; add paths = [\"/data\"] or command = \"...\" (its output is stored as one file)"));
+            None
+        }
+        (false, None) => {
+            for path in &p.paths {
+                if !path.starts_with('/') {
+                    c.err(
+                        span.clone(),
+                        format!("plan {name}: path {path:?} is not absolute"),
+                    );
+                }
+            }
+            Some(Source::Paths(p.paths.clone()))
+        }
+        (true, Some(cmd)) => Some(Source::Command {
+            command: cmd.get_ref().clone(),
+            filename: p
+                .filename
+                .clone()
+                .unwrap_or_else(|| format!("{name}.stream")),
+        }),
+    };
+    if p.copies.get_ref().is_empty() {
+        c.err(
+            p.copies.span(),
+            format!("plan {name}: copies is empty; name at least one [repository.NAME]"),
+        );
+    }
+    let known: Vec<&str> = repos.keys().map(|s| s.as_str()).collect();
+    let mut copies = Vec::new();
+    for r in p.copies.get_ref() {
+        if !repos.contains_key(r.get_ref()) {
+            c.err(r.span(), format!("plan {name}: copies names repository {:?}, which is not defined; define [repository.{}] or use one of: {}", r.get_ref(), r.get_ref(), if known.is_empty() { "(none defined)".to_string() } else { known.join(", ") }));
+        } else if copies.contains(r.get_ref()) {
+            c.err(
+                r.span(),
+                format!(
+                    "plan {name}: repository {:?} is named twice in copies",
+                    r.get_ref()
+                ),
+            );
+        }
+        copies.push(r.get_ref().clone());
+    }
+    let mut keep = BTreeMap::new();
+    if let Some(k) = &p.keep {
+        if k.get_ref().is_empty() {
+            c.err(k.span(), format!("plan {name}: keep is empty; name what to keep (e.g. {{ daily = 7 }}) or leave keep out to keep everything"));
+        }
+        for r in &copies {
+            keep.insert(r.clone(), k.get_ref().clone());
+        }
+    }
+    for (r, k) in &p.keep_on {
+        if !copies.contains(r) {
+            c.err(
+                k.span(),
+                format!("plan {name}: keep_on names {r:?}, which is not one of its copies"),
+            );
+        } else if k.get_ref().is_empty() {
+            c.err(k.span(), format!("plan {name}: keep_on.{r} is empty"));
+        }
+        keep.insert(r.clone(), k.get_ref().clone());
+    }
+    let drill = p.drill.as_ref().map(|d| {
+        let dr = d.get_ref();
+        let copy = match &dr.copy {
+            Some(cp) => {
+                if !copies.contains(cp.get_ref()) {
+                    c.err(
+                        cp.span(),
+                        format!(
+                            "plan {name}: drill copy {:?} is not one of the plan's copies ({})",
+                            cp.get_ref(),
+                            copies.join(", ")
+                        ),
+                    );
+                }
+                cp.get_ref().clone()
+            }
+            None => copies.last().cloned().unwrap_or_default(),
+        };
+        Drill {
+            schedule: c.schedule(&dr.schedule),
+            copy,
+            sandbox: dr.sandbox.clone(),
+        }
+    });
+    let nice = p.nice.as_ref().and_then(|n| {
+        if (-20..=19).contains(n.get_ref()) {
+            Some(*n.get_ref())
+        } else {
+            c.err(
+                n.span(),
+                format!("plan {name}: nice {} is outside -20..19", n.get_ref()),
+            );
+            None
+        }
+    });
+    let ionice = p.ionice.as_ref().and_then(|v| {
+        parse_ionice(v.get_ref())
+            .map_err(|e| c.err(v.span(), format!("plan {name}: {e}")))
+            .ok()
+    });
+    let window = p.window.as_ref().and_then(|w| {
+        Window::parse(w.get_ref())
+            .map_err(|e| c.err(w.span(), format!("plan {name}: {e}")))
+            .ok()
+    });
+    let schedule = c.schedule(&p.schedule);
+    let (rpo, rto) = (c.duration(&p.rpo, "rpo"), c.duration(&p.rto, "rto"));
+    Some(Plan {
+        name: name.to_string(),
+        source: source?,
+        exclude: p.exclude.clone(),
+        iexclude: p.iexclude.clone(),
+        one_file_system: p.one_file_system,
+        tags: p.tags.clone(),
+        before: p.before.clone(),
+        after: p.after.clone(),
+        schedule,
+        copies,
+        prune: p.prune.unwrap_or(true),
+        keep,
+        rpo,
+        rto,
+        drill,
+        nice,
+        ionice,
+        window,
+    })
+}
+
+/// "idle", "best-effort" or "best-effort:N" (N 0..7), "realtime:N" → (class, level).
+fn parse_ionice(s: &str) -> Result<(i32, i32), String> {
+    let (class, level) = match s.split_once(':') {
+        Some((c, l)) => (c, Some(l)),
+        None => (s, None),
+    };
+    let level = match level {
+        None => 4,
+        Some(l) => match l.parse::<i32>() {
+            Ok(n) if (0..=7).contains(&n) => n,
+            _ => return Err(format!("ionice level {l:?} is not 0..7")),
+        },
+    };
+    match class {
+        "idle" => Ok((3, 0)),
+        "best-effort" => Ok((2, level)),
+        "realtime" => Ok((1, level)),
+        _ => Err(format!(
+            "ionice {s:?}: use \"idle\", \"best-effort[:0-7]\" or \"realtime[:0-7]\""
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

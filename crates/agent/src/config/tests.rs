@@ -1,0 +1,196 @@
+use super::*;
+
+/// The sketch from the docs, with password files that exist.
+fn sample(dir: &Path) -> String {
+    for n in ["local", "cloud"] {
+        std::fs::write(dir.join(format!("{n}.pass")), "secret\n").unwrap();
+    }
+    format!(
+        r#"site = "dc-houston"
+state_dir = "{d}/state"
+[repository.local]
+url = "/backup/ironvault"
+password_file = "{d}/local.pass"
+medium = "disk"
+site = "dc-houston"
+[repository.cloud]
+url = "s3:https://s3.example.net/backups/erp01"
+password_file = "{d}/cloud.pass"
+medium = "object"
+site = "cloud-us-east"
+[plan.erp]
+paths = ["/data/erp"]
+schedule = "*/15 * * * *"
+copies = ["local", "cloud"]
+keep = {{ daily = 7, weekly = 4, monthly = 12, yearly = 7 }}
+rpo = "15m"
+rto = "1h"
+drill = {{ schedule = "0 3 * * 0", copy = "cloud" }}
+"#,
+        d = dir.display()
+    )
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(Path::new("/etc/ironvault/ironvault.toml"), text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_documented_sketch_parses() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = parse(Path::new("x.toml"), &sample(d.path())).unwrap();
+    assert_eq!(cfg.site.as_deref(), Some("dc-houston"));
+    assert_eq!(cfg.listen.as_deref(), Some("127.0.0.1:9478"));
+    assert_eq!(cfg.history_path(), d.path().join("state/history.sqlite"));
+    let cloud = &cfg.repositories["cloud"];
+    assert_eq!(cloud.medium, MediumKind::Object);
+    assert!(cloud.is_object());
+    let erp = cfg.plan("erp").unwrap();
+    assert_eq!(erp.copies, ["local", "cloud"]);
+    assert_eq!(erp.rpo, Some(Duration::from_secs(900)));
+    assert_eq!(erp.rto, Some(Duration::from_secs(3600)));
+    assert_eq!(erp.tag(), "plan:erp");
+    assert_eq!(
+        erp.keep["cloud"].args(),
+        [
+            "--keep-daily",
+            "7",
+            "--keep-weekly",
+            "4",
+            "--keep-monthly",
+            "12",
+            "--keep-yearly",
+            "7"
+        ]
+    );
+    let drill = erp.drill.as_ref().unwrap();
+    assert_eq!(drill.copy, "cloud");
+    assert_eq!(drill.schedule.as_ref().unwrap().text(), "0 3 * * 0");
+    assert!(cfg.plan("nope").unwrap_err().contains("plans: erp"));
+}
+
+#[test]
+fn each_broken_config_names_file_line_and_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path());
+    let line_of = |needle: &str| good.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let f = "/etc/ironvault/ironvault.toml";
+
+    // An unknown key.
+    let e = errors(&good.replace("rpo = ", "rpoo = \"1m\"\nrpo = "));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!("{f}:{}: unknown field `rpoo`", line_of("rpo = "))),
+        "{e:?}"
+    );
+    assert!(
+        e[0].contains("expected one of") && e[0].contains("docs/config.md"),
+        "{e:?}"
+    );
+
+    // A bad cron expression.
+    let e = errors(&good.replace("*/15 * * * *", "*/15 * * *"));
+    assert_eq!(e, [format!("{f}:{}: schedule \"*/15 * * *\" has 4 fields; cron needs 5 (minute hour day-of-month month day-of-week) or 6 with leading seconds, e.g. \"*/15 * * * *\"", line_of("schedule = \"*/15"))]);
+    let e = errors(&good.replace("0 3 * * 0", "0 25 * * 0"));
+    assert!(
+        e[0].starts_with(&format!(
+            "{f}:{}: schedule \"0 25 * * 0\" is not a valid cron",
+            line_of("drill =")
+        )),
+        "{e:?}"
+    );
+
+    // An unknown repository, in copies and in the drill.
+    let e = errors(&good.replace(
+        "copies = [\"local\", \"cloud\"]",
+        "copies = [\"local\", \"clod\"]",
+    ));
+    assert!(e[0].starts_with(&format!("{f}:{}: plan erp: copies names repository \"clod\", which is not defined; define [repository.clod] or use one of: cloud, local", line_of("copies ="))), "{e:?}");
+    assert!(
+        e[1].contains("drill copy \"cloud\" is not one of the plan's copies (local, clod)"),
+        "{e:?}"
+    );
+
+    // An unreadable password file.
+    std::fs::remove_file(d.path().join("cloud.pass")).unwrap();
+    let e = errors(&good);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with(&format!("{f}:{}: repository cloud: cannot read password file {}/cloud.pass (No such file or directory", line_of("cloud.pass"), d.path().display())), "{e:?}");
+    assert!(
+        e[0].ends_with("create it (one line, mode 0600) or fix the path"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn values_are_checked_where_they_stand() {
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path());
+    let line_of = |needle: &str| good.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let e = errors(&good.replace("rpo = \"15m\"", "rpo = \"15\""));
+    assert!(
+        e[0].contains(&format!(
+            ":{}: rpo: \"15\" is not a duration: 15 has no unit",
+            line_of("rpo =")
+        )),
+        "{e:?}"
+    );
+    let e = errors(&good.replace("medium = \"object\"", "medium = \"disk\""));
+    assert!(
+        e[0].contains(&format!(
+            ":{}: repository cloud: medium is \"disk\" but the url is object storage",
+            line_of("medium = \"object\"")
+        )),
+        "{e:?}"
+    );
+    let e = errors(&good.replace(
+        "paths = [\"/data/erp\"]",
+        "paths = [\"/data/erp\"]\ncommand = \"savlib\"",
+    ));
+    assert!(e[0].contains("give paths or command, not both"), "{e:?}");
+    let e = errors(&good.replace(
+        "paths = [\"/data/erp\"]",
+        "nice = 30\nwindow = \"8-17\"\nionice = \"fast\"\nkeep_on = { tape = { daily = 1 } }",
+    ));
+    let all = e.join("\n");
+    for want in [
+        "nothing to back up",
+        "nice 30 is outside -20..19",
+        "window \"8-17\" is not HH:MM-HH:MM",
+        "ionice \"fast\"",
+        "keep_on names \"tape\"",
+    ] {
+        assert!(all.contains(want), "{want}: {all}");
+    }
+    // Syntax errors are located too.
+    let e = errors("site = \"x\"\n[plan.a\n");
+    assert!(
+        e[0].starts_with("/etc/ironvault/ironvault.toml:2: "),
+        "{e:?}"
+    );
+    // A stream source gets a default file name.
+    let t = good.replace("paths = [\"/data/erp\"]", "command = \"cat /etc/hostname\"");
+    let cfg = parse(Path::new("x"), &t).unwrap();
+    match &cfg.plans["erp"].source {
+        Source::Command { command, filename } => {
+            assert_eq!(
+                (command.as_str(), filename.as_str()),
+                ("cat /etc/hostname", "erp.stream")
+            )
+        }
+        s => panic!("{s:?}"),
+    }
+}
+
+#[test]
+fn a_missing_file_says_where_it_looked() {
+    let e = load(Path::new("/nonexistent/ironvault.toml")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/ironvault.toml:0: no config file; write one"),
+        "{e}"
+    );
+}

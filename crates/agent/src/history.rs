@@ -1,0 +1,517 @@
+//! The run history: every run and drill, each step with its result, bytes,
+//! snapshot and error, and the open incidents that alerts were sent for. A
+//! SQLite file (WAL, synchronous=FULL): a step is committed when it ends, so a
+//! killed agent loses nothing it finished. docs/agent.md describes the tables.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::time::Duration;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    plan TEXT NOT NULL,
+    kind TEXT NOT NULL,            -- 'run' or 'drill'
+    trigger TEXT NOT NULL,         -- 'schedule', 'catch-up' or 'manual'
+    scheduled_for INTEGER,         -- the schedule time it serves (unix ms)
+    started INTEGER NOT NULL,      -- unix ms
+    ended INTEGER,
+    result TEXT NOT NULL,          -- running, success, warning, failed, abandoned
+    pid INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_plan ON runs (plan, kind, started);
+CREATE TABLE IF NOT EXISTS steps (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL REFERENCES runs (id),
+    step TEXT NOT NULL,            -- before, backup, copy, retention, drill, after
+    copy TEXT,                     -- repository name
+    started INTEGER NOT NULL,
+    ended INTEGER,
+    result TEXT NOT NULL,
+    bytes INTEGER,
+    snapshot TEXT,
+    seconds REAL,
+    error TEXT,
+    detail TEXT                    -- JSON: the command's own summary
+);
+CREATE INDEX IF NOT EXISTS steps_run ON steps (run);
+CREATE TABLE IF NOT EXISTS incidents (
+    plan TEXT NOT NULL,
+    copy TEXT NOT NULL,            -- '' when the incident is the plan's
+    kind TEXT NOT NULL,
+    opened INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (plan, copy, kind)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    plan TEXT NOT NULL,
+    copy TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,           -- 'open' or 'resolved'
+    message TEXT NOT NULL,
+    delivery TEXT NOT NULL         -- what happened to the command and webhook
+);
+";
+
+/// How a run or step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Running,
+    Success,
+    /// Done, with files that could not be read (the snapshot was still written).
+    Warning,
+    Failed,
+    /// Stopped on purpose (SIGTERM) or by a death of the process running it.
+    Abandoned,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Success => "success",
+            Outcome::Warning => "warning",
+            Outcome::Failed => "failed",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    fn parse(s: &str) -> Outcome {
+        match s {
+            "running" => Outcome::Running,
+            "success" => Outcome::Success,
+            "warning" => Outcome::Warning,
+            "abandoned" => Outcome::Abandoned,
+            "skipped" => Outcome::Skipped,
+            _ => Outcome::Failed,
+        }
+    }
+
+    /// Success or warning: the step did its job.
+    pub fn ok(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Warning)
+    }
+}
+
+/// What a finished step reports.
+#[derive(Clone, Debug, Default)]
+pub struct StepEnd {
+    pub bytes: Option<u64>,
+    pub snapshot: Option<String>,
+    pub seconds: Option<f64>,
+    pub error: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// One run as recorded.
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub id: i64,
+    pub plan: String,
+    pub kind: String,
+    pub trigger: String,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub started: DateTime<Utc>,
+    pub ended: Option<DateTime<Utc>>,
+    pub result: Outcome,
+    pub error: Option<String>,
+}
+
+/// One step as recorded.
+#[derive(Clone, Debug)]
+pub struct StepRow {
+    pub run: i64,
+    pub step: String,
+    pub copy: Option<String>,
+    pub started: DateTime<Utc>,
+    pub ended: Option<DateTime<Utc>>,
+    pub result: Outcome,
+    pub bytes: Option<u64>,
+    pub snapshot: Option<String>,
+    pub seconds: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// An open incident.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incident {
+    pub plan: String,
+    pub copy: String,
+    pub kind: String,
+    pub opened: DateTime<Utc>,
+    pub message: String,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// The history database.
+pub struct History {
+    conn: Connection,
+}
+
+impl History {
+    /// Open (and create) the history at `path`.
+    pub fn open(path: &Path) -> Result<History> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the history database {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("cannot set up the history database {}", path.display()))?;
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match version.map(|v| v.parse::<i64>().unwrap_or(i64::MAX)) {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
+            }
+            Some(v) if v > SCHEMA_VERSION => anyhow::bail!(
+                "the history database {} was written by a newer ironvault (schema {v}); upgrade this one",
+                path.display()
+            ),
+            Some(_) => {}
+        }
+        Ok(History { conn })
+    }
+
+    /// Record a run as started; returns its id.
+    pub fn start_run(
+        &self,
+        plan: &str,
+        kind: &str,
+        trigger: &str,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO runs (plan, kind, trigger, scheduled_for, started, result, pid)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
+            params![
+                plan,
+                kind,
+                trigger,
+                scheduled_for.map(ms),
+                ms(Utc::now()),
+                std::process::id()
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record how a run ended.
+    pub fn end_run(&self, run: i64, result: Outcome, error: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET ended = ?2, result = ?3, error = ?4 WHERE id = ?1",
+            params![run, ms(Utc::now()), result.as_str(), error],
+        )?;
+        Ok(())
+    }
+
+    /// Record a step as started; returns its id.
+    pub fn start_step(&self, run: i64, step: &str, copy: Option<&str>) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO steps (run, step, copy, started, result) VALUES (?1, ?2, ?3, ?4, 'running')",
+            params![run, step, copy, ms(Utc::now())],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record how a step ended.
+    pub fn end_step(&self, step: i64, result: Outcome, end: &StepEnd) -> Result<()> {
+        self.conn.execute(
+            "UPDATE steps SET ended = ?2, result = ?3, bytes = ?4, snapshot = ?5, seconds = ?6,
+             error = ?7, detail = ?8 WHERE id = ?1",
+            params![
+                step,
+                ms(Utc::now()),
+                result.as_str(),
+                end.bytes.map(|b| b as i64),
+                end.snapshot,
+                end.seconds,
+                end.error,
+                end.detail.as_ref().map(|d| d.to_string())
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Mark the plan's runs still 'running' as abandoned: call this holding the
+    /// plan's lock, when no process can be running them any more.
+    pub fn abandon_unfinished(&self, plan: &str) -> Result<usize> {
+        let why = "the process running it ended before recording a result (killed or crashed)";
+        let now = ms(Utc::now());
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE steps SET result = 'abandoned', ended = ?2, error = ?3
+             WHERE result = 'running' AND run IN (SELECT id FROM runs WHERE plan = ?1 AND result = 'running')",
+            params![plan, now, why],
+        )?;
+        let n = tx.execute(
+            "UPDATE runs SET result = 'abandoned', ended = ?2, error = ?3 WHERE plan = ?1 AND result = 'running'",
+            params![plan, now, why],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+        Ok(RunRow {
+            id: r.get(0)?,
+            plan: r.get(1)?,
+            kind: r.get(2)?,
+            trigger: r.get(3)?,
+            scheduled_for: r.get::<_, Option<i64>>(4)?.map(from_ms),
+            started: from_ms(r.get(5)?),
+            ended: r.get::<_, Option<i64>>(6)?.map(from_ms),
+            result: Outcome::parse(&r.get::<_, String>(7)?),
+            error: r.get(8)?,
+        })
+    }
+
+    /// The newest runs, newest first (of one plan, or all).
+    pub fn runs(&self, plan: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, plan, kind, trigger, scheduled_for, started, ended, result, error FROM runs
+             WHERE ?1 IS NULL OR plan = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![plan, limit as i64], Self::run_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The steps of a run, in order.
+    pub fn steps(&self, run: i64) -> Result<Vec<StepRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT run, step, copy, started, ended, result, bytes, snapshot, seconds, error
+             FROM steps WHERE run = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([run], Self::step_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn step_row(r: &rusqlite::Row) -> rusqlite::Result<StepRow> {
+        Ok(StepRow {
+            run: r.get(0)?,
+            step: r.get(1)?,
+            copy: r.get(2)?,
+            started: from_ms(r.get(3)?),
+            ended: r.get::<_, Option<i64>>(4)?.map(from_ms),
+            result: Outcome::parse(&r.get::<_, String>(5)?),
+            bytes: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
+            snapshot: r.get(7)?,
+            seconds: r.get(8)?,
+            error: r.get(9)?,
+        })
+    }
+
+    /// The latest schedule time a run (or drill) of the plan served.
+    pub fn last_scheduled(&self, plan: &str, kind: &str) -> Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = self.conn.query_row(
+            "SELECT MAX(scheduled_for) FROM runs WHERE plan = ?1 AND kind = ?2",
+            params![plan, kind],
+            |r| r.get(0),
+        )?;
+        Ok(v.map(from_ms))
+    }
+
+    /// The newest finished step of this kind (and copy) for the plan.
+    pub fn last_step(&self, plan: &str, step: &str, copy: Option<&str>) -> Result<Option<StepRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT s.run, s.step, s.copy, s.started, s.ended, s.result, s.bytes, s.snapshot, s.seconds, s.error
+                 FROM steps s JOIN runs r ON r.id = s.run
+                 WHERE r.plan = ?1 AND s.step = ?2 AND (?3 IS NULL OR s.copy = ?3) AND s.result != 'running'
+                 ORDER BY s.id DESC LIMIT 1",
+                params![plan, step, copy],
+                Self::step_row,
+            )
+            .optional()?)
+    }
+
+    /// The end of the newest successful run of the plan.
+    pub fn last_success(&self, plan: &str) -> Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = self.conn.query_row(
+            "SELECT MAX(ended) FROM runs WHERE plan = ?1 AND kind = 'run' AND result IN ('success', 'warning')",
+            [plan],
+            |r| r.get(0),
+        )?;
+        Ok(v.map(from_ms))
+    }
+
+    /// Failed steps per (step, copy) of the plan, over its whole history.
+    pub fn failures(&self, plan: &str) -> Result<Vec<(String, String, u64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT s.step, COALESCE(s.copy, ''), COUNT(*) FROM steps s JOIN runs r ON r.id = s.run
+             WHERE r.plan = ?1 AND s.result = 'failed' GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = st.query_map([plan], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Open an incident; true if it was not open already (alert then).
+    pub fn open_incident(&self, plan: &str, copy: &str, kind: &str, message: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO incidents (plan, copy, kind, opened, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![plan, copy, kind, ms(Utc::now()), message],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Close an incident; the incident if it was open (alert its recovery then).
+    pub fn resolve_incident(&self, plan: &str, copy: &str, kind: &str) -> Result<Option<Incident>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let inc = tx
+            .query_row(
+                "SELECT plan, copy, kind, opened, message FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+                params![plan, copy, kind],
+                |r| {
+                    Ok(Incident {
+                        plan: r.get(0)?,
+                        copy: r.get(1)?,
+                        kind: r.get(2)?,
+                        opened: from_ms(r.get(3)?),
+                        message: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?;
+        if inc.is_some() {
+            tx.execute(
+                "DELETE FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+                params![plan, copy, kind],
+            )?;
+        }
+        tx.commit()?;
+        Ok(inc)
+    }
+
+    /// Every open incident.
+    pub fn incidents(&self) -> Result<Vec<Incident>> {
+        let mut st = self.conn.prepare(
+            "SELECT plan, copy, kind, opened, message FROM incidents ORDER BY plan, copy, kind",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(Incident {
+                plan: r.get(0)?,
+                copy: r.get(1)?,
+                kind: r.get(2)?,
+                opened: from_ms(r.get(3)?),
+                message: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Log an alert and what became of it.
+    pub fn log_alert(&self, inc: &Incident, state: &str, delivery: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO alerts (time, plan, copy, kind, state, message, delivery) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![ms(Utc::now()), inc.plan, inc.copy, inc.kind, state, inc.message, delivery],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_steps_and_incidents_survive_reopening() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("state/history.sqlite");
+        let sched = Utc.with_ymd_and_hms(2026, 11, 26, 10, 15, 0).unwrap();
+        {
+            let h = History::open(&path).unwrap();
+            let run = h.start_run("erp", "run", "schedule", Some(sched)).unwrap();
+            let s = h.start_step(run, "backup", Some("local")).unwrap();
+            let end = StepEnd {
+                bytes: Some(1234),
+                snapshot: Some("ab12".into()),
+                ..StepEnd::default()
+            };
+            h.end_step(s, Outcome::Success, &end).unwrap();
+            let s2 = h.start_step(run, "copy", Some("cloud")).unwrap();
+            let err = StepEnd {
+                error: Some("unreachable".into()),
+                ..StepEnd::default()
+            };
+            h.end_step(s2, Outcome::Failed, &err).unwrap();
+            h.end_run(run, Outcome::Failed, Some("copy to cloud failed"))
+                .unwrap();
+            // A run left running, as by a killed process.
+            let r2 = h.start_run("erp", "run", "manual", None).unwrap();
+            h.start_step(r2, "backup", Some("local")).unwrap();
+            assert!(h.open_incident("erp", "cloud", "run_failed", "x").unwrap());
+            assert!(!h.open_incident("erp", "cloud", "run_failed", "x").unwrap());
+        }
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.last_scheduled("erp", "run").unwrap(), Some(sched));
+        assert_eq!(h.last_scheduled("erp", "drill").unwrap(), None);
+        assert_eq!(h.abandon_unfinished("erp").unwrap(), 1);
+        let runs = h.runs(Some("erp"), 10).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].result, Outcome::Abandoned);
+        assert_eq!(h.steps(runs[0].id).unwrap()[0].result, Outcome::Abandoned);
+        assert_eq!(runs[1].error.as_deref(), Some("copy to cloud failed"));
+        let steps = h.steps(runs[1].id).unwrap();
+        assert_eq!(steps[0].bytes, Some(1234));
+        assert_eq!(steps[0].snapshot.as_deref(), Some("ab12"));
+        let last = h
+            .last_step("erp", "backup", Some("local"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.result, Outcome::Abandoned, "the newest finished one");
+        assert_eq!(
+            h.failures("erp").unwrap(),
+            [("copy".to_string(), "cloud".to_string(), 1)]
+        );
+        assert_eq!(h.last_success("erp").unwrap(), None);
+        assert_eq!(h.incidents().unwrap().len(), 1, "incidents persist");
+        let inc = h.resolve_incident("erp", "cloud", "run_failed").unwrap();
+        assert_eq!(inc.unwrap().message, "x");
+        assert!(h
+            .resolve_incident("erp", "cloud", "run_failed")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("h.sqlite");
+        History::open(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        c.execute("UPDATE meta SET value = '99' WHERE key = 'schema'", [])
+            .unwrap();
+        let e = History::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer ironvault (schema 99)"), "{e}");
+    }
+}

@@ -1,0 +1,564 @@
+//! Running a plan (before hook, backup, copies, retention, after hook) and a
+//! drill, each step as a child `ironvault` command, each recorded in the history.
+
+use crate::child::{self, Finished, Limits};
+use crate::config::{Config, Plan, Repository, Source};
+use crate::history::{History, Outcome, StepEnd};
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// How long a child gets to stop at a safe point before it is ended.
+const STOP_GRACE: Duration = Duration::from_secs(60);
+
+/// Runs plans and drills.
+pub struct Runner<'a> {
+    pub cfg: &'a Config,
+    /// The `ironvault` binary the steps run.
+    pub exe: PathBuf,
+    pub history: &'a History,
+    /// True once the run should stop (SIGTERM, Ctrl-C).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+    /// Progress and child output, a line at a time.
+    pub log: &'a (dyn Fn(&str) + Sync),
+}
+
+/// One step as it ended.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    pub step: String,
+    pub copy: Option<String>,
+    pub outcome: Outcome,
+    pub end: StepEnd,
+}
+
+/// A run as it ended.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub run: i64,
+    pub plan: String,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub steps: Vec<StepReport>,
+}
+
+/// A snapshot as `snapshots --json` lists it.
+#[derive(Clone, Debug)]
+pub struct SnapInfo {
+    pub id: String,
+    pub time: DateTime<Utc>,
+}
+
+/// The global flags that open `repo`, and its extra environment.
+pub fn repo_args(repo: &Repository) -> (Vec<OsString>, Vec<(String, String)>) {
+    let mut a: Vec<OsString> = vec!["--repo".into(), repo.url.clone().into()];
+    if let Some(f) = &repo.password_file {
+        a.push("--password-file".into());
+        a.push(f.into());
+    }
+    if let Some(c) = &repo.password_command {
+        a.push("--password-command".into());
+        a.push(c.into());
+    }
+    if let Some(c) = &repo.cacert {
+        a.push("--cacert".into());
+        a.push(c.into());
+    }
+    let env = repo
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (a, env)
+}
+
+impl Runner<'_> {
+    fn repo(&self, name: &str) -> Result<&Repository> {
+        self.cfg
+            .repositories
+            .get(name)
+            .ok_or_else(|| anyhow!("repository {name:?} is not defined in the config"))
+    }
+
+    /// An `ironvault` command on `repo` with `--json`.
+    fn command(&self, repo: &Repository) -> Command {
+        let mut c = Command::new(&self.exe);
+        let (args, env) = repo_args(repo);
+        c.args(args).arg("--json");
+        c.envs(env);
+        // Children must not read a password from our environment or a terminal.
+        c.env_remove("IRONVAULT_PASSWORD")
+            .env_remove("IRONVAULT_REPO");
+        c
+    }
+
+    fn exec(&self, cmd: Command, plan: &Plan) -> Result<Finished> {
+        let limits = Limits {
+            nice: plan.nice,
+            ionice: plan.ionice,
+        };
+        let prefix = format!("[{}] ", plan.name);
+        let log = self.log;
+        let on_line = move |l: &str| log(&format!("{prefix}{l}"));
+        child::run(cmd, limits, self.stop, STOP_GRACE, &on_line)
+            .with_context(|| format!("cannot start {}", self.exe.display()))
+    }
+
+    /// The plan's snapshots of this host on a repository, oldest first.
+    pub fn snapshots(&self, plan: &Plan, repo: &Repository) -> Result<Vec<SnapInfo>> {
+        let mut c = self.command(repo);
+        c.args([
+            "snapshots",
+            "--tag",
+            &plan.tag(),
+            "--host",
+            &self.cfg.hostname,
+        ]);
+        let f = self.exec(c, plan)?;
+        if f.code != Some(0) {
+            bail!("cannot list snapshots of {}: {}", repo.name, f.failure());
+        }
+        let v: serde_json::Value = serde_json::from_str(f.stdout.trim())
+            .with_context(|| format!("unexpected output of snapshots on {}", repo.name))?;
+        let mut out = Vec::new();
+        for s in v.as_array().into_iter().flatten() {
+            let id = s["id"].as_str().unwrap_or_default().to_string();
+            let time = s["time"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            if let Some(time) = time {
+                out.push(SnapInfo { id, time });
+            }
+        }
+        out.sort_by_key(|s| s.time);
+        Ok(out)
+    }
+
+    fn hook(&self, plan: &Plan, which: &str, script: &str, result: Option<Outcome>) -> Finished {
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c")
+            .arg(script)
+            .env("IRONVAULT_PLAN", &plan.name)
+            .env("IRONVAULT_HOOK", which);
+        if let Some(r) = result {
+            c.env("IRONVAULT_RESULT", r.as_str());
+        }
+        self.exec(c, plan).unwrap_or_else(|e| Finished {
+            error: Some(e.to_string()),
+            ..Finished::default()
+        })
+    }
+
+    /// Record a step around `f`, which says how it went.
+    fn step(
+        &self,
+        run: i64,
+        report: &mut RunReport,
+        step: &str,
+        copy: Option<&str>,
+        f: impl FnOnce() -> (Outcome, StepEnd),
+    ) -> Result<Outcome> {
+        let id = self.history.start_step(run, step, copy)?;
+        let what = match copy {
+            Some(c) => format!("{step} ({c})"),
+            None => step.to_string(),
+        };
+        (self.log)(&format!("[{}] {what}: started", report.plan));
+        let (outcome, end) = f();
+        self.history.end_step(id, outcome, &end)?;
+        let how = match (&end.error, outcome) {
+            (Some(e), _) => format!("{}: {e}", outcome.as_str()),
+            (None, _) => outcome.as_str().to_string(),
+        };
+        (self.log)(&format!("[{}] {what}: {how}", report.plan));
+        report.steps.push(StepReport {
+            step: step.into(),
+            copy: copy.map(String::from),
+            outcome,
+            end,
+        });
+        Ok(outcome)
+    }
+
+    /// Run a plan now: before hook, backup to the first copy, copy to the
+    /// others, retention, after hook.
+    pub fn run_plan(
+        &self,
+        plan: &Plan,
+        trigger: &str,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<RunReport> {
+        let run = self
+            .history
+            .start_run(&plan.name, "run", trigger, scheduled_for)?;
+        let mut rep = RunReport {
+            run,
+            plan: plan.name.clone(),
+            outcome: Outcome::Success,
+            error: None,
+            steps: Vec::new(),
+        };
+        let mut failed: Vec<String> = Vec::new();
+        let mut stopped = false;
+        let mut backup_ok = false;
+        if let Some(h) = &plan.before {
+            let o = self.step(run, &mut rep, "before", None, || {
+                let f = self.hook(plan, "before", h, None);
+                finished_outcome(&f, None)
+            })?;
+            if !o.ok() {
+                failed.push("the before hook failed, so nothing was backed up".into());
+            }
+        }
+        if failed.is_empty() && !(self.stop)() {
+            let primary = self.repo(&plan.copies[0])?;
+            let o = self.step(run, &mut rep, "backup", Some(&primary.name), || {
+                self.backup(plan, primary)
+            })?;
+            backup_ok = o.ok();
+            stopped |= o == Outcome::Abandoned;
+            if !backup_ok && !stopped {
+                failed.push(format!("backup to {} failed", primary.name));
+            }
+        }
+        if !failed.iter().any(|f| f.contains("before hook")) {
+            for dest in &plan.copies[1..] {
+                if (self.stop)() {
+                    stopped = true;
+                    break;
+                }
+                let (src, dst) = (self.repo(&plan.copies[0])?, self.repo(dest)?);
+                let o = self.step(run, &mut rep, "copy", Some(dest), || {
+                    self.copy(plan, src, dst)
+                })?;
+                stopped |= o == Outcome::Abandoned;
+                if !o.ok() && o != Outcome::Abandoned {
+                    failed.push(format!("copy to {dest} failed"));
+                }
+            }
+        }
+        // Retention only after a good backup: a failing source must not thin out
+        // the copies that are now the only good ones.
+        if backup_ok {
+            for name in &plan.copies {
+                let Some(keep) = plan.keep.get(name) else {
+                    continue;
+                };
+                if (self.stop)() {
+                    stopped = true;
+                    break;
+                }
+                let repo = self.repo(name)?;
+                let o = self.step(run, &mut rep, "retention", Some(name), || {
+                    let mut c = self.command(repo);
+                    c.args(["forget", "--tag", &plan.tag(), "--host", &self.cfg.hostname]);
+                    c.args(keep.args());
+                    if plan.prune {
+                        c.arg("--prune");
+                    }
+                    match self.exec(c, plan) {
+                        Ok(f) => {
+                            let s = f.summary();
+                            let freed = s.as_ref().and_then(|s| s["prune"]["bytes_freed"].as_u64());
+                            let (o, mut end) = finished_outcome(&f, s);
+                            end.bytes = freed;
+                            (o, end)
+                        }
+                        Err(e) => failed_end(e),
+                    }
+                })?;
+                stopped |= o == Outcome::Abandoned;
+                if !o.ok() && o != Outcome::Abandoned {
+                    failed.push(format!("retention on {name} failed"));
+                }
+            }
+        }
+        rep.outcome = if stopped {
+            Outcome::Abandoned
+        } else if !failed.is_empty() {
+            Outcome::Failed
+        } else if rep.steps.iter().any(|s| s.outcome == Outcome::Warning) {
+            Outcome::Warning
+        } else {
+            Outcome::Success
+        };
+        if let Some(h) = &plan.after {
+            let result = rep.outcome;
+            let o = self.step(run, &mut rep, "after", None, || {
+                let f = self.hook(plan, "after", h, Some(result));
+                finished_outcome(&f, None)
+            })?;
+            if !o.ok() && rep.outcome.ok() {
+                failed.push("the after hook failed".into());
+                rep.outcome = Outcome::Failed;
+            }
+        }
+        if stopped {
+            failed.insert(
+                0,
+                "stopped before the end; the next run goes on from here".into(),
+            );
+        }
+        rep.error = (!failed.is_empty()).then(|| failed.join("; "));
+        self.history
+            .end_run(run, rep.outcome, rep.error.as_deref())?;
+        Ok(rep)
+    }
+
+    fn backup(&self, plan: &Plan, repo: &Repository) -> (Outcome, StepEnd) {
+        let mut c = self.command(repo);
+        c.args(["backup", "--host", &self.cfg.hostname, "--tag", &plan.tag()]);
+        for t in &plan.tags {
+            c.args(["--tag", t]);
+        }
+        for e in &plan.exclude {
+            c.args(["--exclude", e]);
+        }
+        for e in &plan.iexclude {
+            c.args(["--iexclude", e]);
+        }
+        if plan.one_file_system {
+            c.arg("--one-file-system");
+        }
+        match &plan.source {
+            Source::Paths(p) => {
+                c.arg("--").args(p);
+            }
+            Source::Command { command, filename } => {
+                c.args(["--stdin-filename", filename, "--stdin-from-command"]);
+                c.args(["/bin/sh", "-c", command]);
+            }
+        }
+        match self.exec(c, plan) {
+            Ok(f) => {
+                let s = f.summary();
+                let snapshot = s
+                    .as_ref()
+                    .and_then(|s| s["snapshot_id"].as_str().map(String::from));
+                let bytes = s.as_ref().and_then(|s| s["data_added"].as_u64());
+                let (mut o, mut end) = finished_outcome(&f, s);
+                if f.code == Some(3) && snapshot.is_some() {
+                    o = Outcome::Warning;
+                    end.error =
+                        Some("some files could not be read; the snapshot lists them".into());
+                }
+                end.snapshot = snapshot;
+                end.bytes = bytes;
+                (o, end)
+            }
+            Err(e) => failed_end(e),
+        }
+    }
+
+    /// Copy the plan's snapshots newer than the destination's newest.
+    fn copy(&self, plan: &Plan, src: &Repository, dst: &Repository) -> (Outcome, StepEnd) {
+        let lists = self
+            .snapshots(plan, src)
+            .and_then(|s| Ok((s, self.snapshots(plan, dst)?)));
+        let (have, there) = match lists {
+            Ok(v) => v,
+            Err(e) => return failed_end(e),
+        };
+        let newest_there = there.last().map(|s| s.time);
+        let ids: Vec<&str> = have
+            .iter()
+            .filter(|s| newest_there.is_none_or(|t| s.time > t))
+            .map(|s| s.id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return (
+                Outcome::Success,
+                StepEnd {
+                    bytes: Some(0),
+                    detail: Some(serde_json::json!({"snapshots_copied": 0})),
+                    ..StepEnd::default()
+                },
+            );
+        }
+        let mut c = self.command(dst);
+        let (sargs, senv) = repo_args(src);
+        c.envs(senv);
+        c.arg("copy").arg("--from-repo").arg(&sargs[1]);
+        if let Some(f) = &src.password_file {
+            c.arg("--from-password-file").arg(f);
+        }
+        if let Some(cmd) = &src.password_command {
+            c.arg("--from-password-command").arg(cmd);
+        }
+        c.args(&ids);
+        match self.exec(c, plan) {
+            Ok(f) => {
+                let s = f.summary();
+                let bytes = s.as_ref().map(|s| {
+                    s["snapshots"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x["bytes_copied"].as_u64())
+                        .sum()
+                });
+                let (o, mut end) = finished_outcome(&f, s);
+                end.bytes = bytes;
+                if o.ok() {
+                    end.snapshot = ids.last().map(|s| s.to_string());
+                }
+                (o, end)
+            }
+            Err(e) => failed_end(e),
+        }
+    }
+
+    /// Restore the newest snapshot of `copy` into a new directory under the
+    /// sandbox, verify every byte and metadata, time it (the RTA), remove it.
+    pub fn drill(
+        &self,
+        plan: &Plan,
+        copy: &str,
+        trigger: &str,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<RunReport> {
+        let repo = self.repo(copy)?;
+        let sandbox_root = plan
+            .drill
+            .as_ref()
+            .and_then(|d| d.sandbox.clone())
+            .unwrap_or_else(|| self.cfg.state_dir.join("drills"));
+        check_sandbox(plan, &sandbox_root)?;
+        let run = self
+            .history
+            .start_run(&plan.name, "drill", trigger, scheduled_for)?;
+        let mut rep = RunReport {
+            run,
+            plan: plan.name.clone(),
+            outcome: Outcome::Success,
+            error: None,
+            steps: Vec::new(),
+        };
+        let target = sandbox_root.join(format!(
+            "{}-{}-{}",
+            plan.name,
+            copy,
+            Utc::now().format("%Y%m%dT%H%M%S%.3f")
+        ));
+        let o = self.step(run, &mut rep, "drill", Some(copy), || {
+            let snaps = match self.snapshots(plan, repo) {
+                Ok(s) => s,
+                Err(e) => return failed_end(e),
+            };
+            let Some(newest) = snaps.last() else {
+                return failed_end(anyhow!(
+                    "no snapshot of plan {} on {copy} to restore; run the plan first",
+                    plan.name
+                ));
+            };
+            let mut c = self.command(repo);
+            c.args(["restore", &newest.id, "--verify", "--target"]);
+            c.arg(&target);
+            let res = self.exec(c, plan);
+            let _ = std::fs::remove_dir_all(&target);
+            match res {
+                Ok(f) => {
+                    let s = f.summary();
+                    let mut end = StepEnd {
+                        snapshot: Some(newest.id.clone()),
+                        bytes: s.as_ref().and_then(|s| s["bytes_restored"].as_u64()),
+                        // The RTA: the whole restore command, from start (key,
+                        // index) to the last byte verified.
+                        seconds: Some(f.seconds),
+                        ..StepEnd::default()
+                    };
+                    let verified = s.as_ref().and_then(|s| s["verified"].as_bool()) == Some(true);
+                    let bad: Vec<String> = s
+                        .as_ref()
+                        .and_then(|s| s["errors"].as_array().cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|e| e.as_str().map(String::from))
+                        .collect();
+                    end.detail = s;
+                    if f.code == Some(0) && verified {
+                        return (Outcome::Success, end);
+                    }
+                    if f.stopped {
+                        end.error = Some("stopped".into());
+                        return (Outcome::Abandoned, end);
+                    }
+                    end.error = Some(if bad.is_empty() {
+                        f.failure()
+                    } else {
+                        format!(
+                            "{} damaged or not restorable: {}",
+                            count(bad.len(), "file"),
+                            bad.join("; ")
+                        )
+                    });
+                    (Outcome::Failed, end)
+                }
+                Err(e) => failed_end(e),
+            }
+        })?;
+        rep.outcome = o;
+        if let Some(last) = rep.steps.last() {
+            rep.error = last.end.error.clone();
+        }
+        self.history
+            .end_run(run, rep.outcome, rep.error.as_deref())?;
+        Ok(rep)
+    }
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// A drill restores into a sandbox, never over what the plan backs up.
+fn check_sandbox(plan: &Plan, sandbox: &Path) -> Result<()> {
+    if let Source::Paths(paths) = &plan.source {
+        for p in paths {
+            let p = Path::new(p);
+            if sandbox.starts_with(p) || p.starts_with(sandbox) {
+                bail!(
+                    "the drill sandbox {} overlaps the plan's source {}; set drill.sandbox to a directory outside what the plan backs up",
+                    sandbox.display(),
+                    p.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn failed_end(e: anyhow::Error) -> (Outcome, StepEnd) {
+    (
+        Outcome::Failed,
+        StepEnd {
+            error: Some(format!("{e:#}")),
+            ..StepEnd::default()
+        },
+    )
+}
+
+/// Outcome of a child by its exit code: 0 success, stopped abandoned, else failed.
+fn finished_outcome(f: &Finished, summary: Option<serde_json::Value>) -> (Outcome, StepEnd) {
+    let mut end = StepEnd {
+        seconds: Some(f.seconds),
+        detail: summary,
+        ..StepEnd::default()
+    };
+    if f.code == Some(0) {
+        return (Outcome::Success, end);
+    }
+    end.error = Some(f.failure());
+    if f.stopped || f.code == Some(130) {
+        return (Outcome::Abandoned, end);
+    }
+    (Outcome::Failed, end)
+}

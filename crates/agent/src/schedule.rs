@@ -1,0 +1,180 @@
+//! When plans and drills run: cron schedules (5 fields, or 6 with leading
+//! seconds) in the local time zone, and run windows ("22:00-06:00").
+
+use chrono::{DateTime, Local, NaiveTime, TimeZone, Timelike};
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
+
+/// A parsed cron schedule.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    cron: Cron,
+    text: String,
+}
+
+impl Schedule {
+    /// Parse "MIN HOUR DOM MON DOW" or "SEC MIN HOUR DOM MON DOW" (also @daily, @hourly ...).
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        let fields = text.split_whitespace().count();
+        if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(format!(
+                "schedule {text:?} has {fields} fields; cron needs 5 (minute hour day-of-month month day-of-week) or 6 with leading seconds, e.g. \"*/15 * * * *\""
+            ));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build()
+            .parse(text)
+            .map_err(|e| format!("schedule {text:?} is not a valid cron expression: {e}"))?;
+        Ok(Schedule {
+            cron,
+            text: text.to_string(),
+        })
+    }
+
+    /// The first time strictly after `t` that the schedule names.
+    pub fn next_after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        self.cron.find_next_occurrence(t, false).ok()
+    }
+
+    /// The latest time at or before `t` that the schedule names.
+    pub fn last_at_or_before<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        self.cron.find_previous_occurrence(t, true).ok()
+    }
+
+    /// The schedule as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Local hours when scheduled work may start; may wrap past midnight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+impl Window {
+    /// Parse "HH:MM-HH:MM".
+    pub fn parse(text: &str) -> Result<Window, String> {
+        let bad = || {
+            format!("window {text:?} is not HH:MM-HH:MM (local time, may wrap past midnight, e.g. \"22:00-06:00\")")
+        };
+        let (a, b) = text.split_once('-').ok_or_else(bad)?;
+        let t = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
+        let w = Window {
+            start: t(a)?,
+            end: t(b)?,
+        };
+        if w.start == w.end {
+            return Err(format!(
+                "window {text:?} is empty (start equals end); leave `window` out to allow any time"
+            ));
+        }
+        Ok(w)
+    }
+
+    /// True if work may start at `t`.
+    pub fn contains(&self, t: &DateTime<Local>) -> bool {
+        let now = t.time().with_nanosecond(0).unwrap_or(t.time());
+        if self.start < self.end {
+            self.start <= now && now < self.end
+        } else {
+            now >= self.start || now < self.end
+        }
+    }
+
+    /// The next time at or after `t` when the window is open.
+    pub fn next_open(&self, t: &DateTime<Local>) -> DateTime<Local> {
+        if self.contains(t) {
+            return *t;
+        }
+        let today = t.date_naive().and_time(self.start);
+        let candidate = if today > t.naive_local() {
+            today
+        } else {
+            today + chrono::Duration::days(1)
+        };
+        // A start time inside a DST gap does not exist: take the first valid time after it.
+        Local
+            .from_local_datetime(&candidate)
+            .earliest()
+            .unwrap_or_else(|| *t + chrono::Duration::hours(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Local> {
+        let n = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        Local.from_local_datetime(&n).earliest().unwrap()
+    }
+
+    #[test]
+    fn five_and_six_field_schedules() {
+        let s = Schedule::parse("*/15 * * * *").unwrap();
+        assert_eq!(
+            s.next_after(&at("2026-11-26 10:07:00")),
+            Some(at("2026-11-26 10:15:00"))
+        );
+        assert_eq!(
+            s.next_after(&at("2026-11-26 10:15:00")),
+            Some(at("2026-11-26 10:30:00")),
+            "strictly after"
+        );
+        assert_eq!(
+            s.last_at_or_before(&at("2026-11-26 10:29:59")),
+            Some(at("2026-11-26 10:15:00"))
+        );
+        let secs = Schedule::parse("*/5 * * * * *").unwrap();
+        assert_eq!(
+            secs.next_after(&at("2026-11-26 10:07:03")),
+            Some(at("2026-11-26 10:07:05"))
+        );
+        let weekly = Schedule::parse("0 3 * * 0").unwrap();
+        assert_eq!(
+            weekly.next_after(&at("2026-11-26 10:00:00")),
+            Some(at("2026-11-29 03:00:00")),
+            "Sunday 03:00"
+        );
+    }
+
+    #[test]
+    fn bad_schedules_say_what_is_wrong() {
+        assert!(Schedule::parse("* * * *")
+            .unwrap_err()
+            .contains("has 4 fields"));
+        assert!(Schedule::parse("0 0 * * * * 2026")
+            .unwrap_err()
+            .contains("has 7 fields"));
+        assert!(Schedule::parse("61 * * * *")
+            .unwrap_err()
+            .contains("not a valid cron expression"));
+        assert!(Schedule::parse("*/15 * * * mondy").is_err());
+    }
+
+    #[test]
+    fn windows_wrap_past_midnight() {
+        let w = Window::parse("22:00-06:00").unwrap();
+        assert!(w.contains(&at("2026-11-26 23:30:00")));
+        assert!(w.contains(&at("2026-11-27 05:59:00")));
+        assert!(!w.contains(&at("2026-11-27 06:00:00")));
+        assert!(!w.contains(&at("2026-11-26 12:00:00")));
+        assert_eq!(
+            w.next_open(&at("2026-11-26 12:00:00")),
+            at("2026-11-26 22:00:00")
+        );
+        let day = Window::parse("08:00-17:30").unwrap();
+        assert!(day.contains(&at("2026-11-26 17:29:00")));
+        assert_eq!(
+            day.next_open(&at("2026-11-26 18:00:00")),
+            at("2026-11-27 08:00:00")
+        );
+        assert!(Window::parse("8-17").unwrap_err().contains("HH:MM-HH:MM"));
+        assert!(Window::parse("08:00-08:00").unwrap_err().contains("empty"));
+    }
+}

@@ -1,0 +1,289 @@
+//! Protection plans from the config file: `config check`, `run PLAN`, `drill PLAN`.
+
+use crate::output::{bytes, plural};
+use crate::{Cli, Coded};
+use anyhow::{anyhow, Result};
+use ironvault_agent::config::{self, Config};
+use ironvault_agent::duration::human;
+use ironvault_agent::history::{History, Outcome};
+use ironvault_agent::plan_lock::PlanLock;
+use ironvault_agent::runner::{RunReport, Runner};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The config file: --config, IRONVAULT_CONFIG, or /etc/ironvault/ironvault.toml.
+pub fn config_path(cli: &Cli) -> PathBuf {
+    cli.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+}
+
+/// Load and check the config; a broken one is an error naming file and line.
+pub fn load(cli: &Cli) -> Result<Config> {
+    config::load(&config_path(cli)).map_err(|e| {
+        anyhow::Error::new(Coded {
+            code: 1,
+            msg: if e.0.len() == 1 {
+                e.to_string()
+            } else {
+                format!("{} problems in the config:\n{e}", e.0.len())
+            },
+        })
+    })
+}
+
+#[derive(clap::Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    cmd: ConfigCmd,
+}
+
+#[derive(clap::Subcommand)]
+enum ConfigCmd {
+    /// Check the config file: syntax, keys, schedules, repositories, password files.
+    Check,
+}
+
+pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<u8> {
+    match a.cmd {
+        ConfigCmd::Check => {
+            let cfg = load(cli)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": cfg.file, "ok": true,
+                        "repositories": cfg.repositories.keys().collect::<Vec<_>>(),
+                        "plans": cfg.plans.keys().collect::<Vec<_>>()})
+                );
+            } else if !cli.quiet {
+                println!(
+                    "{}: ok ({}, {})",
+                    cfg.file.display(),
+                    plural(cfg.repositories.len() as u64, "repository")
+                        .replace("repositorys", "repositories"),
+                    plural(cfg.plans.len() as u64, "plan")
+                );
+                for p in cfg.plans.values() {
+                    let when = p
+                        .schedule
+                        .as_ref()
+                        .map(|s| format!("runs at \"{}\"", s.text()))
+                        .unwrap_or_else(|| "runs only by hand (no schedule)".into());
+                    println!("  plan {}: {when}, copies {}", p.name, p.copies.join(" → "));
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The history and the plan's lock, or a clear error if the plan is running.
+pub fn open_for_plan(cfg: &Config, plan: &str) -> Result<(History, PlanLock)> {
+    let lock = PlanLock::try_acquire(&cfg.state_dir, plan)?.ok_or_else(|| {
+        anyhow::Error::new(Coded {
+            code: 11,
+            msg: format!(
+                "plan {plan} is running already (the agent or another 'ironvault run' or 'drill'); wait for it to finish"
+            ),
+        })
+    })?;
+    let history = History::open(&cfg.history_path())?;
+    history.abandon_unfinished(plan)?;
+    Ok((history, lock))
+}
+
+fn exe() -> Result<PathBuf> {
+    std::env::current_exe().map_err(|e| anyhow!("cannot find the ironvault binary: {e}"))
+}
+
+/// Print a run's steps, a line each, and return the exit code for it.
+fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> u8 {
+    if cli.json {
+        let steps: Vec<serde_json::Value> = rep
+            .steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({"step": s.step, "copy": s.copy, "result": s.outcome.as_str(),
+                    "bytes": s.end.bytes, "snapshot": s.end.snapshot, "seconds": s.end.seconds,
+                    "error": s.end.error})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"run": rep.run, "plan": rep.plan, "result": rep.outcome.as_str(),
+                "error": rep.error, "steps": steps,
+                "rto_seconds": rto.map(|d| d.as_secs())})
+        );
+    } else if !cli.quiet {
+        for s in &rep.steps {
+            let on = s
+                .copy
+                .as_deref()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default();
+            let mut parts = vec![s.outcome.as_str().to_string()];
+            if let Some(id) = &s.end.snapshot {
+                parts.push(format!("snapshot {}", &id[..id.len().min(8)]));
+            }
+            if let Some(b) = s.end.bytes {
+                let verb = match s.step.as_str() {
+                    "backup" => "added",
+                    "copy" => "copied",
+                    "retention" => "freed",
+                    "drill" => "restored",
+                    _ => "",
+                };
+                parts.push(format!("{verb} {}", bytes(b)).trim().to_string());
+            }
+            if let Some(t) = s.end.seconds {
+                parts.push(seconds(t));
+            }
+            println!("  {:<9}{on}: {}", s.step, parts.join(", "));
+            if let Some(e) = &s.end.error {
+                println!("             {e}");
+            }
+        }
+    }
+    match rep.outcome {
+        Outcome::Success => 0,
+        Outcome::Warning => 3,
+        Outcome::Abandoned => 130,
+        _ => 1,
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The plan to run (a [plan.NAME] of the config).
+    plan: String,
+}
+
+/// `ironvault run PLAN`: backup, copies, retention, now, in the foreground.
+pub fn run(cli: &Cli, a: &RunArgs) -> Result<u8> {
+    let cfg = load(cli)?;
+    let plan = cfg.plan(&a.plan).map_err(|m| Coded { code: 2, msg: m })?;
+    let (history, _lock) = open_for_plan(&cfg, &plan.name)?;
+    let quiet = cli.quiet || cli.json;
+    let log = move |l: &str| {
+        if !quiet {
+            eprintln!("{l}");
+        }
+    };
+    let stop = ironvault_core::interrupt::requested;
+    let runner = Runner {
+        cfg: &cfg,
+        exe: exe()?,
+        history: &history,
+        stop: &stop,
+        log: &log,
+    };
+    let rep = runner.run_plan(plan, "manual", None)?;
+    if !cli.json && !cli.quiet {
+        println!(
+            "plan {}: {} (run {})",
+            plan.name,
+            rep.outcome.as_str(),
+            rep.run
+        );
+    }
+    let code = report(cli, &rep, None);
+    if let Some(e) = &rep.error {
+        if !cli.json {
+            eprintln!("error: plan {}: {e}", plan.name);
+        }
+    }
+    Ok(code)
+}
+
+#[derive(clap::Args)]
+pub struct DrillArgs {
+    /// The plan whose copy to drill.
+    plan: String,
+    /// The copy (repository) to restore from [default: the plan's drill.copy, else its last copy].
+    #[arg(long, value_name = "NAME")]
+    copy: Option<String>,
+}
+
+/// `ironvault drill PLAN`: restore the newest snapshot into a sandbox, verify
+/// it, and measure the RTA against the RTO.
+pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
+    let cfg = load(cli)?;
+    let plan = cfg.plan(&a.plan).map_err(|m| Coded { code: 2, msg: m })?;
+    let copy = match &a.copy {
+        Some(c) if !plan.copies.contains(c) => {
+            return Err(Coded {
+                code: 2,
+                msg: format!(
+                    "plan {} has no copy {c:?}; its copies: {}",
+                    plan.name,
+                    plan.copies.join(", ")
+                ),
+            }
+            .into())
+        }
+        Some(c) => c.clone(),
+        None => plan
+            .drill
+            .as_ref()
+            .map(|d| d.copy.clone())
+            .unwrap_or_else(|| plan.copies.last().cloned().unwrap_or_default()),
+    };
+    let (history, _lock) = open_for_plan(&cfg, &plan.name)?;
+    let quiet = cli.quiet || cli.json;
+    let log = move |l: &str| {
+        if !quiet {
+            eprintln!("{l}");
+        }
+    };
+    let stop = ironvault_core::interrupt::requested;
+    let runner = Runner {
+        cfg: &cfg,
+        exe: exe()?,
+        history: &history,
+        stop: &stop,
+        log: &log,
+    };
+    let rep = runner.drill(plan, &copy, "manual", None)?;
+    let code = report(cli, &rep, plan.rto);
+    let step = rep.steps.last();
+    let rta = step
+        .and_then(|s| s.end.seconds)
+        .map(Duration::from_secs_f64);
+    if rep.outcome != Outcome::Success {
+        if !cli.json {
+            eprintln!(
+                "error: drill of plan {} from {copy} FAILED: {}",
+                plan.name,
+                rep.error.as_deref().unwrap_or("see above")
+            );
+        }
+        return Ok(code.max(1));
+    }
+    let rta = rta.unwrap_or_default();
+    let missed = plan.rto.is_some_and(|rto| rta > rto);
+    if !cli.json && !cli.quiet {
+        let objective = match plan.rto {
+            None => "no RTO set for this plan".to_string(),
+            Some(rto) if missed => format!("RTO {} MISSED", human(rto)),
+            Some(rto) => format!("RTO {} met", human(rto)),
+        };
+        println!(
+            "drill of plan {} from {copy}: snapshot {} restored and verified (every byte and metadata) in {} = RTA; {objective}",
+            plan.name,
+            step.and_then(|s| s.end.snapshot.as_deref()).map(|s| &s[..s.len().min(8)]).unwrap_or("?"),
+            seconds(rta.as_secs_f64())
+        );
+    }
+    Ok(if missed { 2 } else { 0 })
+}
+
+/// Seconds with the precision that matters: "0.04 s", "2.3 s", "15 min".
+fn seconds(t: f64) -> String {
+    if t < 1.0 {
+        format!("{t:.2} s")
+    } else if t < 120.0 {
+        format!("{t:.1} s")
+    } else {
+        human(Duration::from_secs_f64(t))
+    }
+}

@@ -1,0 +1,468 @@
+//! Protection plans end to end: `config check`, `run PLAN` (backup, copy,
+//! retention, hooks, a stream source), `drill` (RTA, a damaged copy) and the
+//! SQLite history they leave.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A primary repository, a related second one, a password file and a config.
+struct Plans {
+    env: Env,
+    cfg: PathBuf,
+}
+
+impl Plans {
+    /// Repositories `local` and `second` (related), and the given plans.
+    fn new(plans: &str) -> Plans {
+        let env = Env::new();
+        env.init();
+        let pass = env.path("pass");
+        write(&pass, format!("{PASSWORD}\n").as_bytes());
+        let second = env.path("second");
+        env.cmd(&["init", "--from-repo", env.repo.to_str().unwrap()])
+            .env("IRONVAULT_REPO", &second)
+            .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let cfg = env.path("ironvault.toml");
+        let d = env.dir.path().display();
+        write(
+            &cfg,
+            format!(
+                "state_dir = \"{d}/state\"\nlisten = \"off\"\n\
+                 [repository.local]\nurl = \"{d}/repo\"\npassword_file = \"{d}/pass\"\n\
+                 [repository.second]\nurl = \"{d}/second\"\npassword_file = \"{d}/pass\"\n{plans}"
+            )
+            .as_bytes(),
+        );
+        Plans { env, cfg }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.env("IRONVAULT_CONFIG", &self.cfg)
+            .env("IRONVAULT_CACHE_DIR", self.env.path("cache"))
+            .env_remove("IRONVAULT_REPO")
+            .env_remove("IRONVAULT_PASSWORD")
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn expect(&self, args: &[&str], code: i32) -> (String, String) {
+        let o = self.run(args);
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
+        );
+        (out, err)
+    }
+
+    /// A repository-level command on `local` or `second`.
+    fn repo(&self, name: &str, args: &[&str]) -> String {
+        let loc = if name == "local" {
+            self.env.repo.clone()
+        } else {
+            self.env.path(name)
+        };
+        let o = self
+            .env
+            .cmd(args)
+            .env("IRONVAULT_REPO", loc)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn snapshots(&self, name: &str) -> Vec<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.repo(name, &["snapshots", "--json"])).unwrap();
+        v.as_array().unwrap().clone()
+    }
+
+    fn history(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.env.path("state/history.sqlite")).unwrap()
+    }
+}
+
+fn steps(h: &rusqlite::Connection, run: i64) -> Vec<(String, Option<String>, String)> {
+    let mut st = h
+        .prepare("SELECT step, copy, result FROM steps WHERE run = ?1 ORDER BY id")
+        .unwrap();
+    st.query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn config_check_names_file_line_and_fix() {
+    let p = Plans::new("[plan.files]\npaths = [\"/tmp\"]\ncopies = [\"local\", \"cloud\"]\nschedule = \"*/15 * * *\"\n");
+    let (_, err) = p.expect(&["config", "check"], 1);
+    let f = p.cfg.display();
+    assert!(err.contains("2 problems in the config"), "{err}");
+    assert!(err.contains(&format!("{f}:11: plan files: copies names repository \"cloud\", which is not defined; define [repository.cloud] or use one of: local, second")), "{err}");
+    assert!(
+        err.contains(&format!("{f}:12: schedule \"*/15 * * *\" has 4 fields")),
+        "{err}"
+    );
+    let p = Plans::new("[plan.files]\npaths = [\"/tmp\"]\ncopies = [\"local\"]\nretain = 3\n");
+    let (_, err) = p.expect(&["config", "check"], 1);
+    let f = p.cfg.display();
+    assert!(
+        err.contains(&format!(
+            "error: {f}:12: unknown field `retain`, expected one of"
+        )),
+        "{err}"
+    );
+    let fixed = std::fs::read_to_string(&p.cfg)
+        .unwrap()
+        .replace("retain = 3\n", "");
+    write(&p.cfg, fixed.as_bytes());
+    std::fs::remove_file(p.env.path("pass")).unwrap();
+    let (_, err) = p.expect(&["run", "files"], 1);
+    assert!(
+        err.contains(":8: repository second: cannot read password file"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":5: repository local: cannot read password file"),
+        "{err}"
+    );
+    let p = Plans::new(
+        "[plan.files]\npaths = [\"/tmp\"]\ncopies = [\"local\"]\nschedule = \"*/5 * * * * *\"\n",
+    );
+    let (out, _) = p.expect(&["config", "check"], 0);
+    assert!(out.contains(": ok (2 repositories, 1 plan)"), "{out}");
+    assert!(
+        out.contains("plan files: runs at \"*/5 * * * * *\", copies local"),
+        "{out}"
+    );
+    let (_, err) = p.expect(&["run", "nope"], 2);
+    assert!(
+        err.contains("no plan \"nope\" in") && err.contains("plans: files"),
+        "{err}"
+    );
+    let (_, err) = p.expect(&["--config", "/nonexistent/x.toml", "run", "files"], 1);
+    assert!(
+        err.contains("/nonexistent/x.toml:0: no config file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_backs_up_copies_applies_retention_and_records_every_step() {
+    let p = Plans::new("");
+    let src = p.env.path("src");
+    write(&src.join("a.txt"), b"first\n");
+    write(&src.join("sub/big.bin"), &random_bytes(3 << 20, 7));
+    let hooks = p.env.path("hooks.log");
+    let plan = format!(
+        "[plan.files]\npaths = [\"{}\"]\ncopies = [\"local\", \"second\"]\nkeep = {{ last = 1 }}\n\
+         before = \"echo before $IRONVAULT_PLAN >> {h}\"\nafter = \"echo after $IRONVAULT_RESULT >> {h}\"\n",
+        src.display(),
+        h = hooks.display()
+    );
+    let text = std::fs::read_to_string(&p.cfg).unwrap() + &plan;
+    write(&p.cfg, text.as_bytes());
+    let (out, _) = p.expect(&["run", "files"], 0);
+    assert!(out.contains("plan files: success (run 1)"), "{out}");
+    assert!(out.contains("backup    local: success, snapshot"), "{out}");
+    write(&src.join("a.txt"), b"second version\n");
+    let (out, _) = p.expect(&["run", "files", "--json"], 0);
+    let rep: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(rep["result"], "success");
+    let new_snap = rep["steps"][1]["snapshot"].as_str().unwrap().to_string();
+    assert!(
+        rep["steps"][1]["bytes"].as_u64().unwrap() < 1 << 20,
+        "only the change is added: {rep}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&hooks).unwrap(),
+        "before files\nafter success\nbefore files\nafter success\n"
+    );
+
+    // keep last 1 on both copies: one snapshot each, tagged with the plan.
+    for name in ["local", "second"] {
+        let s = p.snapshots(name);
+        assert_eq!(s.len(), 1, "{name}: {s:?}");
+        assert!(s[0]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "plan:files"));
+    }
+    assert_eq!(p.snapshots("local")[0]["id"], new_snap.as_str());
+    // The copy restores byte for byte.
+    let target = p.env.path("restored");
+    p.repo(
+        "second",
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert_same_tree(&src, &target.join("src"));
+    p.repo("second", &["check", "--read-data"]);
+
+    // The history has both runs and each step, in order.
+    let h = p.history();
+    let runs: Vec<(i64, String, String)> = h
+        .prepare("SELECT id, trigger, result FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (1, "manual".into(), "success".into()),
+            (2, "manual".into(), "success".into())
+        ]
+    );
+    let want: Vec<(String, Option<String>, String)> = [
+        ("before", None),
+        ("backup", Some("local")),
+        ("copy", Some("second")),
+        ("retention", Some("local")),
+        ("retention", Some("second")),
+        ("after", None),
+    ]
+    .iter()
+    .map(|(s, c)| (s.to_string(), c.map(String::from), "success".to_string()))
+    .collect();
+    assert_eq!(steps(&h, 2), want);
+    let snap: String = h
+        .query_row(
+            "SELECT snapshot FROM steps WHERE run = 2 AND step = 'backup'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(snap, new_snap);
+}
+
+#[test]
+fn a_failing_step_fails_the_run_and_the_history_says_why() {
+    let p = Plans::new("");
+    let src = p.env.path("src");
+    write(&src.join("a.txt"), b"x\n");
+    // The before hook fails: nothing is backed up, the after hook hears it.
+    let plan = format!(
+        "[plan.files]\npaths = [\"{}\"]\ncopies = [\"local\", \"second\"]\nbefore = \"echo db not quiesced >&2; exit 4\"\n\
+         after = \"echo $IRONVAULT_RESULT > {}\"\n",
+        src.display(),
+        p.env.path("after").display()
+    );
+    let text = std::fs::read_to_string(&p.cfg).unwrap() + &plan;
+    write(&p.cfg, text.as_bytes());
+    let (out, err) = p.expect(&["run", "files"], 1);
+    assert!(out.contains("before   : failed"), "{out}");
+    assert!(out.contains("db not quiesced (exit code 4)"), "{out}");
+    assert!(
+        err.contains("error: plan files: the before hook failed, so nothing was backed up"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.env.path("after")).unwrap(),
+        "failed\n"
+    );
+    assert!(p.snapshots("local").is_empty());
+    // A vanished source: the backup fails, the run fails, the repository is fine.
+    let text = std::fs::read_to_string(&p.cfg)
+        .unwrap()
+        .replace("exit 4", "true")
+        .replace(src.to_str().unwrap(), "/nonexistent/src");
+    write(&p.cfg, text.as_bytes());
+    let (out, err) = p.expect(&["run", "files"], 1);
+    assert!(out.contains("backup    local: failed"), "{out}");
+    assert!(err.contains("backup to local failed"), "{err}");
+    let h = p.history();
+    let e: String = h
+        .query_row(
+            "SELECT error FROM steps WHERE run = 2 AND step = 'backup'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(e.contains("/nonexistent/src"), "{e}");
+    p.repo("local", &["check"]);
+}
+
+#[test]
+fn a_stream_source_of_200_mb_is_backed_up_and_restored_byte_identical() {
+    let p = Plans::new("");
+    let data = p.env.path("image.bin");
+    write(&data, &random_bytes(200 << 20, 42));
+    let plan = format!(
+        "[plan.image]\ncommand = \"cat {}\"\nfilename = \"mksysb.img\"\ncopies = [\"local\"]\n",
+        data.display()
+    );
+    let text = std::fs::read_to_string(&p.cfg).unwrap() + &plan;
+    write(&p.cfg, text.as_bytes());
+    let (out, _) = p.expect(&["run", "image", "--json"], 0);
+    let rep: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(rep["result"], "success", "{rep}");
+    let target = p.env.path("r");
+    p.repo(
+        "local",
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let back = std::fs::read(target.join("mksysb.img")).unwrap();
+    assert!(
+        back == std::fs::read(&data).unwrap(),
+        "restored stream differs"
+    );
+    // A failing command fails the backup and writes no snapshot.
+    let text = std::fs::read_to_string(&p.cfg).unwrap().replace(
+        &format!("cat {}", data.display()),
+        "head -c 1000 /dev/zero; exit 9",
+    );
+    write(&p.cfg, text.as_bytes());
+    p.expect(&["run", "image"], 1);
+    assert_eq!(p.snapshots("local").len(), 1);
+}
+
+/// Flip a byte in the middle of every data pack of a repository.
+fn damage_data_packs(repo: &Path) -> usize {
+    let packs = files_under(&repo.join("packs/data"));
+    for f in &packs {
+        let mut b = std::fs::read(f).unwrap();
+        let pos = b.len() / 3;
+        b[pos] ^= 0x40;
+        std::fs::write(f, &b).unwrap();
+    }
+    packs.len()
+}
+
+#[test]
+fn a_drill_measures_the_rta_and_a_damaged_copy_fails_naming_the_files() {
+    let p = Plans::new("");
+    let src = p.env.path("src");
+    write(&src.join("small.txt"), b"small\n");
+    write(&src.join("db/data.bin"), &random_bytes(2 << 20, 3));
+    let plan = format!(
+        "[plan.files]\npaths = [\"{}\"]\ncopies = [\"local\", \"second\"]\nrto = \"1h\"\ndrill = {{ copy = \"second\" }}\n",
+        src.display()
+    );
+    let text = std::fs::read_to_string(&p.cfg).unwrap() + &plan;
+    write(&p.cfg, text.as_bytes());
+    // Nothing to drill yet: a clear failure.
+    let (_, err) = p.expect(&["drill", "files"], 1);
+    assert!(
+        err.contains("no snapshot of plan files on second to restore; run the plan first"),
+        "{err}"
+    );
+    p.expect(&["run", "files"], 0);
+    let (out, _) = p.expect(&["drill", "files"], 0);
+    assert!(
+        out.contains("drill of plan files from second: snapshot"),
+        "{out}"
+    );
+    assert!(
+        out.contains("restored and verified (every byte and metadata) in"),
+        "{out}"
+    );
+    assert!(out.contains("= RTA; RTO 1 h met"), "{out}");
+    let h = p.history();
+    let (secs, bytes, result): (f64, i64, String) = h
+        .query_row(
+            "SELECT s.seconds, s.bytes, s.result FROM steps s JOIN runs r ON r.id = s.run WHERE r.kind = 'drill' AND s.result = 'success'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(result, "success");
+    assert!(secs > 0.0, "the RTA is measured: {secs}");
+    assert_eq!(bytes, (2 << 20) + 6);
+    // The sandbox is gone; the source untouched.
+    assert_eq!(
+        std::fs::read_dir(p.env.path("state/drills"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(std::fs::read(src.join("small.txt")).unwrap(), b"small\n");
+
+    // Damage the second copy: the drill fails loudly and names the file.
+    assert!(damage_data_packs(&p.env.path("second")) > 0);
+    let (out, err) = p.expect(&["drill", "files", "--copy", "second"], 1);
+    assert!(
+        err.contains("error: drill of plan files from second FAILED"),
+        "{err}"
+    );
+    assert!(
+        err.contains("db/data.bin"),
+        "the damaged file is named: {err}"
+    );
+    assert!(out.contains("drill     second: failed"), "{out}");
+    // The primary copy is fine and its drill passes.
+    p.expect(&["drill", "files", "--copy", "local"], 0);
+    let (_, err) = p.expect(&["drill", "files", "--copy", "tape"], 2);
+    assert!(
+        err.contains("plan files has no copy \"tape\"; its copies: local, second"),
+        "{err}"
+    );
+}
+
+#[test]
+fn one_run_of_a_plan_at_a_time_and_a_killed_run_is_recorded_as_abandoned() {
+    let p = Plans::new("");
+    let src = p.env.path("src");
+    write(&src.join("a.txt"), b"x\n");
+    let gate = p.env.path("gate");
+    let plan = format!(
+        "[plan.files]\npaths = [\"{}\"]\ncopies = [\"local\"]\nbefore = \"touch {g}.reached; while [ ! -e {g} ]; do sleep 0.05; done\"\n",
+        src.display(),
+        g = gate.display()
+    );
+    let text = std::fs::read_to_string(&p.cfg).unwrap() + &plan;
+    write(&p.cfg, text.as_bytes());
+    let mut first = p
+        .cmd(&["run", "files"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&PathBuf::from(format!("{}.reached", gate.display())));
+    let (_, err) = p.expect(&["run", "files"], 11);
+    assert!(err.contains("plan files is running already"), "{err}");
+    let (_, err) = p.expect(&["drill", "files"], 11);
+    assert!(err.contains("plan files is running already"), "{err}");
+    // kill -9 the run in its hook: the history keeps it, marked abandoned at the next run.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    write(&gate, b"");
+    p.expect(&["run", "files"], 0);
+    let h = p.history();
+    let results: Vec<(String, Option<String>)> = h
+        .prepare("SELECT result, error FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].0, "abandoned");
+    assert!(results[0]
+        .1
+        .as_deref()
+        .unwrap()
+        .contains("killed or crashed"));
+    assert_eq!(results[1].0, "success");
+    p.repo("local", &["check"]);
+}
