@@ -179,6 +179,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Address of the agent's metrics and status server; None turns it off.
     pub listen: Option<String>,
+    /// How often the agent refreshes every plan's status (and alerts).
+    pub refresh: Duration,
     pub alerts: Alerts,
     pub repositories: BTreeMap<String, Repository>,
     pub plans: BTreeMap<String, Plan>,
@@ -214,6 +216,7 @@ struct RawConfig {
     hostname: Option<String>,
     state_dir: Option<PathBuf>,
     listen: Option<Spanned<String>>,
+    refresh: Option<Spanned<String>>,
     alerts: Option<RawAlerts>,
     #[serde(default)]
     repository: BTreeMap<String, Spanned<RawRepo>>,
@@ -489,8 +492,12 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
             Some(l.get_ref().clone())
         }
     };
+    let refresh = c
+        .duration(&raw.refresh, "refresh")
+        .unwrap_or(Duration::from_secs(300));
     Config {
         file: c.file.to_path_buf(),
+        refresh,
         site: raw.site.clone(),
         hostname: raw
             .hostname

@@ -375,6 +375,32 @@ impl History {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Runs of the plan per result.
+    pub fn run_counts(&self, plan: &str) -> Result<Vec<(String, u64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT result, COUNT(*) FROM runs WHERE plan = ?1 AND kind = 'run' AND result != 'running'
+             GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows = st.query_map([plan], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Bytes of the newest successful backup and copy step per copy: (step, copy, bytes).
+    pub fn last_bytes(&self, plan: &str) -> Result<Vec<(String, String, u64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT s.step, s.copy, s.bytes FROM steps s JOIN runs r ON r.id = s.run
+             WHERE s.id IN (SELECT MAX(s2.id) FROM steps s2 JOIN runs r2 ON r2.id = s2.run
+                            WHERE r2.plan = ?1 AND s2.step IN ('backup', 'copy')
+                              AND s2.result IN ('success', 'warning') AND s2.bytes IS NOT NULL
+                            GROUP BY s2.step, s2.copy)
+             ORDER BY 1, 2",
+        )?;
+        let rows = st.query_map([plan], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Open an incident; true if it was not open already (alert then).
     pub fn open_incident(&self, plan: &str, copy: &str, kind: &str, message: &str) -> Result<bool> {
         let n = self.conn.execute(

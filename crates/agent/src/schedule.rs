@@ -35,12 +35,21 @@ impl Schedule {
 
     /// The first time strictly after `t` that the schedule names.
     pub fn next_after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        self.cron.find_next_occurrence(t, false).ok()
+        let whole = t.clone().with_nanosecond(0)?;
+        self.cron
+            .find_next_occurrence(&whole, false)
+            .ok()
+            .and_then(|d| d.with_nanosecond(0))
     }
 
     /// The latest time at or before `t` that the schedule names.
     pub fn last_at_or_before<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        self.cron.find_previous_occurrence(t, true).ok()
+        // Occurrences are whole seconds: compare from the whole second of `t`.
+        let whole = t.clone().with_nanosecond(0)?;
+        self.cron
+            .find_previous_occurrence(&whole, true)
+            .ok()
+            .and_then(|d| d.with_nanosecond(0))
     }
 
     /// The schedule as written.
@@ -130,7 +139,16 @@ mod tests {
             s.last_at_or_before(&at("2026-11-26 10:29:59")),
             Some(at("2026-11-26 10:15:00"))
         );
+        // Sub-second parts of `t` never leak into occurrences.
+        let mid = at("2026-11-26 10:15:00") + chrono::Duration::milliseconds(500);
+        assert_eq!(s.last_at_or_before(&mid), Some(at("2026-11-26 10:15:00")));
+        assert_eq!(s.next_after(&mid), Some(at("2026-11-26 10:30:00")));
         let secs = Schedule::parse("*/5 * * * * *").unwrap();
+        let mid = at("2026-11-26 10:07:05") + chrono::Duration::milliseconds(300);
+        assert_eq!(
+            secs.last_at_or_before(&mid),
+            Some(at("2026-11-26 10:07:05"))
+        );
         assert_eq!(
             secs.next_after(&at("2026-11-26 10:07:03")),
             Some(at("2026-11-26 10:07:05"))

@@ -131,8 +131,10 @@ pub fn three_two_one(
     let three = Rule {
         rule: "3 copies",
         held: n >= 3,
-        detail: if stale.is_empty() {
+        detail: if stale.is_empty() && n >= 3 {
             format!("{n} copies: {}", names(&counted))
+        } else if stale.is_empty() {
+            format!("{n} of 3 copies: {}", names(&counted))
         } else {
             format!("{n} of 3 copies: {}; {}", names(&counted), stale.join("; "))
         },
@@ -177,10 +179,13 @@ pub fn three_two_one(
     let two = Rule {
         rule: "2 media",
         held: media.len() >= 2,
-        detail: if same.is_empty() {
-            format!("{} media: {listing}", media.len())
-        } else {
-            format!("{} medi{}: {listing}; {}", media.len(), if media.len() == 1 { "um" } else { "a" }, same.join("; "))
+        detail: {
+            let noun = if media.len() == 1 { "medium" } else { "media" };
+            if same.is_empty() {
+                format!("{} {noun}: {listing}", media.len())
+            } else {
+                format!("{} {noun}: {listing}; {}", media.len(), same.join("; "))
+            }
         },
         fix: (media.len() < 2).then(|| {
             "keep a copy on a different disk than the source (a repository on another physical disk or a network filesystem), or add an object-storage copy".to_string()
@@ -310,6 +315,14 @@ pub fn roadmap(f: &RoadmapFacts) -> Roadmap {
         .find(|&i| !steps[i as usize - 1].0)
         .map(|i| (i, steps[i as usize - 1].1.clone()));
     Roadmap { reached, next }
+}
+
+/// The highest step reached with every step below it reached.
+pub fn highest_step(r: &Roadmap) -> u8 {
+    (1..=9u8)
+        .take_while(|s| r.reached.contains(s))
+        .last()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -135,6 +135,10 @@ enum Command {
     Run(commands::plans::RunArgs),
     /// Restore a plan's newest snapshot into a sandbox, verify it, and measure the RTA.
     Drill(commands::plans::DrillArgs),
+    /// Are the plans' objectives held? RPO per copy, RTA, 3-2-1 from device facts, roadmap step.
+    Status(commands::status::Args),
+    /// Run the scheduled plans and drills; serve metrics and status (stops on SIGTERM).
+    Agent(commands::plans::AgentArgs),
 }
 
 /// The command's name, as lock objects record it.
@@ -161,6 +165,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::Config(_) => "config",
         Command::Run(_) => "run",
         Command::Drill(_) => "drill",
+        Command::Status(_) => "status",
+        Command::Agent(_) => "agent",
     }
 }
 
@@ -287,6 +293,8 @@ fn main() -> ExitCode {
         Command::Config(a) => commands::plans::config_cmd(&cli, a),
         Command::Run(a) => commands::plans::run(&cli, a),
         Command::Drill(a) => commands::plans::drill(&cli, a),
+        Command::Status(a) => commands::status::run(&cli, a),
+        Command::Agent(a) => commands::plans::agent(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

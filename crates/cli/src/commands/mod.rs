@@ -18,6 +18,7 @@ pub mod restore;
 pub mod rewrite;
 pub mod snapshots;
 pub mod stats;
+pub mod status;
 pub mod unlock;
 
 use crate::password::PasswordSource;

@@ -278,7 +278,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
 }
 
 /// Seconds with the precision that matters: "0.04 s", "2.3 s", "15 min".
-fn seconds(t: f64) -> String {
+pub fn seconds(t: f64) -> String {
     if t < 1.0 {
         format!("{t:.2} s")
     } else if t < 120.0 {
@@ -286,4 +286,22 @@ fn seconds(t: f64) -> String {
     } else {
         human(Duration::from_secs_f64(t))
     }
+}
+
+#[derive(clap::Args)]
+pub struct AgentArgs {}
+
+/// `ironvault agent`: run the scheduled plans until SIGTERM/SIGINT.
+pub fn agent(cli: &Cli, _a: &AgentArgs) -> Result<u8> {
+    let cfg = load(cli)?;
+    let quiet = cli.quiet;
+    let log = move |l: &str| {
+        if !quiet || l.contains("fail") || l.contains("alert") {
+            eprintln!("{} {l}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));
+        }
+    };
+    let stop = ironvault_core::interrupt::requested;
+    let agent = ironvault_agent::agent::Agent::new(&cfg, exe()?, &stop, &log);
+    agent.run()?;
+    Ok(0)
 }

@@ -3,6 +3,7 @@
 //! and metadata for metadata.
 #![allow(dead_code)]
 
+pub mod plans;
 pub mod s3;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,211 @@
+//! Alerts: incidents (a failed run, an RPO miss, an unreachable repository,
+//! an RTA above the RTO or a failed drill, a broken 3-2-1 rule) are opened and
+//! resolved in the history, and each opening and each recovery is delivered
+//! once: to the configured command (JSON on stdin) and/or webhook (HTTP POST).
+
+use crate::config::Alerts;
+use crate::history::{History, Incident};
+use crate::status::PlanStatus;
+use anyhow::Result;
+use chrono::Utc;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The alert as the command and the webhook receive it.
+pub fn alert_json(inc: &Incident, state: &str, host: &str) -> serde_json::Value {
+    serde_json::json!({
+        "plan": inc.plan, "copy": inc.copy, "kind": inc.kind, "state": state,
+        "message": inc.message, "opened": inc.opened, "time": Utc::now(), "host": host,
+    })
+}
+
+/// The incidents a plan's status shows now: (copy, kind, message).
+pub fn current_incidents(s: &PlanStatus) -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(r) = &s.last_run {
+        if r.result == "failed" {
+            out.push((
+                String::new(),
+                "run_failed",
+                format!(
+                    "the last run of plan {} failed: {}",
+                    s.plan,
+                    r.error.as_deref().unwrap_or("see the history")
+                ),
+            ));
+        }
+    }
+    for c in &s.copies {
+        if let Some(e) = &c.unreachable {
+            out.push((
+                c.name.clone(),
+                "unreachable",
+                format!(
+                    "repository {} of plan {} is unreachable: {e}",
+                    c.name, s.plan
+                ),
+            ));
+        } else if c.rpo_met == Some(false) {
+            let held = c
+                .age_seconds
+                .map(|a| crate::duration::human(Duration::from_secs(a)))
+                .map(|a| format!("newest snapshot {a} old"))
+                .unwrap_or_else(|| "no snapshot".into());
+            out.push((
+                c.name.clone(),
+                "rpo_missed",
+                format!(
+                    "RPO missed for plan {} on {}: {held}, objective {}",
+                    s.plan,
+                    c.name,
+                    crate::duration::human(Duration::from_secs(s.rpo_seconds.unwrap_or(0)))
+                ),
+            ));
+        }
+    }
+    if let Some(d) = &s.last_drill {
+        if d.rto_met == Some(false) {
+            let what = match d.rta_seconds {
+                Some(rta) => format!(
+                    "RTA {} above the RTO of {}",
+                    crate::duration::human(Duration::from_secs_f64(rta)),
+                    crate::duration::human(Duration::from_secs(s.rto_seconds.unwrap_or(0)))
+                ),
+                None => format!(
+                    "the drill failed: {}",
+                    d.error.as_deref().unwrap_or("see the history")
+                ),
+            };
+            out.push((
+                d.copy.clone().unwrap_or_default(),
+                "rto_missed",
+                format!("drill of plan {}: {what}", s.plan),
+            ));
+        }
+    }
+    if !s.three_two_one.held {
+        let broken: Vec<String> = s
+            .three_two_one
+            .rules
+            .iter()
+            .filter(|r| !r.held)
+            .map(|r| format!("{} ({})", r.rule, r.detail))
+            .collect();
+        out.push((
+            String::new(),
+            "rule_321",
+            format!(
+                "3-2-1 does not hold for plan {}: {}",
+                s.plan,
+                broken.join("; ")
+            ),
+        ));
+    }
+    out
+}
+
+/// Open what is new, resolve what recovered, deliver each change once.
+pub fn evaluate(
+    history: &History,
+    alerts: &Alerts,
+    host: &str,
+    s: &PlanStatus,
+) -> Result<Vec<String>> {
+    let now = current_incidents(s);
+    let mut log = Vec::new();
+    for (copy, kind, msg) in &now {
+        if history.open_incident(&s.plan, copy, kind, msg)? {
+            let inc = Incident {
+                plan: s.plan.clone(),
+                copy: copy.clone(),
+                kind: kind.to_string(),
+                opened: Utc::now(),
+                message: msg.clone(),
+            };
+            let d = deliver(alerts, &alert_json(&inc, "open", host));
+            history.log_alert(&inc, "open", &d)?;
+            log.push(format!("alert: {msg} ({d})"));
+        }
+    }
+    let open: Vec<Incident> = history
+        .incidents()?
+        .into_iter()
+        .filter(|i| i.plan == s.plan)
+        .collect();
+    for inc in open {
+        let still = now.iter().any(|(c, k, _)| *c == inc.copy && *k == inc.kind);
+        if !still {
+            if let Some(inc) = history.resolve_incident(&inc.plan, &inc.copy, &inc.kind)? {
+                let d = deliver(alerts, &alert_json(&inc, "resolved", host));
+                history.log_alert(&inc, "resolved", &d)?;
+                log.push(format!("recovered: {} ({d})", inc.message));
+            }
+        }
+    }
+    Ok(log)
+}
+
+/// Send one alert; says what happened to each channel.
+pub fn deliver(alerts: &Alerts, v: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    if let Some(cmd) = &alerts.command {
+        out.push(match run_command(cmd, v) {
+            Ok(()) => "command ok".to_string(),
+            Err(e) => format!("command failed: {e}"),
+        });
+    }
+    if let Some(url) = &alerts.webhook {
+        out.push(match post(url, v) {
+            Ok(()) => "webhook ok".to_string(),
+            Err(e) => format!("webhook failed: {e}"),
+        });
+    }
+    if out.is_empty() {
+        "no alert channel configured".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+fn run_command(cmd: &str, v: &serde_json::Value) -> Result<()> {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("IRONVAULT_ALERT_PLAN", s("plan"))
+        .env("IRONVAULT_ALERT_COPY", s("copy"))
+        .env("IRONVAULT_ALERT_KIND", s("kind"))
+        .env("IRONVAULT_ALERT_STATE", s("state"))
+        .env("IRONVAULT_ALERT_MESSAGE", s("message"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(format!("{v}\n").as_bytes());
+    }
+    let st = child.wait()?;
+    anyhow::ensure!(st.success(), "{st}");
+    Ok(())
+}
+
+/// POST the alert as JSON; a 2xx answer is success.
+fn post(url: &str, v: &serde_json::Value) -> Result<()> {
+    use object_store::client::{HttpConnector, ReqwestConnector};
+    let opts = object_store::ClientOptions::new()
+        .with_allow_http(url.starts_with("http://"))
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout(Duration::from_secs(30));
+    let client = ReqwestConnector::default().connect(&opts)?;
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(object_store::client::HttpRequestBody::from(v.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let resp = rt.block_on(client.execute(req))?;
+    anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! The agent end to end: schedules at second granularity, catch-up after
+//! downtime, SIGTERM and kill -9 with the SQLite history intact, Prometheus
+//! metrics and JSON status over HTTP, alerts once per incident.
+
+mod common;
+
+use common::plans::*;
+use common::*;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET a path from the agent; (status code, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let (head, body) = r.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+/// Parse Prometheus text: every line a comment or `name{labels} value`,
+/// each family's samples together after its HELP and TYPE.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let mut typed: Vec<String> = Vec::new();
+    let mut last_family = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            let name = it.next().unwrap().to_string();
+            let kind = it.next().unwrap();
+            assert!(["gauge", "counter"].contains(&kind), "{line}");
+            assert!(!typed.contains(&name), "family {name} declared twice");
+            typed.push(name);
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad metric name in {line}"
+        );
+        if name != last_family {
+            assert_eq!(
+                typed.last().map(String::as_str),
+                Some(name),
+                "{name} is not contiguous after its TYPE"
+            );
+            last_family = name.to_string();
+        }
+        if let Some(l) = series.strip_prefix(name) {
+            if !l.is_empty() {
+                assert!(l.starts_with('{') && l.ends_with('}'), "{line}");
+                for pair in l[1..l.len() - 1].split(',') {
+                    let (k, v) = pair.split_once('=').unwrap();
+                    assert!(
+                        !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                        "{line}"
+                    );
+                }
+            }
+        }
+        let v: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+        out.insert(series.to_string(), v);
+    }
+    out
+}
+
+fn start_agent(p: &Plans) -> Child {
+    p.cmd(&["agent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p.env.path("agent.log"))
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (at most 2 minutes) until `f` holds.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(p: &Plans, sql: &str) -> i64 {
+    if !p.env.path("state/history.sqlite").exists() {
+        return 0;
+    }
+    p.history().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+fn sigterm(c: &mut Child) -> std::process::ExitStatus {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    c.wait().unwrap()
+}
+
+#[test]
+fn the_agent_runs_on_schedule_serves_metrics_and_status_and_stops_on_sigterm() {
+    let p = Plans::new("");
+    let port = free_port();
+    p.replace(
+        "listen = \"off\"",
+        &format!("listen = \"127.0.0.1:{port}\"\nrefresh = \"2s\""),
+    );
+    let src = p.env.path("src");
+    write(&src.join("a.txt"), b"hello\n");
+    write(&src.join("b.bin"), &random_bytes(1 << 20, 5));
+    p.add(&format!(
+        "[plan.files]\npaths = [\"{}\"]\nschedule = \"*/2 * * * * *\"\ncopies = [\"local\", \"second\"]\nrpo = \"1h\"\nrto = \"1h\"\ndrill = {{ schedule = \"*/3 * * * * *\", copy = \"second\" }}\n",
+        src.display()
+    ));
+    let mut agent = start_agent(&p);
+    wait_until("two scheduled runs and a drill", || {
+        count(
+            &p,
+            "SELECT COUNT(*) FROM runs WHERE kind = 'run' AND result = 'success'",
+        ) >= 2
+            && count(
+                &p,
+                "SELECT COUNT(*) FROM runs WHERE kind = 'drill' AND result = 'success'",
+            ) >= 1
+    });
+    // Status is refreshed after runs: wait for the metrics to show the drill.
+    let mut m = BTreeMap::new();
+    wait_until("metrics with the drill", || {
+        let (code, body) = get(port, "/metrics");
+        assert_eq!(code, 200);
+        m = parse_prometheus(&body);
+        m.contains_key("ironvault_plan_rta_seconds{plan=\"files\",copy=\"second\"}")
+    });
+    let g = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in {m:?}"));
+    assert!(g("ironvault_plan_runs_total{plan=\"files\",result=\"success\"}") >= 2.0);
+    assert_eq!(g("ironvault_copy_up{plan=\"files\",copy=\"second\"}"), 1.0);
+    assert_eq!(
+        g("ironvault_copy_rpo_met{plan=\"files\",copy=\"local\"}"),
+        1.0
+    );
+    assert!(g("ironvault_copy_rpo_held_seconds{plan=\"files\",copy=\"local\"}") < 600.0);
+    assert_eq!(
+        g("ironvault_plan_rpo_objective_seconds{plan=\"files\"}"),
+        3600.0
+    );
+    assert_eq!(g("ironvault_plan_rto_met{plan=\"files\"}"), 1.0);
+    assert!(g("ironvault_plan_rta_seconds{plan=\"files\",copy=\"second\"}") > 0.0);
+    assert_eq!(
+        g("ironvault_plan_321_held{plan=\"files\"}"),
+        0.0,
+        "one disk here"
+    );
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - g("ironvault_plan_last_success_timestamp_seconds{plan=\"files\"}")).abs() < 600.0
+    );
+    assert!(g("ironvault_copy_last_bytes{plan=\"files\",copy=\"local\",step=\"backup\"}") >= 0.0);
+    // The JSON status.
+    let (code, body) = get(port, "/status");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["plans"][0]["plan"], "files");
+    assert_eq!(v["plans"][0]["copies"][1]["name"], "second");
+    assert_eq!(v["objectives_held"], false);
+    assert_eq!(get(port, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(get(port, "/nope").0, 404);
+    // Runs of one plan never overlap.
+    let overlaps = count(
+        &p,
+        "SELECT COUNT(*) FROM runs a JOIN runs b ON a.plan = b.plan AND a.id < b.id AND b.started < a.ended",
+    );
+    assert_eq!(overlaps, 0);
+    // SIGTERM: the agent ends cleanly and leaves no run 'running'.
+    let t = Instant::now();
+    let st = sigterm(&mut agent);
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(p.env.path("agent.log")).unwrap()
+    );
+    assert!(t.elapsed() < Duration::from_secs(90));
+    assert_eq!(
+        count(&p, "SELECT COUNT(*) FROM runs WHERE result = 'running'"),
+        0
+    );
+    let log = std::fs::read_to_string(p.env.path("agent.log")).unwrap();
+    assert!(log.contains("agent stopped"), "{log}");
+    p.repo("local", &["check"]);
+    p.repo("second", &["check"]);
+}
+
+#[test]
+fn after_kill_9_the_history_is_intact_and_a_missed_schedule_runs_once_at_start() {
+    let p = Plans::new("");
+    let src = p.env.path("src");
+    write(&src.join("a.txt"), b"hello\n");
+    p.add(&format!(
+        "[plan.files]\npaths = [\"{}\"]\nschedule = \"*/2 * * * * *\"\ncopies = [\"local\"]\n",
+        src.display()
+    ));
+    let mut agent = start_agent(&p);
+    wait_until("three finished runs", || {
+        count(&p, "SELECT COUNT(*) FROM runs WHERE result = 'success'") >= 3
+    });
+    agent.kill().unwrap(); // SIGKILL
+    agent.wait().unwrap();
+    let done: Vec<(i64, String)> = {
+        let h = p.history();
+        let mut st = h
+            .prepare("SELECT id, result FROM runs WHERE result != 'running' ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(done.len() >= 3);
+    let before = count(&p, "SELECT MAX(id) FROM runs");
+    // Down for several schedule times.
+    std::thread::sleep(Duration::from_secs(7));
+    let mut agent = start_agent(&p);
+    wait_until("two runs after the restart", || {
+        count(
+            &p,
+            &format!("SELECT COUNT(*) FROM runs WHERE id > {before} AND result = 'success'"),
+        ) >= 2
+    });
+    let st = sigterm(&mut agent);
+    assert_eq!(st.code(), Some(0));
+    // Every run finished before the kill is still there, unchanged.
+    let h = p.history();
+    for (id, result) in &done {
+        let r: String = h
+            .query_row("SELECT result FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap();
+        assert_eq!(&r, result);
+    }
+    // A run the kill cut short is recorded as abandoned, not left running.
+    assert_eq!(
+        count(&p, "SELECT COUNT(*) FROM runs WHERE result = 'running'"),
+        0
+    );
+    // The missed schedule ran once at start, then the schedule resumed.
+    let triggers: Vec<String> = h
+        .prepare(&format!(
+            "SELECT trigger FROM runs WHERE id > {before} AND kind = 'run' ORDER BY id"
+        ))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(triggers[0], "catch-up", "{triggers:?}");
+    assert_eq!(
+        triggers.iter().filter(|t| *t == "catch-up").count(),
+        1,
+        "{triggers:?}"
+    );
+    assert!(
+        triggers[1..].iter().all(|t| t == "schedule"),
+        "{triggers:?}"
+    );
+    p.repo("local", &["check"]);
+}
+
+/// A webhook receiver: every POST body it gets.
+fn webhook() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read headers, then Content-Length bytes of body.
+            let body = loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break Some(body[..len].to_string());
+                    }
+                }
+            };
+            let _ = s.write_all(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            if let Some(b) = body {
+                if let Ok(v) = serde_json::from_str(&b) {
+                    g.lock().unwrap().push(v);
+                }
+            }
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn alerts_go_out_once_per_incident_survive_a_restart_and_say_when_it_recovers() {
+    let p = Plans::new("");
+    let (hook_port, got) = webhook();
+    let alerts = p.env.path("alerts.jsonl");
+    p.replace(
+        "listen = \"off\"",
+        &format!(
+            "listen = \"off\"\nrefresh = \"1s\"\n[alerts]\ncommand = \"cat >> {}\"\nwebhook = \"http://127.0.0.1:{hook_port}/hook\"",
+            alerts.display()
+        ),
+    );
+    let src = p.env.path("src");
+    write(&src.join("a.txt"), b"hello\n");
+    p.add(&format!(
+        "[plan.files]\npaths = [\"{}\"]\nschedule = \"*/2 * * * * *\"\ncopies = [\"local\", \"second\"]\n",
+        src.display()
+    ));
+    // The second repository is gone: its copy fails and it is unreachable.
+    let second = p.env.path("second");
+    let away = p.env.path("second.away");
+    std::fs::rename(&second, &away).unwrap();
+    let open_kinds = |got: &[serde_json::Value]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = got
+            .iter()
+            .filter(|a| a["state"] == "open")
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap().to_string(),
+                    a["copy"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut agent = start_agent(&p);
+    wait_until("alerts for the failed run and the unreachable copy", || {
+        let k = open_kinds(&got.lock().unwrap());
+        k.contains(&("run_failed".into(), "".into()))
+            && k.contains(&("unreachable".into(), "second".into()))
+    });
+    // Let several more runs fail: no new alert for the same incidents.
+    let runs_now = count(&p, "SELECT COUNT(*) FROM runs");
+    wait_until("more failed runs", || {
+        count(&p, "SELECT COUNT(*) FROM runs WHERE result = 'failed'") >= runs_now + 2
+    });
+    sigterm(&mut agent);
+    let mut agent = start_agent(&p);
+    wait_until("runs after the restart", || {
+        count(&p, "SELECT COUNT(*) FROM runs WHERE result = 'failed'") >= runs_now + 4
+    });
+    let opened = open_kinds(&got.lock().unwrap());
+    let mut unique = opened.clone();
+    unique.dedup();
+    assert_eq!(
+        opened, unique,
+        "each incident alerted once, also across the restart"
+    );
+    // The command got the same alerts as the webhook.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&alerts)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(open_kinds(&lines), opened);
+    let unreachable = lines.iter().find(|a| a["kind"] == "unreachable").unwrap();
+    assert!(
+        unreachable["message"]
+            .as_str()
+            .unwrap()
+            .contains("repository second of plan files is unreachable"),
+        "{unreachable}"
+    );
+    // It comes back: one recovery alert per incident.
+    std::fs::rename(&away, &second).unwrap();
+    wait_until("recoveries", || {
+        let g = got.lock().unwrap();
+        ["run_failed", "unreachable"].iter().all(|k| {
+            g.iter()
+                .any(|a| a["kind"] == *k && a["state"] == "resolved")
+        })
+    });
+    sigterm(&mut agent);
+    let g = got.lock().unwrap();
+    for k in ["run_failed", "unreachable"] {
+        assert_eq!(
+            g.iter()
+                .filter(|a| a["kind"] == k && a["state"] == "resolved")
+                .count(),
+            1,
+            "{g:?}"
+        );
+    }
+    let logged = count(
+        &p,
+        "SELECT COUNT(*) FROM alerts WHERE delivery LIKE '%command ok%webhook ok%'",
+    );
+    assert_eq!(
+        logged as usize,
+        g.len(),
+        "every alert delivered to both and logged"
+    );
+}
