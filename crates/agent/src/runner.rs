@@ -210,11 +210,13 @@ impl Runner<'_> {
                 let f = self.hook(plan, "before", h, None);
                 finished_outcome(&f, None)
             })?;
-            if !o.ok() {
+            if o == Outcome::Abandoned {
+                stopped = true;
+            } else if !o.ok() {
                 failed.push("the before hook failed, so nothing was backed up".into());
             }
         }
-        if failed.is_empty() && !(self.stop)() {
+        if failed.is_empty() && !stopped && !(self.stop)() {
             let primary = self.repo(&plan.copies[0])?;
             let o = self.step(run, &mut rep, "backup", Some(&primary.name), || {
                 self.backup(plan, primary)
@@ -225,7 +227,10 @@ impl Runner<'_> {
                 failed.push(format!("backup to {} failed", primary.name));
             }
         }
-        if !failed.iter().any(|f| f.contains("before hook")) {
+        // Copies go on after a failed backup (older snapshots still reach the
+        // other sites), but not when the before hook refused the run.
+        let refused = failed.iter().any(|f| f.contains("before hook"));
+        if !refused && !stopped {
             for dest in &plan.copies[1..] {
                 if (self.stop)() {
                     stopped = true;

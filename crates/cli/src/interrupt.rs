@@ -1,11 +1,19 @@
 //! SIGINT/SIGTERM: ask the engine to stop at a safe point. A second signal
 //! ends the process at once (the repository stays consistent either way).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static SEEN: AtomicBool = AtomicBool::new(false);
 /// The command writes snapshots (backup, copy): say that none will be written.
 static WRITES_SNAPSHOTS: AtomicBool = AtomicBool::new(false);
+/// A command's process group whose output is being backed up: it is ended on
+/// the first signal, so a backup blocked reading from it sees the end at once.
+static CHILD_GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// Register the process group of the command `backup --stdin-from-command` reads.
+pub fn set_child_group(pgid: i32) {
+    CHILD_GROUP.store(pgid, Ordering::SeqCst);
+}
 
 /// Write a message to stderr from a signal handler (write(2) is async-signal-safe).
 fn say(msg: &[u8]) {
@@ -27,6 +35,11 @@ extern "C" fn on_signal(sig: libc::c_int) {
         say(b"\nstopping at the next safe point; signal again to stop at once\n");
     }
     ironvault_core::interrupt::request();
+    let group = CHILD_GROUP.load(Ordering::SeqCst);
+    if group > 0 {
+        // SAFETY: kill(2) is async-signal-safe; the group is the command's own.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+    }
 }
 
 /// Install the handlers; `writes_snapshots` for backup and copy.

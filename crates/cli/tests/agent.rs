@@ -446,3 +446,81 @@ fn alerts_go_out_once_per_incident_survive_a_restart_and_say_when_it_recovers() 
         "every alert delivered to both and logged"
     );
 }
+
+#[test]
+fn sigterm_during_a_backup_abandons_it_safely_and_kill_9_mid_run_is_recorded() {
+    let p = Plans::new("");
+    // A stream source that is slow: the backup is in progress when stopped.
+    let started = p.env.path("started");
+    p.add(&format!(
+        "[plan.db]\ncommand = \"head -c 100000 /dev/zero; touch {}; sleep 60\"\nschedule = \"*/2 * * * * *\"\ncopies = [\"local\"]\n",
+        started.display()
+    ));
+    let mut agent = start_agent(&p);
+    wait_for_file(&started);
+    let st = sigterm(&mut agent);
+    assert_eq!(st.code(), Some(0));
+    let (result, err): (String, String) = p
+        .history()
+        .query_row(
+            "SELECT result, error FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(result, "abandoned", "{err}");
+    assert!(err.contains("stopped before the end"), "{err}");
+    let step: String = p
+        .history()
+        .query_row(
+            "SELECT result FROM steps WHERE step = 'backup' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(step, "abandoned");
+    assert!(
+        p.snapshots("local").is_empty(),
+        "no snapshot from a stopped backup"
+    );
+    p.repo("local", &["check"]);
+
+    // kill -9 the agent in the middle of a backup: the run stays recorded and
+    // is marked abandoned when the plan next runs; the repository checks.
+    std::fs::remove_file(&started).unwrap();
+    let mut agent = start_agent(&p);
+    wait_for_file(&started);
+    let killed_run = count(&p, "SELECT MAX(id) FROM runs");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert_eq!(
+        count(
+            &p,
+            &format!("SELECT COUNT(*) FROM runs WHERE id = {killed_run} AND result = 'running'")
+        ),
+        1
+    );
+    // The backup child dies with the agent (its parent-death signal).
+    p.replace("sleep 60", "true");
+    wait_until("the orphaned backup to end", || {
+        let o = std::process::Command::new("pgrep")
+            .args(["-f", &started.display().to_string()])
+            .output()
+            .unwrap();
+        o.stdout.is_empty()
+    });
+    p.repo("local", &["unlock"]);
+    let mut agent = start_agent(&p);
+    wait_until("a successful run after the restart", || {
+        count(&p, "SELECT COUNT(*) FROM runs WHERE result = 'success'") >= 1
+    });
+    sigterm(&mut agent);
+    let r: String = p
+        .history()
+        .query_row("SELECT result FROM runs WHERE id = ?1", [killed_run], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(r, "abandoned");
+    p.repo("local", &["check", "--read-data"]);
+}

@@ -5,6 +5,7 @@ use crate::Cli;
 use anyhow::{anyhow, bail, Result};
 use ironvault_core::backup::{backup, BackupOptions, ParentChoice};
 use ironvault_core::format::Id;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -290,12 +291,17 @@ fn backup_stream_cli(
         .stdin_from_command
         .split_first()
         .ok_or_else(|| anyhow!("--stdin-from-command needs a command"))?;
+    // Its own process group, so that a backup that stops early can end the
+    // command and everything it started.
     let mut child = std::process::Command::new(prog)
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| anyhow!("cannot run {prog:?}: {e}"))?;
+    let group = child.id() as libc::pid_t;
+    crate::interrupt::set_child_group(group);
     let mut out = child
         .stdout
         .take()
@@ -313,14 +319,15 @@ fn backup_stream_cli(
             )))
         }
     };
-    Ok(backup_stream(
-        repo,
-        opts,
-        &a.stdin_filename,
-        &mut out,
-        &mut finish,
-        warn,
-    )?)
+    let r = backup_stream(repo, opts, &a.stdin_filename, &mut out, &mut finish, warn);
+    if r.is_err() && matches!(child.try_wait(), Ok(None)) {
+        // Interrupted or failed while the command still runs: no snapshot, and
+        // the command must not run on alone.
+        // SAFETY: signalling the process group we created for the command.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        let _ = child.wait();
+    }
+    Ok(r?)
 }
 
 /// One progress line (terminal) or status object (JSON), with percent and
