@@ -110,6 +110,11 @@ impl Runner<'_> {
     /// The plan's snapshots of this host on a repository, oldest first.
     pub fn snapshots(&self, plan: &Plan, repo: &Repository) -> Result<Vec<SnapInfo>> {
         let mut c = self.command(repo);
+        if repo.is_object() {
+            // A listing is small: an unreachable server should not hold
+            // status (or a copy) for the default three minutes of retries.
+            c.args(["--s3-retry-timeout", "20"]);
+        }
         c.args([
             "snapshots",
             "--tag",
