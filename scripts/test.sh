@@ -15,6 +15,7 @@ command -v strace >/dev/null || need+=(strace)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v mkfifo >/dev/null || need+=(coreutils)
 command -v curl >/dev/null || need+=(curl)
+command -v pgrep >/dev/null || need+=(procps)
 command -v socat >/dev/null || need+=(socat)
 command -v openssl >/dev/null || need+=(openssl)
 command -v restic >/dev/null || need+=(restic)   # forget is checked against restic's
