@@ -84,6 +84,10 @@ impl<'a> Agent<'a> {
         let runner = self.runner(history);
         let facts = DeviceFacts::from_env();
         let s = plan_status(self.cfg, &runner, history, &facts, plan);
+        if (self.stop)() {
+            // Listings cut short by the stop would look like unreachable copies.
+            return;
+        }
         {
             let _one = self.alerting.lock().unwrap_or_else(|p| p.into_inner());
             match crate::alerts::evaluate(history, &self.cfg.alerts, &self.cfg.hostname, &s) {
@@ -213,7 +217,11 @@ impl<'a> Agent<'a> {
         let runner = self.runner(&history);
         let start = Local::now();
         // The newest schedule time served; a plan that never ran is due at once.
-        let never_ran = history.runs(Some(&plan.name), 1)?.is_empty();
+        // A plan that never ran to its end is due at once.
+        let never_ran = !history
+            .run_counts(&plan.name)?
+            .iter()
+            .any(|(result, n)| result != "abandoned" && *n > 0);
         let mut served_run: Option<DateTime<Local>> = history
             .last_scheduled(&plan.name, "run")?
             .map(|t| t.with_timezone(&Local));
@@ -342,11 +350,13 @@ impl<'a> Agent<'a> {
                 "/status" => {
                     let all = self.statuses();
                     let held = all.iter().all(|s| s.missed.is_empty());
-                    (
-                        200,
-                        "application/json",
-                        status_json(self.cfg, &all, held).to_string(),
-                    )
+                    let mut v = status_json(self.cfg, &all, held);
+                    if all.len() < self.cfg.plans.len() {
+                        // Not every plan gathered yet: nothing is known to hold.
+                        v["objectives_held"] = serde_json::Value::Null;
+                        v["gathering"] = true.into();
+                    }
+                    (200, "application/json", v.to_string())
                 }
                 "/healthz" => (200, "text/plain", "ok\n".into()),
                 _ => (

@@ -12,6 +12,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// How long an alert command may run.
+const ALERT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The alert as the command and the webhook receive it.
 pub fn alert_json(inc: &Incident, state: &str, host: &str) -> serde_json::Value {
     serde_json::json!({
@@ -184,7 +187,19 @@ fn run_command(cmd: &str, v: &serde_json::Value) -> Result<()> {
     if let Some(mut i) = child.stdin.take() {
         let _ = i.write_all(format!("{v}\n").as_bytes());
     }
-    let st = child.wait()?;
+    // A hung alert command must not hold up the plans and other alerts.
+    let t = std::time::Instant::now();
+    let st = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if t.elapsed() > ALERT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("still running after {} s; ended", ALERT_TIMEOUT.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     anyhow::ensure!(st.success(), "{st}");
     Ok(())
 }
@@ -208,4 +223,157 @@ fn post(url: &str, v: &serde_json::Value) -> Result<()> {
     let resp = rt.block_on(client.execute(req))?;
     anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::Medium;
+    use crate::status::{CopyStatus, DrillStatus, RunStatus};
+    use crate::verdict::{Place, Roadmap, Rule, Verdict};
+
+    fn status() -> PlanStatus {
+        let copy = |name: &str| CopyStatus {
+            name: name.into(),
+            url: format!("/r/{name}"),
+            place: Place::Local {
+                medium: Medium::Disk {
+                    disks: ["sdb".to_string()].into(),
+                },
+            },
+            site: None,
+            newest_snapshot: Some("ab".into()),
+            newest_time: Some(Utc::now()),
+            age_seconds: Some(10),
+            rpo_met: Some(true),
+            unreachable: None,
+        };
+        PlanStatus {
+            plan: "erp".into(),
+            rpo_seconds: Some(900),
+            rto_seconds: Some(3600),
+            source: Place::Stream,
+            copies: vec![copy("local"), copy("cloud")],
+            last_run: Some(RunStatus {
+                started: Utc::now(),
+                ended: Some(Utc::now()),
+                result: "success".into(),
+                error: None,
+            }),
+            last_success: None,
+            last_drill: Some(DrillStatus {
+                copy: Some("cloud".into()),
+                time: Utc::now(),
+                result: "success".into(),
+                rta_seconds: Some(100.0),
+                rto_met: Some(true),
+                error: None,
+            }),
+            three_two_one: Verdict {
+                held: true,
+                rules: vec![],
+            },
+            roadmap: Roadmap {
+                reached: vec![1, 2, 3],
+                highest: 3,
+                next: None,
+            },
+            missed: vec![],
+            notes: vec![],
+        }
+    }
+
+    fn kinds(s: &PlanStatus) -> Vec<(String, &'static str)> {
+        current_incidents(s)
+            .into_iter()
+            .map(|(c, k, _)| (c, k))
+            .collect()
+    }
+
+    #[test]
+    fn each_kind_of_incident_is_seen_and_a_healthy_plan_has_none() {
+        let mut s = status();
+        assert!(kinds(&s).is_empty());
+        s.last_run.as_mut().unwrap().result = "failed".into();
+        s.copies[0].rpo_met = Some(false);
+        s.copies[0].age_seconds = Some(4000);
+        s.copies[1].unreachable = Some("connection refused".into());
+        let d = s.last_drill.as_mut().unwrap();
+        d.rto_met = Some(false);
+        d.rta_seconds = Some(5400.0);
+        s.three_two_one = Verdict {
+            held: false,
+            rules: vec![Rule {
+                rule: "1 off-site",
+                held: false,
+                detail: "no copy off-site".into(),
+                fix: None,
+            }],
+        };
+        let all = current_incidents(&s);
+        let k: Vec<(String, &str)> = all.iter().map(|(c, k, _)| (c.clone(), *k)).collect();
+        assert_eq!(
+            k,
+            [
+                (String::new(), "run_failed"),
+                ("local".into(), "rpo_missed"),
+                ("cloud".into(), "unreachable"),
+                ("cloud".into(), "rto_missed"),
+                (String::new(), "rule_321"),
+            ]
+        );
+        assert_eq!(
+            all[1].2,
+            "RPO missed for plan erp on local: newest snapshot 1 h 6 min old, objective 15 min"
+        );
+        assert_eq!(
+            all[3].2,
+            "drill of plan erp: RTA 1 h 30 min above the RTO of 1 h"
+        );
+        assert!(all[4].2.contains("1 off-site (no copy off-site)"));
+        // A failed drill is an RTO incident too.
+        let d = s.last_drill.as_mut().unwrap();
+        d.rta_seconds = None;
+        d.error = Some("2 files damaged".into());
+        assert!(current_incidents(&s)[3]
+            .2
+            .ends_with("the drill failed: 2 files damaged"));
+    }
+
+    #[test]
+    fn incidents_open_once_and_resolve_once_through_the_command() {
+        let d = tempfile::tempdir().unwrap();
+        let h = History::open(&d.path().join("h.sqlite")).unwrap();
+        let out = d.path().join("alerts");
+        let alerts = Alerts {
+            command: Some(format!("cat >> {}", out.display())),
+            webhook: None,
+        };
+        let mut s = status();
+        s.copies[1].unreachable = Some("gone".into());
+        assert_eq!(evaluate(&h, &alerts, "host1", &s).unwrap().len(), 1);
+        assert!(
+            evaluate(&h, &alerts, "host1", &s).unwrap().is_empty(),
+            "no second alert"
+        );
+        s.copies[1].unreachable = None;
+        let l = evaluate(&h, &alerts, "host1", &s).unwrap();
+        assert_eq!(l.len(), 1);
+        assert!(
+            l[0].starts_with("recovered: repository cloud of plan erp is unreachable: gone"),
+            "{l:?}"
+        );
+        let sent: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            (sent[0]["state"].as_str(), sent[1]["state"].as_str()),
+            (Some("open"), Some("resolved"))
+        );
+        assert_eq!(sent[0]["host"], "host1");
+        assert!(h.incidents().unwrap().is_empty());
+    }
 }

@@ -324,10 +324,10 @@ impl Checker<'_> {
         }
     }
 
-    fn schedule(&mut self, v: &Option<Spanned<String>>) -> Option<Schedule> {
+    fn schedule(&mut self, v: &Option<Spanned<String>>, prefix: &str) -> Option<Schedule> {
         let v = v.as_ref()?;
         Schedule::parse(v.get_ref())
-            .map_err(|e| self.err(v.span(), e))
+            .map_err(|e| self.err(v.span(), format!("{prefix}{e}")))
             .ok()
     }
 }
@@ -382,6 +382,9 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
     let mut repositories = BTreeMap::new();
     for (name, r) in &raw.repository {
         let span = r.span();
+        if let Err(e) = check_name(name) {
+            c.err(span.clone(), format!("repository {name:?}: {e}"));
+        }
         let r = r.get_ref();
         let url = r.url.get_ref().trim().to_string();
         let object = url.starts_with("s3:");
@@ -522,6 +525,9 @@ fn check_plan(
 ) -> Option<Plan> {
     let span = p.span();
     let p = p.get_ref();
+    if let Err(e) = check_name(name) {
+        c.err(span.clone(), format!("plan {name:?}: {e}"));
+    }
     let source = match (&p.paths.is_empty(), &p.command) {
         (false, Some(cmd)) => {
             c.err(
@@ -576,6 +582,13 @@ fn check_plan(
         copies.push(r.get_ref().clone());
     }
     let mut keep = BTreeMap::new();
+    for k in p.keep.iter().chain(p.keep_on.values()) {
+        if let Some(w) = &k.get_ref().within {
+            if let Err(e) = ironvault_core::forget::CalDuration::parse(w) {
+                c.err(k.span(), format!("plan {name}: keep within: {e}"));
+            }
+        }
+    }
     if let Some(k) = &p.keep {
         if k.get_ref().is_empty() {
             c.err(k.span(), format!("plan {name}: keep is empty; name what to keep (e.g. {{ daily = 7 }}) or leave keep out to keep everything"));
@@ -614,7 +627,7 @@ fn check_plan(
             None => copies.last().cloned().unwrap_or_default(),
         };
         Drill {
-            schedule: c.schedule(&dr.schedule),
+            schedule: c.schedule(&dr.schedule, &format!("plan {name}: drill ")),
             copy,
             sandbox: dr.sandbox.clone(),
         }
@@ -640,8 +653,11 @@ fn check_plan(
             .map_err(|e| c.err(w.span(), format!("plan {name}: {e}")))
             .ok()
     });
-    let schedule = c.schedule(&p.schedule);
-    let (rpo, rto) = (c.duration(&p.rpo, "rpo"), c.duration(&p.rto, "rto"));
+    let schedule = c.schedule(&p.schedule, &format!("plan {name}: "));
+    let (rpo, rto) = (
+        c.duration(&p.rpo, &format!("plan {name}: rpo")),
+        c.duration(&p.rto, &format!("plan {name}: rto")),
+    );
     Some(Plan {
         name: name.to_string(),
         source: source?,
@@ -662,6 +678,21 @@ fn check_plan(
         ionice,
         window,
     })
+}
+
+/// Names of plans and repositories become file names and metric labels:
+/// letters, digits, '-', '_' and '.', not starting with '.'.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err("use only letters, digits, '-', '_' and '.' in names (not starting with '.')".into())
+    }
 }
 
 /// "idle", "best-effort" or "best-effort:N" (N 0..7), "realtime:N" → (class, level).

@@ -152,6 +152,17 @@ pub struct Incident {
     pub message: String,
 }
 
+/// Create a directory (and its parents) readable by the owner only: the
+/// state directory holds the history and drill sandboxes.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))
+}
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -169,8 +180,7 @@ impl History {
     /// Open (and create) the history at `path`.
     pub fn open(path: &Path) -> Result<History> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+            create_private_dir(dir)?;
         }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the history database {}", path.display()))?;
@@ -328,24 +338,27 @@ impl History {
         })
     }
 
-    /// The latest schedule time a run (or drill) of the plan served.
+    /// The latest schedule time a run (or drill) of the plan served; a run
+    /// stopped or killed before its end did not serve it.
     pub fn last_scheduled(&self, plan: &str, kind: &str) -> Result<Option<DateTime<Utc>>> {
         let v: Option<i64> = self.conn.query_row(
-            "SELECT MAX(scheduled_for) FROM runs WHERE plan = ?1 AND kind = ?2",
+            "SELECT MAX(scheduled_for) FROM runs WHERE plan = ?1 AND kind = ?2
+             AND result NOT IN ('running', 'abandoned')",
             params![plan, kind],
             |r| r.get(0),
         )?;
         Ok(v.map(from_ms))
     }
 
-    /// The newest finished step of this kind (and copy) for the plan.
+    /// The newest step of this kind (and copy) for the plan that ran to its
+    /// end (not stopped or killed).
     pub fn last_step(&self, plan: &str, step: &str, copy: Option<&str>) -> Result<Option<StepRow>> {
         Ok(self
             .conn
             .query_row(
                 "SELECT s.run, s.step, s.copy, s.started, s.ended, s.result, s.bytes, s.snapshot, s.seconds, s.error
                  FROM steps s JOIN runs r ON r.id = s.run
-                 WHERE r.plan = ?1 AND s.step = ?2 AND (?3 IS NULL OR s.copy = ?3) AND s.result != 'running'
+                 WHERE r.plan = ?1 AND s.step = ?2 AND (?3 IS NULL OR s.copy = ?3) AND s.result NOT IN ('running', 'abandoned')
                  ORDER BY s.id DESC LIMIT 1",
                 params![plan, step, copy],
                 Self::step_row,
@@ -514,7 +527,11 @@ mod tests {
             .last_step("erp", "backup", Some("local"))
             .unwrap()
             .unwrap();
-        assert_eq!(last.result, Outcome::Abandoned, "the newest finished one");
+        assert_eq!(
+            last.result,
+            Outcome::Success,
+            "the newest that ran to its end"
+        );
         assert_eq!(
             h.failures("erp").unwrap(),
             [("copy".to_string(), "cloud".to_string(), 1)]

@@ -190,7 +190,7 @@ pub fn render(
             "gauge",
             "Highest roadmap step reached with all below it.",
             &[("plan", &s.plan)],
-            crate::verdict::highest_step(&s.roadmap) as f64,
+            s.roadmap.highest as f64,
         );
     }
     for s in statuses {

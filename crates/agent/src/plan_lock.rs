@@ -16,8 +16,7 @@ impl PlanLock {
     /// Take the plan's lock, or None if another process holds it.
     pub fn try_acquire(state_dir: &Path, plan: &str) -> Result<Option<PlanLock>> {
         let dir = state_dir.join("locks");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::history::create_private_dir(&dir)?;
         let path = dir.join(format!("{plan}.lock"));
         let file = std::fs::OpenOptions::new()
             .create(true)

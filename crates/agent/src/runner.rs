@@ -11,6 +11,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// Variables that would make a step open another repository or key than
+/// the config names.
+const INHERITED_REPO_ENV: &[&str] = &[
+    "IRONVAULT_REPO",
+    "IRONVAULT_PASSWORD",
+    "IRONVAULT_PASSWORD_FILE",
+    "IRONVAULT_PASSWORD_COMMAND",
+    "IRONVAULT_FROM_PASSWORD",
+    "IRONVAULT_FROM_PASSWORD_FILE",
+    "IRONVAULT_FROM_PASSWORD_COMMAND",
+    "IRONVAULT_CACERT",
+    "IRONVAULT_FAILPOINT",
+];
+
 /// How long a child gets to stop at a safe point before it is ended.
 const STOP_GRACE: Duration = Duration::from_secs(60);
 
@@ -89,21 +103,34 @@ impl Runner<'_> {
         let (args, env) = repo_args(repo);
         c.args(args).arg("--json");
         c.envs(env);
-        // Children must not read a password from our environment or a terminal.
-        c.env_remove("IRONVAULT_PASSWORD")
-            .env_remove("IRONVAULT_REPO");
+        // Each step uses its repository's settings from the config, never
+        // what happens to be in the agent's environment.
+        for v in INHERITED_REPO_ENV {
+            c.env_remove(v);
+        }
         c
     }
 
+    /// Run a step at the plan's nice/ionice; it stops when the run is stopped.
     fn exec(&self, cmd: Command, plan: &Plan) -> Result<Finished> {
         let limits = Limits {
             nice: plan.nice,
             ionice: plan.ionice,
         };
+        self.exec_with(cmd, plan, limits, self.stop)
+    }
+
+    fn exec_with(
+        &self,
+        cmd: Command,
+        plan: &Plan,
+        limits: Limits,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Finished> {
         let prefix = format!("[{}] ", plan.name);
         let log = self.log;
         let on_line = move |l: &str| log(&format!("{prefix}{l}"));
-        child::run(cmd, limits, self.stop, STOP_GRACE, &on_line)
+        child::run(cmd, limits, stop, STOP_GRACE, &on_line)
             .with_context(|| format!("cannot start {}", self.exe.display()))
     }
 
@@ -143,6 +170,8 @@ impl Runner<'_> {
         Ok(out)
     }
 
+    /// Run a hook; the after hook runs to its end even when the run is being
+    /// stopped (it may thaw what the before hook froze).
     fn hook(&self, plan: &Plan, which: &str, script: &str, result: Option<Outcome>) -> Finished {
         let mut c = Command::new("/bin/sh");
         c.arg("-c")
@@ -152,10 +181,22 @@ impl Runner<'_> {
         if let Some(r) = result {
             c.env("IRONVAULT_RESULT", r.as_str());
         }
-        self.exec(c, plan).unwrap_or_else(|e| Finished {
-            error: Some(e.to_string()),
-            ..Finished::default()
-        })
+        let limits = Limits {
+            nice: plan.nice,
+            ionice: plan.ionice,
+        };
+        let never = || false;
+        let stop: &(dyn Fn() -> bool + Sync) = if which == "after" { &never } else { self.stop };
+        let f = self
+            .exec_with(c, plan, limits, stop)
+            .unwrap_or_else(|e| Finished {
+                error: Some(e.to_string()),
+                ..Finished::default()
+            });
+        for l in f.stdout.lines() {
+            (self.log)(&format!("[{}] {which}: {l}", plan.name));
+        }
+        f
     }
 
     /// Record a step around `f`, which says how it went.
@@ -267,13 +308,28 @@ impl Runner<'_> {
                     let mut c = self.command(repo);
                     c.args(["forget", "--tag", &plan.tag(), "--host", &self.cfg.hostname]);
                     c.args(keep.args());
-                    if plan.prune {
-                        c.arg("--prune");
+                    let f = match self.exec(c, plan) {
+                        Ok(f) => f,
+                        Err(e) => return failed_end(e),
+                    };
+                    let s = f.summary();
+                    let removed = s
+                        .as_ref()
+                        .and_then(|s| s["removed_count"].as_u64())
+                        .unwrap_or(0);
+                    let (o, mut end) = finished_outcome(&f, s);
+                    end.bytes = Some(0);
+                    // Prune only when forget removed something: a prune on
+                    // every run would reread the index for nothing.
+                    if !o.ok() || removed == 0 || !plan.prune {
+                        return (o, end);
                     }
+                    let mut c = self.command(repo);
+                    c.arg("prune");
                     match self.exec(c, plan) {
                         Ok(f) => {
                             let s = f.summary();
-                            let freed = s.as_ref().and_then(|s| s["prune"]["bytes_freed"].as_u64());
+                            let freed = s.as_ref().and_then(|s| s["bytes_freed"].as_u64());
                             let (o, mut end) = finished_outcome(&f, s);
                             end.bytes = freed;
                             (o, end)
@@ -376,7 +432,7 @@ impl Runner<'_> {
         let newest_there = there.last().map(|s| s.time);
         let ids: Vec<&str> = have
             .iter()
-            .filter(|s| newest_there.is_none_or(|t| s.time > t))
+            .filter(|s| !matches!(newest_there, Some(t) if s.time <= t))
             .map(|s| s.id.as_str())
             .collect();
         if ids.is_empty() {
@@ -391,7 +447,15 @@ impl Runner<'_> {
         }
         let mut c = self.command(dst);
         let (sargs, senv) = repo_args(src);
+        // Both repositories' variables; the destination's win a clash.
         c.envs(senv);
+        c.envs(repo_args(dst).1);
+        if dst.cacert.is_none() {
+            // One --cacert serves both ends of a copy.
+            if let Some(ca) = &src.cacert {
+                c.arg("--cacert").arg(ca);
+            }
+        }
         c.arg("copy").arg("--from-repo").arg(&sargs[1]);
         if let Some(f) = &src.password_file {
             c.arg("--from-password-file").arg(f);
@@ -437,7 +501,6 @@ impl Runner<'_> {
             .as_ref()
             .and_then(|d| d.sandbox.clone())
             .unwrap_or_else(|| self.cfg.state_dir.join("drills"));
-        check_sandbox(plan, &sandbox_root)?;
         let run = self
             .history
             .start_run(&plan.name, "drill", trigger, scheduled_for)?;
@@ -448,12 +511,12 @@ impl Runner<'_> {
             error: None,
             steps: Vec::new(),
         };
-        let target = sandbox_root.join(format!(
+        let name = format!(
             "{}-{}-{}",
             plan.name,
             copy,
             Utc::now().format("%Y%m%dT%H%M%S%.3f")
-        ));
+        );
         let o = self.step(run, &mut rep, "drill", Some(copy), || {
             let snaps = match self.snapshots(plan, repo) {
                 Ok(s) => s,
@@ -465,10 +528,18 @@ impl Runner<'_> {
                     plan.name
                 ));
             };
+            // A new, empty directory of our own: a drill never writes over
+            // anything, the source least of all.
+            let target = match fresh_dir(&sandbox_root, &name) {
+                Ok(t) => t,
+                Err(e) => return failed_end(e),
+            };
             let mut c = self.command(repo);
             c.args(["restore", &newest.id, "--verify", "--target"]);
             c.arg(&target);
-            let res = self.exec(c, plan);
+            // At full speed whatever the plan's nice: the RTA is how fast a
+            // real recovery would be.
+            let res = self.exec_with(c, plan, Limits::default(), self.stop);
             let _ = std::fs::remove_dir_all(&target);
             match res {
                 Ok(f) => {
@@ -529,21 +600,21 @@ fn count(n: usize, what: &str) -> String {
     }
 }
 
-/// A drill restores into a sandbox, never over what the plan backs up.
-fn check_sandbox(plan: &Plan, sandbox: &Path) -> Result<()> {
-    if let Source::Paths(paths) = &plan.source {
-        for p in paths {
-            let p = Path::new(p);
-            if sandbox.starts_with(p) || p.starts_with(sandbox) {
-                bail!(
-                    "the drill sandbox {} overlaps the plan's source {}; set drill.sandbox to a directory outside what the plan backs up",
-                    sandbox.display(),
-                    p.display()
-                );
-            }
-        }
-    }
-    Ok(())
+/// Create `root` (mode 0700) and a new directory `name` in it; an existing
+/// one is an error, never reused.
+fn fresh_dir(root: &Path, name: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("cannot create the drill sandbox {}", root.display()))?;
+    let target = root.join(name);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&target)
+        .with_context(|| format!("cannot create the drill directory {}", target.display()))?;
+    Ok(target)
 }
 
 fn failed_end(e: anyhow::Error) -> (Outcome, StepEnd) {

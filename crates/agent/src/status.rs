@@ -255,7 +255,11 @@ pub fn plan_status(
         .ok()
         .and_then(|r| {
             r.into_iter()
-                .find(|r| r.kind == "run" && r.result != Outcome::Running)
+                // The newest run that ran to its end: a stopped one says
+                // nothing about whether the plan works.
+                .find(|r| {
+                    r.kind == "run" && !matches!(r.result, Outcome::Running | Outcome::Abandoned)
+                })
         })
         .map(|r| RunStatus {
             started: r.started,

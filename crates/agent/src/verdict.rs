@@ -214,6 +214,14 @@ pub fn three_two_one(
                     ""
                 }
             )),
+            // A declared site is believed only for a copy on a medium apart
+            // from the source: a disk the source sits on is where the source is.
+            _ if declared_away && !source.place.separate_from(&c.place) => notes.push(format!(
+                "{} declares site {:?} but shares a medium with the source ({})",
+                c.name,
+                c.site.as_deref().unwrap_or_default(),
+                c.place.describe()
+            )),
             _ if declared_away => offsite.push(c.name.clone()),
             _ if host_site.is_none() && c.site.is_some() => notes.push(format!(
                 "{} declares site {:?} but this host declares none",
@@ -254,8 +262,17 @@ pub fn three_two_one(
 pub struct Roadmap {
     /// Steps reached, of 1..=9.
     pub reached: Vec<u8>,
+    /// The highest step reached with every step below it reached.
+    pub highest: u8,
     /// The lowest step not reached, and what to do for it.
-    pub next: Option<(u8, String)>,
+    pub next: Option<NextStep>,
+}
+
+/// The next step on the roadmap.
+#[derive(Clone, Debug, Serialize)]
+pub struct NextStep {
+    pub step: u8,
+    pub what: String,
 }
 
 /// The facts the roadmap needs beyond 3-2-1.
@@ -313,16 +330,19 @@ pub fn roadmap(f: &RoadmapFacts) -> Roadmap {
     let reached: Vec<u8> = (1..=9u8).filter(|&i| steps[i as usize - 1].0).collect();
     let next = (1..=9u8)
         .find(|&i| !steps[i as usize - 1].0)
-        .map(|i| (i, steps[i as usize - 1].1.clone()));
-    Roadmap { reached, next }
-}
-
-/// The highest step reached with every step below it reached.
-pub fn highest_step(r: &Roadmap) -> u8 {
-    (1..=9u8)
-        .take_while(|s| r.reached.contains(s))
+        .map(|i| NextStep {
+            step: i,
+            what: steps[i as usize - 1].1.clone(),
+        });
+    let highest = (1..=9u8)
+        .take_while(|s| reached.contains(s))
         .last()
-        .unwrap_or(0)
+        .unwrap_or(0);
+    Roadmap {
+        reached,
+        highest,
+        next,
+    }
 }
 
 #[cfg(test)]

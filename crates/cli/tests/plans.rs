@@ -16,7 +16,9 @@ fn config_check_names_file_line_and_fix() {
     assert!(err.contains("2 problems in the config"), "{err}");
     assert!(err.contains(&format!("{f}:11: plan files: copies names repository \"cloud\", which is not defined; define [repository.cloud] or use one of: local, second")), "{err}");
     assert!(
-        err.contains(&format!("{f}:12: schedule \"*/15 * * *\" has 4 fields")),
+        err.contains(&format!(
+            "{f}:12: plan files: schedule \"*/15 * * *\" has 4 fields"
+        )),
         "{err}"
     );
     let p = Plans::new("[plan.files]\npaths = [\"/tmp\"]\ncopies = [\"local\"]\nretain = 3\n");
@@ -51,7 +53,7 @@ fn config_check_names_file_line_and_fix() {
         out.contains("plan files: runs at \"*/5 * * * * *\", copies local"),
         "{out}"
     );
-    let (_, err) = p.expect(&["run", "nope"], 2);
+    let (_, err) = p.expect(&["run", "nope"], 1);
     assert!(
         err.contains("no plan \"nope\" in") && err.contains("plans: files"),
         "{err}"
@@ -309,7 +311,7 @@ fn a_drill_measures_the_rta_and_a_damaged_copy_fails_naming_the_files() {
     assert!(out.contains("drill     second: failed"), "{out}");
     // The primary copy is fine and its drill passes.
     p.expect(&["drill", "files", "--copy", "local"], 0);
-    let (_, err) = p.expect(&["drill", "files", "--copy", "tape"], 2);
+    let (_, err) = p.expect(&["drill", "files", "--copy", "tape"], 1);
     assert!(
         err.contains("plan files has no copy \"tape\"; its copies: local, second"),
         "{err}"

@@ -121,7 +121,7 @@ fn verdicts_follow_the_device_facts_two_disks_one_disk_tmpfs_and_loop() {
     assert!(r[1].1, "{r:?}");
     assert!(r[1].2.starts_with("2 media: source on disk sda, local on disk sdb; second is on tmpfs (memory), which never counts"), "{r:?}");
     assert!(!r[2].1, "{r:?}");
-    assert_eq!(v["plans"][0]["roadmap"]["next"][0], 3);
+    assert_eq!(v["plans"][0]["roadmap"]["next"]["step"], 3);
     assert!(v["plans"][0]["missed"][0]
         .as_str()
         .unwrap()
@@ -164,7 +164,7 @@ fn verdicts_follow_the_device_facts_two_disks_one_disk_tmpfs_and_loop() {
     // Step 7 (RPO held within 60 s) is reached too while the snapshot is that fresh.
     assert_eq!(reached[..5], [1, 2, 3, 4, 5], "{reached:?}");
     assert!(!reached.contains(&6), "no object storage copy: {reached:?}");
-    assert_eq!(v["plans"][0]["roadmap"]["next"][0], 6);
+    assert_eq!(v["plans"][0]["roadmap"]["next"]["step"], 6);
     assert!(v["plans"][0]["notes"][0]
         .as_str()
         .unwrap()

@@ -93,11 +93,11 @@ fn each_broken_config_names_file_line_and_fix() {
 
     // A bad cron expression.
     let e = errors(&good.replace("*/15 * * * *", "*/15 * * *"));
-    assert_eq!(e, [format!("{f}:{}: schedule \"*/15 * * *\" has 4 fields; cron needs 5 (minute hour day-of-month month day-of-week) or 6 with leading seconds, e.g. \"*/15 * * * *\"", line_of("schedule = \"*/15"))]);
+    assert_eq!(e, [format!("{f}:{}: plan erp: schedule \"*/15 * * *\" has 4 fields; cron needs 5 (minute hour day-of-month month day-of-week) or 6 with leading seconds, e.g. \"*/15 * * * *\"", line_of("schedule = \"*/15"))]);
     let e = errors(&good.replace("0 3 * * 0", "0 25 * * 0"));
     assert!(
         e[0].starts_with(&format!(
-            "{f}:{}: schedule \"0 25 * * 0\" is not a valid cron",
+            "{f}:{}: plan erp: drill schedule \"0 25 * * 0\" is not a valid cron",
             line_of("drill =")
         )),
         "{e:?}"
@@ -133,7 +133,7 @@ fn values_are_checked_where_they_stand() {
     let e = errors(&good.replace("rpo = \"15m\"", "rpo = \"15\""));
     assert!(
         e[0].contains(&format!(
-            ":{}: rpo: \"15\" is not a duration: 15 has no unit",
+            ":{}: plan erp: rpo: \"15\" is not a duration: 15 has no unit",
             line_of("rpo =")
         )),
         "{e:?}"
@@ -193,4 +193,25 @@ fn a_missing_file_says_where_it_looked() {
             .starts_with("/nonexistent/ironvault.toml:0: no config file; write one"),
         "{e}"
     );
+}
+
+#[test]
+fn names_and_keep_within_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path());
+    let e = errors(&good.replace("[plan.erp]", "[plan.\"../x\"]"));
+    assert!(
+        e[0].contains("plan \"../x\": use only letters, digits"),
+        "{e:?}"
+    );
+    let e = errors(&good.replace("yearly = 7 }", "yearly = 7, within = \"2w\" }"));
+    assert!(
+        e[0].contains("plan erp: keep within: \"2w\" is not a duration"),
+        "{e:?}"
+    );
+    assert!(parse(
+        Path::new("x"),
+        &good.replace("yearly = 7 }", "yearly = 7, within = \"1y6m\" }")
+    )
+    .is_ok());
 }

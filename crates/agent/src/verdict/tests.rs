@@ -82,7 +82,7 @@ fn one_disk_tmpfs_and_loop_are_one_medium() {
             copy("far", disk(&["sda"]), Some("dr-site"), Some(10)),
         ];
         let v = three_two_one(&src, &copies, Some("dc"), RPO);
-        assert_eq!(failed(&v), ["2 media"], "{v:#?}");
+        assert_eq!(failed(&v), ["2 media", "1 off-site"], "{v:#?}");
         assert!(v.rules[1].detail.contains(says), "{}", v.rules[1].detail);
         assert!(
             v.rules[1]
@@ -92,11 +92,22 @@ fn one_disk_tmpfs_and_loop_are_one_medium() {
             v.rules[1].detail
         );
         assert!(v.rules[1].fix.as_ref().unwrap().contains("different disk"));
-        assert_eq!(
-            v.rules[2].detail, "off-site: far",
-            "a declared other site counts for a disk"
+        assert!(
+            v.rules[2].detail.contains(
+                "far declares site \"dr-site\" but shares a medium with the source (disk sda)"
+            ),
+            "a label does not move a disk the source sits on: {}",
+            v.rules[2].detail
         );
     }
+    // On a disk of its own, a declared other site counts (a SAN volume at the DR site).
+    let copies = [
+        copy("local", disk(&["sdb"]), Some("dc"), Some(10)),
+        copy("far", disk(&["sdc"]), Some("dr-site"), Some(10)),
+    ];
+    let v = three_two_one(&src, &copies, Some("dc"), RPO);
+    assert!(v.held, "{v:#?}");
+    assert_eq!(v.rules[2].detail, "off-site: far");
     // LVM over sda+sdb is not separate from sda.
     let copies = [
         copy("lvm", disk(&["sda", "sdb"]), None, Some(1)),
@@ -189,10 +200,10 @@ fn the_roadmap_names_the_lowest_step_not_reached() {
     };
     let r = roadmap(&f);
     assert_eq!(r.reached, [1, 2, 3, 4, 5, 6, 7]);
-    assert_eq!(r.next.as_ref().unwrap().0, 8);
+    assert_eq!(r.next.as_ref().unwrap().step, 8);
     // Without objectives: step 2 is next, whatever else holds.
     let f = RoadmapFacts { rpo: None, ..f };
-    assert_eq!(roadmap(&f).next.unwrap().0, 2);
+    assert_eq!(roadmap(&f).next.unwrap().step, 2);
     // Plain http to a remote bucket: step 5 is missing and named.
     let plain = [
         copy("local", disk(&["sdb"]), Some("dc"), Some(120)),
@@ -216,7 +227,7 @@ fn the_roadmap_names_the_lowest_step_not_reached() {
         all_encrypted: true,
     });
     assert_eq!(r.reached, [1, 2, 3, 4, 6]);
-    let (n, what) = r.next.unwrap();
+    let crate::verdict::NextStep { step: n, what } = r.next.unwrap();
     assert_eq!(n, 5);
     assert!(what.contains("cloud (use s3:https://...)"), "{what}");
     // Nothing backed up yet.
@@ -229,5 +240,5 @@ fn the_roadmap_names_the_lowest_step_not_reached() {
         verdict: &v,
         all_encrypted: true,
     });
-    assert_eq!(r.next.unwrap().0, 1);
+    assert_eq!(r.next.unwrap().step, 1);
 }

@@ -161,7 +161,7 @@ pub struct RunArgs {
 /// `ironvault run PLAN`: backup, copies, retention, now, in the foreground.
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<u8> {
     let cfg = load(cli)?;
-    let plan = cfg.plan(&a.plan).map_err(|m| Coded { code: 2, msg: m })?;
+    let plan = cfg.plan(&a.plan).map_err(|m| Coded { code: 1, msg: m })?;
     let (history, _lock) = open_for_plan(&cfg, &plan.name)?;
     let quiet = cli.quiet || cli.json;
     let log = move |l: &str| {
@@ -208,11 +208,11 @@ pub struct DrillArgs {
 /// it, and measure the RTA against the RTO.
 pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
     let cfg = load(cli)?;
-    let plan = cfg.plan(&a.plan).map_err(|m| Coded { code: 2, msg: m })?;
+    let plan = cfg.plan(&a.plan).map_err(|m| Coded { code: 1, msg: m })?;
     let copy = match &a.copy {
         Some(c) if !plan.copies.contains(c) => {
             return Err(Coded {
-                code: 2,
+                code: 1,
                 msg: format!(
                     "plan {} has no copy {c:?}; its copies: {}",
                     plan.name,

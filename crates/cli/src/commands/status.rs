@@ -23,7 +23,7 @@ pub fn gather(
     only: &[String],
 ) -> Result<Vec<PlanStatus>> {
     for p in only {
-        cfg.plan(p).map_err(|m| crate::Coded { code: 2, msg: m })?;
+        cfg.plan(p).map_err(|m| crate::Coded { code: 1, msg: m })?;
     }
     let exe = std::env::current_exe()?;
     let (stop, log) = (|| false, |_: &str| {});
@@ -156,9 +156,12 @@ fn print_plan(p: &PlanStatus) {
             println!("         fix: {f}");
         }
     }
-    let top = ironvault_agent::verdict::highest_step(&p.roadmap);
+    let top = p.roadmap.highest;
     match &p.roadmap.next {
-        Some((n, what)) => println!("  roadmap: step {top} reached; next: step {n}: {what}"),
+        Some(n) => println!(
+            "  roadmap: step {top} reached; next: step {}: {}",
+            n.step, n.what
+        ),
         None => println!("  roadmap: every step reached"),
     }
     for m in &p.missed {
