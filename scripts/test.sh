@@ -16,6 +16,7 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v mkfifo >/dev/null || need+=(coreutils)
 command -v curl >/dev/null || need+=(curl)
 command -v pgrep >/dev/null || need+=(procps)
+[ -e /usr/share/zoneinfo/Europe/Berlin ] || need+=(tzdata)   # the DST schedule test
 command -v socat >/dev/null || need+=(socat)
 command -v openssl >/dev/null || need+=(openssl)
 command -v restic >/dev/null || need+=(restic)   # forget is checked against restic's

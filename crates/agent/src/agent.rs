@@ -25,8 +25,9 @@ pub struct Agent<'a> {
     pub log: &'a (dyn Fn(&str) + Sync),
     started: DateTime<Utc>,
     statuses: Mutex<BTreeMap<String, PlanStatus>>,
-    /// Alert evaluation one at a time (incidents are read, then written).
-    alerting: Mutex<()>,
+    /// One status gathering per plan at a time: gathering, alerting and
+    /// storing go together, so an older status never overwrites a newer one.
+    gathering: BTreeMap<String, Mutex<()>>,
 }
 
 impl<'a> Agent<'a> {
@@ -43,7 +44,11 @@ impl<'a> Agent<'a> {
             log,
             started: Utc::now(),
             statuses: Mutex::new(BTreeMap::new()),
-            alerting: Mutex::new(()),
+            gathering: cfg
+                .plans
+                .keys()
+                .map(|k| (k.clone(), Mutex::new(())))
+                .collect(),
         }
     }
 
@@ -81,6 +86,10 @@ impl<'a> Agent<'a> {
 
     /// Gather one plan's status, keep it, and raise or clear its alerts.
     fn refresh(&self, history: &History, plan: &Plan) {
+        let _one = self
+            .gathering
+            .get(&plan.name)
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
         let runner = self.runner(history);
         let facts = DeviceFacts::from_env();
         let s = plan_status(self.cfg, &runner, history, &facts, plan);
@@ -88,14 +97,11 @@ impl<'a> Agent<'a> {
             // Listings cut short by the stop would look like unreachable copies.
             return;
         }
-        {
-            let _one = self.alerting.lock().unwrap_or_else(|p| p.into_inner());
-            match crate::alerts::evaluate(history, &self.cfg.alerts, &self.cfg.hostname, &s) {
-                Ok(lines) => lines
-                    .iter()
-                    .for_each(|l| (self.log)(&format!("[{}] {l}", plan.name))),
-                Err(e) => (self.log)(&format!("[{}] cannot evaluate alerts: {e:#}", plan.name)),
-            }
+        match crate::alerts::evaluate(history, &self.cfg.alerts, &self.cfg.hostname, &s) {
+            Ok(lines) => lines
+                .iter()
+                .for_each(|l| (self.log)(&format!("[{}] {l}", plan.name))),
+            Err(e) => (self.log)(&format!("[{}] cannot evaluate alerts: {e:#}", plan.name)),
         }
         self.statuses
             .lock()
@@ -116,6 +122,9 @@ impl<'a> Agent<'a> {
     /// Run the agent until a stop request.
     pub fn run(&self) -> Result<()> {
         let history = self.history()?;
+        for l in crate::alerts::close_stale(&history, self.cfg)? {
+            (self.log)(&l);
+        }
         drop(history);
         let server = match &self.cfg.listen {
             Some(addr) => Some(tiny_http::Server::http(addr).map_err(|e| {
@@ -153,8 +162,16 @@ impl<'a> Agent<'a> {
             for p in &scheduled {
                 let p = *p;
                 s.spawn(move || {
-                    if let Err(e) = self.plan_loop(p) {
-                        (self.log)(&format!("[{}] stopped scheduling this plan: {e:#}", p.name));
+                    // A passing error (a busy database, a full disk) must
+                    // not end the plan's schedule: log it and go on.
+                    while let Err(e) = self.plan_loop(p) {
+                        (self.log)(&format!(
+                            "[{}] scheduling error: {e:#}; trying again in 30 s",
+                            p.name
+                        ));
+                        if !self.sleep_until(Local::now() + chrono::Duration::seconds(30)) {
+                            break;
+                        }
                     }
                 });
             }
@@ -256,7 +273,14 @@ impl<'a> Agent<'a> {
                 .into_iter()
                 .flatten()
                 .min()
-                .unwrap_or(now + chrono::Duration::hours(1));
+                .unwrap_or_else(|| {
+                    (self.log)(&format!(
+                        "[{}] error: the schedule names no time after {}; checking again in an hour",
+                        plan.name,
+                        now.format("%Y-%m-%d %H:%M:%S")
+                    ));
+                    now + chrono::Duration::hours(1)
+                });
                 if !self.sleep_until(next) {
                     return Ok(());
                 }
@@ -273,6 +297,8 @@ impl<'a> Agent<'a> {
                     if !self.sleep_until(opens) {
                         return Ok(());
                     }
+                    // Look again at what is due now that the window is open.
+                    continue;
                 }
             }
             let Some(_lock) = self.lock(plan)? else {

@@ -3,7 +3,7 @@
 //! resolved in the history, and each opening and each recovery is delivered
 //! once: to the configured command (JSON on stdin) and/or webhook (HTTP POST).
 
-use crate::config::Alerts;
+use crate::config::{Alerts, Config};
 use crate::history::{History, Incident};
 use crate::status::PlanStatus;
 use anyhow::Result;
@@ -108,7 +108,17 @@ pub fn current_incidents(s: &PlanStatus) -> Vec<(String, &'static str, String)> 
     out
 }
 
-/// Open what is new, resolve what recovered, deliver each change once.
+/// Incidents whose state cannot be known now: an unreachable copy's RPO.
+fn unknown(s: &PlanStatus) -> Vec<(String, &'static str)> {
+    s.copies
+        .iter()
+        .filter(|c| c.unreachable.is_some())
+        .map(|c| (c.name.clone(), "rpo_missed"))
+        .collect()
+}
+
+/// Open what is new, resolve what recovered, deliver each change once
+/// (an opening that did not reach every channel is sent again next time).
 pub fn evaluate(
     history: &History,
     alerts: &Alerts,
@@ -116,20 +126,22 @@ pub fn evaluate(
     s: &PlanStatus,
 ) -> Result<Vec<String>> {
     let now = current_incidents(s);
+    let unknown = unknown(s);
     let mut log = Vec::new();
     for (copy, kind, msg) in &now {
-        if history.open_incident(&s.plan, copy, kind, msg)? {
-            let inc = Incident {
-                plan: s.plan.clone(),
-                copy: copy.clone(),
-                kind: kind.to_string(),
-                opened: Utc::now(),
-                message: msg.clone(),
-            };
-            let d = deliver(alerts, &alert_json(&inc, "open", host));
-            history.log_alert(&inc, "open", &d)?;
-            log.push(format!("alert: {msg} ({d})"));
+        history.open_incident(&s.plan, copy, kind, msg)?;
+    }
+    for inc in history
+        .undelivered()?
+        .into_iter()
+        .filter(|i| i.plan == s.plan)
+    {
+        let (d, ok) = deliver(alerts, &alert_json(&inc, "open", host));
+        history.log_alert(&inc, "open", &d)?;
+        if ok {
+            history.mark_delivered(&inc.plan, &inc.copy, &inc.kind)?;
         }
+        log.push(format!("alert: {} ({d})", inc.message));
     }
     let open: Vec<Incident> = history
         .incidents()?
@@ -137,20 +149,44 @@ pub fn evaluate(
         .filter(|i| i.plan == s.plan)
         .collect();
     for inc in open {
-        let still = now.iter().any(|(c, k, _)| *c == inc.copy && *k == inc.kind);
-        if !still {
-            if let Some(inc) = history.resolve_incident(&inc.plan, &inc.copy, &inc.kind)? {
-                let d = deliver(alerts, &alert_json(&inc, "resolved", host));
-                history.log_alert(&inc, "resolved", &d)?;
-                log.push(format!("recovered: {} ({d})", inc.message));
-            }
+        let key = |c: &String, k: &str| *c == inc.copy && k == inc.kind;
+        if now.iter().any(|(c, k, _)| key(c, k)) || unknown.iter().any(|(c, k)| key(c, k)) {
+            continue;
+        }
+        if let Some(inc) = history.resolve_incident(&inc.plan, &inc.copy, &inc.kind)? {
+            let (d, _) = deliver(alerts, &alert_json(&inc, "resolved", host));
+            history.log_alert(&inc, "resolved", &d)?;
+            log.push(format!("recovered: {} ({d})", inc.message));
         }
     }
     Ok(log)
 }
 
-/// Send one alert; says what happened to each channel.
-pub fn deliver(alerts: &Alerts, v: &serde_json::Value) -> String {
+/// Close the incidents of plans and copies no longer in the config (renamed
+/// or removed), with a last alert that says so.
+pub fn close_stale(history: &History, cfg: &Config) -> Result<Vec<String>> {
+    let mut log = Vec::new();
+    for inc in history.incidents()? {
+        let known = cfg
+            .plans
+            .get(&inc.plan)
+            .is_some_and(|p| inc.copy.is_empty() || p.copies.contains(&inc.copy));
+        if known {
+            continue;
+        }
+        if let Some(mut inc) = history.resolve_incident(&inc.plan, &inc.copy, &inc.kind)? {
+            inc.message = format!("{} (closed: no longer in the config)", inc.message);
+            let (d, _) = deliver(&cfg.alerts, &alert_json(&inc, "resolved", &cfg.hostname));
+            history.log_alert(&inc, "resolved", &d)?;
+            log.push(format!("closed: {}", inc.message));
+        }
+    }
+    Ok(log)
+}
+
+/// Send one alert; says what happened to each channel, and whether every
+/// channel took it.
+pub fn deliver(alerts: &Alerts, v: &serde_json::Value) -> (String, bool) {
     let mut out = Vec::new();
     if let Some(cmd) = &alerts.command {
         out.push(match run_command(cmd, v) {
@@ -165,10 +201,10 @@ pub fn deliver(alerts: &Alerts, v: &serde_json::Value) -> String {
         });
     }
     if out.is_empty() {
-        "no alert channel configured".into()
-    } else {
-        out.join(", ")
+        return ("no alert channel configured".into(), true);
     }
+    let ok = !out.iter().any(|o| o.contains("failed"));
+    (out.join(", "), ok)
 }
 
 fn run_command(cmd: &str, v: &serde_json::Value) -> Result<()> {
@@ -375,5 +411,69 @@ mod tests {
         );
         assert_eq!(sent[0]["host"], "host1");
         assert!(h.incidents().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_delivery_is_retried_and_an_unknown_rpo_is_not_resolved() {
+        let d = tempfile::tempdir().unwrap();
+        let h = History::open(&d.path().join("h.sqlite")).unwrap();
+        let flag = d.path().join("down");
+        std::fs::write(&flag, "").unwrap();
+        let out = d.path().join("alerts");
+        let alerts = Alerts {
+            command: Some(format!(
+                "[ ! -e {} ] && cat >> {}",
+                flag.display(),
+                out.display()
+            )),
+            webhook: None,
+        };
+        let mut s = status();
+        s.copies[0].rpo_met = Some(false);
+        let l = evaluate(&h, &alerts, "h", &s).unwrap();
+        assert!(l[0].contains("command failed"), "{l:?}");
+        assert!(!out.exists());
+        // The channel works again: the same alert goes out, once.
+        std::fs::remove_file(&flag).unwrap();
+        assert_eq!(evaluate(&h, &alerts, "h", &s).unwrap().len(), 1);
+        assert!(evaluate(&h, &alerts, "h", &s).unwrap().is_empty());
+        assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);
+        // The copy becomes unreachable: its RPO is unknown, not recovered.
+        s.copies[0].rpo_met = None;
+        s.copies[0].unreachable = Some("down".into());
+        let l = evaluate(&h, &alerts, "h", &s).unwrap();
+        assert!(l.iter().all(|l| !l.starts_with("recovered")), "{l:?}");
+        assert!(h
+            .incidents()
+            .unwrap()
+            .iter()
+            .any(|i| i.kind == "rpo_missed"));
+    }
+
+    #[test]
+    fn incidents_of_removed_plans_and_copies_are_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let h = History::open(&d.path().join("h.sqlite")).unwrap();
+        h.open_incident("gone", "", "run_failed", "x").unwrap();
+        h.open_incident("erp", "tape", "unreachable", "y").unwrap();
+        h.open_incident("erp", "local", "unreachable", "z").unwrap();
+        let pass = d.path().join("p");
+        std::fs::write(&pass, "pw\n").unwrap();
+        let cfg = crate::config::parse(
+            std::path::Path::new("x"),
+            &format!(
+                "[repository.local]\nurl = \"/r\"\npassword_file = \"{}\"\n[plan.erp]\npaths = [\"/d\"]\ncopies = [\"local\"]\n",
+                pass.display()
+            ),
+        )
+        .unwrap();
+        let l = close_stale(&h, &cfg).unwrap();
+        assert_eq!(l.len(), 2, "{l:?}");
+        let left = h.incidents().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].plan.as_str(), left[0].copy.as_str()),
+            ("erp", "local")
+        );
     }
 }

@@ -4,9 +4,10 @@
 //! (SIGTERM, which they treat as "stop at a safe point"), and are asked to stop
 //! with SIGINT when the agent or `run` is stopped.
 
-use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a finished child left.
@@ -62,13 +63,14 @@ pub struct Limits {
     pub ionice: Option<(i32, i32)>,
 }
 
-/// Prepare `cmd` to run as our child: own process group, dies with us,
-/// lowered priority.
+/// Prepare `cmd` to run as our child: a session of its own (its own process
+/// group, no controlling terminal, so a prompt fails instead of stopping it),
+/// dies with us, lowered priority.
 fn prepare(cmd: &mut Command, limits: Limits) {
     // SAFETY: the closure only makes async-signal-safe system calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            libc::setpgid(0, 0);
+            libc::setsid();
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             if let Some(n) = limits.nice {
                 libc::setpriority(libc::PRIO_PROCESS, 0, n);
@@ -82,8 +84,42 @@ fn prepare(cmd: &mut Command, limits: Limits) {
     }
 }
 
+/// Read `fd` until its end, or until `done` is set and nothing more is
+/// ready: a process that outlives the step and keeps the pipe open (a
+/// daemon a hook started) must not hold the step forever.
+fn drain(fd: &impl AsRawFd, done: &AtomicBool, mut on_chunk: impl FnMut(&[u8])) {
+    let mut buf = [0u8; 8192];
+    loop {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, 100) };
+        if r > 0 {
+            // SAFETY: reading into our buffer from a descriptor we own.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                on_chunk(&buf[..n as usize]);
+                continue;
+            }
+            if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return;
+            }
+        } else if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        {
+            return;
+        }
+        if done.load(Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
 /// Run `cmd` to the end; `stop()` asks it to stop (SIGINT to its group, then
-/// SIGTERM after `grace`); `on_line` sees each stderr line as it comes.
+/// SIGTERM after `grace`, SIGKILL 10 s later); `on_line` sees each stderr
+/// line as it comes.
 pub fn run(
     mut cmd: Command,
     limits: Limits,
@@ -100,26 +136,42 @@ pub fn run(
     let pid = child.id() as libc::pid_t;
     let out = child.stdout.take();
     let err = child.stderr.take();
+    let done = AtomicBool::new(false);
     let mut fin = Finished::default();
     let (stdout, last_err) = std::thread::scope(|s| {
+        let done = &done;
         let o = s.spawn(move || {
-            let mut buf = String::new();
-            if let Some(mut o) = out {
-                let _ = std::io::Read::read_to_string(&mut o, &mut buf);
+            let mut buf = Vec::new();
+            if let Some(o) = out {
+                drain(&o, done, |c| buf.extend_from_slice(c));
             }
-            buf
+            String::from_utf8_lossy(&buf).into_owned()
         });
         let e = s.spawn(move || {
             let (mut error, mut last) = (None, None);
-            if let Some(e) = err {
-                for l in BufReader::new(e).lines().map_while(Result::ok) {
-                    on_line(&l);
-                    if let Some(m) = l.strip_prefix("error: ") {
-                        error = Some(m.to_string());
-                    } else if !l.trim().is_empty() {
-                        last = Some(l.trim().to_string());
-                    }
+            let mut pending = Vec::new();
+            let mut line = |l: &[u8]| {
+                let l = String::from_utf8_lossy(l);
+                let l = l.trim_end_matches('\r');
+                on_line(l);
+                if let Some(m) = l.strip_prefix("error: ") {
+                    error = Some(m.to_string());
+                } else if !l.trim().is_empty() {
+                    last = Some(l.trim().to_string());
                 }
+            };
+            if let Some(e) = err {
+                drain(&e, done, |c| {
+                    pending.extend_from_slice(c);
+                    while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                        let rest = pending.split_off(i + 1);
+                        line(&pending[..i]);
+                        pending = rest;
+                    }
+                });
+            }
+            if !pending.is_empty() {
+                line(&pending);
             }
             error.or(last)
         });
@@ -136,9 +188,16 @@ pub fn run(
                 asked = Some(Instant::now());
             }
             if let Some(t) = asked {
-                if t.elapsed() > grace {
-                    // SAFETY: as above; the second signal ends it at once.
-                    unsafe { libc::kill(-pid, libc::SIGTERM) };
+                let sig = if t.elapsed() > grace + Duration::from_secs(10) {
+                    libc::SIGKILL
+                } else if t.elapsed() > grace {
+                    libc::SIGTERM
+                } else {
+                    0
+                };
+                if sig != 0 {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(-pid, sig) };
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -146,12 +205,13 @@ pub fn run(
         fin.stopped = asked.is_some();
         fin.code = status.and_then(|s| s.code());
         // Something the child started may still hold its output open: give it
-        // a moment, then end what is left of the step's process group.
+        // a moment, then stop reading and end what is left of its group.
         let t = Instant::now();
         while !(o.is_finished() && e.is_finished()) && t.elapsed() < Duration::from_secs(2) {
             std::thread::sleep(Duration::from_millis(20));
         }
         if !(o.is_finished() && e.is_finished()) {
+            done.store(true, Ordering::SeqCst);
             // SAFETY: signalling the step's own process group.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
@@ -166,7 +226,6 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("/bin/sh");
@@ -202,6 +261,43 @@ mod tests {
         assert_eq!(lines.next(), Some("7"), "nice value: {}", f.stdout);
         let io = lines.next().unwrap_or("");
         assert!(io == "idle" || io == "none", "ionice: {io}");
+    }
+
+    #[test]
+    fn a_daemon_holding_the_output_does_not_hold_the_step() {
+        let t = Instant::now();
+        let f = run(
+            sh("echo started; setsid sleep 30 & echo done >&2"),
+            Limits::default(),
+            &|| false,
+            Duration::from_secs(5),
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!(f.code, Some(0));
+        assert_eq!(f.stdout, "started\n");
+        assert_eq!(f.error.as_deref(), Some("done"));
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_child_that_ignores_signals_is_killed() {
+        let t = Instant::now();
+        let f = run(
+            sh("trap '' INT TERM; echo ready >&2; sleep 60"),
+            Limits::default(),
+            &|| t.elapsed() > Duration::from_millis(500),
+            Duration::from_millis(200),
+            &|_| {},
+        )
+        .unwrap();
+        assert!(f.stopped);
+        assert_eq!(f.error.as_deref(), Some("ready"), "the trap was set");
+        assert_eq!(f.code, None, "ended by SIGKILL");
+        assert!(
+            t.elapsed() >= Duration::from_secs(10),
+            "SIGINT and SIGTERM were ignored first"
+        );
     }
 
     #[test]

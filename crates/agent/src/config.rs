@@ -214,7 +214,7 @@ impl Config {
 struct RawConfig {
     site: Option<String>,
     hostname: Option<String>,
-    state_dir: Option<PathBuf>,
+    state_dir: Option<Spanned<PathBuf>>,
     listen: Option<Spanned<String>>,
     refresh: Option<Spanned<String>>,
     alerts: Option<RawAlerts>,
@@ -495,6 +495,17 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
             Some(l.get_ref().clone())
         }
     };
+    if let Some(d) = &raw.state_dir {
+        if !d.get_ref().is_absolute() {
+            c.err(
+                d.span(),
+                format!(
+                    "state_dir {} is not an absolute path",
+                    d.get_ref().display()
+                ),
+            );
+        }
+    }
     let refresh = c
         .duration(&raw.refresh, "refresh")
         .unwrap_or(Duration::from_secs(300));
@@ -508,7 +519,8 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
             .unwrap_or_else(ironvault_core::repo::hostname),
         state_dir: raw
             .state_dir
-            .clone()
+            .as_ref()
+            .map(|d| d.get_ref().clone())
             .unwrap_or_else(|| PathBuf::from("/var/lib/ironvault")),
         listen,
         alerts: alerts.unwrap_or_default(),
@@ -537,7 +549,7 @@ fn check_plan(
             None
         }
         (true, None) => {
-            c.err(span, format!("plan {name}: nothing to back up; add paths = [\"/data\"] or command = \"...\" (its output is stored as one file)"));
+            c.err(span.clone(), format!("plan {name}: nothing to back up; add paths = [\"/data\"] or command = \"...\" (its output is stored as one file)"));
             None
         }
         (false, None) => {
@@ -551,14 +563,31 @@ fn check_plan(
             }
             Some(Source::Paths(p.paths.clone()))
         }
-        (true, Some(cmd)) => Some(Source::Command {
-            command: cmd.get_ref().clone(),
-            filename: p
+        (true, Some(cmd)) => {
+            let filename = p
                 .filename
                 .clone()
-                .unwrap_or_else(|| format!("{name}.stream")),
-        }),
+                .unwrap_or_else(|| format!("{name}.stream"));
+            if filename.is_empty() || filename.contains('/') || filename == "." || filename == ".."
+            {
+                c.err(
+                    cmd.span(),
+                    format!(
+                        "plan {name}: filename {filename:?} must be a plain file name (no '/')"
+                    ),
+                );
+            }
+            Some(Source::Command {
+                command: cmd.get_ref().clone(),
+                filename,
+            })
+        }
     };
+    for t in &p.tags {
+        if t.trim().is_empty() || t.contains(',') || t.starts_with("plan:") {
+            c.err(span.clone(), format!("plan {name}: tag {t:?} is not allowed: tags must be non-empty, without ',', and 'plan:' is reserved for the plan's own tag"));
+        }
+    }
     if p.copies.get_ref().is_empty() {
         c.err(
             p.copies.span(),
@@ -580,6 +609,21 @@ fn check_plan(
             );
         }
         copies.push(r.get_ref().clone());
+    }
+    // One `copy` command opens both ends with one environment and one CA.
+    if let Some(first) = copies.first().and_then(|n| repos.get(n)) {
+        for d in copies.iter().skip(1).filter_map(|n| repos.get(n)) {
+            for (k, v) in &first.env {
+                if d.env.get(k).is_some_and(|w| w != v) {
+                    c.err(p.copies.span(), format!("plan {name}: repositories {} and {} set {k} differently; a copy opens both with one environment, so give them the same value (or one S3 profile with access to both)", first.name, d.name));
+                }
+            }
+            if let (Some(a), Some(b)) = (&first.cacert, &d.cacert) {
+                if a != b {
+                    c.err(p.copies.span(), format!("plan {name}: repositories {} and {} name different cacert files; a copy trusts one: put both CA certificates in one PEM file", first.name, d.name));
+                }
+            }
+        }
     }
     let mut keep = BTreeMap::new();
     for k in p.keep.iter().chain(p.keep_on.values()) {
@@ -626,6 +670,17 @@ fn check_plan(
             }
             None => copies.last().cloned().unwrap_or_default(),
         };
+        if let Some(sb) = &dr.sandbox {
+            if !sb.is_absolute() {
+                c.err(
+                    d.span(),
+                    format!(
+                        "plan {name}: drill sandbox {} is not an absolute path",
+                        sb.display()
+                    ),
+                );
+            }
+        }
         Drill {
             schedule: c.schedule(&dr.schedule, &format!("plan {name}: drill ")),
             copy,

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     kind TEXT NOT NULL,
     opened INTEGER NOT NULL,
     message TEXT NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0, -- 1 once its alert reached every channel
     PRIMARY KEY (plan, copy, kind)
 );
 CREATE TABLE IF NOT EXISTS alerts (
@@ -150,6 +151,8 @@ pub struct Incident {
     pub kind: String,
     pub opened: DateTime<Utc>,
     pub message: String,
+    /// Its alert reached every channel.
+    pub delivered: bool,
 }
 
 /// Create a directory (and its parents) readable by the owner only: the
@@ -189,6 +192,15 @@ impl History {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("cannot set up the history database {}", path.display()))?;
+        // Databases made before incidents recorded their delivery.
+        let has_delivered: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('incidents') WHERE name = 'delivered'")?
+            .exists([])?;
+        if !has_delivered {
+            conn.execute_batch(
+                "ALTER TABLE incidents ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1",
+            )?;
+        }
         let version: Option<String> = conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
                 r.get(0)
@@ -208,6 +220,15 @@ impl History {
             Some(_) => {}
         }
         Ok(History { conn })
+    }
+
+    /// A write transaction taken at once (BEGIN IMMEDIATE), so another
+    /// writer makes it wait (busy timeout) instead of failing at its first write.
+    fn immediate(&self) -> Result<rusqlite::Transaction<'_>> {
+        Ok(rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?)
     }
 
     /// Record a run as started; returns its id.
@@ -275,7 +296,7 @@ impl History {
     pub fn abandon_unfinished(&self, plan: &str) -> Result<usize> {
         let why = "the process running it ended before recording a result (killed or crashed)";
         let now = ms(Utc::now());
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.immediate()?;
         tx.execute(
             "UPDATE steps SET result = 'abandoned', ended = ?2, error = ?3
              WHERE result = 'running' AND run IN (SELECT id FROM runs WHERE plan = ?1 AND result = 'running')",
@@ -366,6 +387,20 @@ impl History {
             .optional()?)
     }
 
+    /// The newest run of the plan (not a drill) that ran to its end.
+    pub fn last_finished_run(&self, plan: &str) -> Result<Option<RunRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, plan, kind, trigger, scheduled_for, started, ended, result, error FROM runs
+                 WHERE plan = ?1 AND kind = 'run' AND result NOT IN ('running', 'abandoned')
+                 ORDER BY id DESC LIMIT 1",
+                [plan],
+                Self::run_row,
+            )
+            .optional()?)
+    }
+
     /// The end of the newest successful run of the plan.
     pub fn last_success(&self, plan: &str) -> Result<Option<DateTime<Utc>>> {
         let v: Option<i64> = self.conn.query_row(
@@ -425,10 +460,10 @@ impl History {
 
     /// Close an incident; the incident if it was open (alert its recovery then).
     pub fn resolve_incident(&self, plan: &str, copy: &str, kind: &str) -> Result<Option<Incident>> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.immediate()?;
         let inc = tx
             .query_row(
-                "SELECT plan, copy, kind, opened, message FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+                "SELECT plan, copy, kind, opened, message, delivered FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
                 params![plan, copy, kind],
                 |r| {
                     Ok(Incident {
@@ -437,6 +472,7 @@ impl History {
                         kind: r.get(2)?,
                         opened: from_ms(r.get(3)?),
                         message: r.get(4)?,
+                        delivered: r.get(5)?,
                     })
                 },
             )
@@ -451,10 +487,28 @@ impl History {
         Ok(inc)
     }
 
+    /// Mark an open incident's alert as delivered to every channel.
+    pub fn mark_delivered(&self, plan: &str, copy: &str, kind: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE incidents SET delivered = 1 WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+            params![plan, copy, kind],
+        )?;
+        Ok(())
+    }
+
+    /// Open incidents whose alert has not reached every channel yet.
+    pub fn undelivered(&self) -> Result<Vec<Incident>> {
+        Ok(self
+            .incidents()?
+            .into_iter()
+            .filter(|i| !i.delivered)
+            .collect())
+    }
+
     /// Every open incident.
     pub fn incidents(&self) -> Result<Vec<Incident>> {
         let mut st = self.conn.prepare(
-            "SELECT plan, copy, kind, opened, message FROM incidents ORDER BY plan, copy, kind",
+            "SELECT plan, copy, kind, opened, message, delivered FROM incidents ORDER BY plan, copy, kind",
         )?;
         let rows = st.query_map([], |r| {
             Ok(Incident {
@@ -463,6 +517,7 @@ impl History {
                 kind: r.get(2)?,
                 opened: from_ms(r.get(3)?),
                 message: r.get(4)?,
+                delivered: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -294,11 +294,21 @@ impl Runner<'_> {
         }
         // Retention only after a good backup: a failing source must not thin out
         // the copies that are now the only good ones.
+        let copy_failed = failed.iter().any(|f| f.starts_with("copy to"));
         if backup_ok {
             for name in &plan.copies {
                 let Some(keep) = plan.keep.get(name) else {
                     continue;
                 };
+                if copy_failed && *name == plan.copies[0] {
+                    // Snapshots that did not reach every copy must stay on the
+                    // first until they have.
+                    (self.log)(&format!(
+                        "[{}] retention on {name} skipped: a copy failed, so its snapshots stay until every copy has them",
+                        plan.name
+                    ));
+                    continue;
+                }
                 if (self.stop)() {
                     stopped = true;
                     break;
@@ -429,7 +439,10 @@ impl Runner<'_> {
             Ok(v) => v,
             Err(e) => return failed_end(e),
         };
-        let newest_there = there.last().map(|s| s.time);
+        // A snapshot dated in the future (a clock that was wrong) must not
+        // stop every later one from being copied.
+        let now = Utc::now();
+        let newest_there = there.last().map(|s| s.time.min(now));
         let ids: Vec<&str> = have
             .iter()
             .filter(|s| !matches!(newest_there, Some(t) if s.time <= t))

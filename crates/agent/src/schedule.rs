@@ -35,27 +35,31 @@ impl Schedule {
 
     /// The first time strictly after `t` that the schedule names.
     pub fn next_after<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        let whole = t.clone().with_nanosecond(0)?;
         self.cron
-            .find_next_occurrence(&whole, false)
+            .find_next_occurrence(&whole_second(t), false)
             .ok()
-            .and_then(|d| d.with_nanosecond(0))
+            .map(|d| whole_second(&d))
     }
 
     /// The latest time at or before `t` that the schedule names.
     pub fn last_at_or_before<Tz: TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
         // Occurrences are whole seconds: compare from the whole second of `t`.
-        let whole = t.clone().with_nanosecond(0)?;
         self.cron
-            .find_previous_occurrence(&whole, true)
+            .find_previous_occurrence(&whole_second(t), true)
             .ok()
-            .and_then(|d| d.with_nanosecond(0))
+            .map(|d| whole_second(&d))
     }
 
     /// The schedule as written.
     pub fn text(&self) -> &str {
         &self.text
     }
+}
+
+/// `t` without its fraction of a second, taken off the instant: a local time
+/// that occurs twice (the hour DST ends) has no unique `with_nanosecond`.
+fn whole_second<Tz: TimeZone>(t: &DateTime<Tz>) -> DateTime<Tz> {
+    t.clone() - chrono::Duration::nanoseconds(i64::from(t.timestamp_subsec_nanos()))
 }
 
 /// Local hours when scheduled work may start; may wrap past midnight.
@@ -159,6 +163,65 @@ mod tests {
             Some(at("2026-11-29 03:00:00")),
             "Sunday 03:00"
         );
+    }
+
+    /// Runs in a child process of this test binary with TZ set (the local
+    /// zone cannot change inside a running test process).
+    #[test]
+    fn schedules_keep_running_through_both_dst_changes() {
+        for tz in ["Europe/Berlin", "America/New_York"] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "schedule::tests::dst_inner",
+                    "--nocapture",
+                    "--include-ignored",
+                ])
+                .env("TZ", tz)
+                .env("IRONVAULT_DST_TEST", "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{tz}: {text}");
+            assert!(
+                text.contains("1 passed"),
+                "{tz}: the inner test did not run: {text}"
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "run by schedules_keep_running_through_both_dst_changes with TZ set"]
+    fn dst_inner() {
+        assert_eq!(std::env::var("IRONVAULT_DST_TEST").as_deref(), Ok("1"));
+        // Every 15 minutes across both changes of the year: no gap longer
+        // than 75 minutes (the hour that is skipped in spring), never None.
+        let s = Schedule::parse("*/15 * * * *").unwrap();
+        let mut t = at("2026-03-01 00:00:00");
+        let end = at("2026-11-30 00:00:00");
+        while t < end {
+            let n = s
+                .next_after(&t)
+                .unwrap_or_else(|| panic!("no time after {t}"));
+            assert!(
+                n > t && n - t <= chrono::Duration::minutes(75),
+                "{t} -> {n}"
+            );
+            let back = s
+                .last_at_or_before(&(n + chrono::Duration::milliseconds(700)))
+                .unwrap();
+            assert_eq!(back, n);
+            t = n;
+        }
+        // A daily time inside the repeated hour still runs that day.
+        let daily = Schedule::parse("30 1 * * *").unwrap();
+        let mut t = at("2026-10-20 12:00:00");
+        for _ in 0..20 {
+            let n = daily.next_after(&t).unwrap();
+            assert!(n - t <= chrono::Duration::hours(25), "{t} -> {n}");
+            t = n;
+        }
     }
 
     #[test]

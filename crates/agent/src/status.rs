@@ -5,7 +5,7 @@
 
 use crate::config::{Config, Plan, Repository, Source};
 use crate::facts::{DeviceFacts, Medium};
-use crate::history::{History, Outcome};
+use crate::history::History;
 use crate::runner::Runner;
 use crate::verdict::{self, CopyFacts, Place, Roadmap, Verdict};
 use chrono::{DateTime, Utc};
@@ -197,9 +197,23 @@ pub fn plan_status(
             Ok(s) => (s.last().cloned(), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
+        let future = newest
+            .as_ref()
+            .is_some_and(|s| s.time > now + chrono::Duration::minutes(1));
+        // A snapshot from the future proves nothing about the RPO: treat the
+        // copy as holding none, and say why.
         let age = newest
             .as_ref()
+            .filter(|_| !future)
             .map(|s| (now - s.time).to_std().unwrap_or_default());
+        let unreachable = if future {
+            Some(format!(
+                "its newest snapshot is dated {} in the future; check the clocks of this host and the host that wrote it",
+                newest.as_ref().map(|s| s.time.to_rfc3339()).unwrap_or_default()
+            ))
+        } else {
+            unreachable
+        };
         copies.push(CopyStatus {
             name: name.clone(),
             url: repo.url.clone(),
@@ -251,16 +265,9 @@ pub fn plan_status(
             error: s.error.clone(),
         });
     let last_run = history
-        .runs(Some(&plan.name), 20)
+        .last_finished_run(&plan.name)
         .ok()
-        .and_then(|r| {
-            r.into_iter()
-                // The newest run that ran to its end: a stopped one says
-                // nothing about whether the plan works.
-                .find(|r| {
-                    r.kind == "run" && !matches!(r.result, Outcome::Running | Outcome::Abandoned)
-                })
-        })
+        .flatten()
         .map(|r| RunStatus {
             started: r.started,
             ended: r.ended,

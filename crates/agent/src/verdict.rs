@@ -35,6 +35,9 @@ impl Place {
     fn separate_from(&self, other: &Place) -> bool {
         match (self, other) {
             (Place::Local { medium: a }, Place::Local { medium: b }) => a.separate_from(b),
+            // Where a command reads its data is not known: it may be the very
+            // disk a local copy is on, so only object storage is apart from it.
+            (Place::Stream, Place::Local { .. }) | (Place::Local { .. }, Place::Stream) => false,
             (Place::Local { medium }, _) | (_, Place::Local { medium }) => {
                 !matches!(medium, Medium::NotSeparate { .. })
             }

@@ -23,8 +23,18 @@ fn say(msg: &[u8]) {
     }
 }
 
+/// End the registered command's process group, if any.
+fn end_child_group() {
+    let group = CHILD_GROUP.load(Ordering::SeqCst);
+    if group > 0 {
+        // SAFETY: kill(2) is async-signal-safe; the group is the command's own.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+    }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     if SEEN.swap(true, Ordering::SeqCst) {
+        end_child_group();
         say(b"\nstopped at once; the repository is consistent, and the next run reuses what was stored\n");
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(128 + sig) };
@@ -35,11 +45,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
         say(b"\nstopping at the next safe point; signal again to stop at once\n");
     }
     ironvault_core::interrupt::request();
-    let group = CHILD_GROUP.load(Ordering::SeqCst);
-    if group > 0 {
-        // SAFETY: kill(2) is async-signal-safe; the group is the command's own.
-        unsafe { libc::kill(-group, libc::SIGTERM) };
-    }
+    end_child_group();
 }
 
 /// Install the handlers; `writes_snapshots` for backup and copy.

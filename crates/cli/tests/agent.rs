@@ -87,7 +87,34 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
     out
 }
 
-fn start_agent(p: &Plans) -> Child {
+/// The agent under test; killed if the test fails before it stops it.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Agent {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn start_agent(p: &Plans) -> Agent {
+    Agent(spawn_agent(p))
+}
+
+fn spawn_agent(p: &Plans) -> Child {
     p.cmd(&["agent"])
         .stdout(Stdio::null())
         .stderr(Stdio::from(

@@ -215,3 +215,41 @@ fn names_and_keep_within_are_checked() {
     )
     .is_ok());
 }
+
+#[test]
+fn stream_names_tags_paths_and_copy_credentials_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path());
+    let all = |t: &str| errors(t).join("\n");
+    let e = all(&good.replace(
+        "paths = [\"/data/erp\"]",
+        "command = \"savlib\"\nfilename = \"a/b\"\ntags = [\"plan:x\", \"\"]",
+    ));
+    assert!(
+        e.contains("filename \"a/b\" must be a plain file name"),
+        "{e}"
+    );
+    assert!(e.contains("tag \"plan:x\" is not allowed"), "{e}");
+    assert!(e.contains("tag \"\" is not allowed"), "{e}");
+    let e = all(&good.replace(
+        "copy = \"cloud\" }",
+        "copy = \"cloud\", sandbox = \"drills\" }",
+    ));
+    assert!(
+        e.contains("drill sandbox drills is not an absolute path"),
+        "{e}"
+    );
+    let e = all(&good
+        .replace(
+            "site = \"cloud-us-east\"",
+            "site = \"cloud-us-east\"\nenv = { AWS_PROFILE = \"b\" }",
+        )
+        .replace(
+            "site = \"dc-houston\"\n[repository.cloud]",
+            "site = \"dc-houston\"\nenv = { AWS_PROFILE = \"a\" }\n[repository.cloud]",
+        ));
+    assert!(
+        e.contains("repositories local and cloud set AWS_PROFILE differently"),
+        "{e}"
+    );
+}

@@ -242,3 +242,17 @@ fn the_roadmap_names_the_lowest_step_not_reached() {
     });
     assert_eq!(r.next.unwrap().step, 1);
 }
+
+#[test]
+fn a_stream_source_shares_a_medium_with_local_disks_but_not_object_storage() {
+    let src = copy("source", Place::Stream, None, None);
+    let copies = [copy("local", disk(&["sda"]), None, Some(1))];
+    let v = three_two_one(&src, &copies, None, RPO);
+    assert!(!v.rules[1].held, "{v:#?}");
+    let copies = [
+        copy("local", disk(&["sda"]), None, Some(1)),
+        copy("cloud", object("s3.example.net", false), None, Some(1)),
+    ];
+    let v = three_two_one(&src, &copies, None, RPO);
+    assert!(v.rules[1].held, "{v:#?}");
+}

@@ -291,13 +291,22 @@ fn backup_stream_cli(
         .stdin_from_command
         .split_first()
         .ok_or_else(|| anyhow!("--stdin-from-command needs a command"))?;
-    // Its own process group, so that a backup that stops early can end the
-    // command and everything it started.
-    let mut child = std::process::Command::new(prog)
-        .args(args)
+    // A session of its own: its own process group, so that a backup that
+    // stops early can end the command and everything it started, and no
+    // controlling terminal, so a command that prompts fails instead of
+    // stopping in the background.
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .process_group(0)
+        .stdout(std::process::Stdio::piped());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|e| anyhow!("cannot run {prog:?}: {e}"))?;
     let group = child.id() as libc::pid_t;
@@ -308,6 +317,8 @@ fn backup_stream_cli(
         .ok_or_else(|| anyhow!("no output from {prog:?}"))?;
     let cmd = a.stdin_from_command.join(" ");
     let mut finish = || -> ironvault_core::Result<()> {
+        // Its output ended: from here on its group id is not ours to signal.
+        crate::interrupt::set_child_group(0);
         let st = child
             .wait()
             .map_err(|e| ironvault_core::Error::Invalid(format!("waiting for {cmd:?}: {e}")))?;
@@ -320,6 +331,7 @@ fn backup_stream_cli(
         }
     };
     let r = backup_stream(repo, opts, &a.stdin_filename, &mut out, &mut finish, warn);
+    crate::interrupt::set_child_group(0);
     if r.is_err() && matches!(child.try_wait(), Ok(None)) {
         // Interrupted or failed while the command still runs: no snapshot, and
         // the command must not run on alone.

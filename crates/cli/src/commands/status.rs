@@ -26,7 +26,7 @@ pub fn gather(
         cfg.plan(p).map_err(|m| crate::Coded { code: 1, msg: m })?;
     }
     let exe = std::env::current_exe()?;
-    let (stop, log) = (|| false, |_: &str| {});
+    let (stop, log) = (ironvault_core::interrupt::requested, |_: &str| {});
     let runner = Runner {
         cfg,
         exe,
