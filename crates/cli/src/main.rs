@@ -139,6 +139,8 @@ enum Command {
     Status(commands::status::Args),
     /// Run the scheduled plans and drills; serve metrics and status (stops on SIGTERM).
     Agent(commands::plans::AgentArgs),
+    /// Show the recorded runs and drills of the plans, step by step.
+    History(commands::history::Args),
 }
 
 /// The command's name, as lock objects record it.
@@ -167,6 +169,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Drill(_) => "drill",
         Command::Status(_) => "status",
         Command::Agent(_) => "agent",
+        Command::History(_) => "history",
     }
 }
 
@@ -295,6 +298,7 @@ fn main() -> ExitCode {
         Command::Drill(a) => commands::plans::drill(&cli, a),
         Command::Status(a) => commands::status::run(&cli, a),
         Command::Agent(a) => commands::plans::agent(&cli, a),
+        Command::History(a) => commands::history::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -153,6 +153,15 @@ fn run_backs_up_copies_applies_retention_and_records_every_step() {
         )
         .unwrap();
     assert_eq!(snap, new_snap);
+    // `history` shows the same record.
+    let (out, _) = p.expect(&["history", "--json"], 0);
+    let h: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(h[0]["run"], 2);
+    assert_eq!(h[0]["steps"][1]["snapshot"], new_snap.as_str());
+    assert_eq!(h[1]["result"], "success");
+    let (out, _) = p.expect(&["history", "files", "--limit", "1"], 0);
+    assert!(out.contains("files    run   success   manual"), "{out}");
+    assert!(out.contains("retention second"), "{out}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod dump;
 pub mod find;
 pub mod forget;
+pub mod history;
 pub mod init;
 pub mod key;
 pub mod ls;

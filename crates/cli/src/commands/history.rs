@@ -1,0 +1,91 @@
+//! `ironvault history`: the record of runs and drills, step by step, from
+//! the SQLite history the agent, `run` and `drill` keep.
+
+use crate::output::bytes;
+use crate::Cli;
+use anyhow::Result;
+use ironvault_agent::history::History;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only this plan.
+    plan: Option<String>,
+    /// How many runs, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+    let cfg = super::plans::load(cli)?;
+    if let Some(p) = &a.plan {
+        cfg.plan(p).map_err(|m| crate::Coded { code: 1, msg: m })?;
+    }
+    let history = History::open(&cfg.history_path())?;
+    let runs = history.runs(a.plan.as_deref(), a.limit)?;
+    let local = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    if cli.json {
+        let mut out = Vec::new();
+        for r in &runs {
+            let steps: Vec<serde_json::Value> = history
+                .steps(r.id)?
+                .iter()
+                .map(|s| {
+                    serde_json::json!({"step": s.step, "copy": s.copy, "started": s.started,
+                        "ended": s.ended, "result": s.result.as_str(), "bytes": s.bytes,
+                        "snapshot": s.snapshot, "seconds": s.seconds, "error": s.error})
+                })
+                .collect();
+            out.push(
+                serde_json::json!({"run": r.id, "plan": r.plan, "kind": r.kind,
+                "trigger": r.trigger, "scheduled_for": r.scheduled_for, "started": r.started,
+                "ended": r.ended, "result": r.result.as_str(), "error": r.error, "steps": steps}),
+            );
+        }
+        println!("{}", serde_json::Value::Array(out));
+        return Ok(0);
+    }
+    if runs.is_empty() {
+        println!("no runs recorded in {}", cfg.history_path().display());
+    }
+    for r in &runs {
+        println!(
+            "{} {:>5}  {:<8} {:<5} {:<9} {}{}",
+            local(r.started),
+            r.id,
+            r.plan,
+            r.kind,
+            r.result.as_str(),
+            r.trigger,
+            r.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+        for s in history.steps(r.id)? {
+            let mut parts = vec![s.result.as_str().to_string()];
+            if let Some(id) = &s.snapshot {
+                parts.push(format!("snapshot {}", &id[..id.len().min(8)]));
+            }
+            if let Some(b) = s.bytes {
+                parts.push(bytes(b));
+            }
+            if let Some(t) = s.seconds {
+                parts.push(super::plans::seconds(t));
+            }
+            println!(
+                "                             {:<9} {:<8} {}",
+                s.step,
+                s.copy.as_deref().unwrap_or(""),
+                parts.join(", ")
+            );
+            if let Some(e) = &s.error {
+                println!("                                                {e}");
+            }
+        }
+    }
+    Ok(0)
+}
