@@ -13,6 +13,7 @@
 #   BENCH_KEEP=1       keep the restored trees after verification.
 #   BENCH_S3=0         skip the S3 part (scripts/bench-s3.sh: backup/restore/copy on Garage).
 #   BENCH_PRUNE=0      skip forget + prune after a series of backups (scripts/bench-prune.sh).
+#   BENCH_PLANS=0      skip the protection-plan overhead and drill (scripts/bench-plans.sh).
 #   IRONVAULT_PASSWORD / RESTIC_PASSWORD  repository passwords (a fixed bench password if unset).
 #
 # What it does: installs restic, b3sum, zstd and GNU time if missing; builds ironvault
@@ -673,6 +674,10 @@ fi
 if [ "${BENCH_PRUNE:-1}" = 1 ]; then
     say "forget + prune after a series of backups (scripts/bench-prune.sh; BENCH_PRUNE=0 skips)"
     BENCH_DIR=$BENCH_DIR BENCH_CORPUS=$CORPUS "$REPO_ROOT/scripts/bench-prune.sh" || FAILED_STEPS+=("bench-prune.sh")
+fi
+if [ "${BENCH_PLANS:-1}" = 1 ]; then
+    say "protection plans: run and drill against the plain commands (scripts/bench-plans.sh; BENCH_PLANS=0 skips)"
+    BENCH_DIR=$BENCH_DIR BENCH_CORPUS=$CORPUS "$REPO_ROOT/scripts/bench-plans.sh" || FAILED_STEPS+=("bench-plans.sh")
 fi
 if [ ${#FAILED_STEPS[@]} -gt 0 ]; then
     printf '\nFailed steps:\n'

@@ -33,8 +33,10 @@ fn end_child_group() {
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
+    // First, before any message: writing to a closed stderr (our reader
+    // died) raises SIGPIPE, which would end us before the command is ended.
+    end_child_group();
     if SEEN.swap(true, Ordering::SeqCst) {
-        end_child_group();
         say(b"\nstopped at once; the repository is consistent, and the next run reuses what was stored\n");
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(128 + sig) };
@@ -45,7 +47,6 @@ extern "C" fn on_signal(sig: libc::c_int) {
         say(b"\nstopping at the next safe point; signal again to stop at once\n");
     }
     ironvault_core::interrupt::request();
-    end_child_group();
 }
 
 /// Install the handlers; `writes_snapshots` for backup and copy.

@@ -303,6 +303,8 @@ fn backup_stream_cli(
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            // However the backup ends (even killed), the command hears it.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             Ok(())
         });
     }
@@ -311,6 +313,12 @@ fn backup_stream_cli(
         .map_err(|e| anyhow!("cannot run {prog:?}: {e}"))?;
     let group = child.id() as libc::pid_t;
     crate::interrupt::set_child_group(group);
+    if ironvault_core::interrupt::requested() {
+        // A signal came between the spawn and the line above: the handler
+        // could not end the command, so end it here.
+        // SAFETY: signalling the process group we created for the command.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+    }
     let mut out = child
         .stdout
         .take()
