@@ -37,7 +37,10 @@ impl Place {
             (Place::Local { medium: a }, Place::Local { medium: b }) => a.separate_from(b),
             // Where a command reads its data is not known: it may be the very
             // disk a local copy is on, so only object storage is apart from it.
-            (Place::Stream, Place::Local { .. }) | (Place::Local { .. }, Place::Stream) => false,
+            // A network filesystem is another machine's disks.
+            (Place::Stream, Place::Local { medium }) | (Place::Local { medium }, Place::Stream) => {
+                matches!(medium, Medium::Network { .. })
+            }
             (Place::Local { medium }, _) | (_, Place::Local { medium }) => {
                 !matches!(medium, Medium::NotSeparate { .. })
             }

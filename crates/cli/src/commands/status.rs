@@ -47,6 +47,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let cfg = super::plans::load(cli)?;
     let history = History::open(&cfg.history_path())?;
     let all = gather(&cfg, &history, &a.plans)?;
+    if ironvault_core::interrupt::requested() {
+        // Listings cut short would read as unreachable copies: say nothing.
+        return Err(ironvault_core::Error::Interrupted.into());
+    }
     let missed = all.iter().any(|p| !p.missed.is_empty());
     if cli.json {
         println!(
