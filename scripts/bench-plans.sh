@@ -73,7 +73,7 @@ sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 timed "by hand: restore --verify" "$IV" -q -r "$WORK/hand-b" "${P[@]}" restore latest --verify --target "$WORK/restored"
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 timed "cp -a of the corpus (the disk's own speed)" cp -a "$CORPUS" "$WORK/cp-copy"
-diff -r "$CORPUS" "$WORK/restored/$(basename "$CORPUS")" > /dev/null || die "restored tree differs from the corpus"
+diff -r --no-dereference "$CORPUS" "$WORK/restored/$(basename "$CORPUS")" > /dev/null || die "restored tree differs from the corpus"
 rta=$(python3 -c "import sqlite3; print(sqlite3.connect('$WORK/state/history.sqlite').execute(\"select round(seconds,2) from steps where step='drill' order by id desc limit 1\").fetchone()[0])")
 size=$(du -sm "$CORPUS" | cut -f1)
 {
