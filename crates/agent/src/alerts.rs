@@ -117,8 +117,10 @@ fn unknown(s: &PlanStatus) -> Vec<(String, &'static str)> {
         .collect()
 }
 
-/// Open what is new, resolve what recovered, deliver each change once
-/// (an opening that did not reach every channel is sent again next time).
+/// Open what is new, resolve what recovered, deliver each change once.
+/// An opening that did not reach every channel is sent again at the next
+/// evaluation to the channels that did not take it (never twice to one that
+/// did); an incident that recovered in between gets its recovery instead.
 pub fn evaluate(
     history: &History,
     alerts: &Alerts,
@@ -131,18 +133,6 @@ pub fn evaluate(
     for (copy, kind, msg) in &now {
         history.open_incident(&s.plan, copy, kind, msg)?;
     }
-    for inc in history
-        .undelivered()?
-        .into_iter()
-        .filter(|i| i.plan == s.plan)
-    {
-        let (d, ok) = deliver(alerts, &alert_json(&inc, "open", host));
-        history.log_alert(&inc, "open", &d)?;
-        if ok {
-            history.mark_delivered(&inc.plan, &inc.copy, &inc.kind)?;
-        }
-        log.push(format!("alert: {} ({d})", inc.message));
-    }
     let open: Vec<Incident> = history
         .incidents()?
         .into_iter()
@@ -151,12 +141,20 @@ pub fn evaluate(
     for inc in open {
         let key = |c: &String, k: &str| *c == inc.copy && k == inc.kind;
         if now.iter().any(|(c, k, _)| key(c, k)) || unknown.iter().any(|(c, k)| key(c, k)) {
+            if !inc.delivered {
+                let d = deliver(alerts, &alert_json(&inc, "open", host), &inc.sent);
+                history.log_alert(&inc, "open", &d.summary())?;
+                let mut sent = inc.sent.clone();
+                sent.extend(d.took());
+                history.mark_sent(&inc, &sent, d.all_ok())?;
+                log.push(format!("alert: {} ({})", inc.message, d.summary()));
+            }
             continue;
         }
         if let Some(inc) = history.resolve_incident(&inc.plan, &inc.copy, &inc.kind)? {
-            let (d, _) = deliver(alerts, &alert_json(&inc, "resolved", host));
-            history.log_alert(&inc, "resolved", &d)?;
-            log.push(format!("recovered: {} ({d})", inc.message));
+            let d = deliver(alerts, &alert_json(&inc, "resolved", host), &[]);
+            history.log_alert(&inc, "resolved", &d.summary())?;
+            log.push(format!("recovered: {} ({})", inc.message, d.summary()));
         }
     }
     Ok(log)
@@ -176,35 +174,69 @@ pub fn close_stale(history: &History, cfg: &Config) -> Result<Vec<String>> {
         }
         if let Some(mut inc) = history.resolve_incident(&inc.plan, &inc.copy, &inc.kind)? {
             inc.message = format!("{} (closed: no longer in the config)", inc.message);
-            let (d, _) = deliver(&cfg.alerts, &alert_json(&inc, "resolved", &cfg.hostname));
-            history.log_alert(&inc, "resolved", &d)?;
+            let d = deliver(
+                &cfg.alerts,
+                &alert_json(&inc, "resolved", &cfg.hostname),
+                &[],
+            );
+            history.log_alert(&inc, "resolved", &d.summary())?;
             log.push(format!("closed: {}", inc.message));
         }
     }
     Ok(log)
 }
 
-/// Send one alert; says what happened to each channel, and whether every
-/// channel took it.
-pub fn deliver(alerts: &Alerts, v: &serde_json::Value) -> (String, bool) {
-    let mut out = Vec::new();
-    if let Some(cmd) = &alerts.command {
-        out.push(match run_command(cmd, v) {
-            Ok(()) => "command ok".to_string(),
-            Err(e) => format!("command failed: {e}"),
-        });
+/// What became of one alert on each channel.
+pub struct Delivery {
+    /// (channel, None if it took the alert or the error).
+    pub channels: Vec<(&'static str, Option<String>)>,
+}
+
+impl Delivery {
+    /// One line for the log and the history.
+    pub fn summary(&self) -> String {
+        if self.channels.is_empty() {
+            return "no alert channel configured".into();
+        }
+        self.channels
+            .iter()
+            .map(|(c, e)| match e {
+                None => format!("{c} ok"),
+                Some(e) => format!("{c} failed: {e}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
-    if let Some(url) = &alerts.webhook {
-        out.push(match post(url, v) {
-            Ok(()) => "webhook ok".to_string(),
-            Err(e) => format!("webhook failed: {e}"),
-        });
+
+    /// The channels that took it.
+    pub fn took(&self) -> Vec<String> {
+        self.channels
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|(c, _)| c.to_string())
+            .collect()
     }
-    if out.is_empty() {
-        return ("no alert channel configured".into(), true);
+
+    /// No channel failed.
+    pub fn all_ok(&self) -> bool {
+        self.channels.iter().all(|(_, e)| e.is_none())
     }
-    let ok = !out.iter().any(|o| o.contains("failed"));
-    (out.join(", "), ok)
+}
+
+/// Send one alert to every configured channel not in `skip`.
+pub fn deliver(alerts: &Alerts, v: &serde_json::Value, skip: &[String]) -> Delivery {
+    let wanted = |c: &str| !skip.iter().any(|s| s == c);
+    let mut channels = Vec::new();
+    if let Some(cmd) = alerts.command.as_ref().filter(|_| wanted("command")) {
+        channels.push((
+            "command",
+            run_command(cmd, v).err().map(|e| format!("{e:#}")),
+        ));
+    }
+    if let Some(url) = alerts.webhook.as_ref().filter(|_| wanted("webhook")) {
+        channels.push(("webhook", post(url, v).err().map(|e| format!("{e:#}"))));
+    }
+    Delivery { channels }
 }
 
 fn run_command(cmd: &str, v: &serde_json::Value) -> Result<()> {
@@ -448,6 +480,64 @@ mod tests {
             .unwrap()
             .iter()
             .any(|i| i.kind == "rpo_missed"));
+    }
+
+    #[test]
+    fn a_retry_goes_only_to_the_channel_that_failed_and_a_recovery_ends_retries() {
+        let d = tempfile::tempdir().unwrap();
+        let h = History::open(&d.path().join("h.sqlite")).unwrap();
+        let out = d.path().join("alerts");
+        // A webhook that answers 503 to its first request, 200 after.
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
+        let h2 = hits.clone();
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                let mut hits = h2.lock().unwrap();
+                let code = if hits.is_empty() { 503 } else { 200 };
+                hits.push(code);
+                let _ = req.respond(tiny_http::Response::empty(code));
+            }
+        });
+        let alerts = Alerts {
+            command: Some(format!("cat >> {}", out.display())),
+            webhook: Some(format!("http://127.0.0.1:{port}/hook")),
+        };
+        let mut s = status();
+        s.copies[0].rpo_met = Some(false);
+        let l = evaluate(&h, &alerts, "h", &s).unwrap();
+        assert!(
+            l[0].contains("command ok") && l[0].contains("webhook failed: HTTP 503"),
+            "{l:?}"
+        );
+        // Next evaluation: the webhook alone gets it again.
+        let l = evaluate(&h, &alerts, "h", &s).unwrap();
+        assert!(l[0].ends_with("(webhook ok)"), "{l:?}");
+        assert!(evaluate(&h, &alerts, "h", &s).unwrap().is_empty());
+        assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);
+        assert_eq!(*hits.lock().unwrap(), vec![503, 200]);
+        // An opening never delivered that recovers gets its recovery only.
+        let alerts_down = Alerts {
+            command: Some("exit 1".into()),
+            webhook: None,
+        };
+        s.copies[0].rpo_met = Some(true);
+        evaluate(&h, &alerts, "h", &s).unwrap();
+        s.last_run.as_mut().unwrap().result = "failed".into();
+        let l = evaluate(&h, &alerts_down, "h", &s).unwrap();
+        assert!(l[0].contains("command failed: exit status: 1"), "{l:?}");
+        s.last_run.as_mut().unwrap().result = "success".into();
+        let l = evaluate(&h, &alerts, "h", &s).unwrap();
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert!(l[0].starts_with("recovered: the last run"), "{l:?}");
+        let sent: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let states: Vec<_> = sent.iter().map(|v| v["state"].as_str().unwrap()).collect();
+        assert_eq!(states, ["open", "resolved", "resolved"]);
     }
 
     #[test]

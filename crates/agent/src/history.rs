@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     opened INTEGER NOT NULL,
     message TEXT NOT NULL,
     delivered INTEGER NOT NULL DEFAULT 0, -- 1 once its alert reached every channel
+    sent TEXT NOT NULL DEFAULT '',  -- the channels that took it so far: 'command', 'webhook'
     PRIMARY KEY (plan, copy, kind)
 );
 CREATE TABLE IF NOT EXISTS alerts (
@@ -153,6 +154,15 @@ pub struct Incident {
     pub message: String,
     /// Its alert reached every channel.
     pub delivered: bool,
+    /// The channels its opening reached so far.
+    pub sent: Vec<String>,
+}
+
+fn split_sent(s: String) -> Vec<String> {
+    s.split(',')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Create a directory (and its parents) readable by the owner only: the
@@ -164,6 +174,17 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create the state directory {}", dir.display()))
+}
+
+/// SQLite said another connection holds the lock.
+fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    })
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -180,46 +201,92 @@ pub struct History {
 }
 
 impl History {
-    /// Open (and create) the history at `path`.
+    /// Open (and create) the history at `path`. Two processes opening a
+    /// new file at once (the agent and `ironvault run`) take turns: setting
+    /// up the schema is retried while the other holds the database.
     pub fn open(path: &Path) -> Result<History> {
         if let Some(dir) = path.parent() {
             create_private_dir(dir)?;
         }
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the history database {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("cannot set up the history database {}", path.display()))?;
-        // Databases made before incidents recorded their delivery.
-        let has_delivered: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('incidents') WHERE name = 'delivered'")?
-            .exists([])?;
-        if !has_delivered {
-            conn.execute_batch(
-                "ALTER TABLE incidents ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1",
-            )?;
+        let name = path.display();
+        if !path.exists() {
+            // Owner-only from the start, even in an existing directory.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create the history database {name}"))?;
         }
-        let version: Option<String> = conn
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the history database {name}"))?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match Self::set_up(&conn, path) {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) if is_busy(&e) => anyhow::bail!(
+                    "the history database {name} stayed locked by another process for 30 s; \
+                     check that no stuck ironvault process holds it (fuser {name})"
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(History { conn })
+    }
+
+    fn set_up(conn: &Connection, path: &Path) -> Result<()> {
+        let name = path.display();
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(|| format!("cannot set up the history database {name}"))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+                .with_context(|| format!("cannot set up the history database {name}"))?;
+        tx.execute_batch(SCHEMA)
+            .with_context(|| format!("cannot set up the history database {name}"))?;
+        // Columns added after the first schema, for databases made before.
+        for (column, ddl) in [
+            (
+                "delivered",
+                "ALTER TABLE incidents ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1",
+            ),
+            (
+                "sent",
+                "ALTER TABLE incidents ADD COLUMN sent TEXT NOT NULL DEFAULT ''",
+            ),
+        ] {
+            let has: bool = tx
+                .prepare("SELECT 1 FROM pragma_table_info('incidents') WHERE name = ?1")?
+                .exists([column])?;
+            if !has {
+                tx.execute_batch(ddl)?;
+            }
+        }
+        let version: Option<String> = tx
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
                 r.get(0)
             })
             .optional()?;
         match version.map(|v| v.parse::<i64>().unwrap_or(i64::MAX)) {
             None => {
-                conn.execute(
+                tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
                     [SCHEMA_VERSION.to_string()],
                 )?;
             }
             Some(v) if v > SCHEMA_VERSION => anyhow::bail!(
-                "the history database {} was written by a newer ironvault (schema {v}); upgrade this one",
-                path.display()
+                "the history database {name} was written by a newer ironvault (schema {v}); upgrade this one"
             ),
             Some(_) => {}
         }
-        Ok(History { conn })
+        tx.commit()?;
+        Ok(())
     }
 
     /// A write transaction taken at once (BEGIN IMMEDIATE), so another
@@ -463,7 +530,7 @@ impl History {
         let tx = self.immediate()?;
         let inc = tx
             .query_row(
-                "SELECT plan, copy, kind, opened, message, delivered FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+                "SELECT plan, copy, kind, opened, message, delivered, sent FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
                 params![plan, copy, kind],
                 |r| {
                     Ok(Incident {
@@ -473,6 +540,7 @@ impl History {
                         opened: from_ms(r.get(3)?),
                         message: r.get(4)?,
                         delivered: r.get(5)?,
+                        sent: split_sent(r.get(6)?),
                     })
                 },
             )
@@ -487,11 +555,12 @@ impl History {
         Ok(inc)
     }
 
-    /// Mark an open incident's alert as delivered to every channel.
-    pub fn mark_delivered(&self, plan: &str, copy: &str, kind: &str) -> Result<()> {
+    /// Record which channels an open incident's alert reached, and
+    /// whether that is every channel.
+    pub fn mark_sent(&self, inc: &Incident, sent: &[String], all: bool) -> Result<()> {
         self.conn.execute(
-            "UPDATE incidents SET delivered = 1 WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
-            params![plan, copy, kind],
+            "UPDATE incidents SET sent = ?4, delivered = ?5 WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+            params![inc.plan, inc.copy, inc.kind, sent.join(","), all],
         )?;
         Ok(())
     }
@@ -508,7 +577,7 @@ impl History {
     /// Every open incident.
     pub fn incidents(&self) -> Result<Vec<Incident>> {
         let mut st = self.conn.prepare(
-            "SELECT plan, copy, kind, opened, message, delivered FROM incidents ORDER BY plan, copy, kind",
+            "SELECT plan, copy, kind, opened, message, delivered, sent FROM incidents ORDER BY plan, copy, kind",
         )?;
         let rows = st.query_map([], |r| {
             Ok(Incident {
@@ -518,6 +587,7 @@ impl History {
                 opened: from_ms(r.get(3)?),
                 message: r.get(4)?,
                 delivered: r.get(5)?,
+                sent: split_sent(r.get(6)?),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -536,6 +606,29 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_opening_a_new_history_at_once_take_turns() {
+        use std::os::unix::fs::PermissionsExt;
+        for _ in 0..5 {
+            let d = tempfile::tempdir().unwrap();
+            let path = d.path().join("history.sqlite");
+            let threads: Vec<_> = (0..6)
+                .map(|i| {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        let h = History::open(&path)?;
+                        h.start_run(&format!("p{i}"), "run", "manual", None)
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 
     #[test]
     fn runs_steps_and_incidents_survive_reopening() {
