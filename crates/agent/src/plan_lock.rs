@@ -1,6 +1,8 @@
 //! One run of a plan at a time, across the agent and `ironvault run`/`drill`:
 //! an flock on `<state_dir>/locks/<plan>.lock`, released when its holder exits
-//! (also when it is killed).
+//! (also when it is killed). Retention on one repository, one plan at a time
+//! on this host: `<state_dir>/locks/retention-<hash of the URL>.lock`, so two
+//! plans sharing a repository do not prune it at once.
 
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -15,9 +17,39 @@ pub struct PlanLock {
 impl PlanLock {
     /// Take the plan's lock, or None if another process holds it.
     pub fn try_acquire(state_dir: &Path, plan: &str) -> Result<Option<PlanLock>> {
+        Self::try_file(state_dir, &format!("{plan}.lock"))
+    }
+
+    /// Take the retention lock of the repository at `url`, waiting while
+    /// another plan holds it; None if `stop` says to give up.
+    pub fn retention(
+        state_dir: &Path,
+        url: &str,
+        stop: &dyn Fn() -> bool,
+        mut waiting: impl FnMut(),
+    ) -> Result<Option<PlanLock>> {
+        let hash = ironvault_core::format::Id::hash_of(url.as_bytes()).to_hex();
+        let file = format!("retention-{}.lock", &hash[..16]);
+        let mut told = false;
+        loop {
+            if let Some(l) = Self::try_file(state_dir, &file)? {
+                return Ok(Some(l));
+            }
+            if stop() {
+                return Ok(None);
+            }
+            if !told {
+                waiting();
+                told = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn try_file(state_dir: &Path, file: &str) -> Result<Option<PlanLock>> {
         let dir = state_dir.join("locks");
         crate::history::create_private_dir(&dir)?;
-        let path = dir.join(format!("{plan}.lock"));
+        let path = dir.join(file);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -50,5 +82,34 @@ mod tests {
         assert!(PlanLock::try_acquire(d.path(), "other").unwrap().is_some());
         drop(a);
         assert!(PlanLock::try_acquire(d.path(), "erp").unwrap().is_some());
+    }
+
+    #[test]
+    fn retention_waits_for_the_other_plan_on_the_same_repository() {
+        let d = tempfile::tempdir().unwrap();
+        let never = || false;
+        let a = PlanLock::retention(d.path(), "/r/one", &never, || {}).unwrap();
+        assert!(a.is_some());
+        // Another repository is free.
+        assert!(PlanLock::retention(d.path(), "/r/two", &never, || {})
+            .unwrap()
+            .is_some());
+        // The same one: waits (says so once), and gives up when told to stop.
+        let mut waited = 0;
+        let t = std::time::Instant::now();
+        let stop = || t.elapsed() > std::time::Duration::from_millis(500);
+        let b = PlanLock::retention(d.path(), "/r/one", &stop, || waited += 1).unwrap();
+        assert!(b.is_none());
+        assert_eq!(waited, 1);
+        // Released by a thread while the second waits: the second gets it.
+        let dir = d.path().to_path_buf();
+        let h = std::thread::spawn(move || {
+            PlanLock::retention(&dir, "/r/one", &|| false, || {})
+                .unwrap()
+                .is_some()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(a);
+        assert!(h.join().unwrap());
     }
 }

@@ -111,13 +111,14 @@ impl Runner<'_> {
         c
     }
 
-    /// Run a step at the plan's nice/ionice; it stops when the run is stopped.
-    fn exec(&self, cmd: Command, plan: &Plan) -> Result<Finished> {
+    /// Run a step on `repo` at the plan's nice/ionice; it stops when the run
+    /// is stopped.
+    fn exec(&self, cmd: Command, plan: &Plan, repo: &Repository) -> Result<Finished> {
         let limits = Limits {
             nice: plan.nice,
             ionice: plan.ionice,
         };
-        self.exec_with(cmd, plan, limits, self.stop)
+        self.exec_with(cmd, plan, limits, self.stop, Some(repo))
     }
 
     fn exec_with(
@@ -126,12 +127,40 @@ impl Runner<'_> {
         plan: &Plan,
         limits: Limits,
         stop: &(dyn Fn() -> bool + Sync),
+        repo: Option<&Repository>,
     ) -> Result<Finished> {
         let prefix = format!("[{}] ", plan.name);
         let log = self.log;
         let on_line = move |l: &str| log(&format!("{prefix}{l}"));
-        child::run(cmd, limits, stop, STOP_GRACE, &on_line)
-            .with_context(|| format!("cannot start {}", self.exe.display()))
+        let mut f = child::run(cmd, limits, stop, STOP_GRACE, &on_line)
+            .with_context(|| format!("cannot start {}", self.exe.display()))?;
+        if let Some(repo) = repo {
+            self.explain(&mut f, plan, repo);
+        }
+        Ok(f)
+    }
+
+    /// The command's advice is for someone typing it (`ironvault init`, the
+    /// password flags); a plan's step says what to look at in the config.
+    fn explain(&self, f: &mut Finished, plan: &Plan, repo: &Repository) {
+        let (name, url, file) = (&repo.name, &repo.url, self.cfg.file.display());
+        let why = match f.code {
+            Some(EXIT_MISSING) => {
+                let new = match plan.copies.first().filter(|first| *first != name) {
+                    Some(first) => format!(
+                        "if it is a new copy, create it with 'ironvault init --repo {url} --from-repo {}'",
+                        self.repo(first).map(|r| r.url.as_str()).unwrap_or(first)
+                    ),
+                    None => format!("if it is new, create it with 'ironvault init --repo {url}'"),
+                };
+                format!("repository {name} ({url}) is not there: is its disk mounted or its bucket reachable? {new}")
+            }
+            Some(EXIT_WRONG_PASSWORD) => format!(
+                "wrong password for repository {name} ({url}): check its password_file or password_command in {file}"
+            ),
+            _ => return,
+        };
+        f.error = Some(why);
     }
 
     /// The plan's snapshots of this host on a repository, oldest first.
@@ -149,7 +178,7 @@ impl Runner<'_> {
             "--host",
             &self.cfg.hostname,
         ]);
-        let f = self.exec(c, plan)?;
+        let f = self.exec(c, plan, repo)?;
         if f.code != Some(0) {
             bail!("cannot list snapshots of {}: {}", repo.name, f.failure());
         }
@@ -188,7 +217,7 @@ impl Runner<'_> {
         let never = || false;
         let stop: &(dyn Fn() -> bool + Sync) = if which == "after" { &never } else { self.stop };
         let f = self
-            .exec_with(c, plan, limits, stop)
+            .exec_with(c, plan, limits, stop, None)
             .unwrap_or_else(|e| Finished {
                 error: Some(e.to_string()),
                 ..Finished::default()
@@ -303,10 +332,17 @@ impl Runner<'_> {
                 if copy_failed && *name == plan.copies[0] {
                     // Snapshots that did not reach every copy must stay on the
                     // first until they have.
-                    (self.log)(&format!(
-                        "[{}] retention on {name} skipped: a copy failed, so its snapshots stay until every copy has them",
-                        plan.name
-                    ));
+                    self.step(run, &mut rep, "retention", Some(name), || {
+                        (
+                            Outcome::Skipped,
+                            StepEnd {
+                                error: Some(
+                                    "a copy failed, so the snapshots stay here until every copy has them".into(),
+                                ),
+                                ..StepEnd::default()
+                            },
+                        )
+                    })?;
                     continue;
                 }
                 if (self.stop)() {
@@ -314,11 +350,28 @@ impl Runner<'_> {
                     break;
                 }
                 let repo = self.repo(name)?;
+                // Plans sharing this repository take turns on this host.
+                let waiting = || {
+                    (self.log)(&format!(
+                        "[{}] retention ({name}): waiting for another plan's retention on the same repository",
+                        plan.name
+                    ))
+                };
+                let Some(_turn) = crate::plan_lock::PlanLock::retention(
+                    &self.cfg.state_dir,
+                    &repo.url,
+                    self.stop,
+                    waiting,
+                )?
+                else {
+                    stopped = true;
+                    break;
+                };
                 let o = self.step(run, &mut rep, "retention", Some(name), || {
                     let mut c = self.command(repo);
                     c.args(["forget", "--tag", &plan.tag(), "--host", &self.cfg.hostname]);
                     c.args(keep.args());
-                    let f = match self.exec(c, plan) {
+                    let f = match self.exec(c, plan, repo) {
                         Ok(f) => f,
                         Err(e) => return failed_end(e),
                     };
@@ -336,7 +389,24 @@ impl Runner<'_> {
                     }
                     let mut c = self.command(repo);
                     c.arg("prune");
-                    match self.exec(c, plan) {
+                    match self.exec(c, plan, repo) {
+                        // Another host's prune (or repair) holds the repository:
+                        // what this forget removed is freed by the next prune.
+                        Ok(f) if f.code == Some(EXIT_LOCKED) => (
+                            Outcome::Warning,
+                            StepEnd {
+                                seconds: Some(f.seconds),
+                                bytes: Some(0),
+                                error: Some(format!(
+                                    "prune postponed: {}; the data of the snapshots forgotten now is freed by the next prune",
+                                    f.error
+                                        .as_deref()
+                                        .and_then(|e| e.split(';').next())
+                                        .unwrap_or("the repository is busy")
+                                )),
+                                ..StepEnd::default()
+                            },
+                        ),
                         Ok(f) => {
                             let s = f.summary();
                             let freed = s.as_ref().and_then(|s| s["bytes_freed"].as_u64());
@@ -409,7 +479,7 @@ impl Runner<'_> {
                 c.args(["/bin/sh", "-c", command]);
             }
         }
-        match self.exec(c, plan) {
+        match self.exec(c, plan, repo) {
             Ok(f) => {
                 let s = f.summary();
                 let snapshot = s
@@ -477,7 +547,7 @@ impl Runner<'_> {
             c.arg("--from-password-command").arg(cmd);
         }
         c.args(&ids);
-        match self.exec(c, plan) {
+        match self.exec(c, plan, dst) {
             Ok(f) => {
                 let s = f.summary();
                 let bytes = s.as_ref().map(|s| {
@@ -552,7 +622,7 @@ impl Runner<'_> {
             c.arg(&target);
             // At full speed whatever the plan's nice: the RTA is how fast a
             // real recovery would be.
-            let res = self.exec_with(c, plan, Limits::default(), self.stop);
+            let res = self.exec_with(c, plan, Limits::default(), self.stop, Some(repo));
             let _ = std::fs::remove_dir_all(&target);
             match res {
                 Ok(f) => {
@@ -584,8 +654,24 @@ impl Runner<'_> {
                     end.error = Some(if bad.is_empty() {
                         f.failure()
                     } else {
+                        // Name the files as the snapshot does, not by where
+                        // the sandbox put them.
+                        let sandbox = format!("{}/", target.display());
+                        let bad: Vec<String> =
+                            bad.iter().map(|e| e.replace(&sandbox, "/")).collect();
+                        let other = plan.copies.iter().find(|c| *c != copy);
+                        let fix = match other.and_then(|o| self.repo(o).ok()) {
+                            Some(o) => format!(
+                                "; 'ironvault --repo {} check --read-data' lists the damage, 'ironvault --repo {} repair packs --from-repo {}' mends it from copy {}",
+                                repo.url, repo.url, o.url, o.name
+                            ),
+                            None => format!(
+                                "; 'ironvault --repo {} check --read-data' lists the damage",
+                                repo.url
+                            ),
+                        };
                         format!(
-                            "{} damaged or not restorable: {}",
+                            "{} damaged or not restorable: {}{fix}",
                             count(bad.len(), "file"),
                             bad.join("; ")
                         )
@@ -629,6 +715,11 @@ fn fresh_dir(root: &Path, name: &str) -> Result<PathBuf> {
         .with_context(|| format!("cannot create the drill directory {}", target.display()))?;
     Ok(target)
 }
+
+/// Exit codes of the `ironvault` commands the steps run.
+const EXIT_MISSING: i32 = 10;
+const EXIT_LOCKED: i32 = 11;
+const EXIT_WRONG_PASSWORD: i32 = 12;
 
 fn failed_end(e: anyhow::Error) -> (Outcome, StepEnd) {
     (

@@ -313,11 +313,35 @@ fn a_drill_measures_the_rta_and_a_damaged_copy_fails_naming_the_files() {
         err.contains("error: drill of plan files from second FAILED"),
         "{err}"
     );
+    // Named as in the snapshot (where `ls` shows it), not by the sandbox.
+    let last = err.lines().last().unwrap();
     assert!(
-        err.contains("db/data.bin"),
-        "the damaged file is named: {err}"
+        last.contains("1 file damaged or not restorable: /src/db/data.bin: blob"),
+        "{err}"
     );
+    assert!(!last.contains("state/drills"), "{err}");
+    let fix = format!(
+        "'ironvault --repo {0} repair packs --from-repo {1}' mends it from copy local",
+        p.env.path("second").display(),
+        p.env.repo.display()
+    );
+    assert!(last.contains(&fix), "{err}");
     assert!(out.contains("drill     second: failed"), "{out}");
+    // Doing what it says mends the copy: the drill passes again.
+    let o = p
+        .env
+        .cmd(&[
+            "repair",
+            "packs",
+            "--from-repo",
+            p.env.repo.to_str().unwrap(),
+        ])
+        .env("IRONVAULT_REPO", p.env.path("second"))
+        .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    p.expect(&["drill", "files", "--copy", "second"], 0);
     // The primary copy is fine and its drill passes.
     p.expect(&["drill", "files", "--copy", "local"], 0);
     let (_, err) = p.expect(&["drill", "files", "--copy", "tape"], 1);
@@ -373,4 +397,187 @@ fn one_run_of_a_plan_at_a_time_and_a_killed_run_is_recorded_as_abandoned() {
         .contains("killed or crashed"));
     assert_eq!(results[1].0, "success");
     p.repo("local", &["check"]);
+}
+
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: scripts/test.sh runs it with --features failpoints"
+)]
+#[test]
+fn plans_sharing_a_repository_take_turns_at_retention_and_another_hosts_prune_postpones_ours() {
+    let p = Plans::new("");
+    let mut plans = String::new();
+    for name in ["a", "b"] {
+        let src = p.env.path(&format!("src-{name}"));
+        write(&src.join("f.txt"), name.as_bytes());
+        plans += &format!(
+            "[plan.{name}]\npaths = [\"{}\"]\ncopies = [\"local\"]\nkeep = {{ last = 1 }}\n",
+            src.display()
+        );
+    }
+    p.add(&plans);
+    let churn = |name: &str, round: usize| {
+        let f = p.env.path(&format!("src-{name}/r{round}.bin"));
+        write(&f, &vec![round as u8; 300_000 + round]);
+    };
+    for name in ["a", "b"] {
+        p.expect(&["run", name], 0);
+    }
+    // Plan a's prune holds its deletion list; plan b, on the same host,
+    // waits for it instead of failing on the repository's lock.
+    churn("a", 1);
+    churn("b", 1);
+    let gate = p.env.path("gate");
+    let mut a = p
+        .cmd(&["run", "a"])
+        .env(
+            "IRONVAULT_PAUSE",
+            format!("prune-deletions-listed={}", gate.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = PathBuf::from(format!("{}.reached", gate.display()));
+    let t = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(t.elapsed().as_secs() < 60, "plan a's prune never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut b = p
+        .cmd(&["run", "b"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(b.try_wait().unwrap().is_none(), "plan b did not wait");
+    write(&gate, b"");
+    for (name, child) in [("a", &mut a), ("b", &mut b)] {
+        let st = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(st.success(), "plan {name}: {st}\n{err}");
+        if name == "b" {
+            assert!(
+                err.contains("waiting for another plan's retention on the same repository"),
+                "{err}"
+            );
+        }
+    }
+    std::fs::remove_file(&gate).unwrap();
+    std::fs::remove_file(&reached).unwrap();
+    // Another host (its own state directory) finds a's prune running: b's
+    // forget is done, its prune is postponed with a warning, not a failure.
+    churn("a", 2);
+    churn("b", 2);
+    let other = p.env.path("other-host.toml");
+    write(
+        &other,
+        std::fs::read_to_string(&p.cfg)
+            .unwrap()
+            .replace("/state\"", "/state-other\"")
+            .as_bytes(),
+    );
+    let mut a = p
+        .cmd(&["run", "a"])
+        .env(
+            "IRONVAULT_PAUSE",
+            format!("prune-deletions-listed={}", gate.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(t.elapsed().as_secs() < 60, "plan a's prune never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = p
+        .cmd(&["--config", other.to_str().unwrap(), "run", "b"])
+        .output()
+        .unwrap();
+    write(&gate, b"");
+    assert!(a.wait().unwrap().success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(out.contains("retention local: warning"), "{out}");
+    assert!(
+        out.contains("prune postponed: the repository is locked by a prune on"),
+        "{out}"
+    );
+    assert_eq!(p.snapshots("local").len(), 2);
+    p.repo("local", &["check"]);
+    // The next run of b prunes what was postponed.
+    let (out, _) = p.expect(&["--config", other.to_str().unwrap(), "run", "b"], 0);
+    assert!(out.contains("retention local: success"), "{out}");
+}
+
+#[test]
+fn a_failed_copy_keeps_the_first_copys_snapshots_and_the_history_says_so() {
+    let p = Plans::new("");
+    let src = p.env.path("src");
+    write(&src.join("a.txt"), b"x\n");
+    p.add(&format!(
+        "[plan.files]\npaths = [\"{}\"]\ncopies = [\"local\", \"second\"]\nkeep = {{ last = 1 }}\n",
+        src.display()
+    ));
+    p.expect(&["run", "files"], 0);
+    // The second copy's disk is gone: the copy fails, local keeps both snapshots.
+    std::fs::rename(p.env.path("second"), p.env.path("second-away")).unwrap();
+    let (out, err) = p.expect(&["run", "files"], 1);
+    assert!(out.contains("copy      second: failed"), "{out}");
+    assert!(out.contains("retention local: skipped"), "{out}");
+    assert!(err.contains("copy to second failed"), "{err}");
+    let second = p.env.path("second");
+    let hint = format!(
+        "repository second ({0}) is not there: is its disk mounted or its bucket reachable? \
+         if it is a new copy, create it with 'ironvault init --repo {0} --from-repo {1}'",
+        second.display(),
+        p.env.repo.display()
+    );
+    assert!(out.contains(&hint), "{out}");
+    assert_eq!(p.snapshots("local").len(), 2);
+    let r: (String, String) = p
+        .history()
+        .query_row(
+            "SELECT result, error FROM steps WHERE step = 'retention' AND copy = 'local' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(r.0, "skipped");
+    assert!(r.1.contains("until every copy has them"), "{}", r.1);
+    // The disk is back: the next run copies both and thins local out.
+    std::fs::rename(p.env.path("second-away"), p.env.path("second")).unwrap();
+    p.expect(&["run", "files"], 0);
+    assert_eq!(p.snapshots("local").len(), 1);
+    assert_eq!(p.snapshots("second").len(), 1);
+    assert_eq!(
+        p.snapshots("second")[0]["id"],
+        p.snapshots("local")[0]["id"]
+    );
+    // A wrong password names the config's setting, not command-line flags.
+    write(&p.env.path("wrong"), b"not the password\n");
+    let pass = p.env.path("pass");
+    p.replace(
+        &format!(
+            "url = \"{}\"\npassword_file = \"{}\"",
+            second.display(),
+            pass.display()
+        ),
+        &format!(
+            "url = \"{}\"\npassword_file = \"{}\"",
+            second.display(),
+            p.env.path("wrong").display()
+        ),
+    );
+    let (out, _) = p.expect(&["run", "files"], 1);
+    let hint = format!(
+        "wrong password for repository second ({}): check its password_file or password_command in {}",
+        second.display(),
+        p.cfg.display()
+    );
+    assert!(out.contains(&hint), "{out}");
 }

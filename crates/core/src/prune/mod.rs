@@ -230,6 +230,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
         let _ = b.delete(&list_name);
         return Err(e);
     }
+    failpoint::pause("prune-deletions-listed");
     let l1: Vec<String> = list_locks(b.as_ref(), &key)?
         .into_iter()
         .map(|(n, _)| n)
