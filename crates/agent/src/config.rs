@@ -184,6 +184,8 @@ pub struct Config {
     pub alerts: Alerts,
     pub repositories: BTreeMap<String, Repository>,
     pub plans: BTreeMap<String, Plan>,
+    /// What works but should be fixed (`config check` and the agent print them).
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
@@ -288,6 +290,7 @@ struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
@@ -307,6 +310,27 @@ impl Checker<'_> {
             line,
             msg: msg.into(),
         });
+    }
+
+    /// Something that works but should be fixed; the config is still used.
+    fn warn(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>) {
+        let line = self.line_of(span.start);
+        self.warnings.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            msg: msg.into(),
+        });
+    }
+
+    /// The line a span starts on, as written, to quote in a message.
+    fn quote(&self, span: &std::ops::Range<usize>) -> Option<String> {
+        let start = span.start.min(self.text.len());
+        let from = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let to = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let line = self.text[from..to].trim();
+        (!line.is_empty()).then(|| line.to_string())
     }
 
     fn duration(&mut self, v: &Option<Spanned<String>>, key: &str) -> Option<Duration> {
@@ -357,6 +381,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         file,
         text,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(r) => r,
@@ -366,15 +391,46 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             if msg.starts_with("unknown field") {
                 msg.push_str(" (a misspelt key? docs/config.md lists every key)");
             }
+            if let Some(line) = c.quote(&span) {
+                msg = format!("{msg}, in `{line}`");
+            }
             c.err(span, msg);
             return Err(ConfigErrors(c.errors));
         }
     };
-    let cfg = check(&mut c, raw);
+    let mut cfg = check(&mut c, raw);
     if c.errors.is_empty() {
+        c.warnings.sort_by_key(|e| e.line);
+        cfg.warnings = c.warnings;
         Ok(cfg)
     } else {
+        // In the order of the file, as an editor shows them.
+        c.errors.sort_by_key(|e| e.line);
         Err(ConfigErrors(c.errors))
+    }
+}
+
+/// A password file must exist, be readable and hold a password; one that
+/// others can read is a warning.
+fn check_password_file(c: &mut Checker, name: &str, f: &Spanned<PathBuf>) {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let path = f.get_ref();
+    let shown = path.display();
+    match std::fs::File::open(path) {
+        Err(e) => c.err(f.span(), format!("repository {name}: cannot read password file {shown} ({e}); create it (one line, mode 0600) or fix the path")),
+        Ok(file) => {
+            let mut first = String::new();
+            let _ = std::io::BufReader::new(&file).read_line(&mut first);
+            if first.trim_end_matches(['\n', '\r']).is_empty() {
+                c.err(f.span(), format!("repository {name}: password file {shown} is empty (its first line is the password)"));
+            }
+            if let Ok(m) = file.metadata() {
+                if m.permissions().mode() & 0o004 != 0 {
+                    c.warn(f.span(), format!("repository {name}: password file {shown} can be read by every user of this host; chmod 600 {shown}"));
+                }
+            }
+        }
     }
 }
 
@@ -392,6 +448,10 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
             c.err(r.url.span(), format!("repository {name}: url is empty; give a directory or s3:https://HOST/BUCKET[/PREFIX]"));
         } else if !object && !url.starts_with('/') {
             c.err(r.url.span(), format!("repository {name}: url {url:?} is neither an absolute directory nor s3:http(s)://HOST/BUCKET[/PREFIX]"));
+        } else if object {
+            if let Err(e) = ironvault_core::backend::s3::S3Location::parse(&url) {
+                c.err(r.url.span(), format!("repository {name}: {e}"));
+            }
         }
         let medium = match r.medium.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
             None => {
@@ -426,11 +486,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
         match (&r.password_file, &r.password_command) {
             (Some(_), Some(_)) => c.err(span.clone(), format!("repository {name}: give password_file or password_command, not both")),
             (None, None) => c.err(span.clone(), format!("repository {name}: no password source; add password_file = \"/etc/ironvault/{name}.pass\" (first line is the password) or password_command")),
-            (Some(f), None) => {
-                if let Err(e) = std::fs::File::open(f.get_ref()) {
-                    c.err(f.span(), format!("repository {name}: cannot read password file {} ({e}); create it (one line, mode 0600) or fix the path", f.get_ref().display()));
-                }
-            }
+            (Some(f), None) => check_password_file(c, name, f),
             _ => {}
         }
         if let Some(ca) = &r.cacert {
@@ -526,6 +582,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
         alerts: alerts.unwrap_or_default(),
         repositories,
         plans,
+        warnings: Vec::new(),
     }
 }
 

@@ -11,6 +11,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let mut total: u64 = 0;
     let mut num = String::new();
     for c in t.chars() {
+        if c.is_whitespace() && num.is_empty() {
+            // "1h 30m" reads as "1h30m"; "1 h" stays an error below.
+            continue;
+        }
         if c.is_ascii_digit() {
             num.push(c);
             continue;
@@ -69,6 +73,8 @@ mod tests {
         assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse("2w1d"), Ok(Duration::from_secs(15 * 86_400)));
         assert_eq!(parse(" 45s "), Ok(Duration::from_secs(45)));
+        assert_eq!(parse("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse("1 h").is_err());
         assert!(parse("15").unwrap_err().contains("no unit"));
         assert!(parse("15min").unwrap_err().contains("unknown unit 'i'"));
         assert!(parse("h")

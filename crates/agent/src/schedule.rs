@@ -27,10 +27,16 @@ impl Schedule {
             .build()
             .parse(text)
             .map_err(|e| format!("schedule {text:?} is not a valid cron expression: {e}"))?;
-        Ok(Schedule {
+        let s = Schedule {
             cron,
             text: text.to_string(),
-        })
+        };
+        if s.next_after(&chrono::Utc::now()).is_none() {
+            return Err(format!(
+                "schedule {text:?} names no date that exists (such as 31 February), so it would never run"
+            ));
+        }
+        Ok(s)
     }
 
     /// The first time strictly after `t` that the schedule names.

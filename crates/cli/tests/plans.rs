@@ -47,12 +47,43 @@ fn config_check_names_file_line_and_fix() {
     let p = Plans::new(
         "[plan.files]\npaths = [\"/tmp\"]\ncopies = [\"local\"]\nschedule = \"*/5 * * * * *\"\n",
     );
-    let (out, _) = p.expect(&["config", "check"], 0);
+    let (out, err) = p.expect(&["config", "check"], 0);
     assert!(out.contains(": ok (2 repositories, 1 plan)"), "{out}");
     assert!(
         out.contains("plan files: runs at \"*/5 * * * * *\", copies local"),
         "{out}"
     );
+    assert!(err.is_empty(), "a 0600 password file is no warning: {err}");
+    // JSON for scripts, also when the config is broken.
+    let (out, _) = p.expect(&["config", "check", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["plans"], serde_json::json!(["files"]));
+    let pass = p.env.path("pass");
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (_, err) = p.expect(&["config", "check"], 0);
+    assert!(
+        err.contains(&format!(
+            "warning: {}:5: repository local: password file {1} can be read by every user of this host; chmod 600 {1}",
+            p.cfg.display(),
+            pass.display()
+        )),
+        "{err}"
+    );
+    p.replace("*/5 * * * * *", "*/5 * * *");
+    let (out, err) = p.expect(&["config", "check", "--json"], 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"][0]["line"], 12);
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("plan files: schedule \"*/5 * * *\" has 4 fields"),
+        "{v}"
+    );
+    assert!(err.contains("error: 1 problem in the config"), "{err}");
+    p.replace("*/5 * * *", "*/5 * * * * *");
     let (_, err) = p.expect(&["run", "nope"], 1);
     assert!(
         err.contains("no plan \"nope\" in") && err.contains("plans: files"),

@@ -37,6 +37,12 @@ pub(super) fn check_plan(
             Some(Source::Paths(p.paths.clone()))
         }
         (true, Some(cmd)) => {
+            if cmd.get_ref().trim().is_empty() {
+                c.err(
+                    cmd.span(),
+                    format!("plan {name}: command is empty; give the command whose standard output is backed up, e.g. command = \"mysqldump --all-databases\""),
+                );
+            }
             let filename = p
                 .filename
                 .clone()

@@ -253,3 +253,95 @@ fn stream_names_tags_paths_and_copy_credentials_are_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn urls_commands_impossible_schedules_and_password_files_are_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path());
+    let line_of = |needle: &str| good.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let all = |t: &str| errors(t).join("\n");
+    // An S3 url in another tool's spelling.
+    let e = all(&good.replace(
+        "s3:https://s3.example.net/backups/erp01",
+        "s3://backups/erp01",
+    ));
+    assert!(
+        e.contains(&format!(
+            ":{}: repository cloud: S3 location s3://backups/erp01: expected s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]",
+            line_of("s3:https")
+        )),
+        "{e}"
+    );
+    // An empty stream command.
+    let e = all(&good.replace("paths = [\"/data/erp\"]", "command = \" \""));
+    assert!(e.contains("plan erp: command is empty"), "{e}");
+    // A date that never comes.
+    let e = all(&good.replace("*/15 * * * *", "0 0 31 2 *"));
+    assert!(
+        e.contains("schedule \"0 0 31 2 *\" names no date that exists (such as 31 February), so it would never run"),
+        "{e}"
+    );
+    assert!(parse(Path::new("x"), &good.replace("*/15 * * * *", "0 0 29 2 *")).is_ok());
+    // An empty password file.
+    std::fs::write(d.path().join("cloud.pass"), "\n").unwrap();
+    let e = all(&good);
+    assert!(
+        e.contains(&format!(
+            ":{}: repository cloud: password file {}/cloud.pass is empty",
+            line_of("cloud.pass"),
+            d.path().display()
+        )),
+        "{e}"
+    );
+    // Readable by everyone: accepted, with a warning naming the fix.
+    let pass = d.path().join("cloud.pass");
+    std::fs::write(&pass, "secret\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        d.path().join("local.pass"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let cfg = parse(Path::new("x"), &good).unwrap();
+    let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        [format!(
+            "x:{line}: repository cloud: password file {p} can be read by every user of this host; chmod 600 {p}",
+            line = line_of("cloud.pass"),
+            p = pass.display()
+        )]
+    );
+}
+
+#[test]
+fn problems_come_in_file_order_and_type_errors_quote_the_line() {
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path());
+    let line_of = |needle: &str| good.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    // Two problems found in a different order than they stand.
+    let e = errors(
+        &good
+            .replace("rpo = \"15m\"", "rpo = \"15\"")
+            .replace("url = \"/backup/ironvault\"", "url = \"backup\""),
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains(&format!(
+            ":{}: repository local",
+            line_of("/backup/ironvault")
+        )),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains(&format!(":{}: plan erp: rpo", line_of("rpo ="))),
+        "{e:?}"
+    );
+    // A value of the wrong type: the line is quoted so the key is plain.
+    let e = errors(&good.replace("rpo = \"15m\"", "rpo = 15"));
+    assert!(
+        e[0].contains(&format!(":{}: ", line_of("rpo ="))) && e[0].ends_with(", in `rpo = 15`"),
+        "{e:?}"
+    );
+}

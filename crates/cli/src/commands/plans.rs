@@ -20,7 +20,7 @@ pub fn config_path(cli: &Cli) -> PathBuf {
 
 /// Load and check the config; a broken one is an error naming file and line.
 pub fn load(cli: &Cli) -> Result<Config> {
-    config::load(&config_path(cli)).map_err(|e| {
+    let cfg = config::load(&config_path(cli)).map_err(|e| {
         anyhow::Error::new(Coded {
             code: 1,
             msg: if e.0.len() == 1 {
@@ -29,7 +29,13 @@ pub fn load(cli: &Cli) -> Result<Config> {
                 format!("{} problems in the config:\n{e}", e.0.len())
             },
         })
-    })
+    })?;
+    if !cli.quiet {
+        for w in &cfg.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(cfg)
 }
 
 #[derive(clap::Args)]
@@ -47,15 +53,37 @@ enum ConfigCmd {
 pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<u8> {
     match a.cmd {
         ConfigCmd::Check => {
-            let cfg = load(cli)?;
+            let problems = |v: &[config::ConfigError]| {
+                v.iter()
+                    .map(|e| serde_json::json!({"line": e.line, "message": e.msg}))
+                    .collect::<Vec<_>>()
+            };
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"file": cfg.file, "ok": true,
-                        "repositories": cfg.repositories.keys().collect::<Vec<_>>(),
-                        "plans": cfg.plans.keys().collect::<Vec<_>>()})
-                );
-            } else if !cli.quiet {
+                // A script gets JSON either way: the problems, or what is there.
+                let file = config_path(cli);
+                match config::load(&file) {
+                    Err(e) => {
+                        println!(
+                            "{}",
+                            serde_json::json!({"file": file, "ok": false, "errors": problems(&e.0)})
+                        );
+                        return Err(anyhow::Error::new(Coded {
+                            code: 1,
+                            msg: format!("{} in the config", plural(e.0.len() as u64, "problem")),
+                        }));
+                    }
+                    Ok(cfg) => println!(
+                        "{}",
+                        serde_json::json!({"file": cfg.file, "ok": true,
+                            "warnings": problems(&cfg.warnings),
+                            "repositories": cfg.repositories.keys().collect::<Vec<_>>(),
+                            "plans": cfg.plans.keys().collect::<Vec<_>>()})
+                    ),
+                }
+                return Ok(0);
+            }
+            let cfg = load(cli)?;
+            if !cli.quiet {
                 println!(
                     "{}: ok ({}, {})",
                     cfg.file.display(),

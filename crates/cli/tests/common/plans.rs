@@ -17,6 +17,9 @@ impl Plans {
         env.init();
         let pass = env.path("pass");
         write(&pass, format!("{PASSWORD}\n").as_bytes());
+        // As docs/install.md says: readable by its owner only.
+        std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let second = env.path("second");
         env.cmd(&["init", "--from-repo", env.repo.to_str().unwrap()])
             .env("IRONVAULT_REPO", &second)
