@@ -179,7 +179,7 @@ impl<'a> Agent<'a> {
             while !(self.stop)() {
                 std::thread::sleep(Duration::from_millis(200));
             }
-            (self.log)("stopping: asking running steps to stop at a safe point");
+            (self.log)("stopping: asking running steps to stop at a safe point (signal again to stop at once)");
             if let Some(server) = &server {
                 server.unblock();
             }

@@ -93,7 +93,7 @@ pub fn current_incidents(s: &PlanStatus) -> Vec<(String, &'static str, String)> 
             .rules
             .iter()
             .filter(|r| !r.held)
-            .map(|r| format!("{} ({})", r.rule, r.detail))
+            .map(|r| r.detail.clone())
             .collect();
         out.push((
             String::new(),
@@ -117,15 +117,34 @@ fn unknown(s: &PlanStatus) -> Vec<(String, &'static str)> {
         .collect()
 }
 
+/// The wait before the next delivery attempt of an opening after `attempts`
+/// failed ones: 1 min, doubling, at most an hour.
+pub fn retry_after(attempts: u32) -> chrono::Duration {
+    chrono::Duration::minutes(1i64 << attempts.saturating_sub(1).min(6))
+        .min(chrono::Duration::hours(1))
+}
+
 /// Open what is new, resolve what recovered, deliver each change once.
-/// An opening that did not reach every channel is sent again at the next
-/// evaluation to the channels that did not take it (never twice to one that
-/// did); an incident that recovered in between gets its recovery instead.
+/// An opening that did not reach every channel is sent again, with a
+/// growing wait ([`retry_after`]), to the channels that did not take it
+/// (never twice to one that did); an incident that recovers in between gets
+/// its recovery instead.
 pub fn evaluate(
     history: &History,
     alerts: &Alerts,
     host: &str,
     s: &PlanStatus,
+) -> Result<Vec<String>> {
+    evaluate_at(history, alerts, host, s, Utc::now())
+}
+
+/// [`evaluate`] as if the time were `now` (tests of the retry waits).
+pub fn evaluate_at(
+    history: &History,
+    alerts: &Alerts,
+    host: &str,
+    s: &PlanStatus,
+    now_time: chrono::DateTime<Utc>,
 ) -> Result<Vec<String>> {
     let now = current_incidents(s);
     let unknown = unknown(s);
@@ -141,13 +160,23 @@ pub fn evaluate(
     for inc in open {
         let key = |c: &String, k: &str| *c == inc.copy && k == inc.kind;
         if now.iter().any(|(c, k, _)| key(c, k)) || unknown.iter().any(|(c, k)| key(c, k)) {
-            if !inc.delivered {
+            if !inc.delivered && inc.next_try <= now_time {
                 let d = deliver(alerts, &alert_json(&inc, "open", host), &inc.sent);
                 history.log_alert(&inc, "open", &d.summary())?;
                 let mut sent = inc.sent.clone();
                 sent.extend(d.took());
-                history.mark_sent(&inc, &sent, d.all_ok())?;
-                log.push(format!("alert: {} ({})", inc.message, d.summary()));
+                let next = now_time + retry_after(inc.attempts + 1);
+                history.mark_attempt(&inc, &sent, d.all_ok(), next)?;
+                let mut line = format!("alert: {} ({})", inc.message, d.summary());
+                if !d.all_ok() {
+                    line += &format!(
+                        "; trying again in {}",
+                        crate::duration::human(
+                            retry_after(inc.attempts + 1).to_std().unwrap_or_default()
+                        )
+                    );
+                }
+                log.push(line);
             }
             continue;
         }
@@ -234,9 +263,29 @@ pub fn deliver(alerts: &Alerts, v: &serde_json::Value, skip: &[String]) -> Deliv
         ));
     }
     if let Some(url) = alerts.webhook.as_ref().filter(|_| wanted("webhook")) {
-        channels.push(("webhook", post(url, v).err().map(|e| format!("{e:#}"))));
+        channels.push(("webhook", post(url, v).err().map(|e| cause(&e))));
     }
     Delivery { channels }
+}
+
+/// An error and its causes on one line, each said once (HTTP client errors
+/// repeat their cause in their own message).
+fn cause(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for part in e.chain().map(|c| c.to_string()) {
+        if out.contains(&part) {
+            continue;
+        }
+        if part.contains(&out) && !out.is_empty() {
+            out = part;
+            continue;
+        }
+        if !out.is_empty() {
+            out += ": ";
+        }
+        out += &part;
+    }
+    out
 }
 
 fn run_command(cmd: &str, v: &serde_json::Value) -> Result<()> {
@@ -398,7 +447,13 @@ mod tests {
             all[3].2,
             "drill of plan erp: RTA 1 h 30 min above the RTO of 1 h"
         );
-        assert!(all[4].2.contains("1 off-site (no copy off-site)"));
+        assert!(
+            all[4]
+                .2
+                .ends_with("3-2-1 does not hold for plan erp: no copy off-site"),
+            "{}",
+            all[4].2
+        );
         // A failed drill is an RTO incident too.
         let d = s.last_drill.as_mut().unwrap();
         d.rta_seconds = None;
@@ -462,14 +517,31 @@ mod tests {
         };
         let mut s = status();
         s.copies[0].rpo_met = Some(false);
-        let l = evaluate(&h, &alerts, "h", &s).unwrap();
-        assert!(l[0].contains("command failed"), "{l:?}");
+        let t0 = Utc::now();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let l = evaluate_at(&h, &alerts, "h", &s, at(0)).unwrap();
+        assert!(
+            l[0].ends_with("(command failed: exit status: 1); trying again in 60 s"),
+            "{l:?}"
+        );
         assert!(!out.exists());
-        // The channel works again: the same alert goes out, once.
+        // Not again before the wait; then again, with a doubled wait.
+        assert!(evaluate_at(&h, &alerts, "h", &s, at(30))
+            .unwrap()
+            .is_empty());
+        let l = evaluate_at(&h, &alerts, "h", &s, at(61)).unwrap();
+        assert!(l[0].ends_with("trying again in 2 min"), "{l:?}");
+        assert!(evaluate_at(&h, &alerts, "h", &s, at(150))
+            .unwrap()
+            .is_empty());
+        // The channel works again: the same alert goes out at the next try, once.
         std::fs::remove_file(&flag).unwrap();
-        assert_eq!(evaluate(&h, &alerts, "h", &s).unwrap().len(), 1);
-        assert!(evaluate(&h, &alerts, "h", &s).unwrap().is_empty());
+        assert_eq!(evaluate_at(&h, &alerts, "h", &s, at(190)).unwrap().len(), 1);
+        assert!(evaluate_at(&h, &alerts, "h", &s, at(9999))
+            .unwrap()
+            .is_empty());
         assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);
+        assert_eq!(h.incidents().unwrap()[0].attempts, 3);
         // The copy becomes unreachable: its RPO is unknown, not recovered.
         s.copies[0].rpo_met = None;
         s.copies[0].unreachable = Some("down".into());
@@ -480,6 +552,26 @@ mod tests {
             .unwrap()
             .iter()
             .any(|i| i.kind == "rpo_missed"));
+    }
+
+    #[test]
+    fn retry_waits_grow_to_an_hour() {
+        let m = |n: u32| retry_after(n).num_minutes();
+        assert_eq!(
+            (m(0), m(1), m(2), m(3), m(6), m(7), m(40)),
+            (1, 1, 2, 4, 32, 60, 60)
+        );
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let e = anyhow::anyhow!("tcp connect error: Connection refused")
+            .context("error sending request")
+            .context("HTTP error: error sending request");
+        assert_eq!(
+            cause(&e),
+            "HTTP error: error sending request: tcp connect error: Connection refused"
+        );
     }
 
     #[test]
@@ -511,8 +603,9 @@ mod tests {
             l[0].contains("command ok") && l[0].contains("webhook failed: HTTP 503"),
             "{l:?}"
         );
-        // Next evaluation: the webhook alone gets it again.
-        let l = evaluate(&h, &alerts, "h", &s).unwrap();
+        // The next try: the webhook alone gets it again.
+        let later = Utc::now() + chrono::Duration::minutes(2);
+        let l = evaluate_at(&h, &alerts, "h", &s, later).unwrap();
         assert!(l[0].ends_with("(webhook ok)"), "{l:?}");
         assert!(evaluate(&h, &alerts, "h", &s).unwrap().is_empty());
         assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);

@@ -153,7 +153,9 @@ pub fn run(
             let mut line = |l: &[u8]| {
                 let l = String::from_utf8_lossy(l);
                 let l = l.trim_end_matches('\r');
-                on_line(l);
+                if !l.trim().is_empty() {
+                    on_line(l);
+                }
                 if let Some(m) = l.strip_prefix("error: ") {
                     error = Some(m.to_string());
                 } else if !l.trim().is_empty() {

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     message TEXT NOT NULL,
     delivered INTEGER NOT NULL DEFAULT 0, -- 1 once its alert reached every channel
     sent TEXT NOT NULL DEFAULT '',  -- the channels that took it so far: 'command', 'webhook'
+    attempts INTEGER NOT NULL DEFAULT 0, -- deliveries of its opening tried
+    next_try INTEGER NOT NULL DEFAULT 0, -- unix ms: no retry before
     PRIMARY KEY (plan, copy, kind)
 );
 CREATE TABLE IF NOT EXISTS alerts (
@@ -156,6 +158,10 @@ pub struct Incident {
     pub delivered: bool,
     /// The channels its opening reached so far.
     pub sent: Vec<String>,
+    /// Deliveries of its opening tried so far.
+    pub attempts: u32,
+    /// No retry of its opening before this.
+    pub next_try: DateTime<Utc>,
 }
 
 fn split_sent(s: String) -> Vec<String> {
@@ -516,13 +522,23 @@ impl History {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Open an incident; true if it was not open already (alert then).
+    /// Open an incident; true if it was not open already (alert then). An
+    /// incident open already takes the newer message (what is wrong now),
+    /// without a new alert.
     pub fn open_incident(&self, plan: &str, copy: &str, kind: &str, message: &str) -> Result<bool> {
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO incidents (plan, copy, kind, opened, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![plan, copy, kind, ms(Utc::now()), message],
+        let tx = self.immediate()?;
+        let updated = tx.execute(
+            "UPDATE incidents SET message = ?4 WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+            params![plan, copy, kind, message],
         )?;
-        Ok(n == 1)
+        if updated == 0 {
+            tx.execute(
+                "INSERT INTO incidents (plan, copy, kind, opened, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![plan, copy, kind, ms(Utc::now()), message],
+            )?;
+        }
+        tx.commit()?;
+        Ok(updated == 0)
     }
 
     /// Close an incident; the incident if it was open (alert its recovery then).
@@ -530,7 +546,7 @@ impl History {
         let tx = self.immediate()?;
         let inc = tx
             .query_row(
-                "SELECT plan, copy, kind, opened, message, delivered, sent FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+                "SELECT plan, copy, kind, opened, message, delivered, sent, attempts, next_try FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
                 params![plan, copy, kind],
                 |r| {
                     Ok(Incident {
@@ -541,6 +557,8 @@ impl History {
                         message: r.get(4)?,
                         delivered: r.get(5)?,
                         sent: split_sent(r.get(6)?),
+                        attempts: r.get(7)?,
+                        next_try: from_ms(r.get(8)?),
                     })
                 },
             )
@@ -555,12 +573,26 @@ impl History {
         Ok(inc)
     }
 
-    /// Record which channels an open incident's alert reached, and
-    /// whether that is every channel.
-    pub fn mark_sent(&self, inc: &Incident, sent: &[String], all: bool) -> Result<()> {
+    /// Record a delivery attempt of an open incident's alert: the channels
+    /// it reached so far, whether that is every channel, and when to retry.
+    pub fn mark_attempt(
+        &self,
+        inc: &Incident,
+        sent: &[String],
+        all: bool,
+        next_try: DateTime<Utc>,
+    ) -> Result<()> {
         self.conn.execute(
-            "UPDATE incidents SET sent = ?4, delivered = ?5 WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
-            params![inc.plan, inc.copy, inc.kind, sent.join(","), all],
+            "UPDATE incidents SET sent = ?4, delivered = ?5, attempts = attempts + 1, next_try = ?6
+             WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
+            params![
+                inc.plan,
+                inc.copy,
+                inc.kind,
+                sent.join(","),
+                all,
+                ms(next_try)
+            ],
         )?;
         Ok(())
     }
@@ -577,7 +609,7 @@ impl History {
     /// Every open incident.
     pub fn incidents(&self) -> Result<Vec<Incident>> {
         let mut st = self.conn.prepare(
-            "SELECT plan, copy, kind, opened, message, delivered, sent FROM incidents ORDER BY plan, copy, kind",
+            "SELECT plan, copy, kind, opened, message, delivered, sent, attempts, next_try FROM incidents ORDER BY plan, copy, kind",
         )?;
         let rows = st.query_map([], |r| {
             Ok(Incident {
@@ -588,6 +620,8 @@ impl History {
                 message: r.get(4)?,
                 delivered: r.get(5)?,
                 sent: split_sent(r.get(6)?),
+                attempts: r.get(7)?,
+                next_try: from_ms(r.get(8)?),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -657,7 +691,7 @@ mod tests {
             let r2 = h.start_run("erp", "run", "manual", None).unwrap();
             h.start_step(r2, "backup", Some("local")).unwrap();
             assert!(h.open_incident("erp", "cloud", "run_failed", "x").unwrap());
-            assert!(!h.open_incident("erp", "cloud", "run_failed", "x").unwrap());
+            assert!(!h.open_incident("erp", "cloud", "run_failed", "x2").unwrap());
         }
         let h = History::open(&path).unwrap();
         assert_eq!(h.last_scheduled("erp", "run").unwrap(), Some(sched));
@@ -686,8 +720,13 @@ mod tests {
         );
         assert_eq!(h.last_success("erp").unwrap(), None);
         assert_eq!(h.incidents().unwrap().len(), 1, "incidents persist");
+        assert_eq!(
+            h.incidents().unwrap()[0].message,
+            "x2",
+            "with the newest message"
+        );
         let inc = h.resolve_incident("erp", "cloud", "run_failed").unwrap();
-        assert_eq!(inc.unwrap().message, "x");
+        assert_eq!(inc.unwrap().message, "x2");
         assert!(h
             .resolve_incident("erp", "cloud", "run_failed")
             .unwrap()

@@ -299,7 +299,7 @@ impl Runner<'_> {
             backup_ok = o.ok();
             stopped |= o == Outcome::Abandoned;
             if !backup_ok && !stopped {
-                failed.push(format!("backup to {} failed", primary.name));
+                failed.push(format!("backup to {} failed{}", primary.name, why(&rep)));
             }
         }
         // Copies go on after a failed backup (older snapshots still reach the
@@ -317,7 +317,7 @@ impl Runner<'_> {
                 })?;
                 stopped |= o == Outcome::Abandoned;
                 if !o.ok() && o != Outcome::Abandoned {
-                    failed.push(format!("copy to {dest} failed"));
+                    failed.push(format!("copy to {dest} failed{}", why(&rep)));
                 }
             }
         }
@@ -419,7 +419,7 @@ impl Runner<'_> {
                 })?;
                 stopped |= o == Outcome::Abandoned;
                 if !o.ok() && o != Outcome::Abandoned {
-                    failed.push(format!("retention on {name} failed"));
+                    failed.push(format!("retention on {name} failed{}", why(&rep)));
                 }
             }
         }
@@ -714,6 +714,15 @@ fn fresh_dir(root: &Path, name: &str) -> Result<PathBuf> {
         .create(&target)
         .with_context(|| format!("cannot create the drill directory {}", target.display()))?;
     Ok(target)
+}
+
+/// ": why" the last step failed, for the run's error (and its alert).
+fn why(rep: &RunReport) -> String {
+    rep.steps
+        .last()
+        .and_then(|s| s.end.error.as_deref())
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default()
 }
 
 /// Exit codes of the `ironvault` commands the steps run.

@@ -311,8 +311,13 @@ pub fn plan_status(
         _ => {}
     }
     if !v.held {
-        let broken: Vec<&str> = v.rules.iter().filter(|r| !r.held).map(|r| r.rule).collect();
-        missed.push(format!("3-2-1 does not hold ({})", broken.join(", ")));
+        let broken: Vec<&str> = v
+            .rules
+            .iter()
+            .filter(|r| !r.held)
+            .map(|r| r.shortfall())
+            .collect();
+        missed.push(format!("3-2-1 does not hold: {}", broken.join("; ")));
     }
     PlanStatus {
         plan: plan.name.clone(),

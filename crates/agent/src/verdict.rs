@@ -82,6 +82,18 @@ pub struct Rule {
     pub fix: Option<String>,
 }
 
+impl Rule {
+    /// What is missing when the rule fails, in words that do not read as counts.
+    pub fn shortfall(&self) -> &'static str {
+        match self.rule {
+            "3 copies" => "fewer than 3 copies within the RPO",
+            "2 media" => "every copy on one medium",
+            "1 off-site" => "no copy off-site",
+            other => other,
+        }
+    }
+}
+
 /// The whole verdict.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {

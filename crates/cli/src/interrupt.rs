@@ -9,6 +9,8 @@ static WRITES_SNAPSHOTS: AtomicBool = AtomicBool::new(false);
 /// A command's process group whose output is being backed up: it is ended on
 /// the first signal, so a backup blocked reading from it sees the end at once.
 static CHILD_GROUP: AtomicI32 = AtomicI32::new(0);
+/// The command logs its own stop message (the agent, with a timestamp).
+static LOGS_ITS_STOP: AtomicBool = AtomicBool::new(false);
 
 /// Register the process group of the command `backup --stdin-from-command` reads.
 pub fn set_child_group(pgid: i32) {
@@ -41,7 +43,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(128 + sig) };
     }
-    if WRITES_SNAPSHOTS.load(Ordering::SeqCst) {
+    if LOGS_ITS_STOP.load(Ordering::SeqCst) {
+        // Nothing to say here.
+    } else if WRITES_SNAPSHOTS.load(Ordering::SeqCst) {
         say(b"\nstopping at the next safe point (no snapshot will be written); signal again to stop at once\n");
     } else {
         say(b"\nstopping at the next safe point; signal again to stop at once\n");
@@ -49,9 +53,11 @@ extern "C" fn on_signal(sig: libc::c_int) {
     ironvault_core::interrupt::request();
 }
 
-/// Install the handlers; `writes_snapshots` for backup and copy.
-pub fn install(writes_snapshots: bool) {
+/// Install the handlers; `writes_snapshots` for backup and copy;
+/// `logs_its_stop` for a command that says itself that it is stopping.
+pub fn install(writes_snapshots: bool, logs_its_stop: bool) {
     WRITES_SNAPSHOTS.store(writes_snapshots, Ordering::SeqCst);
+    LOGS_ITS_STOP.store(logs_its_stop, Ordering::SeqCst);
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: on_signal only touches atomics and calls _exit, both async-signal-safe.
         unsafe {

@@ -272,7 +272,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    interrupt::install(matches!(cli.cmd, Command::Backup(_) | Command::Copy(_)));
+    interrupt::install(
+        matches!(cli.cmd, Command::Backup(_) | Command::Copy(_)),
+        matches!(cli.cmd, Command::Agent(_)),
+    );
     ironvault_core::repo::lock::set_command(command_name(&cli.cmd));
     let result = match &cli.cmd {
         Command::Init(a) => commands::init::run(&cli, a),

@@ -125,7 +125,7 @@ fn verdicts_follow_the_device_facts_two_disks_one_disk_tmpfs_and_loop() {
     assert!(v["plans"][0]["missed"][0]
         .as_str()
         .unwrap()
-        .contains("3-2-1 does not hold (1 off-site)"));
+        .contains("3-2-1 does not hold: no copy off-site"));
 
     // Local on the same disk as the source (another partition), second on a loop device.
     let mut f = Facts::new(&p.env.path("f2"));
