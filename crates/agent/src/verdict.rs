@@ -235,10 +235,11 @@ pub fn three_two_one(
             // A declared site is believed only for a copy on a medium apart
             // from the source: a disk the source sits on is where the source is.
             _ if declared_away && !source.place.separate_from(&c.place) => notes.push(format!(
-                "{} declares site {:?} but shares a medium with the source ({})",
+                "{} ({}) declares site {:?} but shares a medium with the source ({})",
                 c.name,
+                c.place.describe(),
                 c.site.as_deref().unwrap_or_default(),
-                c.place.describe()
+                source.place.describe()
             )),
             _ if declared_away => offsite.push(c.name.clone()),
             _ if host_site.is_none() && c.site.is_some() => notes.push(format!(

@@ -94,7 +94,7 @@ fn one_disk_tmpfs_and_loop_are_one_medium() {
         assert!(v.rules[1].fix.as_ref().unwrap().contains("different disk"));
         assert!(
             v.rules[2].detail.contains(
-                "far declares site \"dr-site\" but shares a medium with the source (disk sda)"
+                "far (disk sda) declares site \"dr-site\" but shares a medium with the source (disk sda)"
             ),
             "a label does not move a disk the source sits on: {}",
             v.rules[2].detail
@@ -255,4 +255,11 @@ fn a_stream_source_shares_a_medium_with_local_disks_but_not_object_storage() {
     ];
     let v = three_two_one(&src, &copies, None, RPO);
     assert!(v.rules[1].held, "{v:#?}");
+    // A disk copy declared elsewhere is not off-site from a command source.
+    let copies = [copy("far", disk(&["sdb"]), Some("dr-site"), Some(1))];
+    let v = three_two_one(&src, &copies, Some("dc-houston"), RPO);
+    assert_eq!(
+        v.rules[2].detail,
+        "no copy off-site: far (disk sdb) declares site \"dr-site\" but shares a medium with the source (the system the command reads)"
+    );
 }
