@@ -303,3 +303,63 @@ fn a_closed_pipe_ends_output_quietly() {
         o.status
     );
 }
+
+#[test]
+fn latest_with_filters_picks_the_newest_matching_snapshot_for_restore_ls_and_dump() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for (host, tag, content, time) in [
+        ("db1", "plan:erp", "erp-old", "2026-01-01T00:00:00Z"),
+        ("db1", "plan:erp", "erp-new", "2026-01-02T00:00:00Z"),
+        ("db2", "plan:erp", "db2", "2026-01-03T00:00:00Z"),
+        ("db1", "plan:web", "web", "2026-01-04T00:00:00Z"),
+    ] {
+        write(&src.join("f.txt"), content.as_bytes());
+        env.ok(&[
+            "backup",
+            "--host",
+            host,
+            "--tag",
+            tag,
+            "--time",
+            time,
+            src.to_str().unwrap(),
+        ]);
+    }
+    let target = env.path("out");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--tag",
+        "plan:erp",
+        "--host",
+        "db1",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(target.join("src/f.txt")).unwrap(),
+        "erp-new"
+    );
+    let out = env.ok(&["dump", "latest", "--host", "db2", "/src/f.txt"]);
+    assert_eq!(out, "db2");
+    let out = env.ok(&["dump", "latest", "/src/f.txt"]);
+    assert_eq!(out, "web");
+    let out = env.ok(&["ls", "latest", "--tag", "plan:web", "/src"]);
+    assert!(out.contains("/src/f.txt"), "{out}");
+    let o = env.run(&[
+        "restore",
+        "latest",
+        "--host",
+        "db9",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("error: no snapshot matches the filters (of 4 snapshots)"),
+        "{err}"
+    );
+}

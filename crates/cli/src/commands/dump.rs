@@ -12,6 +12,9 @@ use std::io::Write;
 pub struct Args {
     /// Snapshot id (or unique prefix), or "latest".
     snapshot: String,
+    /// With "latest": the newest snapshot of these hosts, tags and paths.
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
     /// File or directory inside the snapshot (as `ls` prints it); `/` for everything.
     path: std::ffi::OsString,
 }
@@ -79,7 +82,7 @@ fn append(
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (_, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
     let out = std::io::stdout().lock();
     use std::os::unix::ffi::OsStrExt;
     let path_bytes = a.path.as_bytes();

@@ -9,6 +9,9 @@ use ironvault_core::format::tree::{Node, NodeType};
 pub struct Args {
     /// Snapshot id (or unique prefix), or "latest".
     snapshot: String,
+    /// With "latest": the newest snapshot of these hosts, tags and paths.
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
     /// Directory or file inside the snapshot (as `ls` prints paths: /NAME/...). Default: everything.
     path: Option<std::ffi::OsString>,
     /// Show type, mode, owner, size and modification time.
@@ -98,7 +101,7 @@ fn print_node(cli: &Cli, long: bool, path: &[u8], n: &Node) {
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
     if cli.json {
         println!(
             "{}",

@@ -204,6 +204,43 @@ impl SnapshotFilter {
     }
 }
 
+impl SnapshotFilter {
+    fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.tags.is_empty() && self.paths.is_empty()
+    }
+}
+
+/// One snapshot by id, prefix or "latest"; with filters, "latest" is the
+/// newest snapshot that passes them (`restore latest --tag plan:erp --host db1`).
+pub fn find_snapshot(
+    repo: &Repository,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<(
+    ironvault_core::format::Id,
+    ironvault_core::format::snapshot::Snapshot,
+)> {
+    if spec != "latest" || filter.is_empty() {
+        return Ok(repo.find_snapshot(spec)?);
+    }
+    let (all, errs) = repo.list_snapshots()?;
+    for e in errs {
+        eprintln!("warning: {e}");
+    }
+    let total = all.len();
+    match all.into_iter().filter(|(_, s)| filter.matches(s)).next_back() {
+        Some(found) => Ok(found),
+        None => Err(crate::Coded {
+            code: 1,
+            msg: format!(
+                "no snapshot matches the filters (of {}); 'ironvault snapshots' with the same --host/--tag/--path lists what is there",
+                crate::output::plural(total as u64, "snapshot")
+            ),
+        }
+        .into()),
+    }
+}
+
 /// The snapshots named (ids, prefixes or "latest"), or all that pass the filter.
 pub fn select_snapshots(
     repo: &Repository,

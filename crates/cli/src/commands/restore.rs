@@ -11,6 +11,9 @@ pub struct Args {
     /// Snapshot id (or unique prefix), or "latest"; SNAPSHOT:/PATH restores
     /// only that directory's content (or that file) into the target.
     snapshot: String,
+    /// With "latest": the newest snapshot of these hosts, tags and paths.
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
     /// Directory to restore into (created if needed).
     #[arg(short, long)]
     target: PathBuf,
@@ -51,7 +54,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         Some((s, p)) => (s, Some(p)),
         None => (a.snapshot.as_str(), None),
     };
-    let (id, snap) = repo.find_snapshot(spec)?;
+    let (id, snap) = super::find_snapshot(&repo, spec, &a.filter)?;
     let started = std::time::Instant::now();
     if !cli.quiet && !cli.json {
         println!(
