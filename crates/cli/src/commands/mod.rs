@@ -228,7 +228,7 @@ pub fn find_snapshot(
         eprintln!("warning: {e}");
     }
     let total = all.len();
-    match all.into_iter().filter(|(_, s)| filter.matches(s)).next_back() {
+    match all.into_iter().rfind(|(_, s)| filter.matches(s)) {
         Some(found) => Ok(found),
         None => Err(crate::Coded {
             code: 1,
