@@ -555,7 +555,7 @@ impl Runner<'_> {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter_map(|x| x["bytes_copied"].as_u64())
+                        .filter_map(|x| x["bytes_stored"].as_u64())
                         .sum()
                 });
                 let (o, mut end) = finished_outcome(&f, s);

@@ -114,6 +114,18 @@ fn run_backs_up_copies_applies_retention_and_records_every_step() {
     let (out, _) = p.expect(&["run", "files"], 0);
     assert!(out.contains("plan files: success (run 1)"), "{out}");
     assert!(out.contains("backup    local: success, snapshot"), "{out}");
+    // Backup and copy count bytes the same way (as stored): the same blobs.
+    let (added, copied): (i64, i64) = p
+        .history()
+        .query_row(
+            "SELECT (SELECT bytes FROM steps WHERE run = 1 AND step = 'backup'),
+                    (SELECT bytes FROM steps WHERE run = 1 AND step = 'copy')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(added > 3 << 20, "{added}");
+    assert_eq!(added, copied);
     write(&src.join("a.txt"), b"second version\n");
     let (out, _) = p.expect(&["run", "files", "--json"], 0);
     let rep: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

@@ -38,7 +38,11 @@ pub struct CopiedSnapshot {
     /// False if the destination already had it (nothing was done).
     pub copied: bool,
     pub blobs_copied: u64,
+    /// Plain (uncompressed) bytes of the blobs copied.
     pub bytes_copied: u64,
+    /// What they take at the destination (compressed and encrypted), as a
+    /// backup's `data_added` counts.
+    pub bytes_stored: u64,
 }
 
 /// Refuse to copy between unrelated repositories.
@@ -113,6 +117,7 @@ fn copy_locked(
                 copied: false,
                 blobs_copied: 0,
                 bytes_copied: 0,
+                bytes_stored: 0,
             };
             progress.snapshots_done.fetch_add(1, Ordering::Relaxed);
             done(&c);
@@ -121,6 +126,7 @@ fn copy_locked(
         }
         let before_blobs = sink.stats.blobs_added.load(Ordering::Relaxed);
         let before_bytes = sink.stats.bytes_added_raw.load(Ordering::Relaxed);
+        let before_stored = sink.stats.bytes_added_stored.load(Ordering::Relaxed);
         // Walk every tree: a tree the destination already has may still lack
         // children (an interrupted run can index a tree pack before the data
         // pack it refers to), so presence of a tree proves nothing below it.
@@ -172,6 +178,7 @@ fn copy_locked(
             copied: true,
             blobs_copied: sink.stats.blobs_added.load(Ordering::Relaxed) - before_blobs,
             bytes_copied: sink.stats.bytes_added_raw.load(Ordering::Relaxed) - before_bytes,
+            bytes_stored: sink.stats.bytes_added_stored.load(Ordering::Relaxed) - before_stored,
         };
         progress.snapshots_done.fetch_add(1, Ordering::Relaxed);
         done(&c);

@@ -137,7 +137,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 "message_type": "summary",
                 "snapshots": copied.iter().map(|c| serde_json::json!({
                     "id": c.id.to_hex(), "copied": c.copied, "blobs_copied": c.blobs_copied,
-                    "bytes_copied": c.bytes_copied})).collect::<Vec<_>>(),
+                    "bytes_copied": c.bytes_copied, "bytes_stored": c.bytes_stored})).collect::<Vec<_>>(),
                 "snapshots_copied": n_copied,
                 "snapshots_present": copied.len() as u64 - n_copied,
                 "total_duration": started.elapsed().as_secs_f64(),
