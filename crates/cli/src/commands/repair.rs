@@ -76,8 +76,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             }
             if !cli.json && !cli.quiet {
                 println!(
-                    "{repaired} of {} snapshots needed repair{}",
-                    results.len(),
+                    "{repaired} of {} needed repair{}",
+                    crate::output::plural(results.len() as u64, "snapshot"),
                     if *dry_run {
                         " (dry run: nothing written)"
                     } else {

@@ -89,11 +89,34 @@ fn print_plan(p: &PlanStatus) {
         obj(p.rpo_seconds),
         obj(p.rto_seconds)
     );
+    // Columns as wide as what they hold (an S3 host name can be long).
+    let source = p.source.describe();
+    let wn = p
+        .copies
+        .iter()
+        .map(|c| c.name.len())
+        .chain([6])
+        .max()
+        .unwrap_or(6);
+    let ww = p
+        .copies
+        .iter()
+        .map(|c| c.place.describe().len())
+        .chain([source.len(), 5])
+        .max()
+        .unwrap_or(5);
+    let ws = p
+        .copies
+        .iter()
+        .map(|c| c.site.as_deref().map_or(1, str::len))
+        .chain([4])
+        .max()
+        .unwrap_or(4);
     println!(
-        "  {:<10} {:<32} {:<16} {:<10} {:<10} RPO",
+        "  {:<wn$} {:<ww$} {:<ws$} {:<8} {:<12} RPO",
         "copy", "where", "site", "newest", "age"
     );
-    println!("  {:<10} {:<32}", "source", p.source.describe());
+    println!("  {:<wn$} {source}", "source");
     for c in &p.copies {
         let rpo = match (&c.unreachable, c.rpo_met) {
             (Some(_), _) => "UNREACHABLE".to_string(),
@@ -102,7 +125,7 @@ fn print_plan(p: &PlanStatus) {
             (None, None) => "-".into(),
         };
         println!(
-            "  {:<10} {:<32} {:<16} {:<10} {:<10} {rpo}",
+            "  {:<wn$} {:<ww$} {:<ws$} {:<8} {:<12} {rpo}",
             c.name,
             c.place.describe(),
             c.site.as_deref().unwrap_or("-"),
