@@ -169,11 +169,11 @@ pub fn evaluate_at(
                 history.mark_attempt(&inc, &sent, d.all_ok(), next)?;
                 let mut line = format!("alert: {} ({})", inc.message, d.summary());
                 if !d.all_ok() {
+                    // Retries ride on status gatherings (each run, every
+                    // `refresh`): say from when, not a promise of when.
                     line += &format!(
-                        "; trying again in {}",
-                        crate::duration::human(
-                            retry_after(inc.attempts + 1).to_std().unwrap_or_default()
-                        )
+                        "; trying again at the first status check after {}",
+                        next.with_timezone(&chrono::Local).format("%H:%M:%S")
                     );
                 }
                 log.push(line);
@@ -521,7 +521,10 @@ mod tests {
         let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
         let l = evaluate_at(&h, &alerts, "h", &s, at(0)).unwrap();
         assert!(
-            l[0].ends_with("(command failed: exit status: 1); trying again in 60 s"),
+            l[0].ends_with(&format!(
+                "(command failed: exit status: 1); trying again at the first status check after {}",
+                at(60).with_timezone(&chrono::Local).format("%H:%M:%S")
+            )),
             "{l:?}"
         );
         assert!(!out.exists());
@@ -530,7 +533,11 @@ mod tests {
             .unwrap()
             .is_empty());
         let l = evaluate_at(&h, &alerts, "h", &s, at(61)).unwrap();
-        assert!(l[0].ends_with("trying again in 2 min"), "{l:?}");
+        let after = at(61 + 120).with_timezone(&chrono::Local);
+        assert!(
+            l[0].ends_with(&after.format("after %H:%M:%S").to_string()),
+            "{l:?}"
+        );
         assert!(evaluate_at(&h, &alerts, "h", &s, at(150))
             .unwrap()
             .is_empty());

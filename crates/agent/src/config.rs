@@ -322,15 +322,17 @@ impl Checker<'_> {
         });
     }
 
-    /// The line a span starts on, as written, to quote in a message.
-    fn quote(&self, span: &std::ops::Range<usize>) -> Option<String> {
+    /// The key of the line a span starts on, to name in a message (the
+    /// key only: a value may be a secret, as in `env`).
+    fn key_at(&self, span: &std::ops::Range<usize>) -> Option<String> {
         let start = span.start.min(self.text.len());
         let from = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
         let to = self.text[start..]
             .find('\n')
             .map_or(self.text.len(), |i| start + i);
-        let line = self.text[from..to].trim();
-        (!line.is_empty()).then(|| line.to_string())
+        let (key, _) = self.text[from..to].split_once('=')?;
+        let key = key.trim();
+        (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
     }
 
     fn duration(&mut self, v: &Option<Spanned<String>>, key: &str) -> Option<Duration> {
@@ -391,8 +393,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             if msg.starts_with("unknown field") {
                 msg.push_str(" (a misspelt key? docs/config.md lists every key)");
             }
-            if let Some(line) = c.quote(&span) {
-                msg = format!("{msg}, in `{line}`");
+            if let Some(key) = c.key_at(&span) {
+                msg = format!("{msg}, in the value of `{key}`");
             }
             c.err(span, msg);
             return Err(ConfigErrors(c.errors));
@@ -421,8 +423,9 @@ fn check_password_file(c: &mut Checker, name: &str, f: &Spanned<PathBuf>) {
         Err(e) => c.err(f.span(), format!("repository {name}: cannot read password file {shown} ({e}); create it (one line, mode 0600) or fix the path")),
         Ok(file) => {
             let mut first = String::new();
-            let _ = std::io::BufReader::new(&file).read_line(&mut first);
-            if first.trim_end_matches(['\n', '\r']).is_empty() {
+            if let Err(e) = std::io::BufReader::new(&file).read_line(&mut first) {
+                c.err(f.span(), format!("repository {name}: cannot read password file {shown} ({e}); it must be a file whose first line is the password"));
+            } else if first.trim_end_matches(['\n', '\r']).is_empty() {
                 c.err(f.span(), format!("repository {name}: password file {shown} is empty (its first line is the password)"));
             }
             if let Ok(m) = file.metadata() {

@@ -266,6 +266,14 @@ impl History {
                 "sent",
                 "ALTER TABLE incidents ADD COLUMN sent TEXT NOT NULL DEFAULT ''",
             ),
+            (
+                "attempts",
+                "ALTER TABLE incidents ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+            ),
+            (
+                "next_try",
+                "ALTER TABLE incidents ADD COLUMN next_try INTEGER NOT NULL DEFAULT 0",
+            ),
         ] {
             let has: bool = tx
                 .prepare("SELECT 1 FROM pragma_table_info('incidents') WHERE name = ?1")?
@@ -640,6 +648,42 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_of_the_first_schema_is_upgraded_in_place() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("history.sqlite");
+        {
+            // The tables as the first release wrote them.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema', '1');
+                 CREATE TABLE incidents (plan TEXT NOT NULL, copy TEXT NOT NULL, kind TEXT NOT NULL,
+                     opened INTEGER NOT NULL, message TEXT NOT NULL, PRIMARY KEY (plan, copy, kind));
+                 INSERT INTO incidents VALUES ('erp', 'cloud', 'unreachable', 1764000000000, 'down');",
+            )
+            .unwrap();
+        }
+        let h = History::open(&path).unwrap();
+        let inc = h.incidents().unwrap();
+        assert_eq!(inc.len(), 1);
+        assert!(inc[0].delivered, "alerted by the version that opened it");
+        assert_eq!((inc[0].attempts, inc[0].sent.len()), (0, 0));
+        h.mark_attempt(&inc[0], &["command".into()], true, Utc::now())
+            .unwrap();
+        assert!(h
+            .resolve_incident("erp", "cloud", "unreachable")
+            .unwrap()
+            .is_some());
+        // And opening it again changes nothing.
+        drop(h);
+        assert!(History::open(&path)
+            .unwrap()
+            .incidents()
+            .unwrap()
+            .is_empty());
+    }
 
     #[test]
     fn processes_opening_a_new_history_at_once_take_turns() {

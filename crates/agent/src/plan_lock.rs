@@ -28,6 +28,8 @@ impl PlanLock {
         stop: &dyn Fn() -> bool,
         mut waiting: impl FnMut(),
     ) -> Result<Option<PlanLock>> {
+        // One repository spelt two ways ("/r/x" and "/r/x/") is one lock.
+        let url = url.trim().trim_end_matches('/');
         let hash = ironvault_core::format::Id::hash_of(url.as_bytes()).to_hex();
         let file = format!("retention-{}.lock", &hash[..16]);
         let mut told = false;
@@ -90,6 +92,12 @@ mod tests {
         let never = || false;
         let a = PlanLock::retention(d.path(), "/r/one", &never, || {}).unwrap();
         assert!(a.is_some());
+        // The same repository spelt with a trailing slash is the same lock.
+        let t = std::time::Instant::now();
+        let soon = || t.elapsed() > std::time::Duration::from_millis(300);
+        assert!(PlanLock::retention(d.path(), "/r/one/", &soon, || {})
+            .unwrap()
+            .is_none());
         // Another repository is free.
         assert!(PlanLock::retention(d.path(), "/r/two", &never, || {})
             .unwrap()

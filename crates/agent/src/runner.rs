@@ -66,6 +66,42 @@ pub struct SnapInfo {
     pub time: DateTime<Utc>,
 }
 
+/// The flags that open `repo` on a command line an operator can paste:
+/// `--repo URL --password-file FILE` (with `prefix` "from-":
+/// `--from-repo URL --from-password-file FILE`).
+fn open_flags(repo: &Repository, prefix: &str) -> String {
+    let mut a = vec![format!("--{prefix}repo"), shell_word(&repo.url)];
+    if let Some(f) = &repo.password_file {
+        a.push(format!("--{prefix}password-file"));
+        a.push(shell_word(&f.to_string_lossy()));
+    }
+    if let Some(c) = &repo.password_command {
+        a.push(format!("--{prefix}password-command"));
+        a.push(shell_word(c));
+    }
+    if let (Some(c), "") = (&repo.cacert, prefix) {
+        a.push("--cacert".into());
+        a.push(shell_word(&c.to_string_lossy()));
+    }
+    a.join(" ")
+}
+
+/// A word as a POSIX shell reads it back unchanged.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._:=@%+,-".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!(
+            "\"{}\"",
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$")
+                .replace('`', "\\`")
+        )
+    }
+}
+
 /// The global flags that open `repo`, and its extra environment.
 pub fn repo_args(repo: &Repository) -> (Vec<OsString>, Vec<(String, String)>) {
     let mut a: Vec<OsString> = vec!["--repo".into(), repo.url.clone().into()];
@@ -280,6 +316,7 @@ impl Runner<'_> {
         let mut failed: Vec<String> = Vec::new();
         let mut stopped = false;
         let mut backup_ok = false;
+        let mut refused = false;
         if let Some(h) = &plan.before {
             let o = self.step(run, &mut rep, "before", None, || {
                 let f = self.hook(plan, "before", h, None);
@@ -288,6 +325,7 @@ impl Runner<'_> {
             if o == Outcome::Abandoned {
                 stopped = true;
             } else if !o.ok() {
+                refused = true;
                 failed.push("the before hook failed, so nothing was backed up".into());
             }
         }
@@ -304,7 +342,6 @@ impl Runner<'_> {
         }
         // Copies go on after a failed backup (older snapshots still reach the
         // other sites), but not when the before hook refused the run.
-        let refused = failed.iter().any(|f| f.contains("before hook"));
         if !refused && !stopped {
             for dest in &plan.copies[1..] {
                 if (self.stop)() {
@@ -357,15 +394,23 @@ impl Runner<'_> {
                         plan.name
                     ))
                 };
-                let Some(_turn) = crate::plan_lock::PlanLock::retention(
+                let turn = crate::plan_lock::PlanLock::retention(
                     &self.cfg.state_dir,
                     &repo.url,
                     self.stop,
                     waiting,
-                )?
-                else {
-                    stopped = true;
-                    break;
+                );
+                let _turn = match turn {
+                    Ok(Some(t)) => t,
+                    Ok(None) => {
+                        stopped = true;
+                        break;
+                    }
+                    Err(e) => {
+                        self.step(run, &mut rep, "retention", Some(name), || failed_end(e))?;
+                        failed.push(format!("retention on {name} failed{}", why(&rep)));
+                        continue;
+                    }
                 };
                 let o = self.step(run, &mut rep, "retention", Some(name), || {
                     let mut c = self.command(repo);
@@ -382,6 +427,7 @@ impl Runner<'_> {
                         .unwrap_or(0);
                     let (o, mut end) = finished_outcome(&f, s);
                     end.bytes = Some(0);
+                    let forget_end = end.clone();
                     // Prune only when forget removed something: a prune on
                     // every run would reread the index for nothing.
                     if !o.ok() || removed == 0 || !plan.prune {
@@ -390,13 +436,13 @@ impl Runner<'_> {
                     let mut c = self.command(repo);
                     c.arg("prune");
                     match self.exec(c, plan, repo) {
-                        // Another host's prune (or repair) holds the repository:
-                        // what this forget removed is freed by the next prune.
+                        // A prune or repair that is not one of this host's
+                        // plans (another host's, or one run by hand) holds the
+                        // repository: what this forget removed is freed by the
+                        // next prune. The step keeps the forget's summary.
                         Ok(f) if f.code == Some(EXIT_LOCKED) => (
                             Outcome::Warning,
                             StepEnd {
-                                seconds: Some(f.seconds),
-                                bytes: Some(0),
                                 error: Some(format!(
                                     "prune postponed: {}; the data of the snapshots forgotten now is freed by the next prune",
                                     f.error
@@ -404,7 +450,7 @@ impl Runner<'_> {
                                         .and_then(|e| e.split(';').next())
                                         .unwrap_or("the repository is busy")
                                 )),
-                                ..StepEnd::default()
+                                ..forget_end
                             },
                         ),
                         Ok(f) => {
@@ -660,16 +706,19 @@ impl Runner<'_> {
                         let bad: Vec<String> =
                             bad.iter().map(|e| e.replace(&sandbox, "/")).collect();
                         let other = plan.copies.iter().find(|c| *c != copy);
-                        let fix = match other.and_then(|o| self.repo(o).ok()) {
-                            Some(o) => format!(
-                                "; 'ironvault --repo {} check --read-data' lists the damage, 'ironvault --repo {} repair packs --from-repo {}' mends it from copy {}",
-                                repo.url, repo.url, o.url, o.name
-                            ),
-                            None => format!(
-                                "; 'ironvault --repo {} check --read-data' lists the damage",
-                                repo.url
-                            ),
-                        };
+                        let this = open_flags(repo, "");
+                        let mut fix =
+                            format!("; 'ironvault {this} check --read-data' lists the damage");
+                        if let Some(o) = other.and_then(|o| self.repo(o).ok()) {
+                            fix += &format!(
+                                ", 'ironvault {this} repair packs {}' mends it from copy {}",
+                                open_flags(o, "from-"),
+                                o.name
+                            );
+                        }
+                        if !repo.env.is_empty() {
+                            fix += &format!(" (with the env of repository {copy} in the config)");
+                        }
                         format!(
                             "{} damaged or not restorable: {}{fix}",
                             count(bad.len(), "file"),
@@ -755,4 +804,28 @@ fn finished_outcome(f: &Finished, summary: Option<serde_json::Value>) -> (Outcom
         return (Outcome::Abandoned, end);
     }
     (Outcome::Failed, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_words_survive_a_shell() {
+        assert_eq!(shell_word("/backup/ironvault"), "/backup/ironvault");
+        assert_eq!(
+            shell_word("s3:https://s3.example.net/b/p"),
+            "s3:https://s3.example.net/b/p"
+        );
+        assert_eq!(
+            shell_word("pass show \"a\" $X"),
+            "\"pass show \\\"a\\\" \\$X\""
+        );
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_word("a b\\c\"d$e`f'g")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\\c\"d$e`f'g");
+    }
 }

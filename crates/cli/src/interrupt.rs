@@ -39,7 +39,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     // died) raises SIGPIPE, which would end us before the command is ended.
     end_child_group();
     if SEEN.swap(true, Ordering::SeqCst) {
-        say(b"\nstopped at once; the repository is consistent, and the next run reuses what was stored\n");
+        if LOGS_ITS_STOP.load(Ordering::SeqCst) {
+            // The agent: its steps, in sessions of their own, get their
+            // parent-death signal (SIGTERM) and stop at a safe point.
+            say(b"stopped at once: running steps are told to stop (SIGTERM); after hooks do not run\n");
+        } else {
+            say(b"\nstopped at once; the repository is consistent, and the next run reuses what was stored\n");
+        }
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(128 + sig) };
     }

@@ -363,27 +363,34 @@ fn a_drill_measures_the_rta_and_a_damaged_copy_fails_naming_the_files() {
         "{err}"
     );
     assert!(!last.contains("state/drills"), "{err}");
+    let (second, local, pass) = (p.env.path("second"), p.env.repo.clone(), p.env.path("pass"));
     let fix = format!(
-        "'ironvault --repo {0} repair packs --from-repo {1}' mends it from copy local",
-        p.env.path("second").display(),
-        p.env.repo.display()
+        "'ironvault --repo {s} --password-file {pw} repair packs --from-repo {l} --from-password-file {pw}' mends it from copy local",
+        s = second.display(),
+        l = local.display(),
+        pw = pass.display()
     );
     assert!(last.contains(&fix), "{err}");
     assert!(out.contains("drill     second: failed"), "{out}");
-    // Doing what it says mends the copy: the drill passes again.
-    let o = p
-        .env
-        .cmd(&[
-            "repair",
-            "packs",
-            "--from-repo",
-            p.env.repo.to_str().unwrap(),
-        ])
-        .env("IRONVAULT_REPO", p.env.path("second"))
-        .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
+    // Doing what it says, as pasted into a shell with no ironvault variables
+    // set, mends the copy: the drill passes again.
+    let advised = last
+        .split("'ironvault ")
+        .nth(2)
+        .and_then(|a| a.split('\'').next())
+        .unwrap();
+    let o = std::process::Command::new(bin())
+        .args(advised.split_whitespace())
+        .env_remove("IRONVAULT_REPO")
+        .env_remove("IRONVAULT_PASSWORD")
+        .env("IRONVAULT_CACHE_DIR", p.env.path("cache"))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{advised}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     p.expect(&["drill", "files", "--copy", "second"], 0);
     // The primary copy is fine and its drill passes.
     p.expect(&["drill", "files", "--copy", "local"], 0);
@@ -549,6 +556,19 @@ fn plans_sharing_a_repository_take_turns_at_retention_and_another_hosts_prune_po
     assert!(
         out.contains("prune postponed: the repository is locked by a prune on"),
         "{out}"
+    );
+    let detail: String = rusqlite::Connection::open(p.env.path("state-other/history.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT detail FROM steps WHERE step = 'retention' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(
+        detail["removed_count"], 1,
+        "the forget's summary is kept: {detail}"
     );
     assert_eq!(p.snapshots("local").len(), 2);
     p.repo("local", &["check"]);

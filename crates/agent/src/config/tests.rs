@@ -294,6 +294,15 @@ fn urls_commands_impossible_schedules_and_password_files_are_checked() {
         )),
         "{e}"
     );
+    // A directory where the file should be.
+    std::fs::remove_file(d.path().join("cloud.pass")).unwrap();
+    std::fs::create_dir(d.path().join("cloud.pass")).unwrap();
+    let e = all(&good);
+    assert!(
+        e.contains("repository cloud: cannot read password file") && e.contains("Is a directory"),
+        "{e}"
+    );
+    std::fs::remove_dir(d.path().join("cloud.pass")).unwrap();
     // Readable by everyone: accepted, with a warning naming the fix.
     let pass = d.path().join("cloud.pass");
     std::fs::write(&pass, "secret\n").unwrap();
@@ -338,10 +347,18 @@ fn problems_come_in_file_order_and_type_errors_quote_the_line() {
         e[1].contains(&format!(":{}: plan erp: rpo", line_of("rpo ="))),
         "{e:?}"
     );
-    // A value of the wrong type: the line is quoted so the key is plain.
+    // A value of the wrong type: the key is named, the value never quoted
+    // (it may be a secret).
     let e = errors(&good.replace("rpo = \"15m\"", "rpo = 15"));
     assert!(
-        e[0].contains(&format!(":{}: ", line_of("rpo ="))) && e[0].ends_with(", in `rpo = 15`"),
+        e[0].contains(&format!(":{}: ", line_of("rpo =")))
+            && e[0].ends_with(", in the value of `rpo`"),
         "{e:?}"
     );
+    let e = errors(&good.replace(
+        "site = \"cloud-us-east\"",
+        "site = \"cloud-us-east\"\nenv = { AWS_SECRET_ACCESS_KEY = \"hush-hush\", IRONVAULT_S3_CONNECTIONS = 8 }",
+    ));
+    assert!(e[0].ends_with(", in the value of `env`"), "{e:?}");
+    assert!(!e[0].contains("hush-hush"), "{e:?}");
 }

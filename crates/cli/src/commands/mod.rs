@@ -220,8 +220,17 @@ pub fn find_snapshot(
     ironvault_core::format::Id,
     ironvault_core::format::snapshot::Snapshot,
 )> {
-    if spec != "latest" || filter.is_empty() {
+    if filter.is_empty() {
         return Ok(repo.find_snapshot(spec)?);
+    }
+    if spec != "latest" {
+        return Err(crate::Coded {
+            code: 1,
+            msg: format!(
+                "--host, --tag and --path choose which snapshot 'latest' is; {spec} names one already: drop them, or write latest"
+            ),
+        }
+        .into());
     }
     let (all, errs) = repo.list_snapshots()?;
     for e in errs {
