@@ -340,7 +340,7 @@ fn killing_the_s3_server_mid_backup_fails_in_one_line_and_a_rerun_completes() {
     let e = stderr_of(&o);
     assert!(!o.status.success(), "the backup cannot have finished: {e}");
     let errors: Vec<_> = e.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "{e}");
+    assert_eq!(errors.len(), 1, "{}: {e}", o.status);
     assert!(errors[0].contains("cannot reach the S3 server"), "{e}");
     server.restart();
     assert!(env.snapshot_ids().is_empty());
