@@ -392,9 +392,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             let mut msg = e.message().trim().to_string();
             if msg.starts_with("unknown field") {
                 msg.push_str(" (a misspelt key? docs/config.md lists every key)");
-            }
-            if let Some(key) = c.key_at(&span) {
-                msg = format!("{msg}, in the value of `{key}`");
+            } else if msg.starts_with("invalid") {
+                // A value of the wrong type: name its key, and never echo a
+                // string value (it may be a secret, as in `env`).
+                msg = redact_strings(&msg);
+                if let Some(key) = c.key_at(&span) {
+                    msg = format!("{msg}, in the value of `{key}`");
+                }
             }
             c.err(span, msg);
             return Err(ConfigErrors(c.errors));
@@ -437,12 +441,56 @@ fn check_password_file(c: &mut Checker, name: &str, f: &Spanned<PathBuf>) {
     }
 }
 
+/// A message with every double-quoted string replaced by `"..."`.
+fn redact_strings(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find('"') {
+        out.push_str(&rest[..=i]);
+        match rest[i + 1..].find('"') {
+            Some(j) => {
+                out.push_str("...\"");
+                rest = &rest[i + 1 + j + 1..];
+            }
+            None => {
+                out.push_str("...");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A repository's location compared as the same place: a trailing `/`, and
+/// for a directory that exists, symlinks and `..`, make no difference.
+fn same_place(url: &str) -> String {
+    let trimmed = url.trim().trim_end_matches('/');
+    if trimmed.starts_with('/') {
+        if let Ok(p) = std::fs::canonicalize(trimmed) {
+            return p.to_string_lossy().into_owned();
+        }
+    }
+    trimmed.to_string()
+}
+
 fn check(c: &mut Checker, raw: RawConfig) -> Config {
     let mut repositories = BTreeMap::new();
+    let mut places: BTreeMap<String, String> = BTreeMap::new();
     for (name, r) in &raw.repository {
         let span = r.span();
         if let Err(e) = check_name(name) {
             c.err(span.clone(), format!("repository {name:?}: {e}"));
+        }
+        // One repository under two names would count as two copies.
+        let place = same_place(r.get_ref().url.get_ref());
+        if let Some(other) = places.get(&place) {
+            c.err(
+                r.get_ref().url.span(),
+                format!("repository {name}: url is the same repository as {other}'s; one repository is one copy, so give each name its own repository"),
+            );
+        } else {
+            places.insert(place, name.clone());
         }
         let r = r.get_ref();
         let url = r.url.get_ref().trim().to_string();

@@ -21,6 +21,9 @@ impl Schedule {
                 "schedule {text:?} has {fields} fields; cron needs 5 (minute hour day-of-month month day-of-week) or 6 with leading seconds, e.g. \"*/15 * * * *\""
             ));
         }
+        if let Some(e) = out_of_range(text) {
+            return Err(format!("schedule {text:?}: {e}"));
+        }
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
@@ -60,6 +63,41 @@ impl Schedule {
     pub fn text(&self) -> &str {
         &self.text
     }
+}
+
+/// A number outside its field's range, named: "the minute field has 61;
+/// minutes are 0-59" (the cron parser only says "Number out of bounds").
+fn out_of_range(text: &str) -> Option<String> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let names: &[(&str, u32, u32)] = &[
+        ("second", 0, 59),
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day-of-month", 1, 31),
+        ("month", 1, 12),
+        ("day-of-week", 0, 7),
+    ];
+    let names = match fields.len() {
+        5 => &names[1..],
+        6 => names,
+        _ => return None,
+    };
+    for (field, (name, lo, hi)) in fields.iter().zip(names) {
+        // Numbers in lists and ranges; a step ("*/90") is a count, not a value.
+        for part in field.split(',') {
+            let values = part.split('/').next().unwrap_or("");
+            for v in values.split('-') {
+                if let Ok(n) = v.parse::<u32>() {
+                    if n < *lo || n > *hi {
+                        return Some(format!(
+                            "the {name} field has {n}; it takes {lo}-{hi}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 /// `t` without its fraction of a second, taken off the instant: a local time
@@ -238,9 +276,23 @@ mod tests {
         assert!(Schedule::parse("0 0 * * * * 2026")
             .unwrap_err()
             .contains("has 7 fields"));
-        assert!(Schedule::parse("61 * * * *")
+        assert_eq!(
+            Schedule::parse("61 * * * *").unwrap_err(),
+            "schedule \"61 * * * *\": the minute field has 61; it takes 0-59"
+        );
+        assert_eq!(
+            Schedule::parse("30 61 * * * *").unwrap_err(),
+            "schedule \"30 61 * * * *\": the minute field has 61; it takes 0-59"
+        );
+        assert!(Schedule::parse("0 1-25 * * *")
             .unwrap_err()
-            .contains("not a valid cron expression"));
+            .contains("the hour field has 25; it takes 0-23"));
+        assert!(Schedule::parse("0 0 0 * *")
+            .unwrap_err()
+            .contains("the day-of-month field has 0; it takes 1-31"));
+        // Steps are counts, not values.
+        assert_eq!(out_of_range("*/90 * * * * *"), None);
+        assert!(Schedule::parse("0 */2 * * 1-5").is_ok());
         assert!(Schedule::parse("*/15 * * * mondy").is_err());
     }
 

@@ -97,7 +97,7 @@ fn each_broken_config_names_file_line_and_fix() {
     let e = errors(&good.replace("0 3 * * 0", "0 25 * * 0"));
     assert!(
         e[0].starts_with(&format!(
-            "{f}:{}: plan erp: drill schedule \"0 25 * * 0\" is not a valid cron",
+            "{f}:{}: plan erp: drill schedule \"0 25 * * 0\": the hour field has 25; it takes 0-23",
             line_of("drill =")
         )),
         "{e:?}"
@@ -361,4 +361,49 @@ fn problems_come_in_file_order_and_type_errors_quote_the_line() {
     ));
     assert!(e[0].ends_with(", in the value of `env`"), "{e:?}");
     assert!(!e[0].contains("hush-hush"), "{e:?}");
+    // A string where a table belongs: the string is not echoed either.
+    let e = errors(&good.replace(
+        "site = \"cloud-us-east\"",
+        "site = \"cloud-us-east\"\nenv = \"AWS_SECRET_ACCESS_KEY=hush-hush\"",
+    ));
+    assert!(
+        e[0].contains("invalid type: string \"...\", expected a map, in the value of `env`"),
+        "{e:?}"
+    );
+    assert!(!e[0].contains("hush-hush"), "{e:?}");
+    // A misspelt key is a key, not a value.
+    let e = errors(&good.replace("rpo = ", "rpoo = \"1m\"\nrpo = "));
+    assert!(!e[0].contains("in the value of"), "{e:?}");
+}
+
+#[test]
+fn one_repository_under_two_names_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("repo")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("repo"), d.path().join("link")).unwrap();
+    let good = sample(d.path());
+    for other in [
+        "/backup/ironvault/".to_string(),
+        "/backup/ironvault".to_string(),
+    ] {
+        let t = good.replace(
+            "url = \"s3:https://s3.example.net/backups/erp01\"\npassword_file = \"",
+            &format!("url = \"{other}\"\npassword_file = \""),
+        ).replace("medium = \"object\"", "medium = \"disk\"");
+        let e = errors(&t).join("\n");
+        assert!(
+            e.contains("repository local: url is the same repository as cloud's"),
+            "{e}"
+        );
+    }
+    // Through a symlink too, when the directory exists.
+    let t = good
+        .replace("url = \"/backup/ironvault\"", &format!("url = \"{}/repo\"", d.path().display()))
+        .replace(
+            "url = \"s3:https://s3.example.net/backups/erp01\"",
+            &format!("url = \"{}/link/\"", d.path().display()),
+        )
+        .replace("medium = \"object\"", "medium = \"disk\"");
+    let e = errors(&t).join("\n");
+    assert!(e.contains("url is the same repository as"), "{e}");
 }
