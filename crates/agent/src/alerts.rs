@@ -117,6 +117,26 @@ fn unknown(s: &PlanStatus) -> Vec<(String, &'static str)> {
         .collect()
 }
 
+/// The configured channels an open incident's opening has not reached:
+/// those that failed, and those added to the config since it opened. (An
+/// incident alerted before channels were recorded, `*`, owes none.)
+fn owed(alerts: &Alerts, inc: &Incident) -> bool {
+    if inc.sent.iter().any(|s| s == "*") {
+        return false;
+    }
+    if inc.attempts == 0 {
+        // Never tried: it goes out (or is logged as having no channel).
+        return true;
+    }
+    let configured = [
+        ("command", alerts.command.is_some()),
+        ("webhook", alerts.webhook.is_some()),
+    ];
+    configured
+        .iter()
+        .any(|(c, on)| *on && !inc.sent.iter().any(|s| s == c))
+}
+
 /// The wait before the next delivery attempt of an opening after `attempts`
 /// failed ones: 1 min, doubling, at most an hour.
 pub fn retry_after(attempts: u32) -> chrono::Duration {
@@ -160,7 +180,7 @@ pub fn evaluate_at(
     for inc in open {
         let key = |c: &String, k: &str| *c == inc.copy && k == inc.kind;
         if now.iter().any(|(c, k, _)| key(c, k)) || unknown.iter().any(|(c, k)| key(c, k)) {
-            if !inc.delivered && inc.next_try <= now_time {
+            if owed(alerts, &inc) && inc.next_try <= now_time {
                 let d = deliver(alerts, &alert_json(&inc, "open", host), &inc.sent);
                 history.log_alert(&inc, "open", &d.summary())?;
                 let mut sent = inc.sent.clone();
@@ -638,6 +658,67 @@ mod tests {
             .collect();
         let states: Vec<_> = sent.iter().map(|v| v["state"].as_str().unwrap()).collect();
         assert_eq!(states, ["open", "resolved", "resolved"]);
+    }
+
+    #[test]
+    fn a_channel_added_later_hears_of_the_incidents_already_open() {
+        let d = tempfile::tempdir().unwrap();
+        let h = History::open(&d.path().join("h.sqlite")).unwrap();
+        let first = d.path().join("first");
+        let only = |f: &std::path::Path| Alerts {
+            command: Some(format!("cat >> {}", f.display())),
+            webhook: None,
+        };
+        let mut s = status();
+        s.copies[0].rpo_met = Some(false);
+        let t0 = Utc::now();
+        // No channel at first: recorded and logged once.
+        let none = Alerts {
+            command: None,
+            webhook: None,
+        };
+        let l = evaluate_at(&h, &none, "h", &s, t0).unwrap();
+        assert!(l[0].ends_with("(no alert channel configured)"), "{l:?}");
+        assert!(
+            evaluate_at(&h, &none, "h", &s, t0 + chrono::Duration::hours(2))
+                .unwrap()
+                .is_empty()
+        );
+        // A command is configured: it gets the opening, once.
+        let later = t0 + chrono::Duration::hours(3);
+        assert_eq!(
+            evaluate_at(&h, &only(&first), "h", &s, later)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(evaluate_at(
+            &h,
+            &only(&first),
+            "h",
+            &s,
+            later + chrono::Duration::hours(2)
+        )
+        .unwrap()
+        .is_empty());
+        assert_eq!(std::fs::read_to_string(&first).unwrap().lines().count(), 1);
+        // A webhook added beside it: only the webhook is owed.
+        let both = Alerts {
+            command: Some(format!("cat >> {}", first.display())),
+            webhook: Some("http://127.0.0.1:1/hook".into()),
+        };
+        let l = evaluate_at(&h, &both, "h", &s, later + chrono::Duration::hours(4)).unwrap();
+        assert!(l[0].contains("(webhook failed:"), "{l:?}");
+        assert!(!l[0].contains("command"), "{l:?}");
+        assert_eq!(std::fs::read_to_string(&first).unwrap().lines().count(), 1);
+        // An old incident recorded as sent to every channel ('*') owes nothing.
+        let inc = &h.incidents().unwrap()[0];
+        h.mark_attempt(inc, &["*".into()], true, t0).unwrap();
+        assert!(
+            evaluate_at(&h, &both, "h", &s, later + chrono::Duration::hours(9))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

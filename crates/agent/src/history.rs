@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     opened INTEGER NOT NULL,
     message TEXT NOT NULL,
     delivered INTEGER NOT NULL DEFAULT 0, -- 1 once its alert reached every channel
-    sent TEXT NOT NULL DEFAULT '',  -- the channels that took it so far: 'command', 'webhook'
+    sent TEXT NOT NULL DEFAULT '',  -- the channels that took it so far: 'command', 'webhook' ('*': all, before this was recorded)
     attempts INTEGER NOT NULL DEFAULT 0, -- deliveries of its opening tried
     next_try INTEGER NOT NULL DEFAULT 0, -- unix ms: no retry before
     PRIMARY KEY (plan, copy, kind)
@@ -264,7 +264,10 @@ impl History {
             ),
             (
                 "sent",
-                "ALTER TABLE incidents ADD COLUMN sent TEXT NOT NULL DEFAULT ''",
+                // Incidents alerted before channels were recorded: '*', all
+                // the channels there were.
+                "ALTER TABLE incidents ADD COLUMN sent TEXT NOT NULL DEFAULT '';
+                 UPDATE incidents SET sent = '*' WHERE delivered = 1",
             ),
             (
                 "attempts",
@@ -669,7 +672,10 @@ mod tests {
         let inc = h.incidents().unwrap();
         assert_eq!(inc.len(), 1);
         assert!(inc[0].delivered, "alerted by the version that opened it");
-        assert_eq!((inc[0].attempts, inc[0].sent.len()), (0, 0));
+        assert_eq!(
+            (inc[0].attempts, inc[0].sent.clone()),
+            (0, vec!["*".to_string()])
+        );
         h.mark_attempt(&inc[0], &["command".into()], true, Utc::now())
             .unwrap();
         assert!(h

@@ -89,9 +89,7 @@ fn out_of_range(text: &str) -> Option<String> {
             for v in values.split('-') {
                 if let Ok(n) = v.parse::<u32>() {
                     if n < *lo || n > *hi {
-                        return Some(format!(
-                            "the {name} field has {n}; it takes {lo}-{hi}"
-                        ));
+                        return Some(format!("the {name} field has {n}; it takes {lo}-{hi}"));
                     }
                 }
             }

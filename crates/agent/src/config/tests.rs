@@ -386,10 +386,12 @@ fn one_repository_under_two_names_is_refused() {
         "/backup/ironvault/".to_string(),
         "/backup/ironvault".to_string(),
     ] {
-        let t = good.replace(
-            "url = \"s3:https://s3.example.net/backups/erp01\"\npassword_file = \"",
-            &format!("url = \"{other}\"\npassword_file = \""),
-        ).replace("medium = \"object\"", "medium = \"disk\"");
+        let t = good
+            .replace(
+                "url = \"s3:https://s3.example.net/backups/erp01\"\npassword_file = \"",
+                &format!("url = \"{other}\"\npassword_file = \""),
+            )
+            .replace("medium = \"object\"", "medium = \"disk\"");
         let e = errors(&t).join("\n");
         assert!(
             e.contains("repository local: url is the same repository as cloud's"),
@@ -398,7 +400,10 @@ fn one_repository_under_two_names_is_refused() {
     }
     // Through a symlink too, when the directory exists.
     let t = good
-        .replace("url = \"/backup/ironvault\"", &format!("url = \"{}/repo\"", d.path().display()))
+        .replace(
+            "url = \"/backup/ironvault\"",
+            &format!("url = \"{}/repo\"", d.path().display()),
+        )
         .replace(
             "url = \"s3:https://s3.example.net/backups/erp01\"",
             &format!("url = \"{}/link/\"", d.path().display()),
