@@ -182,12 +182,15 @@ impl Runner<'_> {
         let (name, url, file) = (&repo.name, &repo.url, self.cfg.file.display());
         let why = match f.code {
             Some(EXIT_MISSING) => {
-                let new = match plan.copies.first().filter(|first| *first != name) {
+                let this = open_flags(repo, "");
+                let first = plan.copies.first().filter(|first| *first != name);
+                let new = match first.and_then(|f| self.repo(f).ok()) {
+                    // Related to the first copy, so copies deduplicate.
                     Some(first) => format!(
-                        "if it is a new copy, create it with 'ironvault init --repo {url} --from-repo {}'",
-                        self.repo(first).map(|r| r.url.as_str()).unwrap_or(first)
+                        "if it is a new copy, create it with 'ironvault {this} init {}'",
+                        open_flags(first, "from-")
                     ),
-                    None => format!("if it is new, create it with 'ironvault init --repo {url}'"),
+                    None => format!("if it is new, create it with 'ironvault {this} init'"),
                 };
                 format!("repository {name} ({url}) is not there: is its disk mounted or its bucket reachable? {new}")
             }

@@ -594,11 +594,14 @@ fn a_failed_copy_keeps_the_first_copys_snapshots_and_the_history_says_so() {
     assert!(out.contains("retention local: skipped"), "{out}");
     assert!(err.contains("copy to second failed"), "{err}");
     let second = p.env.path("second");
+    let pass = p.env.path("pass");
     let hint = format!(
         "repository second ({0}) is not there: is its disk mounted or its bucket reachable? \
-         if it is a new copy, create it with 'ironvault init --repo {0} --from-repo {1}'",
+         if it is a new copy, create it with 'ironvault --repo {0} --password-file {2} init \
+         --from-repo {1} --from-password-file {2}'",
         second.display(),
-        p.env.repo.display()
+        p.env.repo.display(),
+        pass.display()
     );
     assert!(out.contains(&hint), "{out}");
     assert_eq!(p.snapshots("local").len(), 2);
@@ -612,8 +615,20 @@ fn a_failed_copy_keeps_the_first_copys_snapshots_and_the_history_says_so() {
         .unwrap();
     assert_eq!(r.0, "skipped");
     assert!(r.1.contains("until every copy has them"), "{}", r.1);
-    // The disk is back: the next run copies both and thins local out.
-    std::fs::rename(p.env.path("second-away"), p.env.path("second")).unwrap();
+    // Do what it says (as pasted into a shell with no ironvault variables):
+    // a new, related second copy; the next run fills it and thins local out.
+    let advised = out
+        .split("create it with 'ironvault ")
+        .nth(1)
+        .and_then(|a| a.split('\'').next())
+        .unwrap();
+    let o = std::process::Command::new(bin())
+        .args(advised.split_whitespace())
+        .env_remove("IRONVAULT_REPO")
+        .env_remove("IRONVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{advised}: {}", String::from_utf8_lossy(&o.stderr));
     p.expect(&["run", "files"], 0);
     assert_eq!(p.snapshots("local").len(), 1);
     assert_eq!(p.snapshots("second").len(), 1);
