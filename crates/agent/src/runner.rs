@@ -154,7 +154,7 @@ impl Runner<'_> {
             nice: plan.nice,
             ionice: plan.ionice,
         };
-        self.exec_with(cmd, plan, limits, self.stop, Some(repo))
+        self.exec_with(cmd, plan, limits, self.stop, Some(repo), None)
     }
 
     fn exec_with(
@@ -164,10 +164,22 @@ impl Runner<'_> {
         limits: Limits,
         stop: &(dyn Fn() -> bool + Sync),
         repo: Option<&Repository>,
+        sandbox: Option<&Path>,
     ) -> Result<Finished> {
         let prefix = format!("[{}] ", plan.name);
         let log = self.log;
-        let on_line = move |l: &str| log(&format!("{prefix}{l}"));
+        let sandbox = sandbox.map(|s| format!("{}/", s.display()));
+        let on_line = move |l: &str| {
+            // The command's own error line comes back in the step's result.
+            if l.starts_with("error: ") {
+                return;
+            }
+            // A drill's files by their snapshot paths, not the sandbox's.
+            match &sandbox {
+                Some(s) => log(&format!("{prefix}{}", l.replace(s.as_str(), "/"))),
+                None => log(&format!("{prefix}{l}")),
+            }
+        };
         let mut f = child::run(cmd, limits, stop, STOP_GRACE, &on_line)
             .with_context(|| format!("cannot start {}", self.exe.display()))?;
         if let Some(repo) = repo {
@@ -256,7 +268,7 @@ impl Runner<'_> {
         let never = || false;
         let stop: &(dyn Fn() -> bool + Sync) = if which == "after" { &never } else { self.stop };
         let f = self
-            .exec_with(c, plan, limits, stop, None)
+            .exec_with(c, plan, limits, stop, None, None)
             .unwrap_or_else(|e| Finished {
                 error: Some(e.to_string()),
                 ..Finished::default()
@@ -671,7 +683,14 @@ impl Runner<'_> {
             c.arg(&target);
             // At full speed whatever the plan's nice: the RTA is how fast a
             // real recovery would be.
-            let res = self.exec_with(c, plan, Limits::default(), self.stop, Some(repo));
+            let res = self.exec_with(
+                c,
+                plan,
+                Limits::default(),
+                self.stop,
+                Some(repo),
+                Some(&target),
+            );
             let _ = std::fs::remove_dir_all(&target);
             match res {
                 Ok(f) => {
@@ -724,7 +743,7 @@ impl Runner<'_> {
                         }
                         format!(
                             "{} damaged or not restorable: {}{fix}",
-                            count(bad.len(), "file"),
+                            count(bad.len(), "item"),
                             bad.join("; ")
                         )
                     });
