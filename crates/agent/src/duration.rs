@@ -63,6 +63,17 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// Seconds as measured (a step, an RTA): "0.42 s", "41.3 s", "4 min 10 s".
+pub fn human_secs(t: f64) -> String {
+    if t < 1.0 {
+        format!("{t:.2} s")
+    } else if t < 120.0 {
+        format!("{t:.1} s")
+    } else {
+        human(Duration::from_secs_f64(t))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

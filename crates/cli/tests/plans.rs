@@ -111,8 +111,17 @@ fn run_backs_up_copies_applies_retention_and_records_every_step() {
     );
     let text = std::fs::read_to_string(&p.cfg).unwrap() + &plan;
     write(&p.cfg, text.as_bytes());
-    let (out, _) = p.expect(&["run", "files"], 0);
+    let (out, err) = p.expect(&["run", "files"], 0);
     assert!(out.contains("plan files: success (run 1)"), "{out}");
+    // The progress log says which snapshot, how much and how long.
+    assert!(
+        err.lines().any(
+            |l| l.starts_with("[files] backup (local): success, snapshot ")
+                && l.contains(", added ")
+                && l.ends_with(" s")
+        ),
+        "{err}"
+    );
     assert!(out.contains("backup    local: success, snapshot"), "{out}");
     // Backup and copy count bytes the same way (as stored): the same blobs.
     let (added, copied): (i64, i64) = p

@@ -307,13 +307,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
 
 /// Seconds with the precision that matters: "0.04 s", "2.3 s", "15 min".
 pub fn seconds(t: f64) -> String {
-    if t < 1.0 {
-        format!("{t:.2} s")
-    } else if t < 120.0 {
-        format!("{t:.1} s")
-    } else {
-        human(Duration::from_secs_f64(t))
-    }
+    ironvault_agent::duration::human_secs(t)
 }
 
 #[derive(clap::Args)]
