@@ -374,7 +374,27 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
             msg: hint,
         }])
     })?;
-    parse(file, &text)
+    let mut cfg = parse(file, &text)?;
+    // `env` may hold object-storage keys: the file should be private then.
+    if cfg.repositories.values().any(|r| !r.env.is_empty()) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(file) {
+            if m.permissions().mode() & 0o004 != 0 {
+                cfg.warnings.insert(
+                    0,
+                    ConfigError {
+                        file: file.to_path_buf(),
+                        line: 0,
+                        msg: format!(
+                            "the config sets repository env (credentials?) and can be read by every user of this host; chmod 600 {}",
+                            file.display()
+                        ),
+                    },
+                );
+            }
+        }
+    }
+    Ok(cfg)
 }
 
 /// Check config text (`file` is only for messages).

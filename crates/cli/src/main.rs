@@ -75,7 +75,7 @@ pub struct Cli {
     /// Run this shell command and use the first line it prints as the password.
     #[arg(long, env = "IRONVAULT_PASSWORD_COMMAND", global = true)]
     password_command: Option<String>,
-    /// The protection-plan config (run, drill, status, agent, config check).
+    /// The protection-plan config (run, drill, status, history, agent, config check).
     #[arg(long, env = "IRONVAULT_CONFIG", global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Print results as JSON.

@@ -214,6 +214,16 @@ fn run_backs_up_copies_applies_retention_and_records_every_step() {
     let (out, _) = p.expect(&["history", "files", "--limit", "1"], 0);
     assert!(out.contains("files    run   success   manual"), "{out}");
     assert!(out.contains("retention second"), "{out}");
+    assert!(
+        out.starts_with("started "),
+        "a header names the columns: {out}"
+    );
+    // The plan leaves the config: its record stays readable; a typo is an error.
+    p.replace("[plan.files]", "[plan.renamed]");
+    let (out, _) = p.expect(&["history", "files"], 0);
+    assert!(out.contains("files    run   success   manual"), "{out}");
+    let (_, err) = p.expect(&["history", "filez"], 1);
+    assert!(err.contains("no plan \"filez\""), "{err}");
 }
 
 #[test]

@@ -32,6 +32,12 @@ pub(super) fn check_plan(
                         span.clone(),
                         format!("plan {name}: path {path:?} is not absolute"),
                     );
+                } else if std::fs::symlink_metadata(path).is_err() {
+                    // It may be mounted later; until then every run fails.
+                    c.warn(
+                        span.clone(),
+                        format!("plan {name}: path {path} does not exist (yet); the plan's backups fail until it does"),
+                    );
                 }
             }
             Some(Source::Paths(p.paths.clone()))
@@ -192,6 +198,20 @@ pub(super) fn check_plan(
         c.duration(&p.rpo, &format!("plan {name}: rpo")),
         c.duration(&p.rto, &format!("plan {name}: rto")),
     );
+    if let (Some(s), Some(rpo), Some(r)) = (&schedule, rpo, &p.rpo) {
+        if let Some(gap) = longest_gap(s) {
+            if gap > rpo {
+                c.warn(
+                    r.span(),
+                    format!(
+                        "plan {name}: the schedule leaves up to {} between runs, more than the rpo of {}: the RPO will be missed between runs; run more often or raise the rpo",
+                        crate::duration::human(gap),
+                        crate::duration::human(rpo)
+                    ),
+                );
+            }
+        }
+    }
     Some(Plan {
         name: name.to_string(),
         source: source?,
@@ -250,4 +270,17 @@ fn parse_ionice(s: &str) -> Result<(i32, i32), String> {
             "ionice {s:?}: use \"idle\", \"best-effort[:0-7]\" or \"realtime[:0-7]\""
         )),
     }
+}
+
+/// The longest wait between two runs the schedule names, over its next 400
+/// runs (enough to see the gaps of daily, weekly and monthly schedules).
+fn longest_gap(s: &crate::schedule::Schedule) -> Option<Duration> {
+    let mut t = s.next_after(&chrono::Local::now())?;
+    let mut longest = Duration::ZERO;
+    for _ in 0..400 {
+        let next = s.next_after(&t)?;
+        longest = longest.max((next - t).to_std().ok()?);
+        t = next;
+    }
+    Some(longest)
 }

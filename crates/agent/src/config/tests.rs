@@ -313,7 +313,12 @@ fn urls_commands_impossible_schedules_and_password_files_are_checked() {
     )
     .unwrap();
     let cfg = parse(Path::new("x"), &good).unwrap();
-    let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    let w: Vec<String> = cfg
+        .warnings
+        .iter()
+        .map(|w| w.to_string())
+        .filter(|w| w.contains("password file"))
+        .collect();
     assert_eq!(
         w,
         [format!(
@@ -411,4 +416,53 @@ fn one_repository_under_two_names_is_refused() {
         .replace("medium = \"object\"", "medium = \"disk\"");
     let e = errors(&t).join("\n");
     assert!(e.contains("url is the same repository as"), "{e}");
+}
+
+#[test]
+fn missing_paths_and_schedules_that_cannot_meet_the_rpo_are_warned_about() {
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path()).replace("/data/erp", &d.path().display().to_string());
+    let warnings = |t: &str| -> Vec<String> {
+        parse(Path::new("x"), t)
+            .unwrap()
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .filter(|w| !w.contains("password file"))
+            .collect()
+    };
+    assert_eq!(warnings(&good), Vec::<String>::new());
+    let line_of = |needle: &str| good.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    // A path that is not there (yet).
+    let w = warnings(&good.replace(
+        &format!("paths = [\"{}\"]", d.path().display()),
+        "paths = [\"/nonexistent/erp\"]",
+    ));
+    assert_eq!(
+        w,
+        [format!(
+            "x:{}: plan erp: path /nonexistent/erp does not exist (yet); the plan's backups fail until it does",
+            line_of("[plan.erp]")
+        )]
+    );
+    // Once a day cannot hold an RPO of 10 minutes.
+    let w = warnings(
+        &good
+            .replace("*/15 * * * *", "0 3 * * *")
+            .replace("rpo = \"15m\"", "rpo = \"10m\""),
+    );
+    assert_eq!(
+        w,
+        [format!(
+            "x:{}: plan erp: the schedule leaves up to 24 h between runs, more than the rpo of 10 min: the RPO will be missed between runs; run more often or raise the rpo",
+            line_of("rpo =")
+        )]
+    );
+    // Weekdays only: the weekend gap counts.
+    let w = warnings(
+        &good
+            .replace("*/15 * * * *", "0 * * * 1-5")
+            .replace("rpo = \"15m\"", "rpo = \"1d\""),
+    );
+    assert!(w[0].contains("leaves up to 2 d 1 h between runs"), "{w:?}");
 }

@@ -17,11 +17,15 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let cfg = super::plans::load(cli)?;
-    if let Some(p) = &a.plan {
-        cfg.plan(p).map_err(|m| crate::Coded { code: 1, msg: m })?;
-    }
     let history = History::open(&cfg.history_path())?;
     let runs = history.runs(a.plan.as_deref(), a.limit)?;
+    if let Some(p) = &a.plan {
+        // A plan removed or renamed in the config keeps its record, for
+        // auditors; a name neither has is a typo.
+        if runs.is_empty() {
+            cfg.plan(p).map_err(|m| crate::Coded { code: 1, msg: m })?;
+        }
+    }
     let local = |t: chrono::DateTime<chrono::Utc>| {
         t.with_timezone(&chrono::Local)
             .format("%Y-%m-%d %H:%M:%S")
@@ -50,6 +54,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     }
     if runs.is_empty() {
         println!("no runs recorded in {}", cfg.history_path().display());
+    } else {
+        println!(
+            "{:<19} {:>5}  {:<8} {:<5} {:<9} trigger: error",
+            "started", "run", "plan", "kind", "result"
+        );
+        println!(
+            "                             {:<9} {:<8} result, snapshot, bytes, seconds",
+            "step", "copy"
+        );
     }
     for r in &runs {
         println!(

@@ -83,7 +83,12 @@ pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<u8> {
                 return Ok(0);
             }
             let cfg = load(cli)?;
-            if !cli.quiet {
+            if cli.quiet {
+                // Checking is what was asked for: warnings are part of the answer.
+                for w in &cfg.warnings {
+                    eprintln!("warning: {w}");
+                }
+            } else {
                 println!(
                     "{}: ok ({}, {})",
                     cfg.file.display(),
