@@ -277,8 +277,8 @@ pub fn plan_status(
     let mut missed = Vec::new();
     let mut notes = Vec::new();
     for c in &copies {
-        if let Some(e) = &c.unreachable {
-            missed.push(format!("{} is unreachable: {e}", c.name));
+        if c.unreachable.is_some() {
+            missed.push(format!("{} is unreachable", c.name));
         } else if c.rpo_met == Some(false) {
             missed.push(match c.age_seconds {
                 None => format!("{} holds no snapshot of the plan (RPO not held)", c.name),

@@ -113,7 +113,7 @@ fn current(c: &CopyFacts, rpo: Option<Duration>) -> bool {
 fn why_not_current(c: &CopyFacts, rpo: Option<Duration>) -> String {
     use crate::duration::human;
     match (&c.unreachable, c.age, rpo) {
-        (Some(e), _, _) => format!("{} is unreachable ({e})", c.name),
+        (Some(_), _, _) => format!("{} is unreachable", c.name),
         (None, None, _) => format!("{} holds no snapshot of the plan", c.name),
         (None, Some(a), Some(r)) => format!(
             "{}'s newest snapshot is {} old, beyond the RPO of {}",

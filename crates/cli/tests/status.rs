@@ -226,6 +226,14 @@ fn the_rpo_held_is_the_age_of_the_newest_snapshot_on_each_copy() {
             .contains("cannot list snapshots of second"),
         "{c}"
     );
+    // Said once, with its copy; the other mentions only name it.
+    assert_eq!(v["plans"][0]["missed"][0], "second is unreachable");
+    let (out, _) = p.expect(&["status"], 2);
+    assert_eq!(
+        out.matches("cannot list snapshots of second").count(),
+        1,
+        "{out}"
+    );
     // A broken config is an error: exit 1.
     p.replace("rpo = \"1h\"", "rpo = \"soon\"");
     let o = p.run(&["status"]);
