@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+mod advice;
+mod drill;
+use advice::open_flags;
+
 /// Variables that would make a step open another repository or key than
 /// the config names.
 const INHERITED_REPO_ENV: &[&str] = &[
@@ -64,42 +68,6 @@ pub struct RunReport {
 pub struct SnapInfo {
     pub id: String,
     pub time: DateTime<Utc>,
-}
-
-/// The flags that open `repo` on a command line an operator can paste:
-/// `--repo URL --password-file FILE` (with `prefix` "from-":
-/// `--from-repo URL --from-password-file FILE`).
-fn open_flags(repo: &Repository, prefix: &str) -> String {
-    let mut a = vec![format!("--{prefix}repo"), shell_word(&repo.url)];
-    if let Some(f) = &repo.password_file {
-        a.push(format!("--{prefix}password-file"));
-        a.push(shell_word(&f.to_string_lossy()));
-    }
-    if let Some(c) = &repo.password_command {
-        a.push(format!("--{prefix}password-command"));
-        a.push(shell_word(c));
-    }
-    if let (Some(c), "") = (&repo.cacert, prefix) {
-        a.push("--cacert".into());
-        a.push(shell_word(&c.to_string_lossy()));
-    }
-    a.join(" ")
-}
-
-/// A word as a POSIX shell reads it back unchanged.
-fn shell_word(s: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._:=@%+,-".contains(c);
-    if !s.is_empty() && s.chars().all(plain) {
-        s.to_string()
-    } else {
-        format!(
-            "\"{}\"",
-            s.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('$', "\\$")
-                .replace('`', "\\`")
-        )
-    }
 }
 
 /// The global flags that open `repo`, and its extra environment.
@@ -650,162 +618,6 @@ impl Runner<'_> {
             Err(e) => failed_end(e),
         }
     }
-
-    /// Restore the newest snapshot of `copy` into a new directory under the
-    /// sandbox, verify every byte and metadata, time it (the RTA), remove it.
-    pub fn drill(
-        &self,
-        plan: &Plan,
-        copy: &str,
-        trigger: &str,
-        scheduled_for: Option<DateTime<Utc>>,
-    ) -> Result<RunReport> {
-        let repo = self.repo(copy)?;
-        let sandbox_root = plan
-            .drill
-            .as_ref()
-            .and_then(|d| d.sandbox.clone())
-            .unwrap_or_else(|| self.cfg.state_dir.join("drills"));
-        let run = self
-            .history
-            .start_run(&plan.name, "drill", trigger, scheduled_for)?;
-        let mut rep = RunReport {
-            run,
-            plan: plan.name.clone(),
-            outcome: Outcome::Success,
-            error: None,
-            steps: Vec::new(),
-        };
-        let name = format!(
-            "{}-{}-{}",
-            plan.name,
-            copy,
-            Utc::now().format("%Y%m%dT%H%M%S%.3f")
-        );
-        let o = self.step(run, &mut rep, "drill", Some(copy), || {
-            let snaps = match self.snapshots(plan, repo) {
-                Ok(s) => s,
-                Err(e) => return failed_end(e),
-            };
-            let Some(newest) = snaps.last() else {
-                return failed_end(anyhow!(
-                    "no snapshot of plan {} on {copy} to restore; run the plan first",
-                    plan.name
-                ));
-            };
-            // A new, empty directory of our own: a drill never writes over
-            // anything, the source least of all.
-            let target = match fresh_dir(&sandbox_root, &name) {
-                Ok(t) => t,
-                Err(e) => return failed_end(e),
-            };
-            let mut c = self.command(repo);
-            c.args(["restore", &newest.id, "--verify", "--target"]);
-            c.arg(&target);
-            // At full speed whatever the plan's nice: the RTA is how fast a
-            // real recovery would be.
-            let res = self.exec_with(
-                c,
-                plan,
-                Limits::default(),
-                self.stop,
-                Some(repo),
-                Some(&target),
-            );
-            let _ = std::fs::remove_dir_all(&target);
-            match res {
-                Ok(f) => {
-                    let s = f.summary();
-                    let mut end = StepEnd {
-                        snapshot: Some(newest.id.clone()),
-                        bytes: s.as_ref().and_then(|s| s["bytes_restored"].as_u64()),
-                        // The RTA: the whole restore command, from start (key,
-                        // index) to the last byte verified.
-                        seconds: Some(f.seconds),
-                        ..StepEnd::default()
-                    };
-                    let verified = s.as_ref().and_then(|s| s["verified"].as_bool()) == Some(true);
-                    let bad: Vec<String> = s
-                        .as_ref()
-                        .and_then(|s| s["errors"].as_array().cloned())
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|e| e.as_str().map(String::from))
-                        .collect();
-                    end.detail = s;
-                    if f.code == Some(0) && verified {
-                        return (Outcome::Success, end);
-                    }
-                    if f.stopped {
-                        end.error = Some("stopped".into());
-                        return (Outcome::Abandoned, end);
-                    }
-                    end.error = Some(if bad.is_empty() {
-                        f.failure()
-                    } else {
-                        // Name the files as the snapshot does, not by where
-                        // the sandbox put them.
-                        let sandbox = format!("{}/", target.display());
-                        let bad: Vec<String> =
-                            bad.iter().map(|e| e.replace(&sandbox, "/")).collect();
-                        let other = plan.copies.iter().find(|c| *c != copy);
-                        let this = open_flags(repo, "");
-                        let mut fix =
-                            format!("; 'ironvault {this} check --read-data' lists the damage");
-                        if let Some(o) = other.and_then(|o| self.repo(o).ok()) {
-                            fix += &format!(
-                                ", 'ironvault {this} repair packs {}' mends it from copy {}",
-                                open_flags(o, "from-"),
-                                o.name
-                            );
-                        }
-                        if !repo.env.is_empty() {
-                            fix += &format!(" (with the env of repository {copy} in the config)");
-                        }
-                        format!(
-                            "{} damaged or not restorable: {}{fix}",
-                            count(bad.len(), "item"),
-                            bad.join("; ")
-                        )
-                    });
-                    (Outcome::Failed, end)
-                }
-                Err(e) => failed_end(e),
-            }
-        })?;
-        rep.outcome = o;
-        if let Some(last) = rep.steps.last() {
-            rep.error = last.end.error.clone();
-        }
-        self.history
-            .end_run(run, rep.outcome, rep.error.as_deref())?;
-        Ok(rep)
-    }
-}
-
-fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-/// Create `root` (mode 0700) and a new directory `name` in it; an existing
-/// one is an error, never reused.
-fn fresh_dir(root: &Path, name: &str) -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
-        .with_context(|| format!("cannot create the drill sandbox {}", root.display()))?;
-    let target = root.join(name);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&target)
-        .with_context(|| format!("cannot create the drill directory {}", target.display()))?;
-    Ok(target)
 }
 
 /// ": why" the last step failed, for the run's error (and its alert).
@@ -847,28 +659,4 @@ fn finished_outcome(f: &Finished, summary: Option<serde_json::Value>) -> (Outcom
         return (Outcome::Abandoned, end);
     }
     (Outcome::Failed, end)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn advice_words_survive_a_shell() {
-        assert_eq!(shell_word("/backup/ironvault"), "/backup/ironvault");
-        assert_eq!(
-            shell_word("s3:https://s3.example.net/b/p"),
-            "s3:https://s3.example.net/b/p"
-        );
-        assert_eq!(
-            shell_word("pass show \"a\" $X"),
-            "\"pass show \\\"a\\\" \\$X\""
-        );
-        let out = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(format!("printf %s {}", shell_word("a b\\c\"d$e`f'g")))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\\c\"d$e`f'g");
-    }
 }
