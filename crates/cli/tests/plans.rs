@@ -500,22 +500,23 @@ fn plans_sharing_a_repository_take_turns_at_retention_and_another_hosts_prune_po
     churn("a", 1);
     churn("b", 1);
     let gate = p.env.path("gate");
-    let mut a = p
-        .cmd(&["run", "a"])
-        .env(
-            "IRONVAULT_PAUSE",
-            format!("prune-deletions-listed={}", gate.display()),
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let reached = PathBuf::from(format!("{}.reached", gate.display()));
-    let t = std::time::Instant::now();
-    while !reached.exists() {
-        assert!(t.elapsed().as_secs() < 60, "plan a's prune never started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    // `run a`, held in its prune once the deletion list is written.
+    let run_a_held_in_prune = || {
+        let a = p
+            .cmd(&["run", "a"])
+            .env(
+                "IRONVAULT_PAUSE",
+                format!("prune-deletions-listed={}", gate.display()),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_file(&reached);
+        a
+    };
+    let mut a = run_a_held_in_prune();
     let mut b = p
         .cmd(&["run", "b"])
         .stdout(std::process::Stdio::piped())
@@ -551,21 +552,7 @@ fn plans_sharing_a_repository_take_turns_at_retention_and_another_hosts_prune_po
             .replace("/state\"", "/state-other\"")
             .as_bytes(),
     );
-    let mut a = p
-        .cmd(&["run", "a"])
-        .env(
-            "IRONVAULT_PAUSE",
-            format!("prune-deletions-listed={}", gate.display()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !reached.exists() {
-        assert!(t.elapsed().as_secs() < 60, "plan a's prune never started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut a = run_a_held_in_prune();
     let o = p
         .cmd(&["--config", other.to_str().unwrap(), "run", "b"])
         .output()
