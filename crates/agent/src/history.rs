@@ -608,15 +608,6 @@ impl History {
         Ok(())
     }
 
-    /// Open incidents whose alert has not reached every channel yet.
-    pub fn undelivered(&self) -> Result<Vec<Incident>> {
-        Ok(self
-            .incidents()?
-            .into_iter()
-            .filter(|i| !i.delivered)
-            .collect())
-    }
-
     /// Every open incident.
     pub fn incidents(&self) -> Result<Vec<Incident>> {
         let mut st = self.conn.prepare(
