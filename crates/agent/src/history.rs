@@ -117,6 +117,32 @@ pub struct StepEnd {
     pub detail: Option<serde_json::Value>,
 }
 
+impl StepEnd {
+    /// The step's result as the log, `run` and `history` print it:
+    /// "success, snapshot 3f9a1c27, added 182.4 MiB, 41.3 s" (a drill's
+    /// time is its RTA).
+    pub fn describe(&self, step: &str, outcome: Outcome) -> String {
+        let mut parts = vec![outcome.as_str().to_string()];
+        if let Some(id) = &self.snapshot {
+            parts.push(format!("snapshot {}", &id[..id.len().min(8)]));
+        }
+        if let Some(b) = self.bytes {
+            let what = match step {
+                "backup" => "added",
+                "copy" => "copied",
+                "retention" => "freed",
+                _ => "restored",
+            };
+            parts.push(format!("{what} {}", ironvault_core::human::bytes(b)));
+        }
+        if let Some(secs) = self.seconds {
+            let label = if step == "drill" { "RTA " } else { "" };
+            parts.push(format!("{label}{}", crate::duration::human_secs(secs)));
+        }
+        parts.join(", ")
+    }
+}
+
 /// One run as recorded.
 #[derive(Clone, Debug)]
 pub struct RunRow {

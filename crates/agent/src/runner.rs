@@ -266,28 +266,9 @@ impl Runner<'_> {
         self.history.end_step(id, outcome, &end)?;
         let how = match &end.error {
             Some(e) => format!("{}: {e}", outcome.as_str()),
-            None => {
-                // What an operator reading the log wants: which snapshot,
-                // how much, how long (for a drill, that is the RTA).
-                let mut parts = vec![outcome.as_str().to_string()];
-                if let Some(id) = &end.snapshot {
-                    parts.push(format!("snapshot {}", &id[..id.len().min(8)]));
-                }
-                if let Some(b) = end.bytes {
-                    let what = match step {
-                        "backup" => "added",
-                        "copy" => "copied",
-                        "retention" => "freed",
-                        _ => "restored",
-                    };
-                    parts.push(format!("{what} {}", ironvault_core::human::bytes(b)));
-                }
-                if let Some(secs) = end.seconds {
-                    let label = if step == "drill" { "RTA " } else { "" };
-                    parts.push(format!("{label}{}", crate::duration::human_secs(secs)));
-                }
-                parts.join(", ")
-            }
+            // What an operator reading the log wants: which snapshot, how
+            // much, how long (for a drill, that is the RTA).
+            None => end.describe(step, outcome),
         };
         (self.log)(&format!("[{}] {what}: {how}", report.plan));
         report.steps.push(StepReport {

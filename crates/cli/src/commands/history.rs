@@ -1,7 +1,6 @@
 //! `ironvault history`: the record of runs and drills, step by step, from
 //! the SQLite history the agent, `run` and `drill` keep.
 
-use crate::output::bytes;
 use crate::Cli;
 use anyhow::Result;
 use ironvault_agent::history::History;
@@ -79,21 +78,17 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 .unwrap_or_default()
         );
         for s in history.steps(r.id)? {
-            let mut parts = vec![s.result.as_str().to_string()];
-            if let Some(id) = &s.snapshot {
-                parts.push(format!("snapshot {}", &id[..id.len().min(8)]));
-            }
-            if let Some(b) = s.bytes {
-                parts.push(bytes(b));
-            }
-            if let Some(t) = s.seconds {
-                parts.push(super::plans::seconds(t));
-            }
+            let end = ironvault_agent::history::StepEnd {
+                bytes: s.bytes,
+                snapshot: s.snapshot.clone(),
+                seconds: s.seconds,
+                ..Default::default()
+            };
             println!(
                 "                             {:<9} {:<8} {}",
                 s.step,
                 s.copy.as_deref().unwrap_or(""),
-                parts.join(", ")
+                end.describe(&s.step, s.result)
             );
             if let Some(e) = &s.error {
                 println!("                                                {e}");

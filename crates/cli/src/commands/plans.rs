@@ -1,6 +1,6 @@
 //! Protection plans from the config file: `config check`, `run PLAN`, `drill PLAN`.
 
-use crate::output::{bytes, plural};
+use crate::output::plural;
 use crate::{Cli, Coded};
 use anyhow::{anyhow, Result};
 use ironvault_agent::config::{self, Config};
@@ -154,24 +154,11 @@ fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> u8 {
                 .as_deref()
                 .map(|c| format!(" {c}"))
                 .unwrap_or_default();
-            let mut parts = vec![s.outcome.as_str().to_string()];
-            if let Some(id) = &s.end.snapshot {
-                parts.push(format!("snapshot {}", &id[..id.len().min(8)]));
-            }
-            if let Some(b) = s.end.bytes {
-                let verb = match s.step.as_str() {
-                    "backup" => "added",
-                    "copy" => "copied",
-                    "retention" => "freed",
-                    "drill" => "restored",
-                    _ => "",
-                };
-                parts.push(format!("{verb} {}", bytes(b)).trim().to_string());
-            }
-            if let Some(t) = s.end.seconds {
-                parts.push(seconds(t));
-            }
-            println!("  {:<9}{on}: {}", s.step, parts.join(", "));
+            println!(
+                "  {:<9}{on}: {}",
+                s.step,
+                s.end.describe(&s.step, s.outcome)
+            );
             if let Some(e) = &s.end.error {
                 println!("             {e}");
             }
