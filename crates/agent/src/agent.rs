@@ -63,6 +63,7 @@ impl<'a> Agent<'a> {
             history,
             stop: self.stop,
             log: self.log,
+            report_follows: false,
         }
     }
 

@@ -42,6 +42,10 @@ pub struct Runner<'a> {
     pub stop: &'a (dyn Fn() -> bool + Sync),
     /// Progress and child output, a line at a time.
     pub log: &'a (dyn Fn(&str) + Sync),
+    /// A report of every step follows the log (`run`, `drill`): a failed
+    /// step's log line leaves its error to the report instead of saying it
+    /// twice. The agent's log has no report, so it says everything.
+    pub report_follows: bool,
 }
 
 /// One step as it ended.
@@ -265,6 +269,9 @@ impl Runner<'_> {
         let (outcome, end) = f();
         self.history.end_step(id, outcome, &end)?;
         let how = match &end.error {
+            Some(_) if self.report_follows && outcome == Outcome::Failed => {
+                "failed (why: below)".to_string()
+            }
             Some(e) => format!("{}: {e}", outcome.as_str()),
             // What an operator reading the log wants: which snapshot, how
             // much, how long (for a drill, that is the RTA).

@@ -385,6 +385,13 @@ fn a_drill_measures_the_rta_and_a_damaged_copy_fails_naming_the_files() {
         !err.contains("state/drills"),
         "not in the log lines either: {err}"
     );
+    // Said once on each stream: the report (stdout) and the error line.
+    assert_eq!(err.matches("repair packs").count(), 1, "{err}");
+    assert_eq!(out.matches("repair packs").count(), 1, "{out}");
+    assert!(
+        err.contains("[files] drill (second): failed (why: below)"),
+        "{err}"
+    );
     let (second, local, pass) = (p.env.path("second"), p.env.repo.clone(), p.env.path("pass"));
     let fix = format!(
         "'ironvault --repo {s} --password-file {pw} repair packs --from-repo {l} --from-password-file {pw}' mends it from copy local",

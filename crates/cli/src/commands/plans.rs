@@ -196,6 +196,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<u8> {
         history: &history,
         stop: &stop,
         log: &log,
+        report_follows: !cli.json,
     };
     let rep = runner.run_plan(plan, "manual", None)?;
     if !cli.json && !cli.quiet {
@@ -262,6 +263,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
         history: &history,
         stop: &stop,
         log: &log,
+        report_follows: !cli.json,
     };
     let rep = runner.drill(plan, &copy, "manual", None)?;
     let code = report(cli, &rep, plan.rto);

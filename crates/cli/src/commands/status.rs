@@ -33,6 +33,7 @@ pub fn gather(
         history,
         stop: &stop,
         log: &log,
+        report_follows: false,
     };
     let facts = DeviceFacts::from_env();
     Ok(cfg
