@@ -287,6 +287,26 @@ impl Runner<'_> {
         Ok(outcome)
     }
 
+    /// Record a run or drill as started; its report, empty so far.
+    fn begin(
+        &self,
+        plan: &Plan,
+        kind: &str,
+        trigger: &str,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<RunReport> {
+        let run = self
+            .history
+            .start_run(&plan.name, kind, trigger, scheduled_for)?;
+        Ok(RunReport {
+            run,
+            plan: plan.name.clone(),
+            outcome: Outcome::Success,
+            error: None,
+            steps: Vec::new(),
+        })
+    }
+
     /// Run a plan now: before hook, backup to the first copy, copy to the
     /// others, retention, after hook.
     pub fn run_plan(
@@ -295,16 +315,8 @@ impl Runner<'_> {
         trigger: &str,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> Result<RunReport> {
-        let run = self
-            .history
-            .start_run(&plan.name, "run", trigger, scheduled_for)?;
-        let mut rep = RunReport {
-            run,
-            plan: plan.name.clone(),
-            outcome: Outcome::Success,
-            error: None,
-            steps: Vec::new(),
-        };
+        let mut rep = self.begin(plan, "run", trigger, scheduled_for)?;
+        let run = rep.run;
         let mut failed: Vec<String> = Vec::new();
         let mut stopped = false;
         let mut backup_ok = false;

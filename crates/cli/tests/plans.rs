@@ -308,6 +308,23 @@ fn a_stream_source_of_200_mb_is_backed_up_and_restored_byte_identical() {
 }
 
 /// Flip a byte in the middle of every data pack of a repository.
+/// Run advice the tool printed (`--repo ... init ...`) as a shell would,
+/// with no ironvault variables set; it must succeed.
+fn run_as_pasted(advised: &str, cache: &Path) {
+    let o = std::process::Command::new(bin())
+        .args(advised.split_whitespace())
+        .env_remove("IRONVAULT_REPO")
+        .env_remove("IRONVAULT_PASSWORD")
+        .env("IRONVAULT_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{advised}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn damage_data_packs(repo: &Path) -> usize {
     let packs = files_under(&repo.join("packs/data"));
     for f in &packs {
@@ -408,18 +425,7 @@ fn a_drill_measures_the_rta_and_a_damaged_copy_fails_naming_the_files() {
         .nth(2)
         .and_then(|a| a.split('\'').next())
         .unwrap();
-    let o = std::process::Command::new(bin())
-        .args(advised.split_whitespace())
-        .env_remove("IRONVAULT_REPO")
-        .env_remove("IRONVAULT_PASSWORD")
-        .env("IRONVAULT_CACHE_DIR", p.env.path("cache"))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{advised}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    run_as_pasted(advised, &p.env.path("cache"));
     p.expect(&["drill", "files", "--copy", "second"], 0);
     // The primary copy is fine and its drill passes.
     p.expect(&["drill", "files", "--copy", "local"], 0);
@@ -638,17 +644,7 @@ fn a_failed_copy_keeps_the_first_copys_snapshots_and_the_history_says_so() {
         .nth(1)
         .and_then(|a| a.split('\'').next())
         .unwrap();
-    let o = std::process::Command::new(bin())
-        .args(advised.split_whitespace())
-        .env_remove("IRONVAULT_REPO")
-        .env_remove("IRONVAULT_PASSWORD")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{advised}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    run_as_pasted(advised, &p.env.path("cache"));
     p.expect(&["run", "files"], 0);
     assert_eq!(p.snapshots("local").len(), 1);
     assert_eq!(p.snapshots("second").len(), 1);

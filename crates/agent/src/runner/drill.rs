@@ -19,16 +19,8 @@ impl Runner<'_> {
             .as_ref()
             .and_then(|d| d.sandbox.clone())
             .unwrap_or_else(|| self.cfg.state_dir.join("drills"));
-        let run = self
-            .history
-            .start_run(&plan.name, "drill", trigger, scheduled_for)?;
-        let mut rep = RunReport {
-            run,
-            plan: plan.name.clone(),
-            outcome: Outcome::Success,
-            error: None,
-            steps: Vec::new(),
-        };
+        let mut rep = self.begin(plan, "drill", trigger, scheduled_for)?;
+        let run = rep.run;
         let name = format!(
             "{}-{}-{}",
             plan.name,
