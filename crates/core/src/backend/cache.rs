@@ -36,6 +36,10 @@ pub fn default_root() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ironvault"))
 }
 
+/// Objects read by ranges are cached (fetched whole) up to this size; a
+/// tree pack is about the pack size (16 MiB by default).
+const MAX_CACHED: u64 = 64 << 20;
+
 /// How a cached object is checked.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -187,6 +191,12 @@ impl CachedBackend {
         if self.load(name, Kind::Addressed).is_some() {
             return Ok(true);
         }
+        // Never fetch whole what no writer makes: an object planted under a
+        // tree pack's name may be huge (ranges are then read from storage).
+        match self.inner.size(name)? {
+            Some(s) if s <= MAX_CACHED => {}
+            _ => return Ok(false),
+        }
         let data = self.inner.get(name)?;
         if !name_matches(name, &data) {
             // Damaged in the repository: hand the caller the real bytes and
@@ -333,6 +343,32 @@ mod tests {
         let inner = LocalBackend::new(d.path().join("repo").to_str().unwrap());
         let c = CachedBackend::new(Box::new(inner), &d.path().join("cache")).unwrap();
         (d, c)
+    }
+
+    #[test]
+    fn a_huge_object_under_a_tree_pack_name_is_read_by_ranges_not_cached() {
+        let (d, c) = setup();
+        // Zeros, then "tail": named by its hash, as a real pack would be.
+        let size = MAX_CACHED + 1;
+        let mut h = blake3::Hasher::new();
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = size - 4;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64);
+            h.update(&zeros[..n as usize]);
+            left -= n;
+        }
+        h.update(b"tail");
+        let hex = h.finalize().to_hex();
+        let name = format!("packs/tree/{}/{hex}", &hex[..2]);
+        let path = d.path().join("repo").join(&name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(size).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"tail", size - 4).unwrap();
+        assert_eq!(c.get_range(&name, size - 4, 4).unwrap(), b"tail");
+        // Not fetched whole (so not cached either).
+        assert!(!c.file(&name).exists());
     }
 
     #[test]
