@@ -6,7 +6,8 @@
 //! source files are never read.
 //!
 //! Order per snapshot is the backup's: packs, then index, then the snapshot.
-//! An interrupted copy leaves packs that the next copy (or backup) adopts.
+//! An interrupted copy leaves packs that the next copy (or backup) adopts
+//! once they verify.
 
 use crate::error::{Error, Result};
 use crate::format::id::IdSet;
@@ -61,13 +62,16 @@ pub fn check_related(src: &Repository, dst: &Repository) -> Result<()> {
 }
 
 /// Copy the snapshots `ids` of `src` into `dst`. Calls `done` after each
-/// snapshot. Holds shared locks on both repositories while it runs.
+/// snapshot, and `warn` with each pack of the destination left alone
+/// (one no index lists that does not verify). Holds shared locks on both
+/// repositories while it runs.
 pub fn copy_snapshots(
     src: Arc<Repository>,
     dst: Arc<Repository>,
     ids: &[Id],
     threads: usize,
     progress: &CopyProgress,
+    warn: &dyn Fn(&str),
     done: &mut dyn FnMut(&CopiedSnapshot),
 ) -> Result<Vec<CopiedSnapshot>> {
     check_related(&src, &dst)?;
@@ -79,7 +83,12 @@ pub fn copy_snapshots(
             return Err(e);
         }
     };
-    let result = copy_locked(src, dst.clone(), ids, threads, progress, &dst_lock, done);
+    let mut to = Report {
+        progress,
+        warn,
+        done,
+    };
+    let result = copy_locked(src, dst.clone(), ids, threads, &dst_lock, &mut to);
     // The copy's own outcome comes first; a lock left behind only goes stale.
     let released = src_lock.release().and(dst_lock.release());
     let copied = result?;
@@ -87,22 +96,34 @@ pub fn copy_snapshots(
     Ok(copied)
 }
 
+/// Where a running copy tells what it does.
+struct Report<'a> {
+    progress: &'a CopyProgress,
+    warn: &'a dyn Fn(&str),
+    done: &'a mut dyn FnMut(&CopiedSnapshot),
+}
+
 fn copy_locked(
     src: Arc<Repository>,
     dst: Arc<Repository>,
     ids: &[Id],
     threads: usize,
-    progress: &CopyProgress,
     dst_lock: &Lock,
-    done: &mut dyn FnMut(&CopiedSnapshot),
+    to: &mut Report<'_>,
 ) -> Result<Vec<CopiedSnapshot>> {
+    let progress = to.progress;
     src.load_index(false)?;
     dst.load_index(true)?;
-    let adopted = dst.adopt_unindexed_packs()?;
+    // Only packs that verify are reused: a pack planted in the destination
+    // must not stand in for blobs the source holds intact.
+    let adoption = dst.adopt_unindexed_packs()?;
+    for line in &adoption.refused {
+        (to.warn)(line);
+    }
     let present: IdSet = dst.snapshot_ids()?.into_iter().collect();
     let sink = BlobSink::new(dst.clone(), dst.config().compression.level);
     sink.guard_with(dst_lock);
-    sink.adopt(adopted)?;
+    sink.adopt(adoption.packs)?;
     // Trees already walked in this run (shared subtrees are walked once).
     let mut walked = IdSet::default();
     let mut out = Vec::new();
@@ -120,7 +141,7 @@ fn copy_locked(
                 bytes_stored: 0,
             };
             progress.snapshots_done.fetch_add(1, Ordering::Relaxed);
-            done(&c);
+            (to.done)(&c);
             out.push(c);
             continue;
         }
@@ -181,7 +202,7 @@ fn copy_locked(
             bytes_stored: sink.stats.bytes_added_stored.load(Ordering::Relaxed) - before_stored,
         };
         progress.snapshots_done.fetch_add(1, Ordering::Relaxed);
-        done(&c);
+        (to.done)(&c);
         out.push(c);
     }
     Ok(out)

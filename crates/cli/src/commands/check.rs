@@ -95,6 +95,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             println!("no errors were found");
         }
         Ok(0)
+    } else if r.unindexed_damaged == r.errors.len() {
+        eprintln!("error: damage only in packs that no index lists ({} listed above): no snapshot uses them; delete them, or run 'ironvault prune'", r.errors.len());
+        Ok(1)
     } else {
         eprintln!("error: the repository has {} errors (listed above); the files named there cannot be restored from this repository", r.errors.len());
         Ok(1)

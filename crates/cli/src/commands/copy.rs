@@ -88,6 +88,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(2, 8);
+    // On a terminal, clear the progress line before a warning.
+    let clear = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        "\r\x1b[2K"
+    } else {
+        ""
+    };
     let mut lines: Vec<String> = Vec::new();
     let json = cli.json;
     let mut report = |c: &CopiedSnapshot| {
@@ -114,6 +120,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         &ids,
         threads,
         &progress,
+        &|m: &str| eprintln!("{clear}warning: {m}"),
         &mut report,
     );
     drop(display);

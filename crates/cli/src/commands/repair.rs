@@ -110,13 +110,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     "warning: kept damaged pack {k}: some of its blobs are in neither repository"
                 );
             }
+            let not_indexed: &[String] = r
+                .index
+                .as_ref()
+                .map(|i| i.unreadable_packs.as_slice())
+                .unwrap_or_default();
+            for u in not_indexed {
+                eprintln!("warning: not indexed: {u}");
+            }
             if cli.json {
                 println!(
                     "{}",
                     serde_json::json!({"message_type": "summary", "packs_checked": r.packs_checked,
                         "damaged_packs": r.damaged.iter().map(|(n, w)| serde_json::json!({"pack": n, "problem": w})).collect::<Vec<_>>(),
                         "blobs_from_self": r.blobs_from_self, "blobs_from_other": r.blobs_from_other,
-                        "lost": r.lost, "kept_damaged_packs": r.kept})
+                        "lost": r.lost, "kept_damaged_packs": r.kept, "not_indexed": not_indexed})
                 );
             } else if !cli.quiet {
                 for (n, w) in &r.damaged {

@@ -254,8 +254,12 @@ pub fn backup(
     let started = chrono::Local::now();
     let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
     repo.load_index(true)?;
-    let adopted = repo.adopt_unindexed_packs()?;
+    let adoption = repo.adopt_unindexed_packs()?;
     crate::failpoint::pause("backup-index-loaded");
+    for line in &adoption.refused {
+        warn(line);
+    }
+    let adopted = adoption.packs;
     if !adopted.is_empty() {
         let bytes: u64 = adopted.iter().map(|p| p.size).sum();
         warn(&format!(

@@ -35,11 +35,14 @@ pub fn backup_stream(
     let lock = Lock::acquire(repo.backend().clone(), *repo.master_key(), false)?;
     repo.load_index(true)?;
     // Lost packs count as absent, and packs an interrupted run left are reused.
-    let adopted = repo.adopt_unindexed_packs()?;
+    let adoption = repo.adopt_unindexed_packs()?;
+    for line in &adoption.refused {
+        warn(line);
+    }
     let level = opts.compression.unwrap_or(repo.config().compression.level);
     let sink = BlobSink::new(repo.clone(), level);
     sink.guard_with(&lock);
-    sink.adopt(adopted)?;
+    sink.adopt(adoption.packs)?;
     sink.set_dry_run(opts.dry_run);
     let progress = opts.progress.clone().unwrap_or_default();
     let threads = std::thread::available_parallelism()

@@ -1,19 +1,21 @@
 //! Check: keys, index files, packs against the index, every snapshot and
-//! every tree it reaches, and (with `read_data`) every byte of every pack.
+//! every tree it reaches, and (with `read_data`) every byte of every pack,
+//! streamed (`data`); a pack no index lists is verified as a backup would
+//! before adopting it, and one that fails is damage (that nothing uses).
 //! Each damaged object is named together with the snapshots and files it
 //! affects. Leftovers of an interrupted write (unreferenced packs or index
 //! entries, stale locks) are reported as harmless notices, not errors.
 
 use crate::crypto::keyfile::KeyFile;
 use crate::error::Result;
-use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
 use crate::format::tree::NodeType;
 use crate::format::{BlobType, Id};
 use crate::repo::index::{pack_name, BlobLocation};
-use crate::repo::Repository;
+use crate::repo::{Repository, StoredPack};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+mod data;
 pub mod scrub;
 
 /// What to check.
@@ -43,6 +45,9 @@ pub struct CheckReport {
     pub packs_considered: usize,
     /// Errors found while reading pack data.
     pub data_errors: Vec<String>,
+    /// How many of `errors` are packs no index lists that fail to verify
+    /// (damage nothing uses).
+    pub unindexed_damaged: usize,
     /// The scrub record written for a data-reading run.
     pub scrub_record: Option<Id>,
 }
@@ -125,64 +130,35 @@ pub fn check(
             }
         }
     }
+    let unindexed: Vec<StoredPack> = stored
+        .iter()
+        .filter(|(p, _)| !idx.packs().contains_key(*p))
+        .map(|(p, (t, size))| StoredPack {
+            t: *t,
+            id: *p,
+            size: *size,
+            name: pack_name(*t, p),
+        })
+        .collect();
+    let mut unindexed_damage = Vec::new();
     if opts.read_data || opts.subset.is_some() {
-        let mut ids: Vec<_> = idx
-            .packs()
-            .iter()
-            .filter(|(p, _)| stored.contains_key(p))
-            .collect();
-        ids.sort();
-        let total_packs = ids.len();
-        if let Some(sub) = &opts.subset {
-            let all: Vec<Id> = ids.iter().map(|(p, _)| **p).collect();
-            let chosen: std::collections::HashSet<Id> = sub.select(&all).into_iter().collect();
-            ids.retain(|(p, _)| chosen.contains(p));
-        }
-        let total: u64 = ids.iter().map(|(_, v)| v.1).sum();
-        let mut done = 0u64;
-        r.packs_considered = total_packs;
         let errors_before = r.errors.len();
-        for (pid, (t, size)) in ids {
-            let name = pack_name(*t, pid);
-            progress("read data", done, total);
-            done += size;
-            let bytes = match b.get(&name) {
-                Ok(x) => x,
-                Err(e) => {
-                    r.errors.push(format!("pack {name}: {e}"));
-                    continue;
-                }
-            };
-            r.bytes_read += bytes.len() as u64;
-            r.packs_read.push(*pid);
-            if Id::hash_of(&bytes) != *pid {
-                r.errors.push(format!(
-                    "pack {name}: content does not match its name (damaged)"
-                ));
-            }
-            if let Err(e) = check_header(repo, &bytes, &name) {
-                r.errors.push(format!("pack {name}: header: {e}"));
-            }
-            for (bid, loc) in pack_blobs.get(pid).into_iter().flatten() {
-                let s = loc.offset as usize;
-                let e = s + loc.stored_len as usize;
-                let res = if e <= bytes.len() {
-                    repo.open_blob(loc.blob_type, bid, &bytes[s..e], loc.raw_len, &name)
-                        .map(|_| ())
-                } else {
-                    Err(crate::error::Error::damaged(
-                        &name,
-                        "blob beyond the end of the pack",
-                    ))
-                };
-                if let Err(err) = res {
-                    r.errors.push(err.to_string());
-                    bad_copy(&mut bad_copies, bid, err.to_string());
-                }
-            }
+        data::read_indexed(
+            repo,
+            opts,
+            &stored,
+            &pack_blobs,
+            &mut bad_copies,
+            &mut r,
+            progress,
+        );
+        // Every byte of every pack: the unindexed ones too (not for a
+        // subset, which is drawn from the indexed packs).
+        if opts.read_data {
+            unindexed_damage = data::read_unindexed(repo, &unindexed, &mut r);
         }
-        progress("read data", total, total);
         r.data_errors = r.errors[errors_before..].to_vec();
+        r.data_errors.extend(unindexed_damage.iter().cloned());
     }
 
     // A blob is damaged (and its files affected) once every indexed copy is.
@@ -222,27 +198,29 @@ pub fn check(
         }
     }
     r.trees = walker.memo.len();
-    let unindexed: Vec<(&Id, &(BlobType, u64))> = stored
-        .iter()
-        .filter(|(p, _)| !idx.packs().contains_key(*p))
-        .collect();
-    if !unindexed.is_empty() {
-        let bytes: u64 = unindexed.iter().map(|(_, (_, s))| s).sum();
+    if unindexed.len() > unindexed_damage.len() {
+        let n = unindexed.len() - unindexed_damage.len();
+        let bytes: u64 = unindexed.iter().map(|p| p.size).sum();
         let index_damaged = !r.errors.is_empty();
         r.notices.push(if index_damaged {
             format!(
                 "{} ({}) in no index; they may hold what a damaged index file listed: 'ironvault repair index' indexes them again (do not delete them)",
-                crate::human::plural(unindexed.len() as u64, "pack"),
+                crate::human::plural(n as u64, "pack"),
                 crate::human::bytes(bytes)
             )
         } else {
             format!(
-                "{} ({}) in no index yet (written by a backup running now, or left by an interrupted backup or prune: the next backup reuses those, or the next prune deletes them)",
-                crate::human::plural(unindexed.len() as u64, "pack"),
+                "{} ({}) in no index yet (written by a backup running now, or left by an interrupted backup or prune: the next backup reuses those that verify, or the next prune deletes them)",
+                crate::human::plural(n as u64, "pack"),
                 crate::human::bytes(bytes)
             )
         });
     }
+
+    // Damage in packs nothing uses, after the notice about the others
+    // (it says nothing about the index).
+    r.unindexed_damaged = unindexed_damage.len();
+    r.errors.extend(unindexed_damage);
 
     let unreferenced = idx
         .iter()
@@ -317,27 +295,6 @@ pub fn check(
 /// Record one damaged copy of a blob.
 fn bad_copy(bad: &mut HashMap<Id, Vec<String>>, id: &Id, why: String) {
     bad.entry(*id).or_default().push(why);
-}
-
-fn check_header(repo: &Repository, bytes: &[u8], name: &str) -> Result<()> {
-    if bytes.len() < TRAILER_LEN {
-        return Err(crate::error::Error::damaged(name, "too short"));
-    }
-    let hl = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..], name)? as usize;
-    let end = bytes.len() - TRAILER_LEN;
-    if hl > end {
-        return Err(crate::error::Error::damaged(
-            name,
-            "header length beyond the pack",
-        ));
-    }
-    read_header(
-        repo.master_key(),
-        &bytes[end - hl..end],
-        bytes.len() as u64,
-        name,
-    )?;
-    Ok(())
 }
 
 type Problems = Arc<Vec<(Vec<u8>, String)>>;

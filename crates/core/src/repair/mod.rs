@@ -17,7 +17,8 @@ pub struct IndexRepair {
     pub packs_indexed: usize,
     pub blobs_indexed: usize,
     pub index_files_replaced: usize,
-    /// Packs whose header could not be read (not indexed; `check --read-data` details them).
+    /// Packs left out: a header that could not be read, or a pack no index
+    /// listed that does not verify (`check --read-data` details them).
     pub unreadable_packs: Vec<String>,
     pub new_index: Option<Id>,
 }
@@ -45,22 +46,39 @@ pub(crate) fn rebuild_index_locked(
         .filter_map(|o| o.name.strip_prefix("index/").and_then(Id::from_hex))
         .collect();
     let packs = repo.stored_packs()?;
+    // A pack some readable index file lists was sound when it was indexed:
+    // its header says what it holds. Any other pack is verified whole first,
+    // so a damaged or planted one never enters the index (format.md §9).
+    let (files, _) = repo.read_index_files()?;
+    let listed: crate::format::id::IdSet = files
+        .iter()
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .collect();
     let mut r = IndexRepair::default();
     let mut file = IndexFile {
         packs: Vec::new(),
         supersedes: old.clone(),
     };
-    for (i, crate::repo::StoredPack { t, id, size, name }) in packs.iter().enumerate() {
+    for (i, p) in packs.iter().enumerate() {
         progress(i as u64, packs.len() as u64);
         if crate::interrupt::requested() {
             return Err(Error::Interrupted);
         }
-        match repo.read_pack_header(*t, id, *size) {
-            Ok(p) => {
-                r.blobs_indexed += p.blobs.len();
-                file.packs.push(p);
+        let found = if listed.contains(&p.id) {
+            repo.read_pack_header(p.t, &p.id, p.size)
+                .map_err(|e| e.to_string())
+        } else {
+            match repo.verify_unindexed_pack(p) {
+                Ok(v) => v.map_err(|why| format!("in no index and {why}")),
+                Err(e) => Err(e.to_string()),
             }
-            Err(e) => r.unreadable_packs.push(format!("{name}: {e}")),
+        };
+        match found {
+            Ok(ip) => {
+                r.blobs_indexed += ip.blobs.len();
+                file.packs.push(ip);
+            }
+            Err(why) => r.unreadable_packs.push(format!("{}: {why}", p.name)),
         }
     }
     r.packs_indexed = file.packs.len();

@@ -14,6 +14,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// Packs no index lists, as a writer found them (`adopt_unindexed_packs`).
+#[derive(Debug, Default)]
+pub struct Adoption {
+    /// Verified packs, added to the loaded index: the writer lists them.
+    pub packs: Vec<IndexPack>,
+    /// One line per pack left alone, saying why and what to do.
+    pub refused: Vec<String>,
+}
+
 /// A prune phase-1 deletion list (format.md §9).
 #[derive(Serialize, Deserialize)]
 pub struct Deletions {
@@ -143,6 +152,18 @@ impl Repository {
         if hl + TRAILER_LEN as u64 > size {
             return Err(Error::damaged(&name, "header length beyond the pack"));
         }
+        // The packer closes a pack once its blobs reach the pack size, and
+        // a stored blob takes at least SEAL_OVERHEAD + 1 bytes: a longer
+        // header was not written by ironvault (and is not read into memory).
+        let most_blobs = self.config.pack_size / (crate::crypto::SEAL_OVERHEAD as u64 + 1) + 1;
+        let longest = (crate::crypto::SEAL_OVERHEAD + 6) as u64
+            + most_blobs * crate::format::pack::ENTRY_LEN as u64;
+        if hl > longest {
+            return Err(Error::damaged(
+                &name,
+                format!("header length {hl} is more than a pack of this repository can have"),
+            ));
+        }
         let sealed = self
             .backend
             .get_range(&name, size - TRAILER_LEN as u64 - hl, hl)?;
@@ -176,39 +197,50 @@ impl Repository {
     }
 
     /// Find packs that are stored but in no index (an interrupted backup
-    /// leaves them), read their headers and add them to the loaded index.
-    /// Returns them so the caller lists them in its next index file; packs
-    /// named in a deletion list are left alone (format.md §9).
-    /// Packs the index lists but storage has lost are dropped from the loaded
-    /// index in the same pass, so a writer stores their blobs again instead of
-    /// referencing data that is gone.
-    pub fn adopt_unindexed_packs(&self) -> Result<Vec<IndexPack>> {
+    /// leaves them), verify each whole (`verify_unindexed_pack`) and add
+    /// those that are sound to the loaded index. Returns them so the caller
+    /// lists them in its next index file, and one line for each pack left
+    /// alone because it is damaged (or planted); packs named in a deletion
+    /// list are left alone too (format.md §9). Packs the index lists but
+    /// storage has lost are dropped from the loaded index in the same pass,
+    /// so a writer stores their blobs again instead of referencing data that
+    /// is gone.
+    pub fn adopt_unindexed_packs(&self) -> Result<Adoption> {
         let skip = self.deletion_candidates()?;
         let listed = self.stored_packs()?;
         let stored: crate::format::id::IdSet = listed.iter().map(|p| p.id).collect();
         self.forget_missing_packs(&stored)?;
         let idx = self.index();
-        let mut found = Vec::new();
-        for StoredPack { t, id, size, .. } in listed {
-            if idx.packs().contains_key(&id) || skip.contains(&id) {
+        let mut out = Adoption::default();
+        for p in listed {
+            if idx.packs().contains_key(&p.id) || skip.contains(&p.id) {
                 continue;
             }
-            // A pack whose header cannot be read is not reused; check reports it.
-            if let Ok(p) = self.read_pack_header(t, &id, size) {
-                found.push(p);
+            match self.verify_unindexed_pack(&p) {
+                Ok(Ok(ip)) => out.packs.push(ip),
+                Ok(Err(why)) => out.refused.push(format!(
+                    "{} is not reused: {why} (damaged, or not written by ironvault); 'ironvault check --read-data' lists such packs: delete it or run 'ironvault prune'",
+                    p.name
+                )),
+                // Gone since the listing: a prune deleted it.
+                Err(e) if is_not_found(&e) => {}
+                // Its blobs are stored again; the next run tries it again.
+                Err(e) => out
+                    .refused
+                    .push(format!("{} is not reused this time: {e}", p.name)),
             }
         }
-        if !found.is_empty() {
+        if !out.packs.is_empty() {
             let mut guard = self
                 .index
                 .write()
                 .map_err(|_| Error::Invalid("index poisoned".into()))?;
             let mi = Arc::make_mut(&mut guard);
-            for p in &found {
+            for p in &out.packs {
                 mi.add_pack(p);
             }
         }
-        Ok(found)
+        Ok(out)
     }
 
     /// Drop from the loaded index every pack not in `stored` (packs that an

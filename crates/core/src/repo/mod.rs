@@ -8,8 +8,9 @@ pub mod lock;
 pub mod packer;
 pub mod readahead;
 mod snapshots;
+pub mod verify;
 
-pub use catalog::Deletions;
+pub use catalog::{Adoption, Deletions};
 
 use crate::backend::{is_not_found, Backend};
 use crate::chunker::Chunker;
