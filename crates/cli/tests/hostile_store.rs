@@ -1,7 +1,8 @@
 //! Someone who can write to the storage but has no key plants objects under
 //! pack names: a damaged copy of a real pack, a huge object. Backups, copy
-//! and `repair packs` never adopt what does not verify; `check --read-data`
-//! reads with bounded memory. Locally and on the real S3 server.
+//! and `repair packs` never adopt what does not verify; prune never trades a
+//! sound copy for a damaged one; `check --read-data` reads with bounded
+//! memory. Locally and on the real S3 server.
 
 mod common;
 use common::s3;
@@ -146,6 +147,72 @@ fn a_planted_damaged_copy_of_a_local_pack_is_never_adopted() {
 #[test]
 fn a_planted_damaged_copy_of_an_s3_pack_is_never_adopted() {
     a_planted_damaged_copy_is_never_adopted(&Env::with_repo(&s3::unique_location("planted")));
+}
+
+/// Index files in storage, by name.
+fn index_files(store: &dyn Backend) -> Vec<String> {
+    store
+        .list("index/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect()
+}
+
+/// Two backups that loaded the index before either wrote store the same
+/// blobs twice, each copy sound and indexed. The copy an index reader meets
+/// first (its index file sorts first) is then damaged in storage: prune must
+/// find that out before it deletes the other copy, and keep the sound one.
+#[test]
+fn prune_keeps_the_sound_copy_of_a_blob_stored_twice() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), &random_bytes(3 << 20, 7));
+    env.init();
+    let store = storage(&env);
+    let a = env.spawn_paused(
+        &["backup", "-q", src.to_str().unwrap()],
+        "backup-index-loaded",
+    );
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let b_index = index_files(store.as_ref());
+    let b_packs = data_packs(store.as_ref());
+    assert!(a.resume().success());
+    let a_index: Vec<String> = index_files(store.as_ref())
+        .into_iter()
+        .filter(|i| !b_index.contains(i))
+        .collect();
+    let a_packs: Vec<String> = data_packs(store.as_ref())
+        .into_iter()
+        .filter(|p| !b_packs.contains(p))
+        .collect();
+    assert_eq!((a_packs.len(), b_packs.len()), (1, 1), "one copy each");
+    // Index files are read in name order: the first one's copy is preferred.
+    let (first, second) = if a_index.iter().min() < b_index.iter().min() {
+        (&a_packs[0], &b_packs[0])
+    } else {
+        (&b_packs[0], &a_packs[0])
+    };
+    let mut bytes = store.get(first).unwrap();
+    bytes[1000] ^= 0x01;
+    store.put(first, &bytes).unwrap();
+
+    let o = env.run(&["prune", "--max-unused", "0%"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(store.size(second).unwrap().is_some(), "the sound copy went");
+    let e = stderr_of(&o);
+    assert!(
+        e.contains(first.as_str()) && e.contains("is damaged"),
+        "{e}"
+    );
+    // Every blob of the damaged pack has a sound copy: it may go.
+    assert_eq!(store.size(first).unwrap(), None);
+    env.check_ok();
+    for (i, id) in env.snapshot_ids().iter().enumerate() {
+        let t = env.path(&format!("r{i}"));
+        env.ok(&["restore", id, "--target", t.to_str().unwrap()]);
+        assert_same_tree(&src, &t.join("src"));
+    }
 }
 
 /// `copy` adopts packs an interrupted copy left in the destination: a

@@ -13,7 +13,9 @@
 //! deleted were already out of the index, and backups keep away from the
 //! packs of a deletion list until a later prune finishes the job.
 
+pub mod copies;
 pub mod erasure;
+mod phase2;
 pub mod plan;
 
 pub use erasure::{erasure_requests, ErasureRequest};
@@ -23,7 +25,6 @@ use crate::crypto::{ad, seal};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::format::id::{IdMap, IdSet};
-use crate::format::index::IndexFile;
 use crate::format::{to_cbor, BlobType, Id};
 use crate::repo::index::pack_name;
 use crate::repo::lock::{list_locks, Lock};
@@ -114,6 +115,9 @@ pub struct PruneReport {
     pub erasure_requests_pending: Vec<String>,
     /// Abandoned deletion lists of earlier, interrupted prunes that this one replaced.
     pub abandoned_lists_removed: usize,
+    /// Packs holding a copy prune would have kept that turned out damaged:
+    /// left as they are (with what is wrong), other copies kept instead.
+    pub damaged_packs: Vec<String>,
 }
 
 /// Callbacks for long work: progress (stage, done, total) and notices.
@@ -173,14 +177,16 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
         .iter()
         .flat_map(|(_, q)| q.blobs.iter().copied())
         .collect();
-    let plan = plan::plan(
+    let mut verifier = copies::CopyVerifier::new(&repo);
+    let plan = copies::plan_with_sound_copies(
         &view,
         used,
         snaps.iter().copied().collect(),
         &erase,
-        opts.max_unused,
-        opts.max_repack_size,
-    );
+        opts,
+        &mut verifier,
+        obs,
+    )?;
     describe_plan(&plan, &stored, &mut r);
     if opts.dry_run {
         // Estimates: unindexed packs may belong to a backup in progress
@@ -198,6 +204,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
             .saturating_sub(r.bytes_written);
         r.bytes_after = r.bytes_before - r.bytes_freed;
         r.not_erased = erasure::users(&repo, &snaps, &plan.erasure_still_used)?;
+        r.damaged_packs = damaged_names(&verifier, &repo);
         return Ok(r);
     }
     let lock = lock.expect("a lock outside dry runs");
@@ -206,6 +213,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
         r.packs_after = Some(r.packs_before);
         r.bytes_after = r.bytes_before;
         r.index_files_replaced = tidy_superseded_index_files(&repo)?;
+        r.damaged_packs = damaged_names(&verifier, &repo);
         lock.release()?;
         return Ok(r);
     }
@@ -241,7 +249,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     let phase2 = (|| {
         wait_for_locks(b.as_ref(), &key, &l1, opts.poll, &mut r, obs)?;
         lock.confirm()?;
-        phase2(&repo, &plan, &candidates, &lock, &mut r, obs)
+        phase2::phase2(&repo, &plan, &candidates, &lock, &mut verifier, &mut r, obs)
     })();
     let (to_delete, fresh) = match phase2 {
         Ok(d) => d,
@@ -287,6 +295,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
         ));
     }
     r.abandoned_lists_removed = abandoned.len();
+    r.damaged_packs = damaged_names(&verifier, &repo);
     let after = repo.stored_packs()?;
     r.packs_after = Some(after.len());
     r.bytes_after = after.iter().map(|p| p.size).sum();
@@ -298,7 +307,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
 
 /// A snapshot, or None if it was removed since it was listed (a forget
 /// running beside the prune).
-fn load_unless_forgotten(
+pub(super) fn load_unless_forgotten(
     repo: &Repository,
     id: &Id,
 ) -> Result<Option<crate::format::snapshot::Snapshot>> {
@@ -529,130 +538,18 @@ fn wait_for_locks(
     }
 }
 
-/// Packs to delete: type, id, size.
-type Doomed = Vec<(BlobType, Id, u64)>;
-
-/// Phase 2: withdraw candidates that snapshots made since phase 1 need,
-/// write the index that leaves the rest out, and return the packs to delete.
-fn phase2(
-    repo: &Arc<Repository>,
-    plan: &Plan,
-    candidates: &IdSet,
-    lock: &Lock,
-    r: &mut PruneReport,
-    obs: &Observer,
-) -> Result<(Doomed, IdSet)> {
-    // Snapshots first, then the index (see phase 1). A snapshot that
-    // vanishes before it is read may have been replaced (rewrite and repair
-    // save the new snapshot before they delete the old one): list again, and
-    // read the index again, until every listed snapshot has been read.
-    let mut walked = plan.snapshots.clone();
-    let mut seen = plan.used.clone();
-    let mut fresh = Vec::new();
-    let mut attempt = 0;
-    let (files, stored) = loop {
-        attempt += 1;
-        let listed = repo.snapshot_ids()?;
-        let (files, errs) = repo.read_index_files()?;
-        if let Some(e) = errs.first() {
-            return Err(Error::Invalid(format!(
-                "{e}; an index file became unreadable during the prune, so nothing was deleted: run 'ironvault repair index'"
-            )));
-        }
-        repo.load_index(false)?;
-        let stored: IdMap<crate::repo::StoredPack> = repo
-            .stored_packs()?
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
-        let new: Vec<Id> = listed.into_iter().filter(|s| !walked.contains(s)).collect();
-        let mut vanished = false;
-        for (i, sid) in new.iter().enumerate() {
-            (obs.progress)("reading new snapshots", i as u64, new.len() as u64);
-            match load_unless_forgotten(repo, sid)? {
-                Some(s) => {
-                    plan::walk(repo, &s.tree, &mut seen, &mut fresh)?;
-                    walked.insert(*sid);
-                }
-                None => vanished = true,
-            }
-        }
-        if !vanished {
-            break (files, stored);
-        }
-        if attempt >= 20 {
-            return Err(Error::Invalid(
-                "snapshots keep changing while prune reads them; nothing was deleted: run prune again later".into(),
-            ));
-        }
-    };
+/// The packs the verifier found damaged, by name and what is wrong, sorted.
+fn damaged_names(v: &copies::CopyVerifier<'_>, repo: &Repository) -> Vec<String> {
     let idx = repo.index();
-    let mut withdrawn = IdSet::default();
-    for bid in &fresh {
-        let locs = idx.locations(bid);
-        let elsewhere = locs
-            .iter()
-            .any(|l| !candidates.contains(&l.pack) && stored.contains_key(&l.pack));
-        if elsewhere {
-            continue;
-        }
-        match locs.iter().find(|l| stored.contains_key(&l.pack)) {
-            Some(l) => {
-                withdrawn.insert(l.pack);
-            }
-            None => {
-                return Err(Error::Invalid(format!(
-                    "blob {} that a snapshot made during the prune needs is in no stored pack; nothing was deleted: run 'ironvault check'",
-                    bid.short()
-                )))
-            }
-        }
-    }
-    for w in &withdrawn {
-        r.withdrawn.push(w.to_hex());
-    }
-    r.withdrawn.sort();
-    let mut to_delete: Vec<(BlobType, Id, u64)> = candidates
-        .iter()
-        .filter(|c| !withdrawn.contains(c))
-        .filter_map(|c| stored.get(c).map(|p| (p.t, p.id, p.size)))
+    let mut out: Vec<String> = v
+        .damaged()
+        .map(|(id, why)| {
+            let t = idx.packs().get(id).map_or(BlobType::Data, |p| p.0);
+            format!("{}: {why}", pack_name(t, id))
+        })
         .collect();
-    to_delete.sort_by_key(|d| d.1);
-    let gone: IdSet = to_delete.iter().map(|d| d.1).collect();
-    // One index file for everything that stays, superseding every file read.
-    let mut out = IndexFile::default();
-    let mut listed = IdSet::default();
-    let superseded: IdSet = files
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
-    for (fid, f) in &files {
-        out.supersedes.push(*fid);
-        if superseded.contains(fid) {
-            continue; // what it lists is in the file that replaced it
-        }
-        for p in &f.packs {
-            // (a pack the listing missed stays listed: only what prune
-            // deletes leaves the index)
-            if !gone.contains(&p.id) && listed.insert(p.id) {
-                out.packs.push(p.clone());
-            }
-        }
-    }
-    // A withdrawn pack no index lists (never the case for a finished
-    // backup's pack, but cheap to be sure of) is listed by its header.
-    for w in &withdrawn {
-        if listed.insert(*w) {
-            let p = &stored[w];
-            out.packs.push(repo.read_pack_header(p.t, &p.id, p.size)?);
-        }
-    }
-    let bytes = out.seal(repo.master_key())?;
-    // Reading the new snapshots may have taken long: still trusted?
-    lock.confirm()?;
-    repo.backend()
-        .put(&format!("index/{}", Id::hash_of(&bytes).to_hex()), &bytes)?;
-    Ok((to_delete, fresh.into_iter().collect()))
+    out.sort();
+    out
 }
 
 /// Delete index files that a newest index file supersedes; returns how many.

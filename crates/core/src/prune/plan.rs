@@ -79,8 +79,12 @@ pub struct Plan {
     pub deferred: Vec<PackPlan>,
     /// Stored packs no index lists (left by interrupted backups).
     pub unindexed: Vec<StoredPack>,
-    /// Packs kept as they are.
+    /// Packs kept as they are (the deferred and damaged ones included).
     pub kept: Vec<PackPlan>,
+    /// Packs found damaged that hold the only copy of a needed blob: no
+    /// copy in them is chosen, and they stay as they are. (A damaged pack
+    /// whose needed blobs all have copies elsewhere is deleted.)
+    pub damaged: Vec<PackPlan>,
     /// Blobs named by erasure requests that some snapshot still reaches.
     pub erasure_still_used: IdSet,
     /// Blobs named by erasure requests that no snapshot reaches.
@@ -129,7 +133,9 @@ pub fn walk(repo: &Repository, root: &Id, used: &mut IdSet, fresh: &mut Vec<Id>)
     Ok(())
 }
 
-/// Decide what happens to every pack.
+/// Decide what happens to every pack. No copy in a `damaged` pack is
+/// chosen; such a pack is kept as it is while it holds the only copy of a
+/// needed blob.
 pub fn plan(
     idx: &IndexView<'_>,
     used: IdSet,
@@ -137,6 +143,7 @@ pub fn plan(
     erase: &IdSet,
     max_unused: MaxUnused,
     max_repack_size: Option<u64>,
+    damaged: &IdSet,
 ) -> Plan {
     let mi = idx.index;
     let mut by_pack: IdMap<Vec<(Id, BlobLocation)>> = IdMap::default();
@@ -154,12 +161,14 @@ pub fn plan(
     let mut chosen: IdMap<BlobLocation> = IdMap::default();
     for b in &used {
         let locs = mi.locations(b);
-        if let Some(l) = locs
+        let sound: Vec<&BlobLocation> =
+            locs.iter().filter(|l| !damaged.contains(&l.pack)).collect();
+        if let Some(l) = sound
             .iter()
             .find(|l| clean.contains(&l.pack))
-            .or(locs.first())
+            .or(sound.first())
         {
-            chosen.insert(*b, *l);
+            chosen.insert(*b, **l);
         }
     }
     let mut plan = Plan {
@@ -188,7 +197,19 @@ pub fn plan(
                 }
             }
         }
-        if pp.used == 0 {
+        if damaged.contains(&pid) {
+            // It may go only if every needed blob in it has a copy elsewhere.
+            let needed_here = by_pack
+                .get(&pid)
+                .into_iter()
+                .flatten()
+                .any(|(b, _)| used.contains(b) && !chosen.contains_key(b));
+            if needed_here {
+                plan.damaged.push(pp);
+            } else {
+                plan.delete.push(pp);
+            }
+        } else if pp.used == 0 {
             plan.delete.push(pp);
         } else if pp.erasure {
             plan.repack.push(pp);
@@ -215,6 +236,7 @@ pub fn plan(
         }
     }
     plan.kept.extend(plan.deferred.iter().cloned());
+    plan.kept.extend(plan.damaged.iter().cloned());
     for p in idx.stored {
         if !mi.packs().contains_key(&p.id) {
             plan.unindexed.push(p.clone());
@@ -339,6 +361,7 @@ mod tests {
             &none,
             MaxUnused::Percent(5.0),
             None,
+            &none,
         );
         assert_eq!(ids(&p.delete), vec![2, 5]);
         assert_eq!(ids(&p.repack), vec![4, 3]); // most unused first
@@ -353,6 +376,7 @@ mod tests {
             &none,
             MaxUnused::Percent(30.0),
             None,
+            &none,
         );
         assert_eq!(ids(&p.repack), vec![4]);
         // unlimited repacks nothing; a size limit defers what does not fit
@@ -363,6 +387,7 @@ mod tests {
             &none,
             MaxUnused::Unlimited,
             None,
+            &none,
         );
         assert!(p.repack.is_empty());
         let p = plan(
@@ -372,6 +397,7 @@ mod tests {
             &none,
             MaxUnused::Percent(0.0),
             Some(500),
+            &none,
         );
         assert_eq!(ids(&p.repack), vec![4]);
         assert_eq!(ids(&p.deferred), vec![3]);
@@ -384,10 +410,54 @@ mod tests {
             &erase,
             MaxUnused::Unlimited,
             Some(0),
+            &none,
         );
         assert_eq!(ids(&p.repack), vec![3]);
         assert!(p.erasure_still_used.contains(&id(10)));
         assert!(p.erasure_targets.contains(&id(33)));
+    }
+
+    #[test]
+    fn no_copy_in_a_damaged_pack_is_chosen() {
+        // Pack 1 and 2 hold the same blobs; 3 alone holds 30; all damaged but 2.
+        let packs = vec![pack(1, &[10, 11]), pack(2, &[10, 11]), pack(3, &[30, 10])];
+        let mut mi = MasterIndex::default();
+        for p in &packs {
+            mi.add_pack(p);
+        }
+        let st = stored(&packs);
+        let view = IndexView::new(&mi, &st).unwrap();
+        let used: IdSet = [10, 11, 30].iter().map(|b| id(*b)).collect();
+        let none = IdSet::default();
+        let run = |damaged: &[u8]| {
+            let d: IdSet = damaged.iter().map(|p| id(*p)).collect();
+            plan(
+                &view,
+                used.clone(),
+                IdSet::default(),
+                &none,
+                MaxUnused::Percent(0.0),
+                None,
+                &d,
+            )
+        };
+        // Sound: pack 1's copies come first, pack 2 only duplicates them.
+        let p = run(&[]);
+        assert_eq!(p.chosen[&id(10)].pack, id(1));
+        assert_eq!(ids(&p.delete), vec![2]);
+        // Pack 1 damaged: pack 2's copies are kept and pack 1 goes, since
+        // every blob in it has a copy elsewhere.
+        let p = run(&[1]);
+        assert_eq!(p.chosen[&id(10)].pack, id(2));
+        assert_eq!(p.chosen[&id(11)].pack, id(2));
+        assert_eq!(ids(&p.delete), vec![1]);
+        // Pack 3 damaged holds the only copy of 30: nothing is chosen for
+        // it, and the pack stays as it is (not repacked, not deleted).
+        let p = run(&[1, 3]);
+        assert!(!p.chosen.contains_key(&id(30)));
+        assert_eq!(ids(&p.damaged), vec![3]);
+        assert!(ids(&p.kept).contains(&3));
+        assert!(!p.candidates().contains(&id(3)));
     }
 
     #[test]

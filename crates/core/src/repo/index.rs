@@ -98,6 +98,11 @@ impl MasterIndex {
         v
     }
 
+    /// Blobs listed in more than one pack.
+    pub fn duplicated(&self) -> impl Iterator<Item = &Id> {
+        self.more.keys()
+    }
+
     /// True if the blob is indexed.
     pub fn contains(&self, id: &Id) -> bool {
         self.blobs.contains_key(id)
