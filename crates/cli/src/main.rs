@@ -15,7 +15,8 @@ use std::process::ExitCode;
 const EXIT_CODES: &str =
     "Exit codes: 0 ok; 1 error; 2 wrong usage (bad arguments); 3 snapshot written \
 (or restore done) but some files could not be read or restored; 10 repository does not exist; \
-11 repository is locked; 12 wrong password; 130 interrupted.";
+11 repository is locked; 12 wrong password; 13 backup or restore of latest done, but the \
+repository went back in time or was tampered with (see the warnings); 130 interrupted.";
 
 /// Encrypted, deduplicated backups with measured recovery objectives.
 #[derive(Parser)]
@@ -69,6 +70,10 @@ pub struct Cli {
         value_name = "SECONDS"
     )]
     s3_retry_timeout: u64,
+    /// Where this host keeps its security records, which notice a repository
+    /// going back in time [default: $XDG_STATE_HOME/ironvault or ~/.local/state/ironvault].
+    #[arg(long, env = "IRONVAULT_STATE_DIR", global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Read the repository password from the first line of this file.
     #[arg(long, env = "IRONVAULT_PASSWORD_FILE", global = true)]
     password_file: Option<PathBuf>,
@@ -129,6 +134,8 @@ enum Command {
     Copy(commands::copy::Args),
     /// Print a decrypted repository object as JSON (for debugging; secrets are not shown).
     Cat(commands::cat::Args),
+    /// Show or accept what this host's security record says about the repository (rollback, replay).
+    Security(commands::security::Args),
     /// Check the protection-plan config file.
     Config(commands::plans::ConfigArgs),
     /// Run a protection plan now: backup, copies, retention (recorded in the history).
@@ -160,6 +167,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Find(_) => "find",
         Command::Dump(_) => "dump",
         Command::Cat(_) => "cat",
+        Command::Security(_) => "security",
         Command::Copy(_) => "copy",
         Command::Forget(_) => "forget",
         Command::Prune(_) => "prune",
@@ -292,6 +300,7 @@ fn main() -> ExitCode {
         Command::Find(a) => commands::find::run(&cli, a),
         Command::Dump(a) => commands::dump::run(&cli, a),
         Command::Cat(a) => commands::cat::run(&cli, a),
+        Command::Security(a) => commands::security::run(&cli, a),
         Command::Copy(a) => commands::copy::run(&cli, a),
         Command::Forget(a) => commands::forget::run(&cli, a),
         Command::Prune(a) => commands::prune::run(&cli, a),

@@ -462,6 +462,7 @@ fn relative_repository_path_and_bad_restore_target() {
         .current_dir(env.dir.path())
         .args(["init", "--repo", "rel-repo"])
         .env("IRONVAULT_PASSWORD", PASSWORD)
+        .env("IRONVAULT_STATE_DIR", env.path("state"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr_of(&o));

@@ -316,6 +316,7 @@ fn run_as_pasted(advised: &str, cache: &Path) {
         .env_remove("IRONVAULT_REPO")
         .env_remove("IRONVAULT_PASSWORD")
         .env("IRONVAULT_CACHE_DIR", cache)
+        .env("IRONVAULT_STATE_DIR", cache.with_file_name("state"))
         .output()
         .unwrap();
     assert!(

@@ -190,12 +190,10 @@ impl Record {
         if let Some(prev) = self.current.replace(name) {
             repo.backend().delete(&prev)?;
         }
-        for id in pending.drain(..) {
-            repo.backend()
-                .delete(&format!("snapshots/{}", id.to_hex()))?;
-            crate::failpoint::hit("rewrite-original-deleted");
-        }
-        Ok(())
+        let originals = std::mem::take(pending);
+        repo.remove_snapshots(&originals, crate::repo::security::How::Rewrite, &mut |_| {
+            crate::failpoint::hit("rewrite-original-deleted")
+        })
     }
 }
 

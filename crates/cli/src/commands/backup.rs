@@ -263,9 +263,16 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             plural(s.errors, "file"),
             s.changed_during_read
         );
-        return Ok(3);
     }
-    Ok(0)
+    let done = if a.dry_run {
+        "the dry run is done".to_string()
+    } else {
+        format!("snapshot {} saved", r.snapshot_id.short())
+    };
+    if let Some(code) = super::rollback_exit(&repo, &done) {
+        return Ok(code);
+    }
+    Ok(if r.is_partial() { 3 } else { 0 })
 }
 
 /// --stdin and --stdin-from-command.

@@ -213,11 +213,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         if let Some(l) = &lock {
             l.confirm()?;
         }
-        for id in &remove {
-            repo.backend()
-                .delete(&format!("snapshots/{}", id.to_hex()))?;
-            removed += 1;
-        }
+        repo.remove_snapshots(
+            &remove,
+            ironvault_core::repo::security::How::Forget,
+            &mut |_| removed += 1,
+        )?;
     }
     if let Some(l) = lock {
         l.release()?;

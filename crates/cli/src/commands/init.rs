@@ -33,6 +33,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     };
     let pw = super::password_source(cli).get(&format!("new repository {}", b.location()), true)?;
     let repo = Repository::init(b.clone(), &pw, KdfParams::default(), related.as_deref())?;
+    super::attach_security(cli, &repo, super::Contact::Created);
     if cli.json {
         println!(
             "{}",

@@ -17,6 +17,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod rewrite;
+pub mod security;
 pub mod snapshots;
 pub mod stats;
 pub mod status;
@@ -106,6 +107,7 @@ pub fn open_repo_with(cli: &Cli, cache: bool) -> Result<Arc<Repository>> {
     let pw = password_source(cli).get(&format!("repository {}", b.location()), false)?;
     let t = std::time::Instant::now();
     let repo = Arc::new(Repository::open(b, &pw)?);
+    attach_security(cli, &repo, Contact::Open);
     verbose(cli, || {
         format!(
             "opened repository {} ({}) with key {} in {:.2} s",
@@ -166,7 +168,83 @@ pub fn open_other(
         }),
         e => anyhow::Error::from(e).context(format!("opening {location}")),
     })?;
+    attach_security(cli, &repo, Contact::Source);
     Ok(Arc::new(repo))
+}
+
+/// Exit code of `backup` and `restore latest` when the repository went back
+/// in time, a removed snapshot is back, or its config or index changed
+/// (the work itself was done).
+pub const EXIT_ROLLBACK: u8 = 13;
+
+/// How a command comes to a repository, for its security record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Contact {
+    /// `init` created it: nothing to announce.
+    Created,
+    /// The repository the command works on.
+    Open,
+    /// The source of `copy` or `init --from-repo`, only read: a first
+    /// contact is not announced (the command's own messages stay alone).
+    Source,
+}
+
+/// Compare the repository with this host's security record (format.md §11)
+/// and attach the record: a first contact is said once, every alarm kept is
+/// repeated on each run until 'ironvault security accept'. A record that
+/// cannot be used is warned about; the command goes on without it.
+pub fn attach_security(cli: &Cli, repo: &Repository, contact: Contact) {
+    use ironvault_core::repo::security::default_root;
+    let id = repo.config().id.short();
+    let location = repo.backend().location();
+    let Some(root) = cli.state_dir.clone().or_else(default_root) else {
+        eprintln!(
+            "warning: no state directory (HOME is not set), so this host cannot notice if repository {id} goes back in time; set IRONVAULT_STATE_DIR"
+        );
+        return;
+    };
+    let warn = Box::new(|m: &str| eprintln!("warning: {m}"));
+    let f = match repo.attach_security(&root, contact == Contact::Created, warn) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "warning: the security record of repository {id} under {} cannot be used ({e}), so this run cannot notice if the repository went back in time; fix that directory or set IRONVAULT_STATE_DIR",
+                root.display()
+            );
+            return;
+        }
+    };
+    if let Some(prev) = f.previous_at_location {
+        eprintln!(
+            "warning: {location} held repository {} when this host last used it and now holds repository {id}: a new repository, or another one put in its place; make sure it is the one you mean",
+            prev.short()
+        );
+    }
+    if f.first_contact && contact == Contact::Open && !cli.quiet {
+        eprintln!(
+            "note: first contact with repository {id} ({location}): this host trusts its {} as they are and from now on warns if the repository goes back in time (record in {})",
+            crate::output::plural(f.snapshots as u64, "snapshot"),
+            f.dir.display()
+        );
+    }
+    for a in &f.alarms {
+        eprintln!("warning: {a}");
+    }
+}
+
+/// For `backup` and `restore latest`: the exit code when alarms are kept,
+/// after a last line that sums them up (what a scheduler shows).
+pub fn rollback_exit(repo: &Repository, done: &str) -> Option<u8> {
+    let n = repo.security().map(|g| g.alarms().len()).unwrap_or(0);
+    if n == 0 {
+        return None;
+    }
+    eprintln!(
+        "warning: {done}, but repository {} went back in time or was tampered with ({} above); 'ironvault security status' lists them, 'ironvault security accept' takes the repository as it is",
+        repo.config().id.short(),
+        crate::output::plural(n as u64, "problem")
+    );
+    Some(EXIT_ROLLBACK)
 }
 
 /// Filters that select snapshots (repeatable; a snapshot matches if it has
@@ -237,7 +315,12 @@ pub fn find_snapshot(
         eprintln!("warning: {e}");
     }
     let total = all.len();
-    match all.into_iter().rfind(|(_, s)| filter.matches(s)) {
+    // Never a snapshot this host knows was removed (format.md §11).
+    let distrusted = repo.distrusted_snapshots();
+    match all
+        .into_iter()
+        .rfind(|(id, s)| filter.matches(s) && !distrusted.contains(id))
+    {
         Some(found) => Ok(found),
         None => Err(crate::Coded {
             code: 1,

@@ -55,6 +55,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         None => (a.snapshot.as_str(), None),
     };
     let (id, snap) = super::find_snapshot(&repo, spec, &a.filter)?;
+    // `latest` is what this host can no longer vouch for once the
+    // repository went back in time: say so at the end, with exit code 13.
+    let rollback_exit = |done: &str| {
+        (spec == "latest")
+            .then(|| super::rollback_exit(&repo, done))
+            .flatten()
+    };
     let started = std::time::Instant::now();
     if !cli.quiet && !cli.json {
         println!(
@@ -150,7 +157,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 counts[0], counts[1], counts[2], counts[3]
             );
         }
-        return Ok(0);
+        return Ok(rollback_exit("the dry run is done").unwrap_or(0));
     }
     let st = restore_nodes(&repo, &nodes, &base, &opts);
     drop(display);
@@ -209,7 +216,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             "warning: {} {what} (listed above); everything else was restored and verified; run 'ironvault check --read-data'",
             plural(st.errors.len() as u64, "item")
         );
-        return Ok(3);
     }
-    Ok(0)
+    let done = format!("snapshot {} of {} restored", id.short(), snap.time);
+    if let Some(code) = rollback_exit(&done) {
+        return Ok(code);
+    }
+    Ok(if st.errors.is_empty() { 0 } else { 3 })
 }

@@ -54,6 +54,7 @@ impl Env {
         c.env("IRONVAULT_REPO", &self.repo)
             .env("IRONVAULT_PASSWORD", PASSWORD)
             .env("IRONVAULT_CACHE_DIR", self.dir.path().join("cache"))
+            .env("IRONVAULT_STATE_DIR", self.dir.path().join("state"))
             .env_remove("IRONVAULT_FAILPOINT")
             .env_remove("IRONVAULT_PASSWORD_FILE")
             .env_remove("IRONVAULT_PASSWORD_COMMAND")

@@ -57,6 +57,7 @@ impl Plans {
         let mut c = Command::new(bin());
         c.env("IRONVAULT_CONFIG", &self.cfg)
             .env("IRONVAULT_CACHE_DIR", self.env.path("cache"))
+            .env("IRONVAULT_STATE_DIR", self.env.path("state"))
             .env_remove("IRONVAULT_REPO")
             .env_remove("IRONVAULT_PASSWORD")
             .args(args);

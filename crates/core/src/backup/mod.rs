@@ -197,9 +197,13 @@ fn choose_parent(
         ParentChoice::Snapshot(id) => Ok(Some((*id, repo.load_snapshot(id)?))),
         ParentChoice::Auto => {
             let (all, _) = repo.list_snapshots()?;
+            let distrusted = repo.distrusted_snapshots();
             let mut want = paths.to_vec();
             want.sort();
-            Ok(all.into_iter().rev().find(|(_, s)| {
+            Ok(all.into_iter().rev().find(|(id, s)| {
+                if distrusted.contains(id) {
+                    return false;
+                }
                 let mut p = s.paths.clone();
                 p.sort();
                 s.hostname == opts.hostname && p == want

@@ -7,6 +7,10 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"IVI1";
 
+/// Superseded ids an index file names at most besides the files its writer
+/// read (2 MiB): the ids inherited from the files it replaces (format.md §6).
+pub const MAX_INHERITED_SUPERSEDED: usize = 65_536;
+
 /// One blob as listed in an index file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexBlob {

@@ -134,12 +134,12 @@ pub(super) fn phase2(
     // One index file for everything that stays, superseding every file read.
     let mut out = IndexFile::default();
     let mut listed = IdSet::default();
-    let superseded: IdSet = files
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
+    // Superseded by a file, or known so to this host: what they list is in
+    // the file that replaced them (or, if that is gone, lost; never revived).
+    let superseded = repo.superseded_index_ids(&files);
+    let read: Vec<Id> = files.iter().map(|(fid, _)| *fid).collect();
+    out.supersedes = repo.supersedes_list(&read, &files);
     for (fid, f) in &files {
-        out.supersedes.push(*fid);
         if superseded.contains(fid) {
             continue; // what it lists is in the file that replaced it
         }

@@ -45,6 +45,10 @@ pub(crate) fn rebuild_index_locked(
         .iter()
         .filter_map(|o| o.name.strip_prefix("index/").and_then(Id::from_hex))
         .collect();
+    // The new file also names what the old ones superseded, so none of
+    // those can come back into force once the old files are deleted.
+    let (readable, _) = repo.read_index_files()?;
+    let supersedes = repo.supersedes_list(&old, &readable);
     let packs = repo.stored_packs()?;
     // A pack some readable index file lists was sound when it was indexed:
     // its header says what it holds. Any other pack is verified whole first,
@@ -57,7 +61,7 @@ pub(crate) fn rebuild_index_locked(
     let mut r = IndexRepair::default();
     let mut file = IndexFile {
         packs: Vec::new(),
-        supersedes: old.clone(),
+        supersedes,
     };
     for (i, p) in packs.iter().enumerate() {
         progress(i as u64, packs.len() as u64);
@@ -209,8 +213,7 @@ pub fn repair_snapshots(
             lock.confirm()?;
             let new = repo.save_snapshot(&s)?;
             if forget {
-                repo.backend()
-                    .delete(&format!("snapshots/{}", id.to_hex()))?;
+                repo.remove_snapshots(&[*id], crate::repo::security::How::Repair, &mut |_| {})?;
             }
             r.new = Some(new);
         }

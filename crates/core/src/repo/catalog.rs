@@ -109,6 +109,66 @@ impl Repository {
             .collect())
     }
 
+    /// Ids of index files not in force: those the files name as superseded,
+    /// and those this host's security record knows were superseded
+    /// (format.md §6, §11). Teaches the record what the files name, and
+    /// raises an alarm for a stored file only the record knows superseded
+    /// (the file that superseded it is gone: the index went back in time).
+    pub fn superseded_index_ids(&self, files: &[(Id, IndexFile)]) -> HashSet<Id> {
+        let mut superseded: HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let Some(g) = self.security() else {
+            return superseded;
+        };
+        let known: HashSet<Id> = g.superseded_index().into_iter().collect();
+        let back: Vec<Id> = files
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| known.contains(id) && !superseded.contains(id))
+            .collect();
+        if !back.is_empty() {
+            g.index_went_back(&back, &self.config.id);
+        }
+        // Oldest first for the record: each list is written newest first.
+        let learned: Vec<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().rev().copied())
+            .collect();
+        g.learn_superseded(learned);
+        superseded.extend(known);
+        superseded
+    }
+
+    /// The `supersedes` list of an index file that replaces `direct` (the
+    /// files its writer read, or listed): those, then every id that `files`
+    /// and this host's record name as superseded, newest first and at most
+    /// `MAX_INHERITED_SUPERSEDED` of them, so that an old file put back from
+    /// the middle of the chain stays superseded (format.md §6).
+    pub fn supersedes_list(&self, direct: &[Id], files: &[(Id, IndexFile)]) -> Vec<Id> {
+        let mut seen: HashSet<Id> = HashSet::new();
+        let mut out: Vec<Id> = direct.iter().copied().filter(|i| seen.insert(*i)).collect();
+        let known = self
+            .security()
+            .map(|g| g.superseded_index())
+            .unwrap_or_default();
+        let inherited = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .chain(known.into_iter().rev());
+        let limit = out.len() + crate::format::index::MAX_INHERITED_SUPERSEDED;
+        for id in inherited {
+            if out.len() >= limit {
+                break;
+            }
+            if seen.insert(id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+
     /// Load the master index. With `for_writing`, packs that prune may delete
     /// are left out, so a backup stores their blobs again (format.md §9).
     /// Damaged index files are skipped and returned.
@@ -122,10 +182,7 @@ impl Repository {
             HashSet::new()
         };
         let (files, errors) = self.read_index_files()?;
-        let superseded: HashSet<Id> = files
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
+        let superseded = self.superseded_index_ids(&files);
         let mut mi = MasterIndex::default();
         for (id, f) in &files {
             if !superseded.contains(id) {

@@ -7,6 +7,7 @@ pub mod index;
 pub mod lock;
 pub mod packer;
 pub mod readahead;
+pub mod security;
 mod snapshots;
 pub mod verify;
 
@@ -57,6 +58,10 @@ pub struct Repository {
     index: RwLock<Arc<MasterIndex>>,
     /// Windows of remote data packs (None for local storage).
     read_ahead: Option<readahead::ReadAhead>,
+    /// BLAKE3 of the `config` object (the security record notices a swap).
+    config_hash: Id,
+    /// This host's security record, once attached.
+    security: std::sync::OnceLock<security::Guard>,
 }
 
 /// A pack as storage lists it.
@@ -92,14 +97,23 @@ impl Repository {
         // Key first, config last: a crash in between leaves no `config`, so
         // the directory is not yet a repository and init can be rerun.
         backend.put(&key_name, &kb)?;
-        backend.put("config", &config.seal(&master)?)?;
-        Ok(Repository::assemble(backend, master, config, key_name))
+        let sealed = config.seal(&master)?;
+        backend.put("config", &sealed)?;
+        let config_hash = Id::hash_of(&sealed);
+        Ok(Repository::assemble(
+            backend,
+            master,
+            config,
+            config_hash,
+            key_name,
+        ))
     }
 
     fn assemble(
         backend: Arc<dyn Backend>,
         master: [u8; 32],
         config: Config,
+        config_hash: Id,
         key_name: String,
     ) -> Repository {
         let keys = IdKeys::derive(&config.id_key, &config.chunker_secret);
@@ -116,6 +130,8 @@ impl Repository {
             chunker,
             key_name,
             index: RwLock::new(Arc::new(MasterIndex::default())),
+            config_hash,
+            security: std::sync::OnceLock::new(),
         }
     }
 
@@ -159,7 +175,10 @@ impl Repository {
             };
             if let Ok(Some(master)) = kf.unwrap_master(password, &k.name) {
                 match Config::open(&cfg_bytes, &master) {
-                    Ok(config) => return Ok(Repository::assemble(backend, master, config, k.name)),
+                    Ok(config) => {
+                        let hash = Id::hash_of(&cfg_bytes);
+                        return Ok(Repository::assemble(backend, master, config, hash, k.name));
+                    }
                     Err(e) => config_error = Some(e),
                 }
             }

@@ -1,10 +1,12 @@
 //! Snapshots: the last object a backup writes, named by the keyed id of its
 //! plaintext (format.md §7.2), and how users name them (`latest`, ids, prefixes).
 
+use super::security::How;
 use super::{snapshot_ad, Repository, WithErrors};
 use crate::backend::is_not_found;
 use crate::crypto::{open, seal};
 use crate::error::{Error, Result};
+use crate::format::id::IdSet;
 use crate::format::snapshot::Snapshot;
 use crate::format::{from_cbor, to_cbor, Id};
 
@@ -21,7 +23,37 @@ impl Repository {
         let sealed = seal(&self.master, &snapshot_ad(&id), plain);
         self.backend
             .put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
+        if let Some(g) = self.security() {
+            if let Ok(s) = from_cbor::<Snapshot>(plain, "snapshot") {
+                g.note_written(&id, &s);
+            }
+        }
         Ok(id)
+    }
+
+    /// Delete snapshot objects, telling this host's security record first
+    /// (so that their return is noticed); `each` is called after each one.
+    pub fn remove_snapshots(&self, ids: &[Id], how: How, each: &mut dyn FnMut(&Id)) -> Result<()> {
+        let guard = self.security();
+        if let Some(g) = guard {
+            g.removing(ids, how);
+        }
+        let mut done = Vec::with_capacity(ids.len());
+        let res = ids.iter().try_for_each(|id| {
+            self.backend.delete(&format!("snapshots/{}", id.to_hex()))?;
+            done.push(*id);
+            each(id);
+            Ok(())
+        });
+        if let Some(g) = guard {
+            g.removed(&done, how);
+        }
+        res
+    }
+
+    /// Snapshots this host knows were removed (none without a security record).
+    pub fn distrusted_snapshots(&self) -> IdSet {
+        self.security().map(|g| g.distrusted()).unwrap_or_default()
     }
 
     /// Read one snapshot's verified plaintext (CBOR).
@@ -76,8 +108,14 @@ impl Repository {
     /// Resolve `latest`, a full id or a unique prefix.
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
+            // A snapshot this host knows was removed and that is back is
+            // never `latest` (format.md §11).
             let (all, _) = self.list_snapshots()?;
-            return all.into_iter().next_back().ok_or(Error::NoSnapshots);
+            let distrusted = self.distrusted_snapshots();
+            return all
+                .into_iter()
+                .rfind(|(id, _)| !distrusted.contains(id))
+                .ok_or(Error::NoSnapshots);
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {

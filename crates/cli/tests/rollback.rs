@@ -1,0 +1,245 @@
+//! Rollback and replay by someone who can write to the storage but holds no
+//! key (format.md §11): the newest snapshot deleted, a forgotten or
+//! rewritten (erased) snapshot put back, a superseded index file put back
+//! from the middle of the chain. Each is noticed by the host's security
+//! record, said on standard error, and `backup` / `restore latest` exit
+//! with code 13 until the operator accepts the repository as it is.
+
+mod common;
+use common::s3;
+use common::*;
+use ironvault_core::backend::s3::S3Options;
+use ironvault_core::backend::{open_location, Backend};
+use std::path::Path;
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run, assert the exit code, return stderr.
+fn expect_err(env: &Env, args: &[&str], code: i32) -> String {
+    let o = env.run(args);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "ironvault {args:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr_of(&o)
+    );
+    stderr_of(&o)
+}
+
+/// The storage as its attacker sees it: objects, no key.
+fn storage(env: &Env) -> Box<dyn Backend> {
+    open_location(env.repo.to_str().unwrap(), &S3Options::default()).unwrap()
+}
+
+fn snapshot_object(id: &str) -> String {
+    format!("snapshots/{id}")
+}
+
+fn restore_latest(env: &Env, what: &str, code: i32) -> (std::path::PathBuf, String) {
+    let t = env.path(&format!("restore-{what}"));
+    let e = expect_err(
+        env,
+        &["restore", "latest", "--target", t.to_str().unwrap()],
+        code,
+    );
+    (t, e)
+}
+
+/// The newest snapshot deleted from storage: warned by every command,
+/// `backup` (which still saves its snapshot) and `restore latest` exit 13
+/// until `security accept`; a host that never saw it trusts what is there.
+fn newest_snapshot_deleted(env: &Env) {
+    let src = env.path("src");
+    write(&src.join("f"), b"version 1\n");
+    env.init();
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    write(&src.join("f"), b"version 2\n");
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let ids = env.snapshot_ids();
+    let b = storage(env);
+    b.delete(&snapshot_object(&ids[1])).unwrap();
+    let short = &ids[1][..8];
+
+    let e = expect_err(env, &["snapshots", "-q"], 0);
+    assert!(e.contains("went back in time") && e.contains(short), "{e}");
+    assert_eq!(e.lines().count(), 1, "one line per problem: {e}");
+    let (t, e) = restore_latest(env, "1", 13);
+    assert!(e.contains("went back in time") && e.contains(short), "{e}");
+    assert!(e.lines().last().unwrap().contains("security accept"), "{e}");
+    assert_eq!(std::fs::read(t.join("src/f")).unwrap(), b"version 1\n");
+    write(&src.join("f"), b"version 3\n");
+    let e = expect_err(env, &["backup", "-q", src.to_str().unwrap()], 13);
+    assert!(e.contains("went back in time"), "{e}");
+    assert!(e.lines().last().unwrap().contains("saved"), "{e}");
+    assert_eq!(
+        env.snapshot_ids().len(),
+        2,
+        "the backup still saved its snapshot"
+    );
+    // Kept until accepted, even now that a newer snapshot is there.
+    expect_err(env, &["backup", "-q", src.to_str().unwrap()], 13);
+    let e = expect_err(env, &["security", "status"], 13);
+    assert!(e.contains(short), "{e}");
+
+    // Another host (its own record) never saw the deleted snapshot.
+    let o = env
+        .cmd(&["snapshots", "-q"])
+        .env("IRONVAULT_STATE_DIR", env.path("other-host"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && stderr_of(&o).is_empty(),
+        "{}",
+        stderr_of(&o)
+    );
+
+    let out = env.ok(&["security", "accept"]);
+    assert!(out.contains("1 alarm cleared"), "{out}");
+    assert!(expect_err(env, &["backup", "-q", src.to_str().unwrap()], 0).is_empty());
+    let (t, e) = restore_latest(env, "2", 0);
+    assert!(!e.contains("warning"), "{e}");
+    assert_eq!(std::fs::read(t.join("src/f")).unwrap(), b"version 3\n");
+}
+
+#[test]
+fn deleting_the_newest_snapshot_is_noticed_and_fails_backup_and_restore_latest() {
+    newest_snapshot_deleted(&Env::new());
+}
+
+#[test]
+fn s3_deleting_the_newest_snapshot_is_noticed_and_fails_backup_and_restore_latest() {
+    newest_snapshot_deleted(&Env::with_repo(&s3::unique_location("rollback")));
+}
+
+#[test]
+fn a_forgotten_snapshot_put_back_is_reported_and_never_latest() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), b"old\n");
+    env.init();
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    write(&src.join("f"), b"bad backup\n");
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let ids = env.snapshot_ids();
+    let b = storage(&env);
+    let saved = b.get(&snapshot_object(&ids[1])).unwrap();
+    env.ok(&["forget", "-q", &ids[1]]);
+    // Forgotten here: no alarm.
+    let e = expect_err(&env, &["snapshots", "-q"], 0);
+    assert!(e.is_empty(), "{e}");
+
+    b.put(&snapshot_object(&ids[1]), &saved).unwrap();
+    let e = expect_err(&env, &["snapshots", "-q"], 0);
+    assert!(
+        e.contains(&format!("snapshot {}", &ids[1][..8]))
+            && e.contains("was forgotten on this host")
+            && e.contains("is back"),
+        "{e}"
+    );
+    let (t, e) = restore_latest(&env, "1", 13);
+    assert!(e.contains("is back"), "{e}");
+    assert_eq!(
+        std::fs::read(t.join("src/f")).unwrap(),
+        b"old\n",
+        "latest is never the snapshot put back"
+    );
+    // The operator removes it again: all is well.
+    env.ok(&["forget", "-q", &ids[1]]);
+    env.ok(&["security", "accept"]);
+    restore_latest(&env, "2", 0);
+}
+
+#[test]
+fn a_rewritten_original_put_back_is_reported_and_never_restored_as_latest() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("keep.txt"), b"keep\n");
+    write(&src.join("secret.txt"), b"personal data\n");
+    env.init();
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let original = env.snapshot_ids()[0].clone();
+    let b = storage(&env);
+    let saved = b.get(&snapshot_object(&original)).unwrap();
+    env.ok(&["rewrite", "-q", "--all", "--exclude", "secret.txt"]);
+    assert_ne!(env.snapshot_ids(), vec![original.clone()]);
+
+    // Put back before any prune: its data is still stored.
+    b.put(&snapshot_object(&original), &saved).unwrap();
+    let (t, e) = restore_latest(&env, "1", 13);
+    assert!(
+        e.contains(&original[..8]) && e.contains("rewritten") && e.contains("is back"),
+        "{e}"
+    );
+    assert!(t.join("src/keep.txt").exists());
+    assert!(
+        !t.join("src/secret.txt").exists(),
+        "the erased file is not restored"
+    );
+    // Also not the parent of the next backup, and the warning stays.
+    let e = expect_err(&env, &["backup", "-q", src.to_str().unwrap()], 13);
+    assert!(e.contains("is back"), "{e}");
+}
+
+/// Names and contents of the index files.
+fn index_files(repo: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(repo.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_superseded_index_put_back_from_the_middle_of_the_chain_stays_superseded() {
+    let env = Env::new();
+    env.init();
+    let dirs: Vec<_> = (0..3)
+        .map(|i| {
+            let d = env.path(&format!("src{i}"));
+            write(&d.join("data"), &random_bytes(300_000, 40 + i));
+            d
+        })
+        .collect();
+    env.ok(&["backup", "-q", dirs[0].to_str().unwrap()]);
+    let first = index_files(&env.repo);
+    env.ok(&["backup", "-q", dirs[1].to_str().unwrap()]);
+    let ids = env.snapshot_ids();
+    // Prune 1 replaces both backups' index files and deletes the packs of
+    // the first backup; prune 2 replaces its file in turn.
+    env.ok(&["forget", "-q", "--prune", &ids[0]]);
+    env.ok(&["backup", "-q", dirs[2].to_str().unwrap()]);
+    env.ok(&["forget", "-q", "--prune", &ids[1]]);
+    let now = index_files(&env.repo);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(first.iter().all(|f| !now.contains(f)));
+
+    // The first backup's index file comes back: it lists packs that are gone.
+    for (name, bytes) in &first {
+        std::fs::write(env.repo.join("index").join(name), bytes).unwrap();
+    }
+    for state in ["state", "fresh-host"] {
+        // With this host's record, and with none (the chain alone).
+        let o = env
+            .cmd(&["check", "--read-data"])
+            .env("IRONVAULT_STATE_DIR", env.path(state))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{state}: {}", stderr_of(&o));
+        assert!(!stderr_of(&o).contains("warning"), "{}", stderr_of(&o));
+    }
+    // Prune finds nothing missing, and its new index brings nothing back.
+    env.ok(&["prune", "-q"]);
+    env.check_ok();
+    let (t, _) = restore_latest(&env, "1", 0);
+    assert_same_tree(&dirs[2], &t.join("src2"));
+}
