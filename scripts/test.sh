@@ -20,6 +20,7 @@ command -v pgrep >/dev/null || need+=(procps)
 command -v socat >/dev/null || need+=(socat)
 command -v openssl >/dev/null || need+=(openssl)
 command -v restic >/dev/null || need+=(restic)   # forget is checked against restic's
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || need+=(faketime)   # hosts with wrong clocks (locks)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test tools: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

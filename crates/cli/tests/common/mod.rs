@@ -127,6 +127,12 @@ impl Paused {
         fs::write(&self.go, b"").unwrap();
         self.child.wait().unwrap()
     }
+
+    /// Let it go on, and collect what it printed (to the pipes it was given).
+    pub fn resume_with_output(self) -> Output {
+        fs::write(&self.go, b"").unwrap();
+        self.child.wait_with_output().unwrap()
+    }
 }
 
 /// Wait (at most 2 minutes) for a file to appear.
@@ -145,13 +151,17 @@ pub fn wait_for_file(p: &Path) {
 impl Env {
     /// Start `args` and return once it has reached the pause point `point`.
     pub fn spawn_paused(&self, args: &[&str], point: &str) -> Paused {
+        self.spawn_paused_cmd(self.cmd(args), point)
+    }
+
+    /// Start `cmd` (made by `cmd`) and return once it has reached `point`.
+    pub fn spawn_paused_cmd(&self, mut cmd: Command, point: &str) -> Paused {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let go = self.path(&format!(
             "go-{}",
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
-        let child = self
-            .cmd(args)
+        let child = cmd
             .env("IRONVAULT_PAUSE", format!("{point}={}", go.display()))
             .spawn()
             .unwrap();

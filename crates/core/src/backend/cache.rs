@@ -298,8 +298,8 @@ impl Backend for CachedBackend {
         Ok(())
     }
 
-    fn size(&self, name: &str) -> Result<Option<u64>> {
-        self.inner.size(name)
+    fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
+        self.inner.stat(name)
     }
 
     fn prefers_large_reads(&self) -> bool {

@@ -181,6 +181,7 @@ impl LocalBackend {
                 out.push(ObjectInfo {
                     name: child,
                     size: md.len(),
+                    modified: md.modified().map_err(|e| st("list", rel, e))?,
                 });
             }
         }
@@ -282,9 +283,14 @@ impl Backend for LocalBackend {
         }
     }
 
-    fn size(&self, name: &str) -> Result<Option<u64>> {
+    fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
         match fs::metadata(self.path(name)) {
-            Ok(m) => Ok(Some(m.len())),
+            // The mtime the kernel of the storage host stamped (NFS servers stamp theirs).
+            Ok(m) => Ok(Some(ObjectInfo {
+                name: name.to_string(),
+                size: m.len(),
+                modified: m.modified().map_err(|e| st("stat", name, e))?,
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(st("stat", name, e)),
         }

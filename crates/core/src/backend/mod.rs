@@ -9,12 +9,17 @@ pub mod local;
 pub mod s3;
 
 use crate::error::{Error, Result};
+use std::time::SystemTime;
 
-/// An object name and its size in bytes.
+/// An object name, its size in bytes and when it was last written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub name: String,
     pub size: u64,
+    /// When the object was last written, by the storage's own clock (a
+    /// file's mtime, S3's Last-Modified), not by the writer's: lock ages are
+    /// judged by it (format.md §9).
+    pub modified: SystemTime,
 }
 
 /// Object storage as the engine sees it.
@@ -31,8 +36,12 @@ pub trait Backend: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, name: &str) -> Result<()>;
+    /// Size and modification time of an object, or None if it does not exist.
+    fn stat(&self, name: &str) -> Result<Option<ObjectInfo>>;
     /// Size of an object, or None if it does not exist.
-    fn size(&self, name: &str) -> Result<Option<u64>>;
+    fn size(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.stat(name)?.map(|o| o.size))
+    }
     /// True for remote storage, where one large read costs less than many
     /// small ones (the engine then reads ahead within packs).
     fn prefers_large_reads(&self) -> bool {
@@ -85,24 +94,57 @@ pub fn open_location(location: &str, s3: &s3::S3Options) -> Result<Box<dyn Backe
 pub(crate) fn conformance(b: &dyn Backend) {
     assert!(b.list("index/").unwrap().is_empty());
     assert_eq!(b.size("index/x").unwrap(), None);
+    assert_eq!(b.stat("index/x").unwrap(), None);
     assert!(is_not_found(&b.get("index/x").unwrap_err()));
+    let before = SystemTime::now();
     b.put("index/aa", b"hello world").unwrap();
     b.put("packs/data/ab/abc", b"0123456789").unwrap();
     assert_eq!(b.get("index/aa").unwrap(), b"hello world");
     assert_eq!(b.get_range("packs/data/ab/abc", 2, 3).unwrap(), b"234");
     assert!(b.get_range("packs/data/ab/abc", 8, 3).is_err());
     assert_eq!(b.size("packs/data/ab/abc").unwrap(), Some(10));
+    let st = b.stat("packs/data/ab/abc").unwrap().unwrap();
+    assert_eq!((st.name.as_str(), st.size), ("packs/data/ab/abc", 10));
+    // The storage's clock: the test storage runs on this host, so it agrees
+    // with ours (give or take the whole seconds of HTTP dates).
+    let near = |t: SystemTime, what: &str| {
+        let gap = match t.duration_since(before) {
+            Ok(d) => d,
+            Err(e) => e.duration(),
+        };
+        assert!(
+            gap.as_secs() < 120,
+            "{what}: modified {t:?}, written at {before:?}"
+        );
+    };
+    near(st.modified, "stat");
+    let first = b.stat("index/aa").unwrap().unwrap().modified;
     b.put("index/aa", b"replaced").unwrap();
     assert_eq!(b.get("index/aa").unwrap(), b"replaced");
+    let again = b.stat("index/aa").unwrap().unwrap();
+    assert_eq!(again.size, 8);
+    assert!(
+        again.modified >= first,
+        "a put moves the time forward: {first:?} then {:?}",
+        again.modified
+    );
     let l = b.list("packs/").unwrap();
-    assert_eq!(
-        l,
-        vec![ObjectInfo {
-            name: "packs/data/ab/abc".into(),
-            size: 10
-        }]
+    assert_eq!(l.len(), 1);
+    assert_eq!((l[0].name.as_str(), l[0].size), ("packs/data/ab/abc", 10));
+    // A listing and a stat may differ only in precision (S3 lists
+    // milliseconds; its Last-Modified header has whole seconds).
+    let apart = match l[0].modified.duration_since(st.modified) {
+        Ok(d) => d,
+        Err(e) => e.duration(),
+    };
+    assert!(
+        apart.as_millis() < 1000,
+        "list {:?}, stat {:?}",
+        l[0].modified,
+        st.modified
     );
     b.delete("index/aa").unwrap();
     b.delete("index/aa").unwrap();
     assert!(b.list("index/").unwrap().is_empty());
+    assert_eq!(b.stat("index/aa").unwrap(), None);
 }

@@ -27,7 +27,7 @@ use crate::failpoint;
 use crate::format::id::{IdMap, IdSet};
 use crate::format::{to_cbor, BlobType, Id};
 use crate::repo::index::pack_name;
-use crate::repo::lock::{list_locks, Lock};
+use crate::repo::lock::{list_locks, list_locks_at, Lock, StorageClock};
 use crate::repo::packer::BlobSink;
 use crate::repo::{Deletions, Repository};
 use plan::{IndexView, MaxUnused, Plan};
@@ -131,8 +131,12 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     let b = repo.backend().clone();
     let key = *repo.master_key();
     let lock = Lock::unless_dry_run(opts.dry_run, b.clone(), key, false)?;
+    // Locks are judged by the storage's clock, but a host whose own clock is
+    // far off is misconfigured (and older versions still judge by it).
+    let clock = lock.as_ref().map_or_else(StorageClock::local, Lock::clock);
+    clock.check_skew(SKEW_REFUSES)?;
     let own = lock.as_ref().map(|l| l.name().to_string());
-    let abandoned = other_prunes(&repo, own.as_deref(), None, opts.dry_run, obs)?;
+    let abandoned = other_prunes(&repo, own.as_deref(), None, &clock, opts.dry_run, obs)?;
     let mut r = PruneReport {
         dry_run: opts.dry_run,
         ..PruneReport::default()
@@ -234,7 +238,14 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     b.put(&list_name, &seal(&key, ad::DELETIONS, &to_cbor(&list)?))?;
     failpoint::hit("prune-deletions-written");
     // Two prunes that started together: both may back off, neither proceeds unsafely.
-    if let Err(e) = other_prunes(&repo, own.as_deref(), Some(&list_name), false, obs) {
+    if let Err(e) = other_prunes(
+        &repo,
+        own.as_deref(),
+        Some(&list_name),
+        &lock.clock(),
+        false,
+        obs,
+    ) {
         let _ = b.delete(&list_name);
         return Err(e);
     }
@@ -247,8 +258,9 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
 
     // Phase 2.
     let phase2 = (|| {
-        wait_for_locks(b.as_ref(), &key, &l1, opts.poll, &mut r, obs)?;
+        wait_for_locks(b.as_ref(), &lock, &key, &l1, opts.poll, &mut r, obs)?;
         lock.confirm()?;
+        lock.clock().check_skew(SKEW_REFUSES)?;
         phase2::phase2(&repo, &plan, &candidates, &lock, &mut verifier, &mut r, obs)
     })();
     let (to_delete, fresh) = match phase2 {
@@ -305,6 +317,9 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     Ok(r)
 }
 
+/// What a clock too far from the storage's stops.
+const SKEW_REFUSES: &str = "prune deletes data";
+
 /// A snapshot, or None if it was removed since it was listed (a forget
 /// running beside the prune).
 pub(super) fn load_unless_forgotten(
@@ -341,12 +356,13 @@ fn other_prunes(
     repo: &Repository,
     own: Option<&str>,
     own_list: Option<&str>,
+    clock: &StorageClock,
     dry_run: bool,
     obs: &Observer,
 ) -> Result<Vec<String>> {
     let host = crate::repo::hostname();
     let locks: std::collections::HashMap<String, _> =
-        list_locks(repo.backend().as_ref(), repo.master_key())?
+        list_locks_at(repo.backend().as_ref(), repo.master_key(), clock)?
             .into_iter()
             .collect();
     let mut abandoned = Vec::new();
@@ -495,9 +511,11 @@ fn repack(
     Ok(())
 }
 
-/// Wait until every lock of `l1` has been removed or gone stale.
+/// Wait until every lock of `l1` has been removed or gone stale, by the
+/// storage's clock as our own lock last read it.
 fn wait_for_locks(
     b: &dyn Backend,
+    lock: &Lock,
     key: &[u8; 32],
     l1: &[String],
     poll: Duration,
@@ -509,7 +527,7 @@ fn wait_for_locks(
     let mut shown: Option<Vec<String>> = None;
     (obs.progress)("waiting for older locks", 0, 0);
     loop {
-        let live: Vec<(String, String)> = list_locks(b, key)?
+        let live: Vec<(String, String)> = list_locks_at(b, key, &lock.clock())?
             .into_iter()
             .filter(|(n, _)| l1.contains(n))
             .filter_map(|(n, i)| {

@@ -504,7 +504,11 @@ impl Backend for S3Backend {
                 if !after_dir.starts_with(rest) || name.contains(".tmp-") {
                     return None;
                 }
-                Some(ObjectInfo { name, size: m.size })
+                Some(ObjectInfo {
+                    name,
+                    size: m.size,
+                    modified: m.last_modified.into(),
+                })
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -522,10 +526,15 @@ impl Backend for S3Backend {
         r
     }
 
-    fn size(&self, name: &str) -> Result<Option<u64>> {
+    fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
         let path = self.path(name);
         match self.rt.block_on(self.store.head(&path)) {
-            Ok(m) => Ok(Some(m.size)),
+            // Last-Modified: the server's clock, not ours.
+            Ok(m) => Ok(Some(ObjectInfo {
+                name: name.to_string(),
+                size: m.size,
+                modified: m.last_modified.into(),
+            })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("stat", name, e)),
         }

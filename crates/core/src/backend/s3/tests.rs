@@ -65,6 +65,12 @@ fn s3_conformance_multipart_and_long_listings() {
 }
 
 #[test]
+fn s3_lock_ages_follow_the_storage_clock() {
+    let b = S3Backend::open(&test_location("locks"), &S3Options::default()).unwrap();
+    crate::repo::lock::tests::storage_time_rules(Arc::new(b));
+}
+
+#[test]
 fn s3_through_the_metadata_cache() {
     let d = tempfile::tempdir().unwrap();
     let b = S3Backend::open(&test_location("cache"), &S3Options::default()).unwrap();

@@ -1,23 +1,34 @@
 //! Lock objects (format.md §9). A backup holds a shared lock, refreshed in the
 //! background every 5 minutes and once more right before its snapshot is
-//! written; a lock not refreshed for 30 minutes is stale.
+//! written; a lock the storage has not seen refreshed for 30 minutes, by
+//! the storage's own clock, is stale. A holder never recreates a lock that
+//! was removed: it stops before writing any further index or snapshot.
 
-use crate::backend::Backend;
+mod clock;
+#[cfg(test)]
+pub(crate) mod tests;
+
+pub use clock::StorageClock;
+
+use crate::backend::{is_not_found, Backend};
 use crate::crypto::{ad, open, seal};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::format::{from_cbor, to_cbor, Id};
+use clock::boottime;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How often a held lock is rewritten.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
-/// A lock whose last refresh is older than this is stale.
+/// A lock whose last refresh the storage stamped longer ago than this is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
-/// Clock skew between hosts that the protocol tolerates (format.md §9). A
-/// holder whose refreshes were ever further apart than
-/// `STALE_AFTER - MAX_CLOCK_SKEW` no longer trusts its lock.
+/// Clock skew between a host and the storage that prune tolerates
+/// (format.md §9); also the margin of a holder: one whose refreshes were
+/// ever further apart than `STALE_AFTER - MAX_CLOCK_SKEW` no longer trusts
+/// its lock.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10 * 60);
 
 /// The content of a lock object.
@@ -41,6 +52,10 @@ pub struct LockInfo {
     /// The command holding it (`backup`, `prune`, ...), for messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// How long ago the storage stamped the object's last write, by the
+    /// storage's clock (filled in by listing; not stored).
+    #[serde(skip)]
+    pub age: Option<Duration>,
 }
 
 static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -49,19 +64,6 @@ static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// can say who they wait for.
 pub fn set_command(name: &str) {
     let _ = COMMAND.set(name.to_string());
-}
-
-/// Time since boot, including time suspended.
-fn boottime() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec for clock_gettime to fill.
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn boot_id() -> Option<String> {
@@ -100,14 +102,39 @@ impl LockInfo {
         )
     }
 
-    /// Stale: not refreshed for 30 minutes, or made on this host by a dead process.
+    /// This process's lock content, refreshed now.
+    fn ours(exclusive: bool) -> LockInfo {
+        let now = chrono::Local::now().to_rfc3339();
+        LockInfo {
+            exclusive,
+            hostname: crate::repo::hostname(),
+            pid: std::process::id(),
+            username: crate::repo::username(),
+            created: now.clone(),
+            refreshed: now,
+            boot_id: boot_id(),
+            pid_namespace: pid_namespace(),
+            start_ticks: start_ticks(std::process::id()),
+            command: COMMAND.get().cloned(),
+            age: None,
+        }
+    }
+
+    /// Stale: the storage has not seen it refreshed for 30 minutes, or it
+    /// was made on this host by a dead process.
     pub fn is_stale(&self, this_host: &str) -> bool {
-        let old = chrono::DateTime::parse_from_rfc3339(&self.refreshed)
-            .map(|t| {
-                let age = chrono::Utc::now().signed_duration_since(t);
-                age.to_std().map(|a| a > STALE_AFTER).unwrap_or(false)
-            })
-            .unwrap_or(true);
+        let old = match self.age {
+            Some(age) => age > STALE_AFTER,
+            // Not read from storage: only the holder's own clock is known.
+            // A time that far in the future is as untrustworthy as one that
+            // far in the past (otherwise the lock would never go stale).
+            None => chrono::DateTime::parse_from_rfc3339(&self.refreshed)
+                .map(|t| {
+                    let apart = chrono::Utc::now().signed_duration_since(t).abs();
+                    apart.to_std().map(|a| a > STALE_AFTER).unwrap_or(true)
+                })
+                .unwrap_or(true),
+        };
         old || (self.hostname == this_host
             && self.same_kernel_and_namespace()
             && !self.process_alive())
@@ -129,15 +156,33 @@ fn pid_alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Read and open every lock object: (name, content or None if unreadable).
+/// Read and open every lock object: (name, content or None if unreadable),
+/// with ages judged by this host's clock against the storage's stamps: for
+/// readers that write nothing, whose verdicts are for messages only.
 pub fn list_locks(b: &dyn Backend, key: &[u8; 32]) -> Result<Vec<(String, Option<LockInfo>)>> {
+    list_locks_at(b, key, &StorageClock::local())
+}
+
+/// Read and open every lock object, its age taken from the time the
+/// storage stamped it in the listing against the storage's clock `now`.
+pub fn list_locks_at(
+    b: &dyn Backend,
+    key: &[u8; 32],
+    now: &StorageClock,
+) -> Result<Vec<(String, Option<LockInfo>)>> {
     let mut out = Vec::new();
     for o in b.list("locks/")? {
+        // A refresh between the listing and this read only makes the
+        // lock look older than it is, by the time between the two.
         let info = match b.get(&o.name) {
             Ok(bytes) => open(key, ad::LOCK, &bytes, &o.name)
                 .and_then(|p| from_cbor::<LockInfo>(&p, &o.name))
-                .ok(),
-            Err(e) if crate::backend::is_not_found(&e) => continue,
+                .ok()
+                .map(|i| LockInfo {
+                    age: Some(now.age(o.modified)),
+                    ..i
+                }),
+            Err(e) if is_not_found(&e) => continue,
             Err(e) => return Err(e),
         };
         out.push((o.name, info));
@@ -154,6 +199,17 @@ struct Shared {
     /// on CLOCK_BOOTTIME: unlike Instant it keeps counting while the machine
     /// is suspended, when other hosts may see the lock go stale.
     last_refresh: Mutex<(Duration, Duration)>,
+    /// The storage's clock, read from our lock object at its last write.
+    clock: Mutex<StorageClock>,
+    /// What the object may hold if it is still ours: the bytes we last
+    /// wrote (and, after a put that failed, the bytes it may have stored).
+    /// Held while the object is written or read back, so that no check
+    /// compares a read with a list that a write is changing (each such
+    /// request is short, and the index writers waiting on it must know).
+    written: Mutex<Vec<Vec<u8>>>,
+    /// Set once the object was found removed or replaced: it is never
+    /// written again.
+    lost: AtomicBool,
 }
 
 impl Shared {
@@ -164,18 +220,62 @@ impl Shared {
             .unwrap_or_default()
     }
 
+    /// Write the lock object and read the storage's clock from it.
     fn write(&self) -> Result<()> {
         let info = self
             .info
             .lock()
             .map_err(|_| Error::Invalid("lock poisoned".into()))?
             .clone();
-        self.backend
-            .put(&self.name, &seal(&self.key, ad::LOCK, &to_cbor(&info)?))
+        let sealed = seal(&self.key, ad::LOCK, &to_cbor(&info)?);
+        let mut written = self.written.lock().map_err(|_| poisoned())?;
+        let before = SystemTime::now();
+        let put = self.backend.put(&self.name, &sealed);
+        if put.is_ok() {
+            written.clear();
+        }
+        written.push(sealed);
+        drop(written);
+        put?;
+        let stamp = match self.backend.stat(&self.name)? {
+            Some(o) => o.modified,
+            None => return Err(self.vanished()),
+        };
+        if let Ok(mut c) = self.clock.lock() {
+            *c = StorageClock::from_write(stamp, before);
+        }
+        Ok(())
+    }
+
+    /// The error of a holder whose lock object is gone.
+    fn vanished(&self) -> Error {
+        self.lost.store(true, Ordering::SeqCst);
+        Error::Invalid(format!(
+            "our lock {} vanished (removed by 'ironvault unlock', or by a prune that took it for stale): stopping here; the packs written since the last index file stay unindexed and the next backup reuses them",
+            self.name
+        ))
+    }
+
+    /// Fail if our lock object was removed or replaced since we wrote it.
+    /// (Another process may still remove it between this check and our
+    /// next write; the check after that write then finds it ours again, so
+    /// such a removal goes unnoticed only if it falls in that moment.)
+    fn ensure_ours(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(self.vanished());
+        }
+        let written = self.written.lock().map_err(|_| poisoned())?;
+        match self.backend.get(&self.name) {
+            Ok(stored) if written.contains(&stored) => Ok(()),
+            Ok(_) => Err(self.vanished()),
+            Err(e) if is_not_found(&e) => Err(self.vanished()),
+            Err(e) => Err(e),
+        }
     }
 
     fn refresh(&self) -> Result<()> {
         failpoint::hit("lock-refresh");
+        self.ensure_ours()?;
         if let Ok(mut i) = self.info.lock() {
             i.refreshed = chrono::Local::now().to_rfc3339();
         }
@@ -186,6 +286,13 @@ impl Shared {
             *t = (started, t.1.max(gap));
         }
         Ok(())
+    }
+
+    fn clock(&self) -> StorageClock {
+        self.clock
+            .lock()
+            .map(|c| *c)
+            .unwrap_or_else(|_| StorageClock::local())
     }
 }
 
@@ -200,46 +307,39 @@ impl Lock {
     /// Take a lock. A shared lock fails only if a live exclusive lock exists;
     /// an exclusive lock fails if any live lock exists.
     pub fn acquire(backend: Arc<dyn Backend>, key: [u8; 32], exclusive: bool) -> Result<Lock> {
-        let host = crate::repo::hostname();
-        for (name, info) in list_locks(backend.as_ref(), &key)? {
-            if let Some(i) = info {
-                if (i.exclusive || exclusive) && !i.is_stale(&host) {
-                    return Err(Error::Locked(format!("{}; object {name}", i.describe())));
-                }
-            }
-        }
-        let now = chrono::Local::now().to_rfc3339();
         let shared = Arc::new(Shared {
             backend,
             key,
             name: format!("locks/{}", Id::random().to_hex()),
-            info: Mutex::new(LockInfo {
-                exclusive,
-                hostname: host,
-                pid: std::process::id(),
-                username: crate::repo::username(),
-                created: now.clone(),
-                refreshed: now,
-                boot_id: boot_id(),
-                pid_namespace: pid_namespace(),
-                start_ticks: start_ticks(std::process::id()),
-                command: COMMAND.get().cloned(),
-            }),
+            info: Mutex::new(LockInfo::ours(exclusive)),
             last_refresh: Mutex::new((boottime(), Duration::ZERO)),
+            clock: Mutex::new(StorageClock::local()),
+            written: Mutex::new(Vec::new()),
+            lost: AtomicBool::new(false),
         });
+        // Ours first: its stamp tells the storage's time, by which the
+        // others are judged. A writer that checked at the same moment sees
+        // ours, so two conflicting ones may both back off, never both go on.
         failpoint::hit("lock-create");
         shared.write()?;
-        // Two writers may have checked at the same moment: look again now that
-        // ours is visible, and back off if a conflicting live lock appeared.
-        for (name, info) in list_locks(shared.backend.as_ref(), &key)? {
-            if let Some(i) = info {
-                if name != shared.name
-                    && (i.exclusive || exclusive)
-                    && !i.is_stale(&shared.info_host())
-                {
-                    let _ = shared.backend.delete(&shared.name);
-                    return Err(Error::Locked(format!("{}; object {name}", i.describe())));
-                }
+        let host = shared.info_host();
+        let others = list_locks_at(shared.backend.as_ref(), &key, &shared.clock());
+        let conflict = others.map(|l| {
+            l.into_iter().find_map(|(name, info)| {
+                let i = info?;
+                (name != shared.name && (i.exclusive || exclusive) && !i.is_stale(&host))
+                    .then(|| format!("{}; object {name}", i.describe()))
+            })
+        });
+        match conflict {
+            Ok(None) => {}
+            Ok(Some(who)) => {
+                let _ = shared.backend.delete(&shared.name);
+                return Err(Error::Locked(who));
+            }
+            Err(e) => {
+                let _ = shared.backend.delete(&shared.name);
+                return Err(e);
             }
         }
         let s2 = shared.clone();
@@ -279,6 +379,11 @@ impl Lock {
     /// The lock object's name (`locks/<id>`).
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// The storage's clock, as read from this lock object at its last write.
+    pub fn clock(&self) -> StorageClock {
+        self.shared.clock()
     }
 
     /// A handle that checks, without refreshing, that this lock is still
@@ -324,6 +429,10 @@ impl Drop for Lock {
     }
 }
 
+fn poisoned() -> Error {
+    Error::Invalid("lock poisoned".into())
+}
+
 fn check_gap(name: &str, gap: Duration) -> Result<()> {
     if gap > STALE_AFTER - MAX_CLOCK_SKEW {
         return Err(Error::Invalid(format!(
@@ -349,7 +458,8 @@ impl LockGuard {
         }
     }
 
-    /// Fail if the lock went, or has now gone, too long without a refresh.
+    /// Fail if the lock went, or has now gone, too long without a refresh,
+    /// or if its object was removed or replaced.
     pub fn check(&self) -> Result<()> {
         let (last, max_gap) = *self
             .shared
@@ -359,15 +469,42 @@ impl LockGuard {
         check_gap(
             &self.shared.name,
             max_gap.max(boottime().saturating_sub(last)),
-        )
+        )?;
+        self.shared.ensure_ours()
     }
 }
 
+/// Read the storage's clock by writing a lock object of our own (a shared
+/// lock, held for a moment) and reading the time the storage gave it.
+pub fn probe_clock(b: &dyn Backend, key: &[u8; 32]) -> Result<StorageClock> {
+    let name = format!("locks/{}", Id::random().to_hex());
+    let before = SystemTime::now();
+    b.put(
+        &name,
+        &seal(key, ad::LOCK, &to_cbor(&LockInfo::ours(false))?),
+    )?;
+    let stat = b.stat(&name);
+    let clock = stat.map(|o| o.map(|o| StorageClock::from_write(o.modified, before)));
+    b.delete(&name)?;
+    clock?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{name} was gone right after it was written: another process removes lock objects; run the command again once it is done"
+        ))
+    })
+}
+
 /// Remove stale locks (or all with `all`); returns the names removed.
+/// Staleness is judged by the storage's clock, read from an object written
+/// for the purpose.
 pub fn remove_locks(b: &dyn Backend, key: &[u8; 32], all: bool) -> Result<Vec<String>> {
     let host = crate::repo::hostname();
+    let clock = if all {
+        StorageClock::local()
+    } else {
+        probe_clock(b, key)?
+    };
     let mut removed = Vec::new();
-    for (name, info) in list_locks(b, key)? {
+    for (name, info) in list_locks_at(b, key, &clock)? {
         let stale = info.as_ref().map(|i| i.is_stale(&host)).unwrap_or(true);
         if all || stale {
             b.delete(&name)?;
@@ -375,77 +512,4 @@ pub fn remove_locks(b: &dyn Backend, key: &[u8; 32], all: bool) -> Result<Vec<St
         }
     }
     Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exclusive_and_shared_locks_conflict_and_stale_ones_do_not() {
-        let (_d, repo) = crate::repo::test_repo();
-        let b = repo.backend().clone();
-        let key = *repo.master_key();
-        // shared locks coexist
-        let s1 = Lock::acquire(b.clone(), key, false).unwrap();
-        let s2 = Lock::acquire(b.clone(), key, false).unwrap();
-        // an exclusive lock waits for them
-        assert!(matches!(
-            Lock::acquire(b.clone(), key, true),
-            Err(Error::Locked(_))
-        ));
-        s1.release().unwrap();
-        s2.release().unwrap();
-        assert!(list_locks(b.as_ref(), &key).unwrap().is_empty());
-        // and then blocks shared ones
-        let x = Lock::acquire(b.clone(), key, true).unwrap();
-        assert!(matches!(
-            Lock::acquire(b.clone(), key, false),
-            Err(Error::Locked(_))
-        ));
-        // a refused attempt leaves no lock object behind
-        assert_eq!(list_locks(b.as_ref(), &key).unwrap().len(), 1);
-        drop(x);
-        // an exclusive lock of a dead process on this host is stale: it blocks nobody
-        let mut info = LockInfo {
-            exclusive: true,
-            hostname: crate::repo::hostname(),
-            pid: u32::MAX - 1,
-            username: "ghost".into(),
-            created: chrono::Local::now().to_rfc3339(),
-            refreshed: chrono::Local::now().to_rfc3339(),
-            boot_id: boot_id(),
-            pid_namespace: pid_namespace(),
-            start_ticks: None,
-            command: Some("backup".into()),
-        };
-        b.put(
-            "locks/ghost",
-            &seal(&key, ad::LOCK, &to_cbor(&info).unwrap()),
-        )
-        .unwrap();
-        assert!(Lock::acquire(b.clone(), key, false).is_ok());
-        // ... but the same lock from another host is live until it is 30 minutes old
-        info.hostname = "elsewhere".into();
-        b.put(
-            "locks/ghost",
-            &seal(&key, ad::LOCK, &to_cbor(&info).unwrap()),
-        )
-        .unwrap();
-        assert!(matches!(
-            Lock::acquire(b.clone(), key, false),
-            Err(Error::Locked(_))
-        ));
-        info.refreshed = (chrono::Local::now() - chrono::Duration::minutes(31)).to_rfc3339();
-        b.put(
-            "locks/ghost",
-            &seal(&key, ad::LOCK, &to_cbor(&info).unwrap()),
-        )
-        .unwrap();
-        assert!(Lock::acquire(b.clone(), key, false).is_ok());
-        assert_eq!(
-            remove_locks(b.as_ref(), &key, false).unwrap(),
-            vec!["locks/ghost".to_string()]
-        );
-    }
 }
