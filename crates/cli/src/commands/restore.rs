@@ -125,12 +125,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     };
     if a.dry_run {
         let mut counts = [0u64; 4];
-        ironvault_core::restore::plan::dry_run(
+        let errors = ironvault_core::restore::dry_run(
             &repo,
             &nodes,
             &base,
             &opts,
-            a.delete,
             &mut |p, act| {
                 counts[act as usize] += 1;
                 if cli.json {
@@ -144,11 +143,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             },
         )?;
         drop(display);
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
         if !cli.json {
             println!(
                 "dry run: {} to create, {} to replace, {} already right or kept, {} to delete; nothing was changed",
                 counts[0], counts[1], counts[2], counts[3]
             );
+        }
+        if !errors.is_empty() {
+            eprintln!(
+                "warning: {} would not be restored (listed above)",
+                plural(errors.len() as u64, "item")
+            );
+            return Ok(3);
         }
         return Ok(0);
     }
