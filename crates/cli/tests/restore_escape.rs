@@ -3,7 +3,7 @@
 //! --dry-run) and a directory swapped for a symlink or moved away while the
 //! restore runs are never followed. Also: a damaged blob leaves the file
 //! already there as it was, a killed restore leaves nothing readable by
-//! others, and a dry run says what the restore then does.
+//! others, a dry run says what the restore then does, and --no-special.
 
 mod common;
 use common::*;
@@ -420,4 +420,75 @@ fn the_dry_run_says_what_the_restore_does() {
         }
     }
     assert_same_tree(&src, &t.join("src"));
+}
+
+#[test]
+fn no_special_skips_devices_and_drops_privileges() {
+    require_root("creating device nodes and file capabilities");
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("tool"), b"#!/bin/sh\n");
+    std::fs::set_permissions(src.join("tool"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    write(&src.join("group-tool"), b"#!/bin/sh\n");
+    std::fs::set_permissions(
+        src.join("group-tool"),
+        std::fs::Permissions::from_mode(0o2750),
+    )
+    .unwrap();
+    write(&src.join("ping"), b"#!/bin/sh\n");
+    // VFS_CAP_REVISION_2 with the effective flag, permitting CAP_NET_RAW (13).
+    let cap = [
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    xattr::set(src.join("ping"), "security.capability", &cap).unwrap();
+    xattr::set(src.join("ping"), "user.note", b"kept").unwrap();
+    let c = std::ffi::CString::new(src.join("null").as_os_str().as_bytes()).unwrap();
+    // SAFETY: c is a valid path; mknod has no memory-safety preconditions.
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    assert_eq!(r, 0);
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+
+    let t = env.path("t");
+    let dry = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--no-special",
+        "--dry-run",
+    ]);
+    assert!(!dry.contains("null"), "{dry}");
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--no-special",
+        "--verify",
+    ]);
+    assert!(
+        out.contains("--no-special: skipped 1 device node, dropped setuid/setgid bits from 2 entries and security.capability from 1 file"),
+        "{out}"
+    );
+    assert!(out.contains("verified:"), "{out}");
+    assert!(std::fs::symlink_metadata(t.join("src/null")).is_err());
+    let mode = |p: &str| std::fs::metadata(t.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!((mode("src/tool"), mode("src/group-tool")), (0o755, 0o750));
+    assert_eq!(
+        xattr::get(t.join("src/ping"), "security.capability").unwrap(),
+        None
+    );
+    assert_eq!(
+        xattr::get(t.join("src/ping"), "user.note").unwrap(),
+        Some(b"kept".to_vec())
+    );
+    // Without it, all of it comes back.
+    let t = env.path("t2");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_same_tree(&src, &t.join("src"));
+    assert_eq!(
+        xattr::get(t.join("src/ping"), "security.capability").unwrap(),
+        Some(cap.to_vec())
+    );
 }

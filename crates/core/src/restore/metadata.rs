@@ -6,12 +6,19 @@
 //! their directory's descriptor, not followed, where Linux has no call on a
 //! descriptor (attributes, times). Until this runs, what the restore creates
 //! is private: files 0600, directories 0700, special files 0600.
+//!
+//! With `--no-special` a node is first stripped of what could give
+//! privileges on this host (`without_privileges`).
 
 use super::dir::{proc_fd_path, Dir, Stat};
 use crate::format::tree::{Node, NodeType};
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+
+/// The extended attribute that holds file capabilities.
+const CAPABILITY: &[u8] = b"security.capability";
 
 /// The extended attributes that hold POSIX ACLs.
 const ACLS: [&str; 2] = ["system.posix_acl_access", "system.posix_acl_default"];
@@ -152,4 +159,31 @@ pub(super) fn apply_metadata_at(
         }
     }
     dir.set_times(name, &timespecs(node))
+}
+
+/// What `--no-special` restores of `node`: nothing for a device node;
+/// otherwise the node without setuid/setgid bits and without a
+/// security.capability attribute.
+pub(super) fn without_privileges(node: &Node) -> Option<Cow<'_, Node>> {
+    if matches!(node.node_type, NodeType::Chardev | NodeType::Blockdev) {
+        return None;
+    }
+    let (setid, cap) = privileges(node);
+    if !setid && !cap {
+        return Some(Cow::Borrowed(node));
+    }
+    let mut n = node.clone();
+    n.mode &= !(libc::S_ISUID | libc::S_ISGID);
+    n.xattrs.retain(|(name, _)| name.as_slice() != CAPABILITY);
+    Some(Cow::Owned(n))
+}
+
+/// Whether `node` has setuid/setgid bits, and whether it has file capabilities.
+pub(super) fn privileges(node: &Node) -> (bool, bool) {
+    (
+        node.mode & (libc::S_ISUID | libc::S_ISGID) != 0,
+        node.xattrs
+            .iter()
+            .any(|(name, _)| name.as_slice() == CAPABILITY),
+    )
 }

@@ -61,6 +61,9 @@ pub struct RestoreOptions {
     pub verify: bool,
     /// Remove what the target has and the snapshot does not (in restored directories).
     pub delete: bool,
+    /// Restore nothing that gives privileges on this host: skip device
+    /// nodes, drop setuid/setgid bits and security.capability attributes.
+    pub no_special: bool,
 }
 
 /// Live counters of a running restore.
@@ -83,6 +86,7 @@ impl RestoreOptions {
             overwrite: Default::default(),
             verify: false,
             delete: false,
+            no_special: false,
         }
     }
 }
@@ -100,6 +104,12 @@ pub struct RestoreStats {
     pub kept: u64,
     /// Entries removed from the target by --delete.
     pub deleted: u64,
+    /// --no-special: device nodes not restored.
+    pub devices_skipped: u64,
+    /// --no-special: entries restored without their setuid/setgid bits.
+    pub setid_dropped: u64,
+    /// --no-special: files restored without their security.capability attribute.
+    pub capabilities_dropped: u64,
     /// One line per file or node that could not be restored.
     pub errors: Vec<String>,
 }

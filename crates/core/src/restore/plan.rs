@@ -11,12 +11,13 @@
 //! the target has as a symlink or file is replaced then, as a restored one is.
 
 use super::dir::{self, Dir, Stat};
-use super::metadata::apply_metadata_at;
+use super::metadata::{apply_metadata_at, privileges, without_privileges};
 use super::select::{self, Overwrite, Step};
 use super::write::FileJob;
 use super::{Ctx, RestoreStats};
 use crate::format::tree::{Node, NodeType};
 use crossbeam_channel::Sender;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -206,14 +207,38 @@ impl<'a, 'c> Planner<'a, 'c> {
                     selected,
                 } => (path, spath, selected),
             };
+            let node = match opts.no_special {
+                false => Cow::Borrowed(node),
+                true => {
+                    let tamed = without_privileges(node);
+                    if selected {
+                        self.count_taming(node, tamed.is_none());
+                    }
+                    match tamed {
+                        Some(n) => n,
+                        None => continue,
+                    }
+                }
+            };
             if node.node_type == NodeType::Dir {
-                self.plan_dir(path, node, &child_spath, selected);
+                self.plan_dir(path, &node, &child_spath, selected);
             } else if selected {
-                if let Err(e) = self.plan_leaf(&path, node) {
+                if let Err(e) = self.plan_leaf(&path, &node) {
                     self.ctx.fail(&path, e);
                 }
             }
         }
+    }
+
+    fn count_taming(&mut self, node: &Node, skipped: bool) {
+        let s = &mut self.out.stats;
+        if skipped {
+            s.devices_skipped += 1;
+            return;
+        }
+        let (setid, cap) = privileges(node);
+        s.setid_dropped += u64::from(setid);
+        s.capabilities_dropped += u64::from(cap);
     }
 
     fn plan_dir(&mut self, path: PathBuf, node: &Node, spath: &[u8], selected: bool) {

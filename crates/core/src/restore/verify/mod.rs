@@ -7,18 +7,19 @@
 //! every piece of metadata the restore set matches the snapshot.
 //!
 //! It walks the snapshot exactly as the restore did (same selection, same
-//! refused names, same first name for each
+//! refused names, same `--no-special` stripping, same first name for each
 //! hard-linked inode) and skips what the restore left alone (kept by
 //! --overwrite) or already reported as failed. It goes through directory
 //! descriptors as the restore does, so it never follows a symlink either.
 //! Access times are not compared: reading a file back changes them.
 
 use super::dir::{Dir, Stat};
-use super::metadata::foreign_acls;
+use super::metadata::{foreign_acls, without_privileges};
 use super::select::{self, Step};
 use super::Ctx;
 use crate::format::tree::{Node, NodeType, Time};
 use crossbeam_channel::{bounded, Sender};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -131,13 +132,20 @@ impl Walker<'_, '_> {
             else {
                 continue;
             };
+            let node = match opts.no_special {
+                false => Cow::Borrowed(node),
+                true => match without_privileges(node) {
+                    Some(n) => n,
+                    None => continue,
+                },
+            };
             // The node "/" of a backup of "/" is the target itself.
             let name = (node.name != b"/").then_some(node.name.as_slice());
             if selected && !self.kept.contains(&path) {
-                self.verify_node(here, name, &path, node);
+                self.verify_node(here, name, &path, &node);
             }
             if node.node_type == NodeType::Dir {
-                self.verify_dir_contents(here, name, &path, node, &child_spath, selected);
+                self.verify_dir_contents(here, name, &path, &node, &child_spath, selected);
             }
         }
     }
