@@ -45,6 +45,11 @@ pub struct Args {
     /// Change nothing; list what would be created (+), replaced (M), kept (=) or deleted (-).
     #[arg(short = 'n', long)]
     dry_run: bool,
+    /// Restore nothing that gives privileges on this host: skip device nodes,
+    /// drop setuid/setgid bits and security.capability attributes (for a
+    /// snapshot you do not trust, or a target other users can reach).
+    #[arg(long)]
+    no_special: bool,
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
@@ -93,6 +98,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     opts.overwrite = a.overwrite;
     opts.verify = a.verify;
     opts.delete = a.delete;
+    opts.no_special = a.no_special;
     let counters = std::sync::Arc::new(ironvault_core::restore::RestoreProgress::default());
     opts.progress = Some(counters.clone());
     let mode = if a.dry_run {
@@ -132,12 +138,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     };
     if a.dry_run {
         let mut counts = [0u64; 4];
-        ironvault_core::restore::plan::dry_run(
+        let errors = ironvault_core::restore::dry_run(
             &repo,
             &nodes,
             &base,
             &opts,
-            a.delete,
             &mut |p, act| {
                 counts[act as usize] += 1;
                 if cli.json {
@@ -151,11 +156,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             },
         )?;
         drop(display);
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
         if !cli.json {
             println!(
                 "dry run: {} to create, {} to replace, {} already right or kept, {} to delete; nothing was changed",
                 counts[0], counts[1], counts[2], counts[3]
             );
+        }
+        if !errors.is_empty() {
+            eprintln!(
+                "warning: {} would not be restored (listed above)",
+                plural(errors.len() as u64, "item")
+            );
+            return Ok(rollback_exit("the dry run is done").unwrap_or(3));
         }
         return Ok(rollback_exit("the dry run is done").unwrap_or(0));
     }
@@ -172,6 +187,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 "message_type": "summary", "snapshot_id": id.to_hex(), "files_restored": st.files,
                 "dirs_restored": st.dirs, "bytes_restored": st.bytes_written,
                 "files_unchanged": st.unchanged, "files_kept": st.kept, "files_deleted": st.deleted,
+                "devices_skipped": st.devices_skipped, "setid_bits_dropped": st.setid_dropped,
+                "capabilities_dropped": st.capabilities_dropped,
                 "verified": a.verify && st.errors.is_empty(), "errors": st.errors,
                 "total_duration": started.elapsed().as_secs_f64(),
                 "storage": crate::output::transfer_json(repo.backend().as_ref()),
@@ -196,6 +213,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         if st.deleted > 0 {
             let what = if st.deleted == 1 { "entry" } else { "entries" };
             println!("deleted {} {what} not in the snapshot", st.deleted);
+        }
+        if a.no_special {
+            println!(
+                "--no-special: skipped {}, dropped setuid/setgid bits from {} and security.capability from {}",
+                crate::output::count(st.devices_skipped, "device node", "device nodes"),
+                crate::output::count(st.setid_dropped, "entry", "entries"),
+                plural(st.capabilities_dropped, "file")
+            );
         }
         if st.unchanged > 0 || st.kept > 0 {
             println!(

@@ -1,22 +1,49 @@
-//! Setting a restored node's metadata: owners, mode, extended attributes
-//! (and so POSIX ACLs), then times — never through a symlink: regular files
-//! and directories by file descriptor, other nodes by path with
-//! no-follow calls.
+//! Setting a restored entry's metadata: owners, mode, extended attributes
+//! (and so POSIX ACLs), then times — never through a path that could lead
+//! elsewhere: regular files and directories through their open descriptor;
+//! symlinks, fifos and device nodes through an O_PATH descriptor of the entry
+//! (checked to be the kind the restore created), and by their one name in
+//! their directory's descriptor, not followed, where Linux has no call on a
+//! descriptor (attributes, times). Until this runs, what the restore creates
+//! is private: files 0600, directories 0700, special files 0600.
+//!
+//! With `--no-special` a node is first stripped of what could give
+//! privileges on this host (`without_privileges`).
 
+use super::dir::{proc_fd_path, Dir, Stat};
 use crate::format::tree::{Node, NodeType};
+use std::borrow::Cow;
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+
+/// The extended attribute that holds file capabilities.
+const CAPABILITY: &[u8] = b"security.capability";
+
+/// The extended attributes that hold POSIX ACLs.
+const ACLS: [&str; 2] = ["system.posix_acl_access", "system.posix_acl_default"];
+
+/// The ACL attributes an entry must not keep: those its node does not have
+/// (a new entry inherits its directory's default ACL).
+pub(super) fn foreign_acls(node: &Node) -> impl Iterator<Item = &'static str> + '_ {
+    ACLS.into_iter().filter(|acl| {
+        !node
+            .xattrs
+            .iter()
+            .any(|(n, _)| n.as_slice() == acl.as_bytes())
+    })
+}
+
+/// Whether removing an attribute failed only because there was none to remove.
+fn absent(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP)
+    )
+}
 
 fn os(name: &[u8]) -> &OsStr {
     OsStr::from_bytes(name)
-}
-
-fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
-    std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 fn timespecs(node: &Node) -> [libc::timespec; 2] {
@@ -48,20 +75,26 @@ fn xattr_error(name: &[u8], e: std::io::Error) -> std::io::Error {
 }
 
 /// Owners, mode, xattrs (and so ACLs), then times, through an open file
-/// descriptor: nothing can redirect these to another file.
+/// or directory descriptor: nothing can redirect these to another file.
 pub(super) fn apply_metadata_fd(
     f: &std::fs::File,
     node: &Node,
     owners: bool,
 ) -> std::io::Result<()> {
-    use std::os::unix::io::AsRawFd;
     use xattr::FileExt as _;
     let fd = f.as_raw_fd();
     if owners {
         // SAFETY: fd is open for the duration of the call.
         check(unsafe { libc::fchown(fd, node.uid, node.gid) })?;
     }
-    // chmod after chown: chown clears setuid/setgid bits.
+    for acl in foreign_acls(node) {
+        match f.remove_xattr(acl) {
+            Err(e) if !absent(&e) => return Err(xattr_error(acl.as_bytes(), e)),
+            _ => {}
+        }
+    }
+    // chmod after chown (which clears setuid/setgid bits) and after ACLs
+    // are removed (which leave the group bits as the ACL mask had them).
     // SAFETY: as above.
     check(unsafe { libc::fchmod(fd, node.mode & 0o7777) })?;
     for (name, value) in &node.xattrs {
@@ -73,50 +106,84 @@ pub(super) fn apply_metadata_fd(
     check(unsafe { libc::futimens(fd, ts.as_ptr()) })
 }
 
-/// Metadata of a directory, symlink, fifo or device node at `path`; never
-/// follows a symlink (directories are opened with O_NOFOLLOW and handled by fd).
-pub fn apply_metadata(path: &Path, node: &Node, owners: bool) -> std::io::Result<()> {
-    if node.node_type == NodeType::Dir {
-        let f = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(path)?;
-        return apply_metadata_fd(&f, node, owners);
+/// Metadata of the symlink, fifo or device node `name` of `dir`, just
+/// created by the restore.
+pub(super) fn apply_metadata_at(
+    dir: &Dir,
+    name: &[u8],
+    node: &Node,
+    owners: bool,
+) -> std::io::Result<()> {
+    // A descriptor of the entry itself, without opening it (opening a tape
+    // device may rewind it); if someone swapped it, it is not what we made.
+    let fd = dir.open_node(name)?;
+    let found = Stat::of(&fd)?.kind();
+    if found != node.node_type {
+        return Err(std::io::Error::other(
+            "it was replaced by another kind of entry during the restore; left as it is",
+        ));
     }
-    let c = cpath(path)?;
     let is_link = node.node_type == NodeType::Symlink;
     if owners {
-        // SAFETY: c is a valid NUL-terminated path.
-        check(unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) })?;
+        // SAFETY: fd is open; the empty path with AT_EMPTY_PATH names fd itself.
+        check(unsafe {
+            libc::fchownat(
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                node.uid,
+                node.gid,
+                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
     }
     if !is_link {
-        // Fifos and device nodes cannot be opened safely (opening a tape
-        // device may rewind it): chmod by path, after checking it is not a symlink.
-        if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
-            return Err(std::io::Error::other(
-                "replaced by a symlink during restore",
-            ));
+        for acl in foreign_acls(node) {
+            match xattr::remove(dir.proc_path(name), acl) {
+                Err(e) if !absent(&e) => return Err(xattr_error(acl.as_bytes(), e)),
+                _ => {}
+            }
         }
-        // SAFETY: as above.
+        // /proc/self/fd/N resolves to the inode fd holds, not by name again.
+        let c = std::ffi::CString::new(proc_fd_path(fd.as_raw_fd()).as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: c is NUL-terminated.
         check(unsafe { libc::chmod(c.as_ptr(), node.mode & 0o7777) })?;
     }
-    for (name, value) in &node.xattrs {
-        // xattr::set uses lsetxattr: it does not follow symlinks.
-        if let Err(e) = xattr::set(path, os(name), value) {
+    for (attr, value) in &node.xattrs {
+        // lsetxattr, on the name within dir's descriptor: nothing is followed.
+        if let Err(e) = xattr::set(dir.proc_path(name), os(attr), value) {
             // Symlinks cannot carry user.* attributes on Linux; nothing to restore then.
             if !(is_link && e.raw_os_error() == Some(libc::EPERM)) {
-                return Err(xattr_error(name, e));
+                return Err(xattr_error(attr, e));
             }
         }
     }
-    let ts = timespecs(node);
-    // SAFETY: c is a valid path, ts has two elements as utimensat requires.
-    check(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
+    dir.set_times(name, &timespecs(node))
+}
+
+/// What `--no-special` restores of `node`: nothing for a device node;
+/// otherwise the node without setuid/setgid bits and without a
+/// security.capability attribute.
+pub(super) fn without_privileges(node: &Node) -> Option<Cow<'_, Node>> {
+    if matches!(node.node_type, NodeType::Chardev | NodeType::Blockdev) {
+        return None;
+    }
+    let (setid, cap) = privileges(node);
+    if !setid && !cap {
+        return Some(Cow::Borrowed(node));
+    }
+    let mut n = node.clone();
+    n.mode &= !(libc::S_ISUID | libc::S_ISGID);
+    n.xattrs.retain(|(name, _)| name.as_slice() != CAPABILITY);
+    Some(Cow::Owned(n))
+}
+
+/// Whether `node` has setuid/setgid bits, and whether it has file capabilities.
+pub(super) fn privileges(node: &Node) -> (bool, bool) {
+    (
+        node.mode & (libc::S_ISUID | libc::S_ISGID) != 0,
+        node.xattrs
+            .iter()
+            .any(|(name, _)| name.as_slice() == CAPABILITY),
+    )
 }

@@ -2,14 +2,14 @@
 //! paths), what it does with files already in the target (overwrite
 //! policy), and how it checks a file on disk against the snapshot.
 
+use super::dir::{Dir, Stat};
 use crate::backup::exclude::Excludes;
-use crate::error::Result;
 use crate::format::tree::{Node, NodeType};
 use crate::format::BlobType;
 use crate::repo::Repository;
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// What to do with a file that already exists in the target.
@@ -142,36 +142,35 @@ pub(super) enum Step {
     },
 }
 
-/// Whether an existing non-file entry (symlink, fifo, device node) at `path`
-/// is kept under `policy`: `never` keeps anything already there, `if-newer`
-/// keeps what is at least as new, `if-changed` keeps an identical entry
-/// (same type and link target or device number).
-pub fn keep_existing_special(path: &Path, node: &Node, policy: Overwrite) -> bool {
-    let Ok(md) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
+/// True if the existing entry `st` is at least as new (mtime) as `node`.
+pub(super) fn at_least_as_new(st: &Stat, node: &Node) -> bool {
+    (st.mtime.0, st.mtime.1) >= (node.mtime.0, node.mtime.1)
+}
+
+/// Whether the existing non-file entry `name` of `dir` (symlink, fifo,
+/// device node; `st` from lstat) is kept under `policy`: `never` keeps
+/// anything already there, `if-newer` keeps what is at least as new,
+/// `if-changed` keeps an identical entry (same type and link target or
+/// device number).
+pub(super) fn keep_existing_special(
+    dir: &Dir,
+    name: &[u8],
+    st: &Stat,
+    node: &Node,
+    policy: Overwrite,
+) -> bool {
     match policy {
         Overwrite::Always => false,
-        Overwrite::Never => !md.is_dir(),
-        Overwrite::IfNewer => {
-            !md.is_dir() && (md.mtime(), md.mtime_nsec()) >= (node.mtime.0, node.mtime.1 as i64)
-        }
+        Overwrite::Never => !st.is_dir(),
+        Overwrite::IfNewer => !st.is_dir() && at_least_as_new(st, node),
         Overwrite::IfChanged => {
-            let ft = md.file_type();
-            use std::os::unix::fs::FileTypeExt;
-            match node.node_type {
-                NodeType::Symlink => {
-                    ft.is_symlink()
-                        && std::fs::read_link(path)
-                            .ok()
-                            .map(|t| t.as_os_str().as_bytes().to_vec())
-                            == node.target
+            st.kind() == node.node_type
+                && match node.node_type {
+                    NodeType::Symlink => dir.readlink(name).ok() == node.target,
+                    NodeType::Fifo => true,
+                    NodeType::Chardev | NodeType::Blockdev => Some(st.rdev) == node.rdev,
+                    _ => false,
                 }
-                NodeType::Fifo => ft.is_fifo(),
-                NodeType::Chardev => ft.is_char_device() && Some(md.rdev()) == node.rdev,
-                NodeType::Blockdev => ft.is_block_device() && Some(md.rdev()) == node.rdev,
-                _ => false,
-            }
         }
     }
 }
@@ -187,17 +186,9 @@ impl std::fmt::Display for Overwrite {
     }
 }
 
-/// True if the regular file at `path` has exactly the content `node` describes.
-pub fn file_matches(repo: &Repository, path: &Path, node: &Node) -> Result<bool> {
-    let f = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(_) => return Ok(false),
-    };
-    let md = f.metadata().map_err(|e| crate::error::Error::io(path, e))?;
+/// True if `f` is a regular file with exactly the content `node` describes.
+pub fn file_matches(repo: &Repository, f: &File, node: &Node) -> std::io::Result<bool> {
+    let md = f.metadata()?;
     if !md.is_file() || md.size() != node.size {
         return Ok(false);
     }
