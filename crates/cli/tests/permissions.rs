@@ -78,5 +78,11 @@ fn repository_files_are_private_whatever_the_umask() {
             ok_under_umask(c, mask);
         }
         assert_eq!(not_private(&second), none, "copy, umask {mask:03o}");
+        // The cache directory holds which key opened each repository.
+        assert_eq!(
+            not_private(&env.path("cache")),
+            none,
+            "cache, umask {mask:03o}"
+        );
     }
 }
