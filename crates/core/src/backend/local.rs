@@ -176,10 +176,13 @@ impl LocalBackend {
             } else {
                 format!("{rel}/{fname}")
             };
+            // Not following symlinks: only real files are objects. Whoever
+            // can write to the directory could plant a FIFO (a read blocks
+            // forever) or a link to /dev/zero (a read never ends).
             let md = ent.metadata().map_err(|e| st("list", &child, e))?;
             if md.is_dir() {
                 self.list_dir(&ent.path(), &child, out)?;
-            } else {
+            } else if md.is_file() {
                 out.push(ObjectInfo {
                     name: child,
                     size: md.len(),
@@ -295,6 +298,22 @@ impl Backend for LocalBackend {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn planted_fifos_and_links_are_not_objects() {
+        let (_keep, repo) = crate::repo::test_repo();
+        let root = std::path::PathBuf::from(repo.backend().location());
+        let keys = root.join("keys");
+        std::os::unix::fs::symlink("/dev/zero", keys.join("a".repeat(64))).unwrap();
+        let fifo = std::ffi::CString::new(keys.join("b".repeat(64)).to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let b: std::sync::Arc<dyn crate::backend::Backend> =
+            std::sync::Arc::new(super::LocalBackend::new(&root));
+        assert_eq!(b.list("keys/").unwrap().len(), 1);
+        // Before, the open read the FIFO (blocking) or /dev/zero (forever).
+        crate::repo::Repository::open(b, b"pw").unwrap();
+    }
+
     #[test]
     fn local_conformance() {
         let d = tempfile::tempdir().unwrap();
