@@ -13,13 +13,26 @@ use toml::Spanned;
 /// Why someone other than this user (or root) could change `path`: the file
 /// or one of its directories is writable by its group or by others (a
 /// sticky directory such as /tmp excepted: there only owners replace their
-/// files), or is owned by another user. None if only we can.
+/// files), or is owned by another user. For a symlink, the directories of
+/// the link count as well as those of its target. None if only we can.
 pub fn changeable_by_others(path: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let link_dir = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().and_then(|d| std::fs::canonicalize(d).ok()));
+    chain_changeable(&real, true).or_else(|| {
+        link_dir
+            .filter(|d| Some(d.as_path()) != real.parent())
+            .and_then(|d| chain_changeable(&d, false))
+    })
+}
+
+/// `changeable_by_others` for `start` (a file if `is_file`) and every
+/// directory above it.
+fn chain_changeable(start: &Path, mut is_file: bool) -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
-    let real = std::fs::canonicalize(path).ok()?;
-    let mut at: Option<&Path> = Some(&real);
-    let mut is_file = true;
+    let mut at: Option<&Path> = Some(start);
     while let Some(p) = at {
         let Ok(m) = std::fs::metadata(p) else {
             return None;

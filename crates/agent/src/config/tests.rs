@@ -520,6 +520,18 @@ fn files_other_users_could_change_are_refused() {
     chmod(d.path(), 0o1777);
     assert_eq!(all(&good), "");
     chmod(d.path(), 0o700);
+    // A config reached through a link in an open directory: whoever may
+    // write there can point the link elsewhere.
+    let open_dir = d.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    chmod(&open_dir, 0o777);
+    let link = open_dir.join("ironvault.toml");
+    std::os::unix::fs::symlink(&cfg_file, &link).unwrap();
+    let e = load(&link).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("(its directory {})", open_dir.display())),
+        "{e}"
+    );
     // The config itself: refused before anything in it is used.
     chmod(&cfg_file, 0o666);
     let e = load(&cfg_file).unwrap_err().to_string();
