@@ -127,6 +127,15 @@ impl<'a> Agent<'a> {
             (self.log)(&l);
         }
         drop(history);
+        let token = match &self.cfg.listen_token_file {
+            Some(f) => Some(crate::config::read_token(f).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read listen_token_file {}: {e}; its first line is the token HTTP clients send",
+                    f.display()
+                )
+            })?),
+            None => None,
+        };
         let server = match &self.cfg.listen {
             Some(addr) => Some(tiny_http::Server::http(addr).map_err(|e| {
                 anyhow::anyhow!(
@@ -157,7 +166,8 @@ impl<'a> Agent<'a> {
         ));
         std::thread::scope(|s| {
             if let Some(server) = &server {
-                s.spawn(move || self.serve(server));
+                let token = token.as_deref();
+                s.spawn(move || self.serve(server, token));
             }
             s.spawn(|| self.refresher());
             for p in &scheduled {
@@ -353,8 +363,9 @@ impl<'a> Agent<'a> {
         }
     }
 
-    /// Answer HTTP requests until unblocked.
-    fn serve(&self, server: &tiny_http::Server) {
+    /// Answer HTTP requests until unblocked; /status and /metrics only to
+    /// those `http::admit` lets in.
+    fn serve(&self, server: &tiny_http::Server, token: Option<&str>) {
         let history = match self.history() {
             Ok(h) => h,
             Err(e) => {
@@ -364,6 +375,25 @@ impl<'a> Agent<'a> {
         };
         for req in server.incoming_requests() {
             let path = req.url().split('?').next().unwrap_or("").to_string();
+            let header = |name: &'static str| {
+                req.headers()
+                    .iter()
+                    .find(|h| h.field.equiv(name))
+                    .map(|h| h.value.as_str().to_string())
+            };
+            let (host, auth) = (header("Host"), header("Authorization"));
+            if let Err(r) = crate::http::admit(&path, host.as_deref(), auth.as_deref(), token) {
+                let mut resp = tiny_http::Response::from_string(r.message).with_status_code(r.code);
+                if r.ask_token {
+                    if let Ok(h) =
+                        tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..])
+                    {
+                        resp = resp.with_header(h);
+                    }
+                }
+                let _ = req.respond(resp);
+                continue;
+            }
             let (code, ctype, body) = match path.as_str() {
                 "/metrics" => match crate::metrics::render(
                     &self.statuses(),

@@ -179,6 +179,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Address of the agent's metrics and status server; None turns it off.
     pub listen: Option<String>,
+    /// The file whose first line HTTP clients must send as a bearer token.
+    pub listen_token_file: Option<PathBuf>,
     /// How often the agent refreshes every plan's status (and alerts).
     pub refresh: Duration,
     pub alerts: Alerts,
@@ -218,6 +220,7 @@ struct RawConfig {
     hostname: Option<String>,
     state_dir: Option<Spanned<PathBuf>>,
     listen: Option<Spanned<String>>,
+    listen_token_file: Option<Spanned<PathBuf>>,
     refresh: Option<Spanned<String>>,
     alerts: Option<RawAlerts>,
     #[serde(default)]
@@ -374,6 +377,7 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
             msg: hint,
         }])
     })?;
+    check_config_file(file).map_err(|e| ConfigErrors(vec![e]))?;
     let mut cfg = parse(file, &text)?;
     // `env` may hold object-storage keys: the file should be private then.
     if cfg.repositories.values().any(|r| !r.env.is_empty()) {
@@ -433,31 +437,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         // In the order of the file, as an editor shows them.
         c.errors.sort_by_key(|e| e.line);
         Err(ConfigErrors(c.errors))
-    }
-}
-
-/// A password file must exist, be readable and hold a password; one that
-/// others can read is a warning.
-fn check_password_file(c: &mut Checker, name: &str, f: &Spanned<PathBuf>) {
-    use std::io::BufRead;
-    use std::os::unix::fs::PermissionsExt;
-    let path = f.get_ref();
-    let shown = path.display();
-    match std::fs::File::open(path) {
-        Err(e) => c.err(f.span(), format!("repository {name}: cannot read password file {shown} ({e}); create it (one line, mode 0600) or fix the path")),
-        Ok(file) => {
-            let mut first = String::new();
-            if let Err(e) = std::io::BufReader::new(&file).read_line(&mut first) {
-                c.err(f.span(), format!("repository {name}: cannot read password file {shown} ({e}); it must be a file whose first line is the password"));
-            } else if first.trim_end_matches(['\n', '\r']).is_empty() {
-                c.err(f.span(), format!("repository {name}: password file {shown} is empty (its first line is the password)"));
-            }
-            if let Ok(m) = file.metadata() {
-                if m.permissions().mode() & 0o004 != 0 {
-                    c.warn(f.span(), format!("repository {name}: password file {shown} can be read by every user of this host; chmod 600 {shown}"));
-                }
-            }
-        }
     }
 }
 
@@ -606,22 +585,8 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
             webhook: a.webhook.as_ref().map(|w| w.get_ref().clone()),
         }
     });
-    let listen = match &raw.listen {
-        None => Some("127.0.0.1:9478".to_string()),
-        Some(l) if l.get_ref() == "off" || l.get_ref().is_empty() => None,
-        Some(l) => {
-            if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
-                c.err(
-                    l.span(),
-                    format!(
-                        "listen {:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9478\"), or \"off\"",
-                        l.get_ref()
-                    ),
-                );
-            }
-            Some(l.get_ref().clone())
-        }
-    };
+    let (listen, listen_token_file) =
+        check_listen(c, raw.listen.as_ref(), raw.listen_token_file.as_ref());
     if let Some(d) = &raw.state_dir {
         if !d.get_ref().is_absolute() {
             c.err(
@@ -650,6 +615,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
             .map(|d| d.get_ref().clone())
             .unwrap_or_else(|| PathBuf::from("/var/lib/ironvault")),
         listen,
+        listen_token_file,
         alerts: alerts.unwrap_or_default(),
         repositories,
         plans,
@@ -657,7 +623,10 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
     }
 }
 
+mod files;
 mod plan;
+pub use files::{changeable_by_others, read_token};
+use files::{check_config_file, check_listen, check_password_file};
 use plan::{check_name, check_plan};
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub mod facts;
 pub mod history;
+pub mod http;
 pub mod metrics;
 pub mod plan_lock;
 pub mod runner;

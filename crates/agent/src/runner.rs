@@ -13,7 +13,7 @@ use std::time::Duration;
 
 mod advice;
 mod drill;
-use advice::open_flags;
+use advice::{hide_password_commands, open_flags, password_command_note};
 
 /// Variables that would make a step open another repository or key than
 /// the config names.
@@ -74,16 +74,15 @@ pub struct SnapInfo {
     pub time: DateTime<Utc>,
 }
 
-/// The global flags that open `repo`, and its extra environment.
+/// The global flags that open `repo`, and its extra environment. Its
+/// `password_command` is not among them: it goes into the child's
+/// environment (`IRONVAULT_PASSWORD_COMMAND`), since every user of the host
+/// can read a command line (`ps`) and the command may hold a secret.
 pub fn repo_args(repo: &Repository) -> (Vec<OsString>, Vec<(String, String)>) {
     let mut a: Vec<OsString> = vec!["--repo".into(), repo.url.clone().into()];
     if let Some(f) = &repo.password_file {
         a.push("--password-file".into());
         a.push(f.into());
-    }
-    if let Some(c) = &repo.password_command {
-        a.push("--password-command".into());
-        a.push(c.into());
     }
     if let Some(c) = &repo.cacert {
         a.push("--cacert".into());
@@ -116,6 +115,9 @@ impl Runner<'_> {
         for v in INHERITED_REPO_ENV {
             c.env_remove(v);
         }
+        if let Some(pc) = &repo.password_command {
+            c.env("IRONVAULT_PASSWORD_COMMAND", pc);
+        }
         c
     }
 
@@ -139,13 +141,14 @@ impl Runner<'_> {
         sandbox: Option<&Path>,
     ) -> Result<Finished> {
         let prefix = format!("[{}] ", plan.name);
-        let log = self.log;
+        let (log, cfg) = (self.log, self.cfg);
         let sandbox = sandbox.map(|s| format!("{}/", s.display()));
         let on_line = move |l: &str| {
             // The command's own error line comes back in the step's result.
             if l.starts_with("error: ") {
                 return;
             }
+            let l = hide_password_commands(cfg, l);
             // A drill's files by their snapshot paths, not the sandbox's.
             match &sandbox {
                 Some(s) => log(&format!("{prefix}{}", l.replace(s.as_str(), "/"))),
@@ -154,6 +157,7 @@ impl Runner<'_> {
         };
         let mut f = child::run(cmd, limits, stop, STOP_GRACE, &on_line)
             .with_context(|| format!("cannot start {}", self.exe.display()))?;
+        f.error = f.error.map(|e| hide_password_commands(self.cfg, &e));
         if let Some(repo) = repo {
             self.explain(&mut f, plan, repo);
         }
@@ -171,10 +175,14 @@ impl Runner<'_> {
                 let new = match first.and_then(|f| self.repo(f).ok()) {
                     // Related to the first copy, so copies deduplicate.
                     Some(first) => format!(
-                        "if it is a new copy, create it with 'ironvault {this} init {}'",
-                        open_flags(first, "from-")
+                        "if it is a new copy, create it with 'ironvault {this} init {}'{}",
+                        open_flags(first, "from-"),
+                        password_command_note(&[(repo, ""), (first, "from-")], &self.cfg.file)
                     ),
-                    None => format!("if it is new, create it with 'ironvault {this} init'"),
+                    None => format!(
+                        "if it is new, create it with 'ironvault {this} init'{}",
+                        password_command_note(&[(repo, "")], &self.cfg.file)
+                    ),
                 };
                 format!("repository {name} ({url}) is not there: is its disk mounted or its bucket reachable? {new}")
             }
@@ -594,7 +602,7 @@ impl Runner<'_> {
             c.arg("--from-password-file").arg(f);
         }
         if let Some(cmd) = &src.password_command {
-            c.arg("--from-password-command").arg(cmd);
+            c.env("IRONVAULT_FROM_PASSWORD_COMMAND", cmd);
         }
         c.args(&ids);
         match self.exec(c, plan, dst) {

@@ -30,16 +30,22 @@ impl PasswordSource {
             return non_empty(first_line(&b), &format!("password file {}", f.display()));
         }
         if let Some(c) = &self.command {
+            // Messages name the option, never the command: it may hold a
+            // secret, and errors reach logs, the agent's history and alerts.
+            let which = self.command_option();
             let out = std::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(c)
                 .stderr(std::process::Stdio::inherit())
                 .output()
-                .with_context(|| format!("cannot run password command {c:?}"))?;
+                .with_context(|| format!("cannot run the password command ({which})"))?;
             if !out.status.success() {
-                bail!("password command {c:?} failed ({})", out.status);
+                bail!("the password command ({which}) failed ({})", out.status);
             }
-            return non_empty(first_line(&out.stdout), &format!("password command {c:?}"));
+            return non_empty(
+                first_line(&out.stdout),
+                &format!("the password command ({which})"),
+            );
         }
         if let Ok(p) = std::env::var(self.env_var) {
             return non_empty(p.into_bytes(), self.env_var);
@@ -70,6 +76,19 @@ impl PasswordSource {
             }
         }
         non_empty(p.into_bytes(), "the prompt")
+    }
+}
+
+impl PasswordSource {
+    /// The option and variable that gave the password command.
+    fn command_option(&self) -> String {
+        let var = format!("{}_COMMAND", self.env_var);
+        let flag = var
+            .strip_prefix("IRONVAULT_")
+            .unwrap_or(&var)
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        format!("--{flag} or {var}")
     }
 }
 

@@ -23,10 +23,15 @@ fn free_port() -> u16 {
 
 /// GET a path from the agent; (status code, body).
 fn get(port: u16, path: &str) -> (u16, String) {
+    get_with(port, path, "Host: 127.0.0.1\r\n")
+}
+
+/// GET with these header lines (each ending in CRLF).
+fn get_with(port: u16, path: &str, headers: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut r = String::new();
@@ -550,4 +555,76 @@ fn sigterm_during_a_backup_abandons_it_safely_and_kill_9_mid_run_is_recorded() {
         .unwrap();
     assert_eq!(r, "abandoned");
     p.repo("local", &["check", "--read-data"]);
+}
+
+#[test]
+fn status_and_metrics_answer_only_local_names_or_the_token() {
+    let p = Plans::new("");
+    let port = free_port();
+    p.replace(
+        "listen = \"off\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    let agent = start_agent(&p);
+    wait_until("the agent to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert_eq!(get(port, "/status").0, 200);
+    assert_eq!(get_with(port, "/metrics", "Host: localhost:1\r\n").0, 200);
+    // A page whose name was pointed at 127.0.0.1 (DNS rebinding).
+    for path in ["/status", "/metrics"] {
+        let (code, body) = get_with(port, path, &format!("Host: evil.example:{port}\r\n"));
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(
+            body.starts_with("forbidden: Host \"evil.example:"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        get_with(port, "/healthz", "Host: evil.example\r\n"),
+        (200, "ok\n".into())
+    );
+    drop(agent);
+    // Off loopback: refused without a token...
+    let old = port;
+    let port = free_port();
+    p.replace(
+        &format!("listen = \"127.0.0.1:{old}\""),
+        &format!("listen = \"0.0.0.0:{port}\""),
+    );
+    let (_, err) = p.expect(&["agent"], 1);
+    assert!(err.contains("is not a loopback address"), "{err}");
+    // ... and with one, every request must carry it (whatever its Host).
+    let token = p.env.path("listen.token");
+    write(&token, b"4f1c0ffee-token\n");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    p.replace(
+        "listen = \"0.0.0.0:",
+        &format!(
+            "listen_token_file = \"{}\"\nlisten = \"0.0.0.0:",
+            token.display()
+        ),
+    );
+    let _agent = start_agent(&p);
+    wait_until("the agent to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let (code, body) = get(port, "/status");
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(
+        get_with(
+            port,
+            "/status",
+            "Host: 127.0.0.1\r\nAuthorization: Bearer wrong\r\n"
+        )
+        .0,
+        401
+    );
+    let (code, body) = get_with(
+        port,
+        "/status",
+        "Host: backup01.example.net\r\nAuthorization: Bearer 4f1c0ffee-token\r\n",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"plans\""), "{body}");
 }

@@ -363,3 +363,64 @@ fn latest_with_filters_picks_the_newest_matching_snapshot_for_restore_ls_and_dum
         "{err}"
     );
 }
+
+#[test]
+fn names_that_would_drive_the_terminal_are_printed_escaped_and_json_keeps_them() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let src = env.path("src");
+    // ESC [ 2 J clears the screen, ESC ] 0 ; … BEL sets the window title;
+    // a newline would fake a second entry.
+    let evil = "evil\x1b[2J\x1b]0;pwned\x07\nfake-entry";
+    write(&src.join("ok.txt"), b"1");
+    env.init();
+    env.ok(&[
+        "backup",
+        "--host",
+        "host\x1b[31m",
+        "--tag",
+        "t\u{9b}1m",
+        src.to_str().unwrap(),
+    ]);
+    std::fs::write(src.join(std::ffi::OsStr::from_bytes(evil.as_bytes())), b"2").unwrap();
+    env.ok(&["backup", "--host", "host\x1b[31m", src.to_str().unwrap()]);
+    let shown = "evil\\x1b[2J\\x1b]0;pwned\\x07\\nfake-entry";
+    let raw_control = |out: &str| {
+        out.chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{9b}')
+    };
+    let ids = env.snapshot_ids();
+    for (args, want) in [
+        (vec!["ls", "latest"], format!("/src/{shown}")),
+        (vec!["ls", "--long", "latest"], format!(" /src/{shown}")),
+        (vec!["find", "evil*"], format!(" /src/{shown}")),
+        (vec!["diff", &ids[0], &ids[1]], format!("+    /src/{shown}")),
+        (vec!["snapshots"], "host\\x1b[31m".to_string()),
+        (vec!["snapshots"], "t\\u{9b}1m".to_string()),
+    ] {
+        let out = env.ok(&args);
+        assert!(out.contains(&want), "{args:?} shows no {want:?}:\n{out}");
+        assert!(
+            !raw_control(&out),
+            "{args:?} prints a control character:\n{out:?}"
+        );
+        assert!(!out.lines().any(|l| l == "fake-entry"), "{args:?}:\n{out}");
+    }
+    // Also the header on standard error, and the group key.
+    let o = env.run(&["ls", "latest", "/src/ok.txt"]);
+    assert!(!raw_control(&String::from_utf8_lossy(&o.stderr)));
+    let out = env.ok(&["snapshots", "--group-by", "host"]);
+    assert!(out.contains("group hostname=\"host\\u001b[31m\""), "{out}");
+    assert!(!raw_control(&out), "{out:?}");
+    // --json keeps the exact names.
+    let names: Vec<String> = env
+        .ok(&["ls", "--json", "latest"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["name"].as_str().map(String::from))
+        .collect();
+    assert!(names.iter().any(|n| n == evil), "{names:?}");
+    let snaps = json(&env.ok(&["snapshots", "--json"]));
+    assert_eq!(snaps[0]["hostname"], "host\x1b[31m");
+    assert_eq!(snaps[0]["tags"][0], "t\u{9b}1m");
+}

@@ -71,3 +71,91 @@ fn key_add_list_passwd_remove() {
     assert!(o.status.success());
     assert_eq!(list("a new password").as_array().unwrap().len(), 1);
 }
+
+/// Run `args` with at most `limit_mib` of address space, as a host short of
+/// memory would: a key file that made it allocate gigabytes would kill it.
+fn run_limited(env: &Env, args: &[&str], password: &str, limit_mib: u64) -> std::process::Output {
+    let mut c = env.cmd(args);
+    c.env("IRONVAULT_PASSWORD", password);
+    let bytes = limit_mib << 20;
+    // SAFETY: setrlimit is async-signal-safe; it only limits the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+            let l = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn planted_key_files_are_refused_and_the_right_key_still_opens() {
+    let env = Env::new();
+    env.init();
+    let keys = env.repo.join("keys");
+    let real = std::fs::read_dir(&keys)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&real).unwrap();
+    // Key files anyone with write access to the storage could add, named to
+    // be listed before the real one: the most the old limits let through
+    // (4 GiB, 64 passes), and one padded to 1 MiB.
+    let costly = text
+        .replace("\"memory_kib\": 65536", "\"memory_kib\": 4194304")
+        .replace("\"iterations\": 3", "\"iterations\": 64");
+    assert_ne!(costly, text);
+    std::fs::write(keys.join("0".repeat(64)), &costly).unwrap();
+    let padded = text.replacen('{', &format!("{{\"pad\": \"{}\",", "x".repeat(1 << 20)), 1);
+    std::fs::write(keys.join(format!("{}1", "0".repeat(63))), padded).unwrap();
+    // No key remembered yet: every planted file is refused, one line each,
+    // and the right key opens the repository within 512 MiB of memory.
+    let o = run_limited(&env, &["snapshots"], PASSWORD, 512);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].contains(&format!("key file keys/{} ", "0".repeat(64)))
+            && warnings[0].contains("m=4194304 KiB, t=64, p=1, beyond the limits"),
+        "{err}"
+    );
+    assert!(
+        warnings[1].contains("more than a key file can be (4096)"),
+        "{err}"
+    );
+    // The key that worked is remembered and tried first: nothing else is read.
+    let o = run_limited(&env, &["snapshots"], PASSWORD, 512);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+    let hint = std::fs::read_dir(env.path("cache"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("last-key")).ok())
+        .next()
+        .unwrap();
+    assert_eq!(
+        hint,
+        format!("keys/{}", real.file_name().unwrap().to_str().unwrap())
+    );
+    // A wrong password still tries (and refuses) every key file.
+    let o = run_limited(&env, &["snapshots"], "not the password", 512);
+    assert_eq!(o.status.code(), Some(12));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("warning: ")).count(),
+        2,
+        "{err}"
+    );
+    // key list says what is wrong with them, and they can be removed.
+    let list = env.ok(&["key", "list"]);
+    assert!(list.contains("beyond the limits"), "{list}");
+    env.ok(&["key", "remove", &"0".repeat(64)]);
+}

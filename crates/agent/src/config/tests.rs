@@ -466,3 +466,117 @@ fn missing_paths_and_schedules_that_cannot_meet_the_rpo_are_warned_about() {
     );
     assert!(w[0].contains("leaves up to 2 d 1 h between runs"), "{w:?}");
 }
+
+#[test]
+fn files_other_users_could_change_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test gives files to another user (chown): run it as root"
+    );
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path());
+    let cfg_file = d.path().join("ironvault.toml");
+    std::fs::write(&cfg_file, &good).unwrap();
+    chmod(&cfg_file, 0o644);
+    assert!(load(&cfg_file).is_ok());
+    let all = |text: &str| match parse(Path::new("x"), text) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    let pass = d.path().join("cloud.pass");
+    // A password file its group may write, or that another user owns.
+    chmod(&pass, 0o620);
+    let e = all(&good);
+    assert!(
+        e.contains(&format!(
+            "repository cloud: password file {} can be changed by other users (mode 0620); it must be changeable only by its owner",
+            pass.display()
+        )),
+        "{e}"
+    );
+    chmod(&pass, 0o600);
+    assert_eq!(all(&good), "");
+    std::os::unix::fs::chown(&pass, Some(65534), None).unwrap();
+    let e = all(&good);
+    assert!(e.contains("is owned by uid 65534, not by root"), "{e}");
+    std::os::unix::fs::chown(&pass, Some(0), None).unwrap();
+    // A directory on the way that others may write (not sticky): they could
+    // put another file in its place. A sticky one, as /tmp, is fine.
+    chmod(d.path(), 0o777);
+    let e = all(&good);
+    assert!(
+        e.contains(&format!(
+            "can be changed by other users (its directory {}) (mode 0777)",
+            d.path().display()
+        )),
+        "{e}"
+    );
+    chmod(d.path(), 0o1777);
+    assert_eq!(all(&good), "");
+    chmod(d.path(), 0o700);
+    // A config reached through a link in an open directory: whoever may
+    // write there can point the link elsewhere.
+    let open_dir = d.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    chmod(&open_dir, 0o777);
+    let link = open_dir.join("ironvault.toml");
+    std::os::unix::fs::symlink(&cfg_file, &link).unwrap();
+    let e = load(&link).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("(its directory {})", open_dir.display())),
+        "{e}"
+    );
+    // The config itself: refused before anything in it is used.
+    chmod(&cfg_file, 0o666);
+    let e = load(&cfg_file).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{0}:0: the config {0} can be changed by other users (mode 0666); it must be changeable only by its owner: chmod go-w and chown root (or the agent's user) the file and its directories",
+            cfg_file.display()
+        )
+    );
+}
+
+#[test]
+fn listening_off_loopback_needs_a_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let good = sample(d.path());
+    let with = |listen: &str, token: Option<&Path>| {
+        let mut t = format!("listen = \"{listen}\"\n");
+        if let Some(f) = token {
+            t += &format!("listen_token_file = \"{}\"\n", f.display());
+        }
+        parse(Path::new("x"), &(t + &good))
+    };
+    for ok in ["127.0.0.1:9478", "[::1]:9478", "off"] {
+        assert!(with(ok, None).is_ok(), "{ok}");
+    }
+    let e = with("0.0.0.0:9478", None).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "x:1: listen \"0.0.0.0:9478\" is not a loopback address, so other hosts could read /status and /metrics: set listen_token_file = \"/etc/ironvault/listen.token\" (clients then send 'Authorization: Bearer' and its first line), or listen on 127.0.0.1"
+    );
+    let token = d.path().join("listen.token");
+    std::fs::write(&token, "0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = with("0.0.0.0:9478", Some(&token)).unwrap();
+    assert_eq!(cfg.listen_token_file.as_deref(), Some(token.as_path()));
+    assert_eq!(read_token(&token).unwrap(), "0123456789abcdef");
+    std::fs::write(&token, "\n").unwrap();
+    let e = with("0.0.0.0:9478", Some(&token)).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "listen_token_file: token file {} is empty (its first line is the token)",
+            token.display()
+        )),
+        "{e}"
+    );
+}

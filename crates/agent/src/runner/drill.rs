@@ -97,13 +97,16 @@ impl Runner<'_> {
                         let this = open_flags(repo, "");
                         let mut fix =
                             format!("; 'ironvault {this} check --read-data' lists the damage");
+                        let mut opened = vec![(repo, "")];
                         if let Some(o) = other.and_then(|o| self.repo(o).ok()) {
                             fix += &format!(
                                 ", 'ironvault {this} repair packs {}' mends it from copy {}",
                                 open_flags(o, "from-"),
                                 o.name
                             );
+                            opened.push((o, "from-"));
                         }
+                        fix += &password_command_note(&opened, &self.cfg.file);
                         if !repo.env.is_empty() {
                             fix += &format!(" (with the env of repository {copy} in the config)");
                         }

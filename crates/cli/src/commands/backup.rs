@@ -80,6 +80,27 @@ fn non_empty(s: &str) -> Result<String, String> {
     }
 }
 
+/// Variables the command of `--stdin-from-command` does not inherit: the
+/// repository's password sources and S3 credentials. It only produces the
+/// data to store; a command that needs credentials of its own sets them
+/// itself.
+const NOT_FOR_THE_SOURCE: &[&str] = &[
+    "IRONVAULT_PASSWORD",
+    "IRONVAULT_PASSWORD_FILE",
+    "IRONVAULT_PASSWORD_COMMAND",
+    "IRONVAULT_FROM_PASSWORD",
+    "IRONVAULT_FROM_PASSWORD_FILE",
+    "IRONVAULT_FROM_PASSWORD_COMMAND",
+    "IRONVAULT_NEW_PASSWORD",
+    "IRONVAULT_NEW_PASSWORD_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_PROFILE",
+];
+
 pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let mut paths = a.paths.clone();
     for f in &a.files_from {
@@ -306,6 +327,9 @@ fn backup_stream_cli(
     cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped());
+    for v in NOT_FOR_THE_SOURCE {
+        cmd.env_remove(v);
+    }
     // SAFETY: setsid is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

@@ -101,11 +101,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             format!(
                 "copied snapshot {} ({} {}): {}, {} added",
                 c.id.short(),
-                c.snapshot.hostname,
+                crate::output::escape_str(&c.snapshot.hostname),
                 c.snapshot
                     .parsed_time()
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_else(|| c.snapshot.time.clone()),
+                    .unwrap_or_else(|| crate::output::escape_str(&c.snapshot.time)),
                 plural(c.blobs_copied, "blob"),
                 bytes(c.bytes_copied)
             )

@@ -28,14 +28,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         b"",
         &mut |path, change, _, _| {
             counts[change as usize] += 1;
-            let p = String::from_utf8_lossy(path);
             if cli.json {
                 println!(
                     "{}",
-                    serde_json::json!({"message_type": "change", "path": p, "modifier": change.letter().to_string()})
+                    serde_json::json!({"message_type": "change", "path": String::from_utf8_lossy(path),
+                        "modifier": change.letter().to_string()})
                 );
             } else {
-                println!("{}    {p}", change.letter());
+                println!("{}    {}", change.letter(), crate::output::escape(path));
             }
         },
     )?;

@@ -1,5 +1,6 @@
 //! `ironvault find PATTERN...`: which snapshots hold matching files.
 
+use crate::output::{escape, escape_str};
 use crate::Cli;
 use anyhow::Result;
 use ironvault_core::browse::walk;
@@ -56,13 +57,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 serde_json::json!({"snapshot": id.to_hex(), "hits": hits.len(), "matches": matches})
             );
         } else {
-            println!("snapshot {} ({}, {}):", id.short(), s.hostname, s.time);
+            println!(
+                "snapshot {} ({}, {}):",
+                id.short(),
+                escape_str(&s.hostname),
+                escape_str(&s.time)
+            );
             for (p, n) in &hits {
                 println!(
                     "  {} {:>12} {}",
                     super::ls::mode_string(n),
                     n.size,
-                    String::from_utf8_lossy(p)
+                    escape(p)
                 );
             }
         }

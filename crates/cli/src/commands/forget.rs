@@ -178,7 +178,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     if label.is_empty() {
                         "all snapshots".into()
                     } else {
-                        label.join(", ")
+                        crate::output::escape_str(&label.join(", "))
                     },
                     decisions.len() - kept
                 );

@@ -1,5 +1,6 @@
 //! `ironvault key list|add|remove|passwd`: the key files of a repository.
 
+use crate::output::escape_str;
 use crate::password::PasswordSource;
 use crate::Cli;
 use anyhow::Result;
@@ -66,12 +67,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 for (id, k) in &keys {
                     let mark = if id.to_hex() == current { "*" } else { " " };
                     match k {
+                        // Key files are not authenticated: anyone who can
+                        // write to the storage chooses these names.
                         Ok(k) => println!(
                             "{mark}{:<10} {:<16} {:<24} {}",
                             id.short(),
-                            k.username,
-                            k.hostname,
-                            k.created
+                            escape_str(&k.username),
+                            escape_str(&k.hostname),
+                            escape_str(&k.created)
                         ),
                         Err(e) => println!("{mark}{:<10} unreadable: {e}", id.short()),
                     }

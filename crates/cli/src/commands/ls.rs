@@ -1,5 +1,6 @@
 //! `ironvault ls SNAPSHOT [PATH]`: list what a snapshot holds.
 
+use crate::output::{escape, escape_str};
 use crate::Cli;
 use anyhow::Result;
 use ironvault_core::browse::{resolve, walk};
@@ -67,20 +68,30 @@ fn rfc3339(t: ironvault_core::format::tree::Time) -> String {
 }
 
 fn print_node(cli: &Cli, long: bool, path: &[u8], n: &Node) {
-    let p = String::from_utf8_lossy(path);
     if cli.json {
         println!(
             "{}",
             serde_json::json!({
                 "name": String::from_utf8_lossy(&n.name), "type": format!("{:?}", n.node_type).to_lowercase(),
-                "path": p, "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group, "size": n.size,
+                "path": String::from_utf8_lossy(path), "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group, "size": n.size,
                 "mode": n.mode, "permissions": mode_string(n), "mtime": rfc3339(n.mtime), "ctime": rfc3339(n.ctime),
                 "inode": n.inode, "links": n.links, "struct_type": "node", "message_type": "node",
             })
         );
-    } else if long {
-        let owner = n.user.clone().unwrap_or_else(|| n.uid.to_string());
-        let group = n.group.clone().unwrap_or_else(|| n.gid.to_string());
+        return;
+    }
+    let p = escape(path);
+    if long {
+        let owner = n
+            .user
+            .as_deref()
+            .map(escape_str)
+            .unwrap_or_else(|| n.uid.to_string());
+        let group = n
+            .group
+            .as_deref()
+            .map(escape_str)
+            .unwrap_or_else(|| n.gid.to_string());
         let mut line = format!(
             "{} {:<8} {:<8} {:>12} {} {p}",
             mode_string(n),
@@ -90,7 +101,7 @@ fn print_node(cli: &Cli, long: bool, path: &[u8], n: &Node) {
             time_string(n.mtime)
         );
         if let Some(t) = &n.target {
-            line.push_str(&format!(" -> {}", String::from_utf8_lossy(t)));
+            line.push_str(&format!(" -> {}", escape(t)));
         }
         println!("{line}");
     } else {
@@ -112,8 +123,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         eprintln!(
             "snapshot {} of {} at {}:",
             id.short(),
-            snap.paths.join(", "),
-            snap.time
+            escape_str(&snap.paths.join(", ")),
+            escape_str(&snap.time)
         );
     }
     let (start_tree, base, recursive) = match &a.path {

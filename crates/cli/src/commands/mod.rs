@@ -106,7 +106,7 @@ pub fn open_repo_with(cli: &Cli, cache: bool) -> Result<Arc<Repository>> {
     Repository::probe(b.as_ref())?;
     let pw = password_source(cli).get(&format!("repository {}", b.location()), false)?;
     let t = std::time::Instant::now();
-    let repo = Arc::new(Repository::open(b, &pw)?);
+    let repo = Arc::new(unlock(cli, b, &pw)?);
     attach_security(cli, &repo, Contact::Open);
     verbose(cli, || {
         format!(
@@ -117,6 +117,30 @@ pub fn open_repo_with(cli: &Cli, cache: bool) -> Result<Arc<Repository>> {
             t.elapsed().as_secs_f64()
         )
     });
+    Ok(repo)
+}
+
+/// Unlock a repository with a password. The key file that opened it last on
+/// this host is tried first (its name is kept in the repository's cache
+/// directory), so key files planted in the storage cost nothing while it
+/// works; each key file that cannot be tried is a warning.
+fn unlock(cli: &Cli, b: Arc<dyn Backend>, pw: &[u8]) -> ironvault_core::Result<Repository> {
+    use ironvault_core::backend::cache;
+    use ironvault_core::repo::keys;
+    let dir = cli
+        .cache_dir
+        .clone()
+        .or_else(cache::default_root)
+        .map(|root| cache::repo_dir(&root, &b.location()));
+    let preferred = dir.as_deref().and_then(keys::remembered_key);
+    let repo = Repository::open_preferring(b, pw, preferred.as_deref(), &mut |e| {
+        eprintln!(
+            "warning: {e}; if no one made it on purpose, remove it ('ironvault key list' shows it)"
+        );
+    })?;
+    if let Some(dir) = dir.filter(|_| preferred.as_deref() != Some(repo.key_name())) {
+        keys::remember_key(&dir, repo.key_name());
+    }
     Ok(repo)
 }
 
@@ -159,7 +183,7 @@ pub fn open_other(
         command,
     };
     let pw = src.get(&format!("source repository {location}"), false)?;
-    let repo = Repository::open(b, &pw).map_err(|e| match e {
+    let repo = unlock(cli, b, &pw).map_err(|e| match e {
         ironvault_core::Error::WrongPassword(_) => anyhow::Error::new(crate::Coded {
             code: 12,
             msg: format!(

@@ -72,8 +72,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         println!(
             "restoring snapshot {} of {} at {} to {}",
             id.short(),
-            snap.paths.join(", "),
-            snap.time,
+            crate::output::escape_str(&snap.paths.join(", ")),
+            crate::output::escape_str(&snap.time),
             a.target.display()
         );
     }

@@ -3,7 +3,7 @@
 //! which snapshots, and of what deduplication keeps from being erased.
 
 use super::SnapshotFilter;
-use crate::output::{bytes, plural};
+use crate::output::{bytes, escape_str, plural};
 use crate::Cli;
 use anyhow::{bail, Result};
 use ironvault_core::backup::exclude::Excludes;
@@ -78,8 +78,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 Some(n) => println!(
                     "snapshot {} ({}, {}) rewritten as {}: removed {} ({})",
                     &s.original[..8],
-                    s.time,
-                    s.hostname,
+                    escape_str(&s.time),
+                    escape_str(&s.hostname),
                     &n[..8],
                     plural(s.files_removed, "file"),
                     bytes(s.bytes_removed)
@@ -87,8 +87,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 None => println!(
                     "snapshot {} ({}, {}) would lose {} ({})",
                     &s.original[..8],
-                    s.time,
-                    s.hostname,
+                    escape_str(&s.time),
+                    escape_str(&s.hostname),
                     plural(s.files_removed, "file"),
                     bytes(s.bytes_removed)
                 ),

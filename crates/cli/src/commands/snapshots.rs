@@ -1,5 +1,6 @@
 //! `ironvault snapshots`: list snapshots, filtered and grouped.
 
+use crate::output::escape_str;
 use crate::Cli;
 use anyhow::{bail, Result};
 use ironvault_core::format::snapshot::Snapshot;
@@ -90,17 +91,17 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let mut total = 0;
     for (key, snaps) in &groups {
         if grouped {
-            println!(
-                "group {}",
-                key.as_object()
-                    .map(|o| o
-                        .iter()
+            let key = key
+                .as_object()
+                .map(|o| {
+                    o.iter()
                         .filter(|(_, v)| !v.is_null())
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect::<Vec<_>>()
-                        .join(" "))
-                    .unwrap_or_default()
-            );
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            println!("group {}", crate::output::escape_json_text(&key));
         }
         println!(
             "{:<10} {:<26} {:<16} {:<16} paths",
@@ -117,14 +118,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             let t = s
                 .parsed_time()
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
-                .unwrap_or_else(|| s.time.clone());
+                .unwrap_or_else(|| escape_str(&s.time));
             println!(
                 "{:<10} {:<26} {:<16} {:<16} {}",
                 format!("{}{mark}", id.short()),
                 t,
-                s.hostname,
-                s.tags.join(","),
-                s.paths.join(", ")
+                escape_str(&s.hostname),
+                escape_str(&s.tags.join(",")),
+                escape_str(&s.paths.join(", "))
             );
         }
         if grouped {

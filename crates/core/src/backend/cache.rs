@@ -16,8 +16,9 @@
 //! listing of a cached directory drops the cached files whose object is gone.
 //! Deleting the whole cache loses nothing. Writes go to a temporary name and
 //! are renamed into place, so concurrent processes share a cache safely.
+//! The cache holds key files: its files are 0600 and its directories 0700.
 
-use super::{Backend, ObjectInfo, TransferStats};
+use super::{private, Backend, ObjectInfo, TransferStats};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
@@ -39,6 +40,18 @@ pub fn default_root() -> Option<PathBuf> {
 /// Objects read by ranges are cached (fetched whole) up to this size; a
 /// tree pack is about the pack size (16 MiB by default).
 const MAX_CACHED: u64 = 64 << 20;
+
+/// The cache directory of the repository at `location` under `root`.
+pub fn repo_dir(root: &Path, location: &str) -> PathBuf {
+    let tag = blake3::hash(location.as_bytes()).to_hex();
+    root.join(&tag.as_str()[..16])
+}
+
+/// A temporary file name, unique even across containers sharing the cache
+/// (same pids); listings skip it.
+fn temp_name() -> String {
+    format!(".tmp-{}", hex::encode(rand::random::<[u8; 12]>()))
+}
 
 /// How a cached object is checked.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -75,17 +88,23 @@ pub struct CachedBackend {
 impl CachedBackend {
     /// Cache `inner` under `root`, in a directory named after its location.
     pub fn new(inner: Box<dyn Backend>, root: &Path) -> Result<CachedBackend> {
-        let tag = blake3::hash(inner.location().as_bytes()).to_hex();
-        let dir = root.join(&tag.as_str()[..16]);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = repo_dir(root, &inner.location());
+        private::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // A cache written by an older version may be open to every user.
+        private::tighten_dir(&dir);
         let tagfile = root.join("CACHEDIR.TAG");
         if !tagfile.exists() {
-            let _ = std::fs::write(
+            let _ = private::write_replace(
                 &tagfile,
-                "Signature: 8a477f597d28d172789f06886806bc55\n# ironvault metadata cache; safe to delete, see https://bford.info/cachedir/\n",
+                &root.join(temp_name()),
+                b"Signature: 8a477f597d28d172789f06886806bc55\n# ironvault metadata cache; safe to delete, see https://bford.info/cachedir/\n",
             );
         }
-        let _ = std::fs::write(dir.join("location"), inner.location());
+        let _ = private::write_replace(
+            &dir.join("location"),
+            &dir.join(temp_name()),
+            inner.location().as_bytes(),
+        );
         Ok(CachedBackend {
             inner,
             dir,
@@ -105,31 +124,17 @@ impl CachedBackend {
     fn store(&self, name: &str, data: &[u8], kind: Kind) {
         let path = self.file(name);
         let Some(parent) = path.parent() else { return };
-        if std::fs::create_dir_all(parent).is_err() {
+        if private::create_dir_all(parent).is_err() {
             return;
         }
-        // Unique even across containers sharing the cache (same pids).
-        let tmp = parent.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 12]>())));
         let mut bytes = data.to_vec();
         if kind == Kind::Trailer {
             bytes.extend_from_slice(&trailer(name, data));
         }
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            std::fs::rename(&tmp, &path)
-        };
         // A cache is best effort: a failed write only means a later download.
-        if write().is_ok() {
-            if kind == Kind::Addressed {
-                self.mark_verified(name);
-            }
-        } else {
-            let _ = std::fs::remove_file(&tmp);
+        let written = private::write_replace(&path, &parent.join(temp_name()), &bytes);
+        if written.is_ok() && kind == Kind::Addressed {
+            self.mark_verified(name);
         }
     }
 
@@ -343,6 +348,50 @@ mod tests {
         let inner = LocalBackend::new(d.path().join("repo").to_str().unwrap());
         let c = CachedBackend::new(Box::new(inner), &d.path().join("cache")).unwrap();
         (d, c)
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_cache_is_private_to_its_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path().join("repo");
+        let key = b"a key file".to_vec();
+        let key_name = format!("keys/{}", blake3::hash(&key).to_hex());
+        // A new cache: every directory 0700, every file 0600 (the test
+        // runs under the usual umask 022, which would give 0755 and 0644).
+        let root = d.path().join("new/cache");
+        let c = CachedBackend::new(Box::new(LocalBackend::new(&repo)), &root).unwrap();
+        c.put(&key_name, &key).unwrap();
+        c.put("snapshots/aa", b"snapshot").unwrap();
+        for dir in [
+            d.path().join("new"),
+            root.clone(),
+            c.dir.clone(),
+            c.file("keys"),
+        ] {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
+        for f in [
+            root.join("CACHEDIR.TAG"),
+            c.dir.join("location"),
+            c.file(&key_name),
+            c.file("snapshots/aa"),
+        ] {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+        // A cache directory an older version left open to every user is closed.
+        let old_root = d.path().join("old");
+        let old = repo_dir(&old_root, &LocalBackend::new(&repo).location());
+        std::fs::create_dir_all(old.join("keys")).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let c = CachedBackend::new(Box::new(LocalBackend::new(&repo)), &old_root).unwrap();
+        assert_eq!(c.get(&key_name).unwrap(), key);
+        assert_eq!(mode(&old), 0o700);
     }
 
     #[test]

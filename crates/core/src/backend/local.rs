@@ -1,12 +1,14 @@
 //! Local directory backend. Every put is: write `<name>.tmp-<rand>` in the
 //! final directory, fsync it, rename over the final name, fsync the directory
-//! (format.md §8). Failpoints sit between those steps.
+//! (format.md §8). Failpoints sit between those steps. Files are created
+//! with mode 0600 and directories with 0700 whatever the umask (`private`):
+//! key files must not be readable by other users.
 
 use super::{Backend, ObjectInfo};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use std::sync::{Arc, Mutex};
 /// the kernel; tests wrap it to simulate a power cut that loses whatever was
 /// not yet made durable (`crashsim`).
 pub trait FileOps: Send + Sync {
-    /// Create `path` (which must not exist) and write `data`, without fsync.
+    /// Create `path` (which must not exist, mode 0600) and write `data`, without fsync.
     /// `kind` names the failpoints (`<kind>-temp-write`).
     fn write_new(&self, path: &Path, data: &[u8], kind: &str) -> std::io::Result<()>;
     /// fsync a file's data and metadata.
@@ -25,7 +27,7 @@ pub trait FileOps: Send + Sync {
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
     /// fsync a directory (makes creations, renames and removals in it durable).
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()>;
-    /// mkdir(2).
+    /// mkdir(2), mode 0700.
     fn create_dir(&self, dir: &Path) -> std::io::Result<()>;
 }
 
@@ -34,7 +36,7 @@ pub struct RealFileOps;
 
 impl FileOps for RealFileOps {
     fn write_new(&self, path: &Path, data: &[u8], kind: &str) -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+        let mut f = super::private::create_file(path)?;
         let half = data.len() / 2;
         f.write_all(&data[..half])?;
         failpoint::hit(&format!("{kind}-temp-write"));
@@ -54,7 +56,7 @@ impl FileOps for RealFileOps {
     }
 
     fn create_dir(&self, dir: &Path) -> std::io::Result<()> {
-        fs::create_dir(dir)
+        super::private::create_dir(dir)
     }
 }
 
@@ -174,10 +176,13 @@ impl LocalBackend {
             } else {
                 format!("{rel}/{fname}")
             };
+            // Not following symlinks: only real files are objects. Whoever
+            // can write to the directory could plant a FIFO (a read blocks
+            // forever) or a link to /dev/zero (a read never ends).
             let md = ent.metadata().map_err(|e| st("list", &child, e))?;
             if md.is_dir() {
                 self.list_dir(&ent.path(), &child, out)?;
-            } else {
+            } else if md.is_file() {
                 out.push(ObjectInfo {
                     name: child,
                     size: md.len(),
@@ -299,6 +304,22 @@ impl Backend for LocalBackend {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn planted_fifos_and_links_are_not_objects() {
+        let (_keep, repo) = crate::repo::test_repo();
+        let root = std::path::PathBuf::from(repo.backend().location());
+        let keys = root.join("keys");
+        std::os::unix::fs::symlink("/dev/zero", keys.join("a".repeat(64))).unwrap();
+        let fifo = std::ffi::CString::new(keys.join("b".repeat(64)).to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let b: std::sync::Arc<dyn crate::backend::Backend> =
+            std::sync::Arc::new(super::LocalBackend::new(&root));
+        assert_eq!(b.list("keys/").unwrap().len(), 1);
+        // Before, the open read the FIFO (blocking) or /dev/zero (forever).
+        crate::repo::Repository::open(b, b"pw").unwrap();
+    }
+
     #[test]
     fn local_conformance() {
         let d = tempfile::tempdir().unwrap();

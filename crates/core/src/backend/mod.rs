@@ -6,6 +6,7 @@ pub mod cache;
 #[cfg(test)]
 pub mod crashsim;
 pub mod local;
+pub mod private;
 pub mod s3;
 
 use crate::error::{Error, Result};

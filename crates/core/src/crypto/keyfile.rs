@@ -7,8 +7,20 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-/// Largest Argon2id memory a reader accepts (4 GiB).
-pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+// Limits on what a key file may ask of a reader (format.md §3.2). Key files
+// are not authenticated until their password-derived key opens them, and
+// anyone who can write to the storage can add one: these bound the memory
+// and time that each one costs a host opening the repository. They leave
+// room above what `init` writes (64 MiB, t = 3, p = 1) for stronger settings.
+
+/// Largest Argon2id memory a reader accepts: 512 MiB.
+pub const MAX_MEMORY_KIB: u32 = 512 * 1024;
+/// Most Argon2id passes a reader accepts.
+pub const MAX_ITERATIONS: u32 = 8;
+/// Most Argon2id lanes a reader accepts.
+pub const MAX_PARALLELISM: u32 = 16;
+/// Largest key file a reader reads (one written by `init` is about 450 bytes).
+pub const MAX_KEY_FILE_BYTES: u64 = 4096;
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -88,8 +100,12 @@ impl KeyFile {
         })
     }
 
-    /// Parse a stored key file.
+    /// Parse a stored key file; refuse one too large, of a newer version, or
+    /// whose KDF parameters are beyond the limits.
     pub fn parse(bytes: &[u8], name: &str) -> Result<KeyFile> {
+        if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+            return Err(crate::repo::keys::too_large(name, bytes.len() as u64));
+        }
         let k: KeyFile = serde_json::from_slice(bytes)
             .map_err(|e| Error::damaged(format!("key file {name}"), e.to_string()))?;
         let bad = |d: String| Error::damaged(format!("key file {name}"), d);
@@ -105,10 +121,12 @@ impl KeyFile {
                 k.kdf.algorithm, k.kdf.version
             )));
         }
-        // A forged key file must not make every open allocate unbounded memory.
-        if k.kdf.memory_kib > MAX_MEMORY_KIB || k.kdf.iterations > 64 || k.kdf.parallelism > 64 {
+        if k.kdf.memory_kib > MAX_MEMORY_KIB
+            || k.kdf.iterations > MAX_ITERATIONS
+            || k.kdf.parallelism > MAX_PARALLELISM
+        {
             return Err(bad(format!(
-                "KDF parameters out of range (m={} KiB, t={}, p={}; at most {MAX_MEMORY_KIB} KiB, 64, 64)",
+                "its KDF asks for m={} KiB, t={}, p={}, beyond the limits (m at most {MAX_MEMORY_KIB} KiB, t at most {MAX_ITERATIONS}, p at most {MAX_PARALLELISM}); it was not tried",
                 k.kdf.memory_kib, k.kdf.iterations, k.kdf.parallelism
             )));
         }
@@ -162,5 +180,45 @@ mod tests {
         let k = KeyFile::parse(&k.to_bytes(), "k").unwrap();
         assert_eq!(k.unwrap_master(b"pw", "k").unwrap(), Some(m));
         assert_eq!(k.unwrap_master(b"wrong", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn costly_or_large_key_files_are_refused_before_any_derivation() {
+        let m = super::super::random_secret();
+        let good = KeyFile::create(&m, b"pw", KdfParams::default(), "h", "u").unwrap();
+        let text = String::from_utf8(good.to_bytes()).unwrap();
+        assert!(KeyFile::parse(text.as_bytes(), "keys/k").is_ok());
+        // What the old limits let through, and each limit just passed.
+        for (from, to) in [
+            ("\"memory_kib\": 65536", "\"memory_kib\": 4194304"),
+            ("\"iterations\": 3", "\"iterations\": 64"),
+            ("\"memory_kib\": 65536", "\"memory_kib\": 524289"),
+            ("\"iterations\": 3", "\"iterations\": 9"),
+            ("\"parallelism\": 1", "\"parallelism\": 17"),
+        ] {
+            assert!(text.contains(from), "{text}");
+            let forged = text.replace(from, to);
+            let e = KeyFile::parse(forged.as_bytes(), "keys/k").err().unwrap();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("key file keys/k is damaged: its KDF asks for")
+                    && msg.contains("beyond the limits")
+                    && !msg.contains('\n'),
+                "{msg}"
+            );
+        }
+        // The limits themselves are accepted (not derived here: too slow).
+        let at_limits = text
+            .replace("\"memory_kib\": 65536", "\"memory_kib\": 524288")
+            .replace("\"iterations\": 3", "\"iterations\": 8")
+            .replace("\"parallelism\": 1", "\"parallelism\": 16");
+        assert!(KeyFile::parse(at_limits.as_bytes(), "keys/k").is_ok());
+        // A key file padded past 4 KiB is not parsed at all.
+        let padded = text.replacen('{', &format!("{{\"pad\": \"{}\",", "x".repeat(4096)), 1);
+        let e = KeyFile::parse(padded.as_bytes(), "keys/k").err().unwrap();
+        assert!(
+            e.to_string().contains("more than a key file can be (4096)"),
+            "{e}"
+        );
     }
 }

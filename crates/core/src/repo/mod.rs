@@ -4,6 +4,7 @@
 
 mod catalog;
 pub mod index;
+pub mod keys;
 pub mod lock;
 pub mod packer;
 pub mod readahead;
@@ -153,6 +154,18 @@ impl Repository {
 
     /// Open with a password: try each key file until one matches.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        Self::open_preferring(backend, password, None, &mut |_| {})
+    }
+
+    /// Open with a password, trying the key file `preferred` first (the one
+    /// that opened it last); `skipped` hears of each key file that could not
+    /// be tried (damaged, too large, or asking for too costly a KDF).
+    pub fn open_preferring(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        preferred: Option<&str>,
+        skipped: &mut dyn FnMut(&Error),
+    ) -> Result<Repository> {
         let cfg_bytes = match backend.get("config") {
             Ok(b) => b,
             Err(e) if is_not_found(&e) => return Err(Error::RepoMissing(backend.location())),
@@ -168,19 +181,26 @@ impl Repository {
         // A damaged key file, or one that opens but does not open this
         // config (copied from another repository), must not lock out the others.
         let mut config_error = None;
-        for k in keys {
-            let bytes = backend.get(&k.name)?;
-            let Ok(kf) = KeyFile::parse(&bytes, &k.name) else {
-                continue;
+        for k in keys::trial_order(keys, preferred) {
+            let kf = match keys::read_key_file(backend.as_ref(), &k) {
+                Ok(kf) => kf,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e @ Error::Damaged { .. }) => {
+                    skipped(&e);
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
-            if let Ok(Some(master)) = kf.unwrap_master(password, &k.name) {
-                match Config::open(&cfg_bytes, &master) {
+            match kf.unwrap_master(password, &k.name) {
+                Ok(Some(master)) => match Config::open(&cfg_bytes, &master) {
                     Ok(config) => {
                         let hash = Id::hash_of(&cfg_bytes);
                         return Ok(Repository::assemble(backend, master, config, hash, k.name));
                     }
                     Err(e) => config_error = Some(e),
-                }
+                },
+                Ok(None) => {}
+                Err(e) => skipped(&e),
             }
         }
         Err(config_error.unwrap_or_else(|| Error::WrongPassword(backend.location())))
@@ -232,11 +252,7 @@ impl Repository {
             let Some(id) = o.name.strip_prefix("keys/").and_then(Id::from_hex) else {
                 continue;
             };
-            let kf = self
-                .backend
-                .get(&o.name)
-                .and_then(|b| KeyFile::parse(&b, &o.name));
-            out.push((id, kf));
+            out.push((id, keys::read_key_file(self.backend.as_ref(), &o)));
         }
         Ok(out)
     }
