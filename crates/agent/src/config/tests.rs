@@ -580,3 +580,34 @@ fn listening_off_loopback_needs_a_token() {
         "{e}"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Garbage never panics: random text, and the documented sketch with
+    /// characters overwritten, inserted or removed or its end cut off, is
+    /// a config or a list of errors (fuzz/fuzz_targets/agent_config.rs runs
+    /// the same for millions of inputs).
+    #[test]
+    fn garbage_config_is_an_error_never_a_panic(
+        random in ".{0,300}",
+        edits in proptest::collection::vec((0u8..4, 0usize..2000, proptest::char::any()), 1..8),
+    ) {
+        let _ = parse(Path::new("/etc/ironvault/ironvault.toml"), &random);
+        let d = tempfile::tempdir().unwrap();
+        let mut text: Vec<char> = sample(d.path()).chars().collect();
+        for (kind, at, c) in edits {
+            let i = at % (text.len() + 1);
+            match kind {
+                0 if i < text.len() => text[i] = c,
+                1 => text.insert(i, c),
+                2 if i < text.len() => {
+                    text.remove(i);
+                }
+                _ => text.truncate(i),
+            }
+        }
+        let text: String = text.into_iter().collect();
+        let _ = parse(Path::new("/etc/ironvault/ironvault.toml"), &text);
+    }
+}

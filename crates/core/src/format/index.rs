@@ -6,6 +6,10 @@ use crate::crypto::{ad, open, seal};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"IVI1";
+/// Encoded bytes of a pack entry before its blobs: id, type, size, blob count.
+const PACK_LEN: usize = 32 + 1 + 8 + 4;
+/// Encoded bytes of a blob entry: id, offset, stored and raw length.
+const BLOB_LEN: usize = 32 + 8 + 4 + 4;
 
 /// Superseded ids an index file names at most besides the files its writer
 /// read (2 MiB): the ids inherited from the files it replaces (format.md §6).
@@ -97,14 +101,14 @@ impl IndexFile {
             return Err(Error::damaged(what, "bad index magic"));
         }
         let np = r.u32()?;
-        let mut packs = Vec::with_capacity(np.min(1 << 16) as usize);
+        let mut packs = Vec::with_capacity((np as usize).min(r.remaining() / PACK_LEN));
         for _ in 0..np {
             let id = r.id()?;
             let blob_type = BlobType::from_u8(r.u8()?)
                 .ok_or_else(|| Error::damaged(what, "unknown blob type"))?;
             let size = r.u64()?;
             let nb = r.u32()?;
-            let mut blobs = Vec::with_capacity(nb.min(1 << 16) as usize);
+            let mut blobs = Vec::with_capacity((nb as usize).min(r.remaining() / BLOB_LEN));
             for _ in 0..nb {
                 blobs.push(IndexBlob {
                     id: r.id()?,

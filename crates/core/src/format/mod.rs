@@ -73,4 +73,10 @@ impl<'a> Reader<'a> {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
+
+    /// Bytes not read yet: a count read from the input can claim at most
+    /// this many bytes' worth of items, which bounds what is reserved for them.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
 }

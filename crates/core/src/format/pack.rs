@@ -70,7 +70,7 @@ pub fn read_header(
     let t = BlobType::from_u8(r.u8()?).ok_or_else(|| Error::damaged(what, "unknown blob type"))?;
     let n = r.u32()? as usize;
     let data_end = pack_len.saturating_sub((sealed.len() + TRAILER_LEN) as u64);
-    let mut entries = Vec::with_capacity(n.min(1 << 20));
+    let mut entries = Vec::with_capacity(n.min(r.remaining() / ENTRY_LEN));
     for _ in 0..n {
         let id = r.id()?;
         let offset = r.u64()?;

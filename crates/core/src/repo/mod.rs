@@ -432,6 +432,18 @@ fn zstd_compress_into(plain: &[u8], level: i32, out: &mut [u8]) -> std::io::Resu
 }
 
 fn zstd_decompress(z: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    // `raw_len` bytes are allocated up front. A single frame (as ironvault
+    // writes) that states another size is refused first, so an index entry
+    // that does not fit its blob costs no allocation of up to 4 GiB.
+    let single_frame = zstd::zstd_safe::find_frame_compressed_size(z) == Ok(z.len());
+    if let (true, Ok(Some(n))) = (single_frame, zstd::zstd_safe::get_frame_content_size(z)) {
+        if n != raw_len as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the blob holds {n} bytes where its index entry says {raw_len}"),
+            ));
+        }
+    }
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
@@ -534,5 +546,28 @@ mod tests {
             .open_blob(BlobType::Data, &ida, &wrong, b.len() as u32, "p")
             .unwrap_err();
         assert!(e.to_string().contains("does not match its id"), "{e}");
+    }
+
+    #[test]
+    fn a_raw_length_beyond_the_blob_is_refused_before_decompressing() {
+        // Found by fuzzing (fuzz/fuzz_targets/tree_sealed.rs): an index entry
+        // claiming 4 GiB for a small compressed blob made the reader allocate
+        // 4 GiB before finding out.
+        let (_d, r) = repo();
+        let plain = b"compressible ".repeat(50);
+        let id = r.id_keys().blob_id(BlobType::Tree, &plain);
+        let sealed = r.seal_blob(BlobType::Tree, &id, &plain, 3);
+        for raw_len in [u32::MAX, plain.len() as u32 - 1] {
+            let e = r
+                .open_blob(BlobType::Tree, &id, &sealed, raw_len, "p")
+                .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("the blob holds 650 bytes where its index entry says"),
+                "{e}"
+            );
+        }
+        let opened = r.open_blob(BlobType::Tree, &id, &sealed, plain.len() as u32, "p");
+        assert_eq!(opened.unwrap(), plain);
     }
 }
