@@ -27,6 +27,7 @@ pub const KEY_FILE_PASSWORD: &[u8] = b"fuzz";
 struct Object {
     len: u64,
     tail: Vec<u8>,
+    modified: std::time::SystemTime,
 }
 
 /// A backend holding its objects in memory.
@@ -54,8 +55,13 @@ impl MemBackend {
     pub fn put_sparse(&self, name: &str, len: u64, tail: &[u8]) {
         let keep = usize::try_from(len).map_or(tail.len(), |l| l.min(tail.len()));
         let tail = tail[tail.len() - keep..].to_vec();
-        self.objects()
-            .insert(name.to_string(), Object { len, tail });
+        let modified = std::time::SystemTime::now();
+        let o = Object {
+            len,
+            tail,
+            modified,
+        };
+        self.objects().insert(name.to_string(), o);
     }
 
     /// Remove every object whose name starts with `prefix`.
@@ -112,6 +118,7 @@ impl Backend for MemBackend {
             .map(|(k, o)| ObjectInfo {
                 name: k.clone(),
                 size: o.len,
+                modified: o.modified,
             })
             .collect())
     }
@@ -121,8 +128,12 @@ impl Backend for MemBackend {
         Ok(())
     }
 
-    fn size(&self, name: &str) -> Result<Option<u64>> {
-        Ok(self.objects().get(name).map(|o| o.len))
+    fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
+        Ok(self.objects().get(name).map(|o| ObjectInfo {
+            name: name.to_string(),
+            size: o.len,
+            modified: o.modified,
+        }))
     }
 }
 
