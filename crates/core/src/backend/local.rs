@@ -179,7 +179,13 @@ impl LocalBackend {
             // Not following symlinks: only real files are objects. Whoever
             // can write to the directory could plant a FIFO (a read blocks
             // forever) or a link to /dev/zero (a read never ends).
-            let md = ent.metadata().map_err(|e| st("list", &child, e))?;
+            let md = match ent.metadata() {
+                Ok(md) => md,
+                // Deleted since the directory was read (a prune or forget
+                // running beside us): not an object any more.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(st("list", &child, e)),
+            };
             if md.is_dir() {
                 self.list_dir(&ent.path(), &child, out)?;
             } else if md.is_file() {
