@@ -121,6 +121,14 @@ fn template(seed: u64) -> Template {
         snapshots.insert(snapshot_id_of(&r).unwrap(), src.keep());
         src.grow(1 << 20, &mut rng);
     }
+    // The judge sees garbage: one snapshot against another's tree differs silently.
+    let mut it = snapshots.iter();
+    let ((first, _), (_, second_tree)) = (it.next().unwrap(), it.next().unwrap());
+    let r = restore_and_compare(&env, first, second_tree, "judge");
+    assert!(
+        !r.silent.is_empty(),
+        "the restore judge missed a wrong tree: {r:?}"
+    );
     let healthy = Env::new();
     init(&healthy, Some(&env));
     let from = env.repo.to_str().unwrap();
