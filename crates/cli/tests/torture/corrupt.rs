@@ -1,15 +1,19 @@
 //! Random corruptions of a repository, one per trial, each on a fresh copy
-//! of one template: bit flips, truncations, deletions and swapped objects,
-//! in packs, index files, snapshots, the key file, the config, and in
-//! leftovers that do not matter (a temporary file, a stale lock).
+//! of one template: bit flips, truncations, deletions, swapped objects and
+//! planted damaged copies of packs, in packs, index files, snapshots, the
+//! key file, the config, and in leftovers that do not matter (a temporary
+//! file, a stale lock). In some trials (all with a planted copy) a backup
+//! and a prune run before anyone checks, as routine work would.
 //!
 //! Each trial: `check --read-data` must exit non-zero naming the damaged
-//! object (a leftover may instead be harmless: check passes and everything
-//! restores); every snapshot is restored and each file is either the
-//! source byte for byte or named in the restore's errors; damage to packs
-//! and index files is then healed with `repair packs --from-repo` (after
-//! `repair index` when repair says so) from a related healthy copy, after
-//! which check passes and every snapshot restores byte for byte.
+//! object, or the damage must be harmless (a leftover, or healed by the
+//! routine work: check passes and everything restores); every snapshot is
+//! restored and each file is either the source byte for byte or named in
+//! the restore's errors (after a planted copy, everything must restore:
+//! the good copy was there); damage to packs and index files is then healed
+//! with `repair packs --from-repo` (after `repair index` when the tools say
+//! so) from a related healthy copy, after which check passes and every
+//! snapshot restores byte for byte.
 
 use crate::common::*;
 use crate::report::Report;
@@ -85,6 +89,9 @@ enum Kind {
     Truncate,
     Delete,
     Swap,
+    /// A copy of a pack with one byte flipped, planted under a name that
+    /// sorts first and no index lists (then backup and prune run).
+    Plant,
 }
 
 impl Kind {
@@ -94,6 +101,7 @@ impl Kind {
             Kind::Truncate => "truncation",
             Kind::Delete => "deletion",
             Kind::Swap => "swap",
+            Kind::Plant => "planted damaged copy",
         }
     }
 }
@@ -105,6 +113,9 @@ struct Template {
     healthy: Env,
     /// Snapshot id → source tree.
     snapshots: BTreeMap<String, PathBuf>,
+    /// The source as it is now (what a trial's backup saves), and its copy.
+    src: PathBuf,
+    latest: PathBuf,
     /// Object names (relative to the repository) by class, in the order they were written.
     objects: BTreeMap<Class, Vec<String>>,
 }
@@ -175,6 +186,8 @@ fn template(seed: u64) -> Template {
         );
     }
     Template {
+        latest: src.keep(),
+        src: src.dir.clone(),
         env,
         healthy,
         snapshots,
@@ -293,27 +306,51 @@ fn trial(t: &Template, n: u64, seed: u64) -> Outcome {
         })
         .unwrap()
         .0;
-    let kind = *rng.pick(&[
+    let mut kind = *rng.pick(&[
         Kind::Flip,
         Kind::Flip,
         Kind::Truncate,
         Kind::Truncate,
         Kind::Delete,
         Kind::Swap,
+        Kind::Plant,
     ]);
+    if kind == Kind::Plant && !matches!(class, Class::DataPack | Class::TreePack) {
+        kind = Kind::Flip;
+    }
     let target = rng.pick(&t.objects[&class]).clone();
     let env = Env::new();
     copy_tree(&t.env.repo, &env.repo);
-    let what = corrupt(&env.repo, &target, kind, t, &mut rng);
+    let (mut what, planted) = corrupt(&env.repo, &target, kind, t, &mut rng);
     let trial_id = format!("corrupt/{n}");
     let mut problems = Vec::new();
     let mut lost = false;
     let mut panics = 0;
+    let mut expected = t.snapshots.clone();
+
+    // Sometimes (always for a planted pack) routine work runs before anyone
+    // checks: it must not spread the damage or drop good copies for bad.
+    let routine = kind == Kind::Plant || rng.chance(0.3);
+    if routine {
+        what.push_str("; then backup and prune --max-unused 0%");
+        let b = exec(&env, &["backup", "--json", t.src.to_str().unwrap()]);
+        let p = exec(&env, &["prune", "--max-unused", "0%"]);
+        for r in [&b, &p] {
+            if r.panicked() {
+                panics += 1;
+                problems.push(format!("backup or prune panicked: {}", r.describe()));
+            }
+        }
+        if let Some(id) = snapshot_id_of(&b).filter(|_| b.ok()) {
+            expected.insert(id, t.latest.clone());
+        }
+    }
 
     let c = exec(&env, &["check", "--read-data"]);
     panics += c.panicked() as u64;
     let said = format!("{}\n{}", c.stdout(), c.stderr());
     let mut names = tokens(&target);
+    names.extend(planted.iter().flat_map(|p| tokens(p)));
     // A deleted object has no content to blame: its name may be unknown.
     if class == Class::Index && kind == Kind::Delete {
         // Check names what it held and says to rebuild the index.
@@ -323,7 +360,9 @@ fn trial(t: &Template, n: u64, seed: u64) -> Outcome {
         names.push("no key file".into());
     }
     let named = names.iter().any(|tok| said.contains(tok.as_str()));
-    let restored = restore_all(&env, &t.snapshots, false);
+    // A planted copy is garbage no snapshot needs: everything must still
+    // restore byte for byte, whatever backup and prune made of it.
+    let restored = restore_all(&env, &expected, kind == Kind::Plant);
     if !restored.is_empty() {
         lost = true;
         problems.extend(restored);
@@ -340,14 +379,29 @@ fn trial(t: &Template, n: u64, seed: u64) -> Outcome {
                 c.describe()
             ));
         }
-    } else if class == Class::Leftover && lost_nothing(&env, t) {
-        harmless = true;
     } else {
-        problems.push(format!("check --read-data passed: {}", c.describe()));
+        let exact = restore_all(&env, &expected, true);
+        if (class == Class::Leftover || routine) && exact.is_empty() {
+            // Damage that does not matter, or that the routine work healed
+            // (a backup indexes again the packs of a deleted index file).
+            harmless = true;
+        } else {
+            problems.push(format!(
+                "check --read-data passed: {}{}",
+                c.describe(),
+                exact.iter().map(|p| format!("; {p}")).collect::<String>()
+            ));
+        }
     }
     let mut repaired = None;
     if class.repairable() && !c.ok() {
-        let ok = repair(&env, t, said.contains("repair index"), &mut problems);
+        let ok = repair(
+            &env,
+            t,
+            &expected,
+            said.contains("repair index"),
+            &mut problems,
+        );
         repaired = Some(ok);
         if !ok {
             lost = true;
@@ -378,8 +432,15 @@ fn trial(t: &Template, n: u64, seed: u64) -> Outcome {
     }
 }
 
-/// Damage `rel` in the repository at `repo`; returns what was done.
-fn corrupt(repo: &Path, rel: &str, kind: Kind, t: &Template, rng: &mut Rng) -> String {
+/// Damage `rel` in the repository at `repo`; returns what was done, and
+/// the name of a planted object.
+fn corrupt(
+    repo: &Path,
+    rel: &str,
+    kind: Kind,
+    t: &Template,
+    rng: &mut Rng,
+) -> (String, Option<String>) {
     let p = repo.join(rel);
     let mut bytes = std::fs::read(&p).unwrap();
     let len = bytes.len() as u64;
@@ -389,12 +450,15 @@ fn corrupt(repo: &Path, rel: &str, kind: Kind, t: &Template, rng: &mut Rng) -> S
             let bit = rng.below(8);
             bytes[at] ^= 1 << bit;
             std::fs::write(&p, &bytes).unwrap();
-            format!("bit {bit} of byte {at} of {len} flipped in {rel}")
+            (
+                format!("bit {bit} of byte {at} of {len} flipped in {rel}"),
+                None,
+            )
         }
         Kind::Truncate if len > 0 => {
             let to = rng.below(len);
             std::fs::write(&p, &bytes[..to as usize]).unwrap();
-            format!("{rel} truncated from {len} to {to} bytes")
+            (format!("{rel} truncated from {len} to {to} bytes"), None)
         }
         Kind::Swap => {
             // With another object of its class, or of any other class if it is alone.
@@ -415,25 +479,40 @@ fn corrupt(repo: &Path, rel: &str, kind: Kind, t: &Template, rng: &mut Rng) -> S
             let theirs = std::fs::read(&q).unwrap();
             std::fs::write(&p, &theirs).unwrap();
             std::fs::write(&q, &bytes).unwrap();
-            format!("{rel} swapped with {other}")
+            (format!("{rel} swapped with {other}"), None)
+        }
+        Kind::Plant => {
+            // Inside a blob (the header and trailer are at the end).
+            let at = rng.below(len / 2) as usize;
+            bytes[at] ^= 0x10;
+            let (dir, hex) = rel.rsplit_once('/').unwrap();
+            let (kind_dir, _) = dir.rsplit_once('/').unwrap();
+            let name = format!("0000{}", &hex[4..]);
+            let planted = format!("{kind_dir}/00/{name}");
+            write(&repo.join(&planted), &bytes);
+            (
+                format!("{planted}: a copy of {rel} with byte {at} changed, planted"),
+                Some(planted),
+            )
         }
         _ => {
             std::fs::remove_file(&p).unwrap();
-            format!("{rel} deleted")
+            (format!("{rel} deleted"), None)
         }
     }
-}
-
-/// Every snapshot restores byte for byte.
-fn lost_nothing(env: &Env, t: &Template) -> bool {
-    restore_all(env, &t.snapshots, true).is_empty()
 }
 
 /// Heal from the healthy copy as the tools advise (`repair index` first
 /// when check said so, as the user guide says for a damaged or deleted
 /// index file, or when repair packs asks for it); true if afterwards check
 /// passes and every snapshot restores byte for byte.
-fn repair(env: &Env, t: &Template, index_first: bool, problems: &mut Vec<String>) -> bool {
+fn repair(
+    env: &Env,
+    t: &Template,
+    expected: &BTreeMap<String, PathBuf>,
+    index_first: bool,
+    problems: &mut Vec<String>,
+) -> bool {
     let from = t.healthy.repo.to_str().unwrap();
     let packs = |env: &Env| exec_with(env, &["repair", "packs", "--from-repo", from], &from_vars());
     let index = |problems: &mut Vec<String>| {
@@ -462,7 +541,7 @@ fn repair(env: &Env, t: &Template, index_first: bool, problems: &mut Vec<String>
         problems.push(format!("check after repair: {}", c.describe()));
         return false;
     }
-    let restored = restore_all(env, &t.snapshots, true);
+    let restored = restore_all(env, expected, true);
     if !restored.is_empty() {
         problems.extend(restored.into_iter().map(|p| format!("after repair: {p}")));
         return false;
