@@ -130,19 +130,36 @@ fn writer(env: &Env, found: &Mutex<Found>, w: u64, rng: &mut Rng, deadline: Inst
         if first.identical() {
             continue;
         }
-        let again = restore_and_compare(env, &id, &tree, &label);
+        // A failure may be passing (a listing that raced a deletion):
+        // try a few more times before calling it a failure. Only silent
+        // differences, or a snapshot gone at the end, are data lost.
+        let mut tries = vec![first];
+        while tries.len() < 5 && !tries.last().unwrap().identical() {
+            std::thread::sleep(Duration::from_millis(200));
+            tries.push(restore_and_compare(env, &id, &tree, &label));
+        }
         let mut f = found.lock().unwrap();
-        f.panics += (first.panicked || again.panicked) as u64;
-        if again.identical() && first.silent.is_empty() {
-            f.retried += 1;
-            f.retried_example.get_or_insert(first.account);
-        } else {
+        f.panics += tries.iter().filter(|t| t.panicked).count() as u64;
+        let silent: Vec<&String> = tries.iter().flat_map(|t| t.silent.iter()).collect();
+        if !silent.is_empty() {
             f.lost += 1;
             f.problems.push(format!(
-                "writer {w}: snapshot {} does not restore: {} / {}",
+                "writer {w}: snapshot {} restored different without saying so: {silent:?}",
+                &id[..8]
+            ));
+        } else if tries.last().unwrap().identical() {
+            f.retried += 1;
+            f.retried_example.get_or_insert(tries[0].account.clone());
+        } else {
+            f.problems.push(format!(
+                "writer {w}: snapshot {} did not restore in {} tries: {}",
                 &id[..8],
-                first.account,
-                again.account
+                tries.len(),
+                tries
+                    .iter()
+                    .map(|t| t.account.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" / ")
             ));
         }
     }

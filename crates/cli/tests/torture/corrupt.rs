@@ -321,7 +321,7 @@ fn trial(t: &Template, n: u64, seed: u64) -> Outcome {
     let target = rng.pick(&t.objects[&class]).clone();
     let env = Env::new();
     copy_tree(&t.env.repo, &env.repo);
-    let (mut what, planted) = corrupt(&env.repo, &target, kind, t, &mut rng);
+    let (mut what, other) = corrupt(&env.repo, &target, kind, t, &mut rng);
     let trial_id = format!("corrupt/{n}");
     let mut problems = Vec::new();
     let mut lost = false;
@@ -350,7 +350,8 @@ fn trial(t: &Template, n: u64, seed: u64) -> Outcome {
     panics += c.panicked() as u64;
     let said = format!("{}\n{}", c.stdout(), c.stderr());
     let mut names = tokens(&target);
-    names.extend(planted.iter().flat_map(|p| tokens(p)));
+    // Naming either of two swapped objects, or the planted one, will do.
+    names.extend(other.iter().flat_map(|p| tokens(p)));
     // A deleted object has no content to blame: its name may be unknown.
     if class == Class::Index && kind == Kind::Delete {
         // Check names what it held and says to rebuild the index.
@@ -433,7 +434,7 @@ fn trial(t: &Template, n: u64, seed: u64) -> Outcome {
 }
 
 /// Damage `rel` in the repository at `repo`; returns what was done, and
-/// the name of a planted object.
+/// the name of the other object damaged (the swapped or planted one).
 fn corrupt(
     repo: &Path,
     rel: &str,
@@ -479,7 +480,7 @@ fn corrupt(
             let theirs = std::fs::read(&q).unwrap();
             std::fs::write(&p, &theirs).unwrap();
             std::fs::write(&q, &bytes).unwrap();
-            (format!("{rel} swapped with {other}"), None)
+            (format!("{rel} swapped with {other}"), Some(other.clone()))
         }
         Kind::Plant => {
             // Inside a blob (the header and trailer are at the end).

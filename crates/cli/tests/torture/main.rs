@@ -140,6 +140,9 @@ impl Plan {
     }
 }
 
+/// One part of the run: it adds its rows and failures to the report.
+type Part = fn(&Plan, &mut Report);
+
 #[test]
 #[cfg_attr(
     not(feature = "failpoints"),
@@ -157,17 +160,34 @@ fn torture() {
         plan.seed, plan.sizes.name, plan.seed
     );
     let started = std::time::Instant::now();
-    if plan.runs("kill") {
-        kill::run(&plan, &mut report);
-    }
-    if plan.runs("corrupt") {
-        corrupt::run(&plan, &mut report);
-    }
-    if plan.runs("s3") {
-        s3faults::run(&plan, &mut report);
-    }
-    if plan.runs("concurrent") {
-        concurrent::run(&plan, &mut report);
+    let parts: [(&str, Part); 4] = [
+        ("kill", kill::run),
+        ("corrupt", corrupt::run),
+        ("s3", s3faults::run),
+        ("concurrent", concurrent::run),
+    ];
+    for (name, part) in parts {
+        if !plan.runs(name) {
+            continue;
+        }
+        // A part that cannot go on (its S3 server gone, say) is a failure
+        // of its own; the others still run and the table is still printed.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| part(&plan, &mut report)));
+        if let Err(e) = outcome {
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into());
+            report.fail(
+                name,
+                &format!("{name}/aborted"),
+                format!("the part stopped: {why}"),
+            );
+        }
+        // So far, for whoever watches a long run.
+        eprintln!("\nafter the {name} part:\n{}", report.markdown());
     }
     report
         .notes
