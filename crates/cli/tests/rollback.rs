@@ -243,3 +243,72 @@ fn a_superseded_index_put_back_from_the_middle_of_the_chain_stays_superseded() {
     let (t, _) = restore_latest(&env, "1", 0);
     assert_same_tree(&dirs[2], &t.join("src2"));
 }
+
+/// Every removal by a host with the key stores a forget record first
+/// (format.md §9.3). Another host's forget, even of a group's newest
+/// snapshot, is therefore quiet here; a snapshot deleted from storage
+/// without one, even an old one, fails `check` (exit 13) and `backup`.
+fn deletion_without_a_forget_record(env: &Env) {
+    let src = env.path("src");
+    env.init();
+    for v in 1..=4 {
+        write(&src.join("f"), format!("version {v}\n").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+    let ids = env.snapshot_ids();
+    env.ok(&["check", "-q"]); // this host has seen all four
+    let other = |args: &[&str]| {
+        env.cmd(args)
+            .env("IRONVAULT_STATE_DIR", env.path("other-host"))
+            .output()
+            .unwrap()
+    };
+    // Another host forgets the newest and the oldest by id.
+    let o = other(&["forget", &ids[3], &ids[0]]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let forgotten = storage(env).list("forgotten/").unwrap();
+    assert_eq!(forgotten.len(), 1, "one forget record per run");
+    let e = expect_err(env, &["check", "-q"], 0);
+    assert!(
+        !e.contains("warning"),
+        "a forget elsewhere is no alarm: {e}"
+    );
+
+    // Someone with only storage access deletes one that is not the newest.
+    storage(env).delete(&snapshot_object(&ids[1])).unwrap();
+    let short = &ids[1][..8];
+    let e = expect_err(env, &["check"], 13);
+    assert!(
+        e.contains(short) && e.contains("without a forget record"),
+        "{e}"
+    );
+    assert!(e.lines().last().unwrap().contains("security accept"), "{e}");
+    let e = expect_err(env, &["backup", "-q", src.to_str().unwrap()], 13);
+    assert!(e.contains(short), "{e}");
+
+    // The snapshots the other host forgot are not among the alarms.
+    let e = expect_err(env, &["security", "status"], 13);
+    assert!(
+        !e.contains(&ids[0][..8]) && !e.contains(&ids[3][..8]),
+        "{e}"
+    );
+
+    // A damaged forget record is an error of check.
+    let b = storage(env);
+    let name = &forgotten[0].name;
+    let mut bytes = b.get(name).unwrap();
+    bytes[30] ^= 1;
+    b.put(name, &bytes).unwrap();
+    let e = expect_err(env, &["check", "-q"], 1);
+    assert!(e.contains(name.as_str()), "{e}");
+}
+
+#[test]
+fn a_snapshot_deleted_without_a_forget_record_fails_check() {
+    deletion_without_a_forget_record(&Env::new());
+}
+
+#[test]
+fn s3_a_snapshot_deleted_without_a_forget_record_fails_check() {
+    deletion_without_a_forget_record(&Env::with_repo(&s3::unique_location("forgetrec")));
+}

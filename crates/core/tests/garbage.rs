@@ -1,5 +1,5 @@
 //! Garbage never panics: every parser of stored bytes (pack header, index,
-//! tree, snapshot, lock, repository config, key file) answers random bytes,
+//! tree, snapshot, lock, repository config, key file, forget record) answers random bytes,
 //! and real objects with random damage, with an error or a value, never a
 //! panic. Both as storage holds them (sealed: a storage attacker's bytes)
 //! and behind authentication (sealed here under the repository's key: the
@@ -13,6 +13,7 @@ use ironvault_core::backup::{backup, BackupOptions};
 use ironvault_core::crypto::keyfile::{KdfParams, KeyFile};
 use ironvault_core::crypto::{ad, open, seal};
 use ironvault_core::format::config::Config;
+use ironvault_core::format::forgotten::ForgetRecord;
 use ironvault_core::format::index::IndexFile;
 use ironvault_core::format::snapshot::Snapshot;
 use ironvault_core::format::tree::Tree;
@@ -36,6 +37,7 @@ struct Samples {
     pack_tail: Vec<u8>,
     sealed_index: Vec<u8>,
     lock: Vec<u8>,
+    forget_record: Vec<u8>,
 }
 
 fn samples() -> &'static Samples {
@@ -85,6 +87,13 @@ fn samples() -> &'static Samples {
             pack_tail: b.get_range(&p.name, p.size - 8 - hl, hl + 8).unwrap(),
             sealed_index,
             lock,
+            forget_record: ironvault_core::format::to_cbor(&ForgetRecord {
+                created: "2026-12-03T10:00:00Z".into(),
+                hostname: "erp01".into(),
+                how: "forget".into(),
+                snapshots: vec![snapshot_id],
+            })
+            .unwrap(),
         }
     })
 }
@@ -193,6 +202,22 @@ proptest! {
             .encode(seal(key(), ad::CONFIG, &body))
             .into();
         let _ = Config::open(&serde_json::to_vec(&envelope).unwrap(), key());
+    }
+
+    #[test]
+    fn forget_record_garbage(plain in garbage(|s| &s.forget_record), stored in garbage(|s| &s.forget_record)) {
+        let _ = from_cbor::<ForgetRecord>(&plain, "forget record");
+        // As storage holds it: sealed garbage under its own hash, and raw
+        // garbage under a name it does not match.
+        let b = samples().repo.backend();
+        let sealed = seal(key(), ad::FORGOTTEN, &plain);
+        let name = format!("forgotten/{}", ironvault_core::format::Id::hash_of(&sealed).to_hex());
+        b.put(&name, &sealed).unwrap();
+        b.put(&format!("forgotten/{}", "0".repeat(64)), &stored).unwrap();
+        let (ok, errors) = samples().repo.forget_records().unwrap();
+        prop_assert_eq!(ok.len() + errors.len(), 2);
+        b.delete(&name).unwrap();
+        b.delete(&format!("forgotten/{}", "0".repeat(64))).unwrap();
     }
 
     #[test]

@@ -43,11 +43,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         },
         &progress,
     )?;
+    let alarms = repo.security().map(|g| g.alarms().len()).unwrap_or(0);
     if cli.json {
         println!(
             "{}",
             serde_json::json!({
-                "message_type": "summary", "ok": r.is_ok(), "errors": r.errors, "notices": r.notices,
+                "message_type": "summary", "ok": r.is_ok() && alarms == 0, "errors": r.errors,
+                "security_alarms": alarms, "notices": r.notices,
                 "snapshots": r.snapshots, "trees": r.trees, "packs": r.packs, "blobs": r.blobs, "bytes_read": r.bytes_read,
                 "selection": subset.map(|s| s.describe()).or_else(|| a.read_data.then(|| "all".to_string())),
                 "packs_read": r.packs_read.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
@@ -89,6 +91,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 crate::commands::verbose(cli, || format!("scrub record scrubs/{}", id.to_hex()));
             }
         }
+    }
+    // The security record's alarms (printed as warnings when the repository
+    // was opened): a repository that went back in time fails its check.
+    if r.is_ok() && alarms > 0 {
+        eprintln!(
+            "error: the stored objects are sound, but this host's security record keeps {} (above): the repository went back in time or was tampered with; 'ironvault security status' lists them, 'ironvault security accept' takes the repository as it is",
+            crate::output::plural(alarms as u64, "alarm")
+        );
+        return Ok(super::EXIT_ROLLBACK);
     }
     if r.is_ok() {
         if !cli.quiet && !cli.json {

@@ -130,7 +130,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 for (n, w) in &r.damaged {
                     println!("damaged: {n}: {w}");
                 }
-                if r.damaged.is_empty() {
+                if r.damaged.is_empty() && r.blobs_from_other > 0 {
+                    println!(
+                        "checked {} packs: none is damaged; stored again {} blobs that the snapshots need and no index listed, fetched from {loc}; the index was rebuilt",
+                        r.packs_checked, r.blobs_from_other
+                    );
+                } else if r.damaged.is_empty() {
                     println!(
                         "checked {} packs: none is damaged; nothing to repair",
                         r.packs_checked
@@ -173,7 +178,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     r.blobs_indexed, r.packs_indexed, r.index_files_replaced
                 );
             }
-            Ok(if r.unreadable_packs.is_empty() { 0 } else { 1 })
+            if r.unreadable_packs.is_empty() {
+                return Ok(0);
+            }
+            eprintln!(
+                "error: {} could not be indexed (above), so the blobs only they held are missing; 'ironvault repair packs --from-repo OTHER' rebuilds them from a related repository, 'ironvault check' names what is affected",
+                crate::output::plural(r.unreadable_packs.len() as u64, "damaged pack")
+            );
+            Ok(1)
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The real S3 server for tests (Garage, started by scripts/s3-server.sh) and
 //! a small HTTP-aware TCP proxy in front of it that logs every request and
-//! injects faults: delays, connection resets, and 503 SlowDown answers.
+//! injects faults: delays, 503 SlowDown and 500 answers, connection resets,
+//! truncated answers and uploads, stalls and slow reads.
 //! The proxy wraps the real server; nothing here imitates S3.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -63,6 +65,103 @@ pub enum Fault {
     ResetEvery(u64),
     /// Refuse everything: close each connection as soon as a request arrives.
     Down,
+    /// Answer every Nth request with 500 InternalError instead of forwarding it.
+    ServerErrorEvery(u64),
+    /// Forward every Nth request, pass its answer's head and half its body,
+    /// then cut the connection (a body shorter than its Content-Length).
+    TruncateEvery(u64),
+    /// Pass only half of every Nth request's body to the server, then cut
+    /// both connections (an upload cut short; bodiless requests are reset).
+    TruncateUploadEvery(u64),
+    /// Forward every Nth request, then hold its answer back this long (a stalled server).
+    StallEvery(u64, Duration),
+    /// Forward every Nth request and pass its answer in small pieces with
+    /// pauses between them (a slow reader's view of a slow server).
+    SlowReadEvery(u64),
+    /// Fault one request in `one_in`, each with one of the faults above
+    /// (a stall of 0.2-2 s) drawn from a generator seeded with `seed` and the
+    /// request's number.
+    Random {
+        seed: u64,
+        one_in: u64,
+    },
+}
+
+/// What the proxy does to one request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Action {
+    Pass,
+    Delay(Duration),
+    Down,
+    SlowDown,
+    ServerError,
+    Reset,
+    Truncate,
+    TruncateUpload,
+    Stall(Duration),
+    SlowRead,
+}
+
+impl Action {
+    /// The name a fault is counted under (None: not a fault).
+    fn fault_name(self) -> Option<&'static str> {
+        Some(match self {
+            Action::Pass | Action::Delay(_) | Action::Down => return None,
+            Action::SlowDown => "503 SlowDown",
+            Action::ServerError => "500 InternalError",
+            Action::Reset => "connection reset",
+            Action::Truncate => "truncated body",
+            Action::TruncateUpload => "truncated upload",
+            Action::Stall(_) => "stall",
+            Action::SlowRead => "slow read",
+        })
+    }
+}
+
+/// SplitMix64: one well-mixed 64-bit value from any input.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The action for the `n`-th request (counting from 1) under fault `f`.
+fn decide(f: Fault, n: u64) -> Action {
+    let every = |k: u64, a: Action| {
+        if k > 0 && n.is_multiple_of(k) {
+            a
+        } else {
+            Action::Pass
+        }
+    };
+    match f {
+        Fault::None => Action::Pass,
+        Fault::Delay(d) => Action::Delay(d),
+        Fault::Down => Action::Down,
+        Fault::SlowDownEvery(k) => every(k, Action::SlowDown),
+        Fault::ResetEvery(k) => every(k, Action::Reset),
+        Fault::ServerErrorEvery(k) => every(k, Action::ServerError),
+        Fault::TruncateEvery(k) => every(k, Action::Truncate),
+        Fault::TruncateUploadEvery(k) => every(k, Action::TruncateUpload),
+        Fault::StallEvery(k, d) => every(k, Action::Stall(d)),
+        Fault::SlowReadEvery(k) => every(k, Action::SlowRead),
+        Fault::Random { seed, one_in } => {
+            let r = mix(seed ^ mix(n));
+            if one_in == 0 || !r.is_multiple_of(one_in) {
+                return Action::Pass;
+            }
+            match (r >> 20) % 7 {
+                0 => Action::SlowDown,
+                1 => Action::ServerError,
+                2 => Action::Reset,
+                3 => Action::Truncate,
+                4 => Action::TruncateUpload,
+                5 => Action::Stall(Duration::from_millis(200 + (r >> 40) % 1800)),
+                _ => Action::SlowRead,
+            }
+        }
+    }
 }
 
 /// One request seen by the proxy.
@@ -89,6 +188,8 @@ pub struct Proxy {
     pub log: Arc<Mutex<Vec<Seen>>>,
     /// Requests whose answer was passed back in full, with its status.
     pub done: Arc<Mutex<Vec<Seen>>>,
+    /// Faults injected so far, by kind.
+    pub injected: Arc<Mutex<BTreeMap<&'static str, u64>>>,
     fault: Arc<Mutex<Fault>>,
     count: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -103,17 +204,19 @@ impl Proxy {
             port,
             log: Arc::default(),
             done: Arc::default(),
+            injected: Arc::default(),
             fault: Arc::new(Mutex::new(Fault::None)),
             count: Arc::default(),
             stop: Arc::default(),
         };
-        let (log, done, fault, count, stop) = (
-            p.log.clone(),
-            p.done.clone(),
-            p.fault.clone(),
-            p.count.clone(),
-            p.stop.clone(),
-        );
+        let shared = Shared {
+            log: p.log.clone(),
+            done: p.done.clone(),
+            injected: p.injected.clone(),
+            fault: p.fault.clone(),
+            count: p.count.clone(),
+        };
+        let stop = p.stop.clone();
         let upstream = upstream.to_string();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -121,15 +224,9 @@ impl Proxy {
                     break;
                 }
                 let Ok(client) = conn else { continue };
-                let (log, done, fault, count, upstream) = (
-                    log.clone(),
-                    done.clone(),
-                    fault.clone(),
-                    count.clone(),
-                    upstream.clone(),
-                );
+                let (shared, upstream) = (shared.clone(), upstream.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(client, &upstream, &log, &done, &fault, &count);
+                    let _ = serve(client, &upstream, &shared);
                 });
             }
         });
@@ -159,6 +256,11 @@ impl Proxy {
     /// Answered requests so far, without clearing.
     pub fn done_snapshot(&self) -> Vec<Seen> {
         self.done.lock().unwrap().clone()
+    }
+
+    /// Faults injected so far, by kind; clears the count.
+    pub fn take_injected(&self) -> BTreeMap<&'static str, u64> {
+        std::mem::take(&mut *self.injected.lock().unwrap())
     }
 }
 
@@ -246,14 +348,37 @@ fn copy_body(
     Ok(())
 }
 
-fn serve(
-    client: TcpStream,
-    upstream: &str,
-    log: &Mutex<Vec<Seen>>,
-    done: &Mutex<Vec<Seen>>,
-    fault: &Mutex<Fault>,
-    count: &AtomicU64,
-) -> std::io::Result<()> {
+/// What the proxy's connection threads share.
+#[derive(Clone)]
+struct Shared {
+    log: Arc<Mutex<Vec<Seen>>>,
+    done: Arc<Mutex<Vec<Seen>>>,
+    injected: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    fault: Arc<Mutex<Fault>>,
+    count: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn count_fault(&self, a: Action) {
+        if let Some(name) = a.fault_name() {
+            *self.injected.lock().unwrap().entry(name).or_default() += 1;
+        }
+    }
+}
+
+/// An S3 error answer.
+fn error_answer(w: &mut impl Write, status: &str, code: &str) -> std::io::Result<()> {
+    let b = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+    );
+    write!(
+        w,
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    )
+}
+
+fn serve(client: TcpStream, upstream: &str, sh: &Shared) -> std::io::Result<()> {
     let mut from_client = BufReader::new(client.try_clone()?);
     let mut to_client = client;
     let mut up: Option<(BufReader<TcpStream>, TcpStream)> = None;
@@ -263,26 +388,31 @@ fn serve(
         let target = parts.next().unwrap_or("").to_string();
         let mut body = Vec::new();
         copy_body(&req, &mut from_client, &mut body, false)?;
-        log.lock().unwrap().push(Seen {
+        sh.log.lock().unwrap().push(Seen {
             method: method.clone(),
             target: target.clone(),
             status: None,
         });
-        let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-        let f = *fault.lock().unwrap();
-        match f {
-            Fault::Down => {
+        let n = sh.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let f = *sh.fault.lock().unwrap();
+        let mut action = decide(f, n);
+        if action == Action::TruncateUpload && body.len() < 2 {
+            action = Action::Reset;
+        }
+        match action {
+            Action::Down => {
                 to_client.shutdown(Shutdown::Both)?;
                 return Ok(());
             }
-            Fault::Delay(d) => std::thread::sleep(d),
-            Fault::SlowDownEvery(k) if n.is_multiple_of(k) => {
-                let b = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-                write!(
-                    to_client,
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{b}",
-                    b.len()
-                )?;
+            Action::Delay(d) => std::thread::sleep(d),
+            Action::SlowDown => {
+                sh.count_fault(action);
+                error_answer(&mut to_client, "503 Service Unavailable", "SlowDown")?;
+                continue;
+            }
+            Action::ServerError => {
+                sh.count_fault(action);
+                error_answer(&mut to_client, "500 Internal Server Error", "InternalError")?;
                 continue;
             }
             _ => {}
@@ -293,6 +423,15 @@ fn serve(
         }
         let (from_up, to_up) = up.as_mut().unwrap();
         to_up.write_all(&req.raw)?;
+        if action == Action::TruncateUpload {
+            // The server sees a body shorter than announced, then the end.
+            to_up.write_all(&body[..body.len() / 2])?;
+            to_up.flush()?;
+            sh.count_fault(action);
+            let _ = to_up.shutdown(Shutdown::Both);
+            reset_on_close(&to_client);
+            return Ok(());
+        }
         to_up.write_all(&body)?;
         let Some(resp) = read_head(from_up)? else {
             return Ok(());
@@ -304,18 +443,43 @@ fn serve(
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let no_body = method == "HEAD" || status == 204 || status == 304;
-        if let Fault::ResetEvery(k) = f {
-            if n.is_multiple_of(k) {
+        let mut answer = Vec::new();
+        copy_body(&resp, from_up, &mut answer, no_body)?;
+        if action == Action::Truncate && answer.len() < 2 {
+            action = Action::Reset;
+        }
+        sh.count_fault(action);
+        match action {
+            Action::Reset => {
                 // Half the head, then a hard reset.
                 to_client.write_all(&resp.raw[..resp.raw.len() / 2])?;
                 reset_on_close(&to_client);
                 return Ok(());
             }
+            Action::Truncate => {
+                to_client.write_all(&resp.raw)?;
+                to_client.write_all(&answer[..answer.len() / 2])?;
+                to_client.flush()?;
+                reset_on_close(&to_client);
+                return Ok(());
+            }
+            Action::Stall(d) => std::thread::sleep(d),
+            _ => {}
         }
         to_client.write_all(&resp.raw)?;
-        copy_body(&resp, from_up, &mut to_client, no_body)?;
+        if action == Action::SlowRead {
+            // At most 50 pieces, 10 ms apart: slow, yet done in half a second.
+            let piece = (answer.len() / 50).max(4096);
+            for c in answer.chunks(piece) {
+                to_client.write_all(c)?;
+                to_client.flush()?;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        } else {
+            to_client.write_all(&answer)?;
+        }
         to_client.flush()?;
-        done.lock().unwrap().push(Seen {
+        sh.done.lock().unwrap().push(Seen {
             method,
             target,
             status: Some(status),

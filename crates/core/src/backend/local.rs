@@ -332,4 +332,34 @@ mod tests {
         let b = super::LocalBackend::new(d.path().join("repo"));
         crate::backend::conformance(&b);
     }
+
+    #[test]
+    fn objects_deleted_while_listing_are_left_out_not_an_error() {
+        // A forget or prune deletes objects while a backup lists them: an
+        // entry read from the directory may be gone when it is stat-ed.
+        use crate::backend::Backend;
+        let d = tempfile::tempdir().unwrap();
+        let b = std::sync::Arc::new(super::LocalBackend::new(d.path()));
+        let names: Vec<String> = (0..3000).map(|i| format!("snapshots/{i:064x}")).collect();
+        for n in &names {
+            b.put(n, b"x").unwrap();
+        }
+        let deleter = {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                for n in names {
+                    b.delete(&n).unwrap();
+                }
+            })
+        };
+        let mut listings = 0;
+        while !deleter.is_finished() {
+            let l = b.list("snapshots/").unwrap();
+            assert!(l.iter().all(|o| o.name.starts_with("snapshots/")));
+            listings += 1;
+        }
+        deleter.join().unwrap();
+        assert!(b.list("snapshots/").unwrap().is_empty());
+        assert!(listings > 0);
+    }
 }

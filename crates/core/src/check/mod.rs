@@ -85,6 +85,14 @@ pub fn check(
         }
     }
 
+    // Forget records (format.md §9.3): damaged ones cannot vouch for the
+    // removals they name.
+    for e in repo.forget_records()?.1 {
+        r.errors.push(format!(
+            "{e}; other hosts may take the snapshots it named for deleted by someone without the key"
+        ));
+    }
+
     for e in repo.load_index(false)? {
         r.errors.push(format!(
             "{e}; the blobs it lists are unreachable until the index is rebuilt ('ironvault repair index')"

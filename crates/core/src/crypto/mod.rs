@@ -25,6 +25,7 @@ pub mod ad {
     pub const KEY: &[u8] = b"ironvault/key/v1";
     pub const SCRUB: &[u8] = b"ironvault/scrub/v1";
     pub const ERASURE: &[u8] = b"ironvault/erasure/v1";
+    pub const FORGOTTEN: &[u8] = b"ironvault/forgotten/v1";
 }
 
 /// 32 random bytes.

@@ -2,6 +2,7 @@
 //! every type here names the section it implements.
 
 pub mod config;
+pub mod forgotten;
 pub mod id;
 pub mod index;
 pub mod pack;

@@ -4,7 +4,9 @@
 //! they still verify, else from the other repository (verified against their
 //! id there), and stored again in new packs. Then the damaged packs are
 //! deleted and the index is rebuilt from what is stored, so nothing refers
-//! to them any more. Blobs found in neither repository are reported.
+//! to them any more. Blobs the snapshots need that no index lists (their
+//! pack unreadable beyond its header) are fetched from the other repository
+//! too. Blobs found in neither repository are reported.
 
 use super::{rebuild_index_locked, IndexRepair};
 use crate::backend::is_not_found;
@@ -95,20 +97,17 @@ pub fn repair_packs(
                 damaged.push((*pid, *t, stored.contains_key(pid)));
             }
         }
-        if damaged.is_empty() {
-            other_lock.release()?;
-            lock.release()?;
-            return Ok(r);
-        }
         let mut deletable = Vec::new();
-        // Forget the damaged packs, so their blobs count as absent and are stored again.
-        let bad: IdSet = damaged.iter().map(|d| d.0).collect();
-        let good: IdSet = stored
-            .keys()
-            .filter(|p| !bad.contains(p))
-            .copied()
-            .collect();
-        repo.forget_missing_packs(&good)?;
+        if !damaged.is_empty() {
+            // Forget the damaged packs, so their blobs count as absent and are stored again.
+            let bad: IdSet = damaged.iter().map(|d| d.0).collect();
+            let good: IdSet = stored
+                .keys()
+                .filter(|p| !bad.contains(p))
+                .copied()
+                .collect();
+            repo.forget_missing_packs(&good)?;
+        }
         let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
         for (n, (pid, t, present)) in damaged.iter().enumerate() {
             progress("rescuing blobs", n as u64, damaged.len() as u64);
@@ -168,6 +167,16 @@ pub fn repair_packs(
                 r.kept.push(name);
             }
         }
+        // Blobs the snapshots need that no index lists: their pack is
+        // gone or unreadable beyond its header (swapped, truncated), so
+        // neither the index nor the steps above know of them.
+        progress("finding missing blobs", 0, 0);
+        fetch_missing(&repo, &other, &sink, &mut r)?;
+        if damaged.is_empty() && r.blobs_from_other == 0 {
+            other_lock.release()?;
+            lock.release()?;
+            return Ok(r);
+        }
         sink.finish()?;
         lock.confirm()?;
         // Every blob of these now lives in a new, durable pack.
@@ -178,7 +187,100 @@ pub fn repair_packs(
     // No index file may list the deleted packs any more (still under the
     // exclusive lock, so no backup sees the gap).
     r.index = Some(rebuild_index_locked(&repo, &lock, &|_, _| {})?);
+    if r.lost.is_empty() {
+        // Every blob the snapshots need is indexed now: a pack that no
+        // index lists and whose bytes do not match its name holds nothing
+        // anyone can use (its blobs cannot even be listed). Remove it.
+        let indexed = repo.index();
+        for p in repo.stored_packs()? {
+            if indexed.packs().contains_key(&p.id) {
+                continue;
+            }
+            let bytes = match repo.backend().get(&p.name) {
+                Ok(b) => b,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if Id::hash_of(&bytes) != p.id {
+                repo.backend().delete(&p.name)?;
+                r.damaged.push((
+                    p.name,
+                    "in no index and content does not match its name; removed (every blob the snapshots need is stored)".into(),
+                ));
+            }
+        }
+    }
     other_lock.release()?;
     lock.release()?;
     Ok(r)
+}
+
+/// Walk every snapshot's trees and store again, from `other`, each blob
+/// that `repo`'s index lacks (trees fetched are walked too). Blobs found in
+/// neither are added to `r.lost`.
+fn fetch_missing(
+    repo: &Repository,
+    other: &Repository,
+    sink: &BlobSink,
+    r: &mut PackRepair,
+) -> Result<()> {
+    let (snaps, _) = repo.list_snapshots()?;
+    let mut trees: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
+    let mut seen = IdSet::default();
+    while let Some(t) = trees.pop() {
+        if !seen.insert(t) {
+            continue;
+        }
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted);
+        }
+        let plain = if sink.is_known(&t) {
+            match repo.read_blob(BlobType::Tree, &t) {
+                Ok(p) => p,
+                Err(_) => continue, // damaged where it is: check names it
+            }
+        } else {
+            match fetch(other, sink, BlobType::Tree, &t, r)? {
+                Some(p) => p,
+                None => continue,
+            }
+        };
+        let tree: crate::format::tree::Tree =
+            crate::format::from_cbor(&plain, &format!("tree {}", t.short()))?;
+        for node in &tree.nodes {
+            if let Some(sub) = node.subtree {
+                trees.push(sub);
+            }
+            for b in node.content.iter().flatten() {
+                if seen.insert(*b) && !sink.is_known(b) {
+                    fetch(other, sink, BlobType::Data, b, r)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Store blob `id` from `other` (verified there against its id).
+fn fetch(
+    other: &Repository,
+    sink: &BlobSink,
+    t: BlobType,
+    id: &Id,
+    r: &mut PackRepair,
+) -> Result<Option<Vec<u8>>> {
+    match other.read_blob(t, id) {
+        Ok(p) => {
+            if sink.claim(id) {
+                sink.store(t, *id, &p)?;
+                r.blobs_from_other += 1;
+            }
+            Ok(Some(p))
+        }
+        Err(e) => {
+            r.lost
+                .push(format!("blob {} (in no pack): {e}", id.short()));
+            Ok(None)
+        }
+    }
 }

@@ -38,48 +38,63 @@ pub struct Deletions {
     pub hostname: Option<String>,
 }
 
+/// Listings of `index/` before `read_index_files` gives up.
+const INDEX_LIST_ROUNDS: u32 = 32;
+
 impl Repository {
     /// Read every index file; a damaged one is returned in the error list, not fatal.
+    ///
+    /// A file that vanishes between the listing and the read was replaced
+    /// by a prune, whose new index file was written before the old one was
+    /// deleted but may be missing from the listing: list again and read
+    /// only the names not read yet, until a listing held no vanished file.
+    /// A prune running in a loop beside us cannot make this fail: each
+    /// round reads only what changed.
     pub fn read_index_files(&self) -> Result<WithErrors<(Id, IndexFile)>> {
-        // A file that vanishes between the listing and the read was replaced
-        // by a prune, whose new index file may be missing from the listing:
-        // list again (a prune replaces index files rarely, so a few tries do).
-        for _ in 0..4 {
-            if let Some(r) = self.read_index_files_once()? {
-                return Ok(r);
-            }
-        }
-        Err(Error::Invalid(
-            "index files keep changing while being read (another prune?); try again".into(),
-        ))
-    }
-
-    fn read_index_files_once(&self) -> Result<Option<WithErrors<(Id, IndexFile)>>> {
         let mut files = Vec::new();
         let mut errors = Vec::new();
-        for o in self.backend.list("index/")? {
-            let what = o.name.clone();
-            let Some(id) = o.name.strip_prefix("index/").and_then(Id::from_hex) else {
-                continue;
-            };
-            let bytes = match self.backend.get(&o.name) {
-                Ok(b) => b,
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if Id::hash_of(&bytes) != id {
-                errors.push(Error::damaged(
-                    what,
-                    "content does not match its name (changed or truncated)",
-                ));
-                continue;
+        let mut done: HashSet<Id> = HashSet::new();
+        for round in 0..INDEX_LIST_ROUNDS {
+            let mut vanished = false;
+            for o in self.backend.list("index/")? {
+                let what = o.name.clone();
+                let Some(id) = o.name.strip_prefix("index/").and_then(Id::from_hex) else {
+                    continue;
+                };
+                if done.contains(&id) {
+                    continue;
+                }
+                let bytes = match self.backend.get(&o.name) {
+                    Ok(b) => b,
+                    Err(e) if is_not_found(&e) => {
+                        vanished = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                done.insert(id);
+                if Id::hash_of(&bytes) != id {
+                    errors.push(Error::damaged(
+                        what,
+                        "content does not match its name (changed or truncated)",
+                    ));
+                    continue;
+                }
+                match IndexFile::open(&self.master, &bytes, &what) {
+                    Ok(f) => files.push((id, f)),
+                    Err(e) => errors.push(e),
+                }
             }
-            match IndexFile::open(&self.master, &bytes, &what) {
-                Ok(f) => files.push((id, f)),
-                Err(e) => errors.push(e),
+            if !vanished {
+                return Ok((files, errors));
+            }
+            if round > 2 {
+                std::thread::sleep(std::time::Duration::from_millis(50 * round as u64));
             }
         }
-        Ok(Some((files, errors)))
+        Err(Error::Invalid(format!(
+            "index files kept vanishing while being read ({INDEX_LIST_ROUNDS} listings; another prune running in a loop?); try again"
+        )))
     }
 
     /// Every prune phase-1 deletion list, with its object name.

@@ -4,11 +4,15 @@
 use super::security::How;
 use super::{snapshot_ad, Repository, WithErrors};
 use crate::backend::is_not_found;
-use crate::crypto::{open, seal};
+use crate::crypto::{ad, open, seal};
 use crate::error::{Error, Result};
+use crate::format::forgotten::{ForgetRecord, MAX_PER_RECORD};
 use crate::format::id::IdSet;
 use crate::format::snapshot::Snapshot;
 use crate::format::{from_cbor, to_cbor, Id};
+
+/// Where forget records live.
+pub const FORGOTTEN_PREFIX: &str = "forgotten/";
 
 impl Repository {
     /// Store a snapshot (last step of a backup); returns its id.
@@ -33,7 +37,15 @@ impl Repository {
 
     /// Delete snapshot objects, telling this host's security record first
     /// (so that their return is noticed); `each` is called after each one.
+    ///
+    /// First a forget record naming them is stored (format.md §9.3): if it
+    /// cannot be written, nothing is deleted. Other hosts tell such a
+    /// removal from a deletion by someone with only storage access by it.
     pub fn remove_snapshots(&self, ids: &[Id], how: How, each: &mut dyn FnMut(&Id)) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write_forget_records(ids, how)?;
         let guard = self.security();
         if let Some(g) = guard {
             g.removing(ids, how);
@@ -85,6 +97,60 @@ impl Repository {
             .iter()
             .filter_map(|o| o.name.strip_prefix("snapshots/").and_then(Id::from_hex))
             .collect())
+    }
+
+    /// Store forget records naming `ids` (format.md §9.3).
+    fn write_forget_records(&self, ids: &[Id], how: How) -> Result<()> {
+        let how = match how {
+            How::Forget => "forget",
+            How::Rewrite => "rewrite",
+            How::Repair => "repair",
+            How::Gone | How::Accepted => "forget",
+        };
+        for part in ids.chunks(MAX_PER_RECORD) {
+            let rec = ForgetRecord {
+                created: chrono::Utc::now().to_rfc3339(),
+                hostname: super::hostname(),
+                how: how.to_string(),
+                snapshots: part.to_vec(),
+            };
+            let sealed = seal(&self.master, ad::FORGOTTEN, &to_cbor(&rec)?);
+            let id = Id::hash_of(&sealed);
+            self.backend
+                .put(&format!("{FORGOTTEN_PREFIX}{}", id.to_hex()), &sealed)?;
+        }
+        Ok(())
+    }
+
+    /// Every forget record (format.md §9.3); a damaged one is returned in the
+    /// error list (a record that vanished meanwhile is skipped).
+    pub fn forget_records(&self) -> Result<WithErrors<(Id, ForgetRecord)>> {
+        let mut out = Vec::new();
+        let mut errs = Vec::new();
+        for o in self.backend.list(FORGOTTEN_PREFIX)? {
+            let Some(id) = o.name.strip_prefix(FORGOTTEN_PREFIX).and_then(Id::from_hex) else {
+                continue;
+            };
+            let bytes = match self.backend.get(&o.name) {
+                Ok(b) => b,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if Id::hash_of(&bytes) != id {
+                errs.push(Error::damaged(
+                    &o.name,
+                    "content does not match its name (changed or truncated)",
+                ));
+                continue;
+            }
+            match open(&self.master, ad::FORGOTTEN, &bytes, &o.name)
+                .and_then(|p| from_cbor::<ForgetRecord>(&p, &o.name))
+            {
+                Ok(r) => out.push((id, r)),
+                Err(e) => errs.push(e),
+            }
+        }
+        Ok((out, errs))
     }
 
     /// All readable snapshots, oldest first; unreadable ones are returned as errors.

@@ -121,6 +121,9 @@ impl Alarm {
             AlarmKind::Config => format!(
                 "the config of repository {repo} is not the one this host first saw: the repository was swapped for another copy; check the location, and run 'ironvault security accept' only once you know why"
             ),
+            AlarmKind::Deleted => format!(
+                "snapshot {id}{snap} that this host saw was deleted from repository {repo} without a forget record naming it: someone with access to the storage removed it (or a host running an ironvault that writes no forget records forgot it). Copy it back from another repository ('ironvault copy --from-repo ... {id}') if one holds it; once explained, 'ironvault security accept' takes the repository as it is"
+            ),
             AlarmKind::Index => format!(
                 "index file {id} of repository {repo} is back although an index file that superseded it was seen, and none supersedes it now: it stays ignored (someone with access to the storage, or an older copy of the repository). Run 'ironvault check' (and 'ironvault repair index' if blobs are missing); once explained, 'ironvault security accept' takes the index as it is"
             ),
@@ -135,8 +138,19 @@ struct Facts {
     loaded: IdMap<Snapshot>,
     /// Snapshots the record had as seen when the listing was taken.
     seen_before: IdSet,
+    /// Removals the record held when the listing was taken (id → pending).
+    /// Only these can be judged by the listing: a removal another command
+    /// of this host recorded after it (a forget running beside us) may be
+    /// newer than the listing, which then still shows the snapshot.
+    removed_before: IdMap<bool>,
+    /// Snapshots whose disappearance had raised an alarm when the listing was taken.
+    gone_alarms_before: IdSet,
     /// Snapshots named by erasure requests (rewritten by some host).
     erased: IdSet,
+    /// Snapshots named by forget records (removed by a host with the key),
+    /// read after the listing; and whether any forget record is stored.
+    forgotten: IdSet,
+    forget_records_exist: bool,
     config: Id,
     location: String,
     created: bool,
@@ -164,6 +178,20 @@ impl Repository {
             .as_ref()
             .map(|r| r.seen.keys().map(|h| h.0).collect())
             .unwrap_or_default();
+        let removed_before: IdMap<bool> = before
+            .as_ref()
+            .map(|r| r.removed.iter().map(|x| (x.id.0, x.pending)).collect())
+            .unwrap_or_default();
+        let gone_alarms_before: IdSet = before
+            .as_ref()
+            .map(|r| {
+                r.alarms
+                    .iter()
+                    .filter(|a| matches!(a.kind, AlarmKind::Gone | AlarmKind::Deleted))
+                    .filter_map(|a| a.id.map(|h| h.0))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut loaded = IdMap::default();
         for id in listing.iter().filter(|i| !seen_before.contains(i)) {
             // An unreadable snapshot is left for `check` to report.
@@ -179,11 +207,30 @@ impl Repository {
         } else {
             IdSet::default()
         };
+        // Read after the listing: a forget stores its record before it
+        // deletes, so every removal the listing misses is named here.
+        let (forgotten, forget_records_exist) = if vanished {
+            match self.forget_records() {
+                Ok((recs, _)) => (
+                    recs.iter()
+                        .flat_map(|(_, r)| r.snapshots.iter().copied())
+                        .collect(),
+                    !recs.is_empty(),
+                ),
+                Err(_) => (IdSet::default(), false),
+            }
+        } else {
+            (IdSet::default(), false)
+        };
         let facts = Facts {
             listing,
             loaded,
             seen_before,
+            removed_before,
+            gone_alarms_before,
             erased,
+            forgotten,
+            forget_records_exist,
             config: self.config_hash,
             location: self.backend.location(),
             created,
@@ -246,13 +293,18 @@ fn compare(r: &mut Record, f: &Facts) {
             noticed: now.clone(),
         });
     }
-    // Removals that a command announced: done if the snapshot is gone,
-    // never happened if it is still there.
+    // Removals that a command announced before the listing was taken: done
+    // if the snapshot is gone, never happened if it is still there (the
+    // command stopped first; if it is still running, it records the
+    // removal again when it is done). Later ones are left to their command.
     let listing = &f.listing;
+    let announced_before = |x: &record::Removed| f.removed_before.get(&x.id.0) == Some(&true);
     r.removed
-        .retain(|x| !(x.pending && listing.contains(&x.id.0)));
+        .retain(|x| !(x.pending && announced_before(x) && listing.contains(&x.id.0)));
     for x in r.removed.iter_mut() {
-        x.pending = false;
+        if x.pending && announced_before(x) {
+            x.pending = false;
+        }
     }
     // Gone since the last look (only what was seen before the listing: a
     // snapshot written meanwhile by this host is not in it).
@@ -274,12 +326,19 @@ fn compare(r: &mut Record, f: &Facts) {
     let returned: Vec<Alarm> = r
         .alarms
         .iter()
-        .filter(|a| a.kind == AlarmKind::Gone && a.id.is_some_and(|i| listing.contains(&i.0)))
+        .filter(|a| {
+            matches!(a.kind, AlarmKind::Gone | AlarmKind::Deleted)
+                && a.id
+                    .is_some_and(|i| listing.contains(&i.0) && f.gone_alarms_before.contains(&i.0))
+        })
         .cloned()
         .collect();
     r.alarms.retain(|a| !returned.contains(a));
-    // Known removed, yet listed: a replay.
+    // Known removed when the listing was taken, yet listed: a replay.
     for id in listing {
+        if f.removed_before.get(id) != Some(&false) {
+            continue;
+        }
         let Some(x) = r.removal(id).cloned() else {
             continue;
         };
@@ -294,6 +353,7 @@ fn compare(r: &mut Record, f: &Facts) {
     }
     // Per group, the vanished snapshots with nothing as new left: the newest
     // of them raises the alarm (the older ones go with it).
+    r.forget_records |= f.forget_records_exist;
     let mut lost: std::collections::BTreeMap<String, Vec<(Id, record::Seen)>> = Default::default();
     for (id, s) in vanished {
         if r.removal(&id).is_some() {
@@ -301,6 +361,28 @@ fn compare(r: &mut Record, f: &Facts) {
         }
         if f.erased.contains(&id) {
             r.note_removed(id, How::Rewrite, false);
+            continue;
+        }
+        if f.forgotten.contains(&id) {
+            r.note_removed(id, How::Gone, false);
+            continue;
+        }
+        if r.forget_records {
+            // Every removal by a host with the key names the snapshot in a
+            // forget record first: this one was deleted without the key.
+            let g = r.groups.get(&s.group).cloned();
+            r.raise(Alarm {
+                kind: AlarmKind::Deleted,
+                id: Some(HexId(id)),
+                snapshot: g.map(|g| Described {
+                    time: s.time.clone(),
+                    hostname: g.hostname,
+                    paths: g.paths,
+                }),
+                how: None,
+                removed: None,
+                noticed: now.clone(),
+            });
             continue;
         }
         let t = parse_time(&s.time);
@@ -423,6 +505,7 @@ impl Guard {
             return;
         }
         self.change("this host will not notice if they come back", |r| {
+            r.forget_records = true; // the caller stored one
             for id in ids {
                 r.note_removed(*id, how, true);
             }

@@ -158,6 +158,9 @@ pub enum AlarmKind {
     /// An index file this host knows was superseded is back, and no index
     /// file in the repository supersedes it any more.
     Index,
+    /// A snapshot this host saw is gone and no forget record names it:
+    /// deleted by someone without the key.
+    Deleted,
 }
 
 /// A problem found, kept until the operator accepts the repository's state
@@ -201,6 +204,10 @@ pub struct Record {
     /// Index files known to be superseded, oldest first.
     #[serde(default)]
     pub superseded_index: Vec<HexId>,
+    /// The repository has forget records (format.md §9.3): a snapshot gone
+    /// without one naming it was deleted by someone without the key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forget_records: bool,
     #[serde(default)]
     pub alarms: Vec<Alarm>,
 }
@@ -218,6 +225,7 @@ impl Record {
             seen: BTreeMap::new(),
             removed: Vec::new(),
             superseded_index: Vec::new(),
+            forget_records: false,
             alarms: Vec::new(),
         }
     }

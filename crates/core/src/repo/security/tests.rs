@@ -296,3 +296,93 @@ fn supersedes_lists_inherit_the_chain_newest_first_and_bounded() {
     assert_eq!(l.len(), 1 + crate::format::index::MAX_INHERITED_SUPERSEDED);
     assert_eq!(l[1], long[0], "the newest inherited ids are kept");
 }
+
+/// The facts a command gathers: the record as loaded (`before`), then the listing.
+fn facts_of(before: &Record, listing: &[Id]) -> Facts {
+    Facts {
+        listing: listing.iter().copied().collect(),
+        loaded: IdMap::default(),
+        seen_before: before.seen.keys().map(|h| h.0).collect(),
+        removed_before: before.removed.iter().map(|x| (x.id.0, x.pending)).collect(),
+        gone_alarms_before: before
+            .alarms
+            .iter()
+            .filter(|a| matches!(a.kind, AlarmKind::Gone | AlarmKind::Deleted))
+            .filter_map(|a| a.id.map(|h| h.0))
+            .collect(),
+        erased: IdSet::default(),
+        forgotten: IdSet::default(),
+        forget_records_exist: false,
+        config: Id([1; 32]),
+        location: "/repo".into(),
+        created: false,
+    }
+}
+
+fn record_with(seen: &[(Id, &str)]) -> Record {
+    let mut r = Record::new(Id([7; 32]), &Id([1; 32]), "/repo");
+    for (id, time) in seen {
+        r.note_seen(*id, time, group_of(&snap("erp01", "/srv", time)));
+    }
+    r
+}
+
+#[test]
+fn a_removal_recorded_after_the_listing_is_not_a_replay() {
+    // A backup loads the record and lists the snapshots (X is there); a
+    // forget of this host then deletes X and records it, before the backup
+    // updates the record with its (now stale) listing.
+    let x = Id([2; 32]);
+    let newer = Id([3; 32]);
+    let before = record_with(&[(x, "2026-12-01T10:00:00Z"), (newer, "2026-12-02T10:00:00Z")]);
+    let facts = facts_of(&before, &[x, newer]);
+    for how in [How::Forget, How::Gone] {
+        let mut now = before.clone();
+        now.note_removed(x, how, false);
+        now.seen.remove(&HexId(x));
+        compare(&mut now, &facts);
+        assert!(now.alarms.is_empty(), "{how:?}: {:?}", now.alarms);
+        assert!(now.removal(&x).is_some(), "{how:?}: the removal is kept");
+    }
+    // Announced (pending) after the listing: neither a replay nor dropped.
+    let mut now = before.clone();
+    now.note_removed(x, How::Forget, true);
+    compare(&mut now, &facts);
+    assert!(now.alarms.is_empty(), "{:?}", now.alarms);
+    assert!(now.removal(&x).unwrap().pending, "left to the forget");
+    // Known removed before the listing, and listed: still a replay.
+    let mut before2 = before.clone();
+    before2.note_removed(x, How::Forget, false);
+    before2.seen.remove(&HexId(x));
+    let mut now = before2.clone();
+    compare(&mut now, &facts_of(&before2, &[x, newer]));
+    assert_eq!(
+        now.alarms.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        vec![AlarmKind::Back]
+    );
+}
+
+#[test]
+fn a_stale_listing_does_not_clear_a_newer_alarm() {
+    // Another command of this host saw the newest snapshot gone after our
+    // listing (which still shows it) was taken: the alarm stays.
+    let x = Id([2; 32]);
+    let before = record_with(&[(x, "2026-12-01T10:00:00Z")]);
+    let facts = facts_of(&before, &[x]);
+    let mut now = before.clone();
+    now.seen.remove(&HexId(x));
+    now.raise(Alarm {
+        kind: AlarmKind::Gone,
+        id: Some(HexId(x)),
+        snapshot: None,
+        how: None,
+        removed: None,
+        noticed: "2026-12-03T10:00:00Z".into(),
+    });
+    compare(&mut now, &facts);
+    assert_eq!(now.alarms.len(), 1, "{:?}", now.alarms);
+    // Raised before the listing, and the snapshot is back: nothing is lost.
+    let mut now2 = now.clone();
+    compare(&mut now2, &facts_of(&now, &[x]));
+    assert!(now2.alarms.is_empty(), "{:?}", now2.alarms);
+}
