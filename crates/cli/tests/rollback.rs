@@ -312,3 +312,33 @@ fn a_snapshot_deleted_without_a_forget_record_fails_check() {
 fn s3_a_snapshot_deleted_without_a_forget_record_fails_check() {
     deletion_without_a_forget_record(&Env::with_repo(&s3::unique_location("forgetrec")));
 }
+
+/// The newest snapshot damaged (or replaced by another object's bytes):
+/// `latest` skips it, so the repository looks older; a host that saw it
+/// says so and `restore latest` and `backup` exit 13.
+#[test]
+fn a_damaged_newest_snapshot_is_a_rollback_too() {
+    let env = Env::new();
+    let src = env.path("src");
+    env.init();
+    for v in 1..=2 {
+        write(&src.join("f"), format!("version {v}\n").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+    let ids = env.snapshot_ids();
+    let b = storage(&env);
+    let name = snapshot_object(&ids[1]);
+    let mut bytes = b.get(&name).unwrap();
+    bytes[40] ^= 1;
+    b.put(&name, &bytes).unwrap();
+    let (t, e) = restore_latest(&env, "1", 13);
+    assert!(
+        e.contains("cannot be read any more") && e.contains(&ids[1][..8]),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(t.join("src/f")).unwrap(), b"version 1\n");
+    let e = expect_err(&env, &["backup", "-q", src.to_str().unwrap()], 13);
+    assert!(e.contains(&ids[1][..8]), "{e}");
+    // A host that never saw it cannot tell; check names the damage either way.
+    expect_err(&env, &["check", "-q"], 1);
+}

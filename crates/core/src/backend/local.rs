@@ -117,8 +117,41 @@ impl LocalBackend {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+    /// The path of object `name`. Every directory between the root and the
+    /// object must be a real directory, not a symbolic link: whoever can
+    /// write to the repository could otherwise point `packs` or `locks` at
+    /// another directory and have prune, forget or unlock delete there
+    /// (format.md §1). Directories that do not exist yet are fine.
+    fn path(&self, name: &str) -> Result<PathBuf> {
+        self.real_dirs(name, false)?;
+        Ok(self.root.join(name))
+    }
+
+    /// Check the directories on the way to `rel` (and `rel` itself when
+    /// `including_last`): each must be missing or a real directory.
+    fn real_dirs(&self, rel: &str, including_last: bool) -> Result<()> {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        let n = if including_last {
+            parts.len()
+        } else {
+            parts.len().saturating_sub(1)
+        };
+        let mut dir = self.root.clone();
+        for part in &parts[..n] {
+            dir.push(part);
+            match fs::symlink_metadata(&dir) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => {
+                    return Err(Error::damaged(
+                        dir.display().to_string(),
+                        "not a directory but a symbolic link or another kind of file, where the repository keeps a directory: only regular files in real directories under the repository are objects (format.md §1); someone with access to the storage put it there: remove it, then run 'ironvault check'",
+                    ))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(st("stat", rel, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Create `dir` and its parents, fsyncing each parent whose entry changed.
@@ -200,6 +233,16 @@ impl LocalBackend {
     }
 }
 
+/// Open an object for reading without following a symbolic link in its
+/// place (which would read whatever file it names).
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
@@ -207,7 +250,7 @@ impl Backend for LocalBackend {
 
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         let kind = kind_of(name);
-        let path = self.path(name);
+        let path = self.path(name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         self.ensure_dir(&dir, name)?;
         let fname = path
@@ -243,7 +286,10 @@ impl Backend for LocalBackend {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
-        fs::read(self.path(name)).map_err(|e| st("read", name, e))
+        let mut f = open_nofollow(&self.path(name)?).map_err(|e| st("read", name, e))?;
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut out).map_err(|e| st("read", name, e))?;
+        Ok(out)
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -251,7 +297,8 @@ impl Backend for LocalBackend {
         let f = match cached {
             Some(f) => f,
             None => {
-                let f = Arc::new(File::open(self.path(name)).map_err(|e| st("open", name, e))?);
+                let f =
+                    Arc::new(open_nofollow(&self.path(name)?).map_err(|e| st("open", name, e))?);
                 if let Ok(mut h) = self.handles.lock() {
                     if h.len() >= HANDLES {
                         h.clear();
@@ -270,7 +317,8 @@ impl Backend for LocalBackend {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let rel = prefix.trim_end_matches('/');
         let mut out = Vec::new();
-        self.list_dir(&self.path(rel), rel, &mut out)?;
+        self.real_dirs(rel, true)?;
+        self.list_dir(&self.root.join(rel), rel, &mut out)?;
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -279,7 +327,7 @@ impl Backend for LocalBackend {
         if let Ok(mut h) = self.handles.lock() {
             h.remove(name);
         }
-        let path = self.path(name);
+        let path = self.path(name)?;
         match fs::remove_file(&path) {
             Ok(()) => {
                 if let Some(dir) = path.parent() {
@@ -295,8 +343,10 @@ impl Backend for LocalBackend {
     }
 
     fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
-        match fs::metadata(self.path(name)) {
+        match fs::symlink_metadata(self.path(name)?) {
             // The mtime the kernel of the storage host stamped (NFS servers stamp theirs).
+            // Only regular files are objects (as in listings).
+            Ok(m) if !m.is_file() => Ok(None),
             Ok(m) => Ok(Some(ObjectInfo {
                 name: name.to_string(),
                 size: m.len(),
@@ -361,5 +411,42 @@ mod tests {
         deleter.join().unwrap();
         assert!(b.list("snapshots/").unwrap().is_empty());
         assert!(listings > 0);
+    }
+
+    #[test]
+    fn symlinked_directories_and_objects_are_never_followed() {
+        // Someone with write access to the repository points its
+        // directories, or an object name, somewhere else.
+        use crate::backend::Backend;
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(outside.join("data/ab")).unwrap();
+        let victim = outside.join("data/ab").join("ab".repeat(32));
+        std::fs::write(&victim, b"someone else's file").unwrap();
+        std::fs::write(outside.join("secret"), b"secret").unwrap();
+        let root = d.path().join("repo");
+        let b = super::LocalBackend::new(&root);
+        b.put("config", b"c").unwrap();
+        std::fs::create_dir_all(root.join("keys")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("packs")).unwrap();
+        std::os::unix::fs::symlink(outside.join("data"), root.join("locks")).unwrap();
+        let name = format!("packs/data/ab/{}", "ab".repeat(32));
+        for e in [
+            b.list("packs/").unwrap_err(),
+            b.list("locks/").unwrap_err(),
+            b.get(&name).unwrap_err(),
+            b.get_range(&name, 0, 4).unwrap_err(),
+            b.delete(&name).unwrap_err(),
+            b.put(&name, b"x").unwrap_err(),
+            b.stat(&name).unwrap_err(),
+        ] {
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"someone else's file");
+        // An object that is a link reads nothing through it.
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("keys/k")).unwrap();
+        assert!(b.get("keys/k").is_err());
+        assert_eq!(b.stat("keys/k").unwrap(), None);
+        assert!(b.list("keys/").unwrap().is_empty());
     }
 }

@@ -203,6 +203,9 @@ pub fn repair_packs(
             };
             if Id::hash_of(&bytes) != p.id {
                 repo.backend().delete(&p.name)?;
+                if let Some(i) = r.index.as_mut() {
+                    i.unreadable_packs.retain(|u| !u.starts_with(&p.name));
+                }
                 r.damaged.push((
                     p.name,
                     "in no index and content does not match its name; removed (every blob the snapshots need is stored)".into(),

@@ -157,11 +157,22 @@ impl Repository {
     pub fn list_snapshots(&self) -> Result<WithErrors<(Id, Snapshot)>> {
         let mut out = Vec::new();
         let mut errs = Vec::new();
+        let mut unreadable = Vec::new();
         for id in self.snapshot_ids()? {
             match self.load_snapshot(&id) {
                 Ok(s) => out.push((id, s)),
-                Err(e) => errs.push(e),
+                // Vanished since the listing (a forget beside us): not an error.
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    unreadable.push(id);
+                    errs.push(e);
+                }
             }
+        }
+        // One this host saw readable is damaged or replaced: `latest` now
+        // skips it, so the repository looks older than it is (format.md §11).
+        if let Some(g) = self.security() {
+            g.unreadable(&unreadable, &self.config.id);
         }
         out.sort_by(|a, b| {
             let ta = a.1.parsed_time();

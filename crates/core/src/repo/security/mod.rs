@@ -124,6 +124,9 @@ impl Alarm {
             AlarmKind::Deleted => format!(
                 "snapshot {id}{snap} that this host saw was deleted from repository {repo} without a forget record naming it: someone with access to the storage removed it (or a host running an ironvault that writes no forget records forgot it). Copy it back from another repository ('ironvault copy --from-repo ... {id}') if one holds it; once explained, 'ironvault security accept' takes the repository as it is"
             ),
+            AlarmKind::Unreadable => format!(
+                "snapshot {id}{snap} that this host saw cannot be read any more from repository {repo} (damaged, or replaced by other bytes), so 'latest' and backups skip it and the repository looks older than it is. Run 'ironvault check'; copy it back from another repository ('ironvault copy --from-repo ... {id}') or forget it; then 'ironvault security accept'"
+            ),
             AlarmKind::Index => format!(
                 "index file {id} of repository {repo} is back although an index file that superseded it was seen, and none supersedes it now: it stays ignored (someone with access to the storage, or an older copy of the repository). Run 'ironvault check' (and 'ironvault repair index' if blobs are missing); once explained, 'ironvault security accept' takes the index as it is"
             ),
@@ -539,6 +542,49 @@ impl Guard {
                 r.note_superseded(new);
             },
         );
+    }
+
+    /// Snapshots that did not load: an alarm for each this host saw.
+    pub fn unreadable(&self, ids: &[Id], repo: &Id) {
+        let rec = self.record();
+        let hit: Vec<(Id, Option<Described>)> = ids
+            .iter()
+            .filter_map(|id| {
+                let s = rec.seen.get(&HexId(*id))?;
+                let g = rec.groups.get(&s.group);
+                Some((
+                    *id,
+                    g.map(|g| Described {
+                        time: s.time.clone(),
+                        hostname: g.hostname.clone(),
+                        paths: g.paths.clone(),
+                    }),
+                ))
+            })
+            .collect();
+        if hit.is_empty() {
+            return;
+        }
+        let now = chrono::Utc::now().to_rfc3339();
+        let mut raised = Vec::new();
+        self.change("the alarm is not kept", |r| {
+            for (id, d) in &hit {
+                let a = Alarm {
+                    kind: AlarmKind::Unreadable,
+                    id: Some(HexId(*id)),
+                    snapshot: d.clone(),
+                    how: None,
+                    removed: None,
+                    noticed: now.clone(),
+                };
+                if r.raise(a.clone()) {
+                    raised.push(a);
+                }
+            }
+        });
+        for a in raised {
+            (self.warn)(&a.message(repo));
+        }
     }
 
     /// Index files known superseded are back with nothing superseding them.

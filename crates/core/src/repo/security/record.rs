@@ -161,6 +161,9 @@ pub enum AlarmKind {
     /// A snapshot this host saw is gone and no forget record names it:
     /// deleted by someone without the key.
     Deleted,
+    /// A snapshot this host saw cannot be read any more (damaged, or
+    /// replaced by other bytes): `latest` skips it.
+    Unreadable,
 }
 
 /// A problem found, kept until the operator accepts the repository's state
