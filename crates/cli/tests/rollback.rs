@@ -342,3 +342,89 @@ fn a_damaged_newest_snapshot_is_a_rollback_too() {
     // A host that never saw it cannot tell; check names the damage either way.
     expect_err(&env, &["check", "-q"], 1);
 }
+
+/// While alarms are kept, prune (alone, or after forget or rewrite) deletes
+/// nothing: the packs of snapshots someone deleted may be what the operator
+/// needs to recover. A dry run still reports.
+#[test]
+fn prune_refuses_while_alarms_are_kept() {
+    let env = Env::new();
+    let src = env.path("src");
+    env.init();
+    for v in 1..=2 {
+        write(&src.join("f"), format!("version {v}\n").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+    let ids = env.snapshot_ids();
+    storage(&env).delete(&snapshot_object(&ids[1])).unwrap();
+    let packs_before = files_under(&env.repo.join("packs")).len();
+    let e = expect_err(&env, &["prune", "--max-unused", "0%"], 13);
+    assert!(e.lines().last().unwrap().contains("prune refused"), "{e}");
+    let e = expect_err(&env, &["forget", "--keep-last", "1", "--prune"], 13);
+    assert!(e.contains("prune refused"), "{e}");
+    assert_eq!(files_under(&env.repo.join("packs")).len(), packs_before);
+    expect_err(&env, &["prune", "--dry-run"], 0);
+    env.ok(&["security", "accept"]);
+    env.ok(&["prune", "--max-unused", "0%"]);
+    assert!(files_under(&env.repo.join("packs")).len() < packs_before);
+}
+
+/// A forgotten snapshot put back does not count toward a --keep policy, so
+/// it cannot push out a legitimate snapshot; the policy leaves it alone.
+#[test]
+fn a_replayed_snapshot_does_not_count_toward_the_policy() {
+    let env = Env::new();
+    let src = env.path("src");
+    env.init();
+    for v in 1..=3 {
+        write(&src.join("f"), format!("version {v}\n").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+    let ids = env.snapshot_ids();
+    let b = storage(&env);
+    let saved = b.get(&snapshot_object(&ids[2])).unwrap();
+    env.ok(&["forget", "-q", &ids[2]]);
+    b.put(&snapshot_object(&ids[2]), &saved).unwrap();
+    write(&src.join("f"), b"version 4\n");
+    expect_err(&env, &["backup", "-q", src.to_str().unwrap()], 13);
+    let e = expect_err(&env, &["forget", "--keep-last", "2"], 0);
+    assert!(e.contains("left out of the policy: 1 snapshot"), "{e}");
+    let left = env.snapshot_ids();
+    assert!(
+        left.contains(&ids[1]),
+        "the legitimate second snapshot is kept"
+    );
+    assert!(left.contains(&ids[2]), "the replayed one is left alone");
+    assert!(!left.contains(&ids[0]));
+}
+
+/// Prune's new index file supersedes the old ones: this host remembers that
+/// as soon as it is stored, so the old files put back (and the new one
+/// deleted) are noticed even if no command loaded the index in between.
+#[test]
+fn prune_remembers_what_its_index_superseded() {
+    let env = Env::new();
+    let src = env.path("src");
+    env.init();
+    for v in 1..=3 {
+        write(&src.join("f"), format!("version {v}\n").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+    let old = index_files(&env.repo);
+    let ids = env.snapshot_ids();
+    env.ok(&["forget", "-q", &ids[0], "--prune", "--max-unused", "0%"]);
+    let new = index_files(&env.repo);
+    for (n, _) in &new {
+        std::fs::remove_file(env.repo.join("index").join(n)).unwrap();
+    }
+    for (n, bytes) in &old {
+        write(&env.repo.join("index").join(n), bytes);
+    }
+    let o = env.run(&["check", "-q"]);
+    let e = stderr_of(&o);
+    assert_ne!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("is back although an index file that superseded it was seen"),
+        "{e}"
+    );
+}

@@ -135,7 +135,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     // (a prune that still sees a removed snapshot only keeps more), and it
     // keeps exclusive work such as 'repair packs' away.
     let lock = Lock::unless_dry_run(a.dry_run, repo.backend().clone(), *repo.master_key(), false)?;
-    let snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
+    let mut snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
+    if a.ids.is_empty() {
+        // A snapshot this host knows was removed and that is back (a
+        // replay) neither counts toward the policy nor is removed by it:
+        // it must not push out a legitimate one (format.md §11).
+        let distrusted = repo.distrusted_snapshots();
+        let before = snaps.len();
+        snaps.retain(|(id, _)| !distrusted.contains(id));
+        if snaps.len() < before && !cli.json {
+            eprintln!(
+                "warning: left out of the policy: {} this host knows were removed and are back (see the warnings above); 'ironvault forget ID' removes them",
+                crate::output::plural((before - snaps.len()) as u64, "snapshot")
+            );
+        }
+    }
     let mut remove = Vec::new();
     let mut report = Vec::new();
     if snaps.is_empty() && !cli.json && !cli.quiet {

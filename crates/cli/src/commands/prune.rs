@@ -95,6 +95,21 @@ pub fn prune_with_progress(
     repo: Arc<Repository>,
     opts: &PruneOptions,
 ) -> Result<(PruneReport, std::time::Duration)> {
+    // Deleting data while the repository may have been rolled back or
+    // tampered with could destroy what an operator still needs to recover
+    // (the packs of snapshots someone deleted): settle the alarms first.
+    let alarms = repo.security().map(|g| g.alarms().len()).unwrap_or(0);
+    if alarms > 0 && !opts.dry_run {
+        return Err(crate::Coded {
+            code: super::EXIT_ROLLBACK,
+            msg: format!(
+                "prune refused: this host's security record keeps {} about repository {} (above), and prune could delete data needed to recover; 'ironvault security status' lists them, 'ironvault security accept' takes the repository as it is",
+                crate::output::plural(alarms as u64, "alarm"),
+                repo.config().id.short()
+            ),
+        }
+        .into());
+    }
     let started = std::time::Instant::now();
     let state = Arc::new(Mutex::new((String::from("starting"), 0u64, 0u64)));
     let display = {

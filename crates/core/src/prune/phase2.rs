@@ -164,5 +164,10 @@ pub(super) fn phase2(
     lock.confirm()?;
     repo.backend()
         .put(&format!("index/{}", Id::hash_of(&bytes).to_hex()), &bytes)?;
+    // Stored: from now on this host knows them superseded, even if no
+    // command loads the index before someone puts them back (format.md §11).
+    if let Some(g) = repo.security() {
+        g.learn_superseded(out.supersedes.iter().rev().copied().collect());
+    }
     Ok((to_delete, fresh.into_iter().collect()))
 }

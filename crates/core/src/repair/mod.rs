@@ -91,6 +91,10 @@ pub(crate) fn rebuild_index_locked(
     lock.confirm()?;
     let new = Id::hash_of(&bytes);
     b.put(&format!("index/{}", new.to_hex()), &bytes)?;
+    if let Some(g) = repo.security() {
+        let sup: Vec<Id> = file.supersedes.iter().rev().copied().collect();
+        g.learn_superseded(sup.into_iter().filter(|i| *i != new).collect());
+    }
     // The new index is durable and supersedes the old ones: removing them is tidy, not needed.
     for o in &old {
         if *o != new {

@@ -164,7 +164,10 @@ impl Repository {
                 // Vanished since the listing (a forget beside us): not an error.
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {
-                    unreadable.push(id);
+                    // Damage, not a storage error that may pass (a network fault).
+                    if matches!(e, Error::Damaged { .. }) {
+                        unreadable.push(id);
+                    }
                     errs.push(e);
                 }
             }
