@@ -154,8 +154,6 @@ struct Facts {
     /// read after the listing; and whether any forget record is stored.
     forgotten: IdSet,
     forget_records_exist: bool,
-    /// The forget records could not be read: leave vanished snapshots for the next look.
-    unjudged: bool,
     config: Id,
     location: String,
     created: bool,
@@ -214,9 +212,6 @@ impl Repository {
         };
         // Read after the listing: a forget stores its record before it
         // deletes, so every removal the listing misses is named here.
-        // If they cannot be read now (a storage error), what vanished is
-        // judged at the next look rather than against no records.
-        let mut unjudged = false;
         let (forgotten, forget_records_exist) = if vanished {
             match self.forget_records() {
                 Ok((recs, _)) => (
@@ -225,10 +220,7 @@ impl Repository {
                         .collect(),
                     !recs.is_empty(),
                 ),
-                Err(_) => {
-                    unjudged = true;
-                    (IdSet::default(), false)
-                }
+                Err(_) => (IdSet::default(), false),
             }
         } else {
             (IdSet::default(), false)
@@ -242,7 +234,6 @@ impl Repository {
             erased,
             forgotten,
             forget_records_exist,
-            unjudged,
             config: self.config_hash,
             location: self.backend.location(),
             created,
@@ -320,15 +311,12 @@ fn compare(r: &mut Record, f: &Facts) {
     }
     // Gone since the last look (only what was seen before the listing: a
     // snapshot written meanwhile by this host is not in it).
-    let vanished: Vec<(Id, record::Seen)> = if f.unjudged {
-        Vec::new()
-    } else {
-        r.seen
-            .iter()
-            .filter(|(id, _)| !listing.contains(&id.0) && f.seen_before.contains(&id.0))
-            .map(|(id, s)| (id.0, s.clone()))
-            .collect()
-    };
+    let vanished: Vec<(Id, record::Seen)> = r
+        .seen
+        .iter()
+        .filter(|(id, _)| !listing.contains(&id.0) && f.seen_before.contains(&id.0))
+        .map(|(id, s)| (id.0, s.clone()))
+        .collect();
     for (id, _) in &vanished {
         r.seen.remove(&HexId(*id));
     }

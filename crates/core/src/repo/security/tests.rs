@@ -313,7 +313,6 @@ fn facts_of(before: &Record, listing: &[Id]) -> Facts {
         erased: IdSet::default(),
         forgotten: IdSet::default(),
         forget_records_exist: false,
-        unjudged: false,
         config: Id([1; 32]),
         location: "/repo".into(),
         created: false,
