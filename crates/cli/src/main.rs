@@ -221,13 +221,14 @@ fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, u8
         let code = match ce {
             CoreError::RepoMissing(_) => 10,
             CoreError::Locked(_) => 11,
-            CoreError::WrongPassword(_) => 12,
+            CoreError::WrongPassword(..) => 12,
             CoreError::Interrupted => 130,
             _ => 1,
         };
         let msg = match ce {
-            CoreError::WrongPassword(r) => format!(
-                "wrong password for repository {r} (no key file matched); check IRONVAULT_PASSWORD, --password-file or --password-command"
+            CoreError::WrongPassword(r, damaged) => format!(
+                "wrong password for repository {r} (no key file matched{}); check IRONVAULT_PASSWORD, --password-file or --password-command",
+                ironvault_core::error::damaged_note(*damaged)
             ),
             CoreError::Locked(who) => format!(
                 "the repository is locked by {who}; wait for it to finish, or run 'ironvault unlock' if that process is gone"

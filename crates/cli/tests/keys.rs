@@ -113,7 +113,15 @@ fn planted_key_files_are_refused_and_the_right_key_still_opens() {
         .replace("\"memory_kib\": 65536", "\"memory_kib\": 4194304")
         .replace("\"iterations\": 3", "\"iterations\": 64");
     assert_ne!(costly, text);
-    std::fs::write(keys.join("0".repeat(64)), &costly).unwrap();
+    // Named by its own hash, as key files are (anyone can compute it), and
+    // ground with spaces until that name sorts before the real one.
+    let real_name = real.file_name().unwrap().to_str().unwrap().to_string();
+    let costly = (0..)
+        .map(|n| format!("{costly}{}", " ".repeat(n)))
+        .find(|c| ironvault_core::format::Id::hash_of(c.as_bytes()).to_hex() < real_name)
+        .unwrap();
+    let costly_name = ironvault_core::format::Id::hash_of(costly.as_bytes()).to_hex();
+    std::fs::write(keys.join(&costly_name), &costly).unwrap();
     let padded = text.replacen('{', &format!("{{\"pad\": \"{}\",", "x".repeat(1 << 20)), 1);
     std::fs::write(keys.join(format!("{}1", "0".repeat(63))), padded).unwrap();
     // No key remembered yet: every planted file is refused, one line each,
@@ -124,12 +132,16 @@ fn planted_key_files_are_refused_and_the_right_key_still_opens() {
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(warnings.len(), 2, "{err}");
     assert!(
-        warnings[0].contains(&format!("key file keys/{} ", "0".repeat(64)))
-            && warnings[0].contains("m=4194304 KiB, t=64, p=1, beyond the limits"),
+        warnings
+            .iter()
+            .any(|w| w.contains(&format!("key file keys/{costly_name} "))
+                && w.contains("m=4194304 KiB, t=64, p=1, beyond the limits")),
         "{err}"
     );
     assert!(
-        warnings[1].contains("more than a key file can be (4096)"),
+        warnings
+            .iter()
+            .any(|w| w.contains("more than a key file can be (4096)")),
         "{err}"
     );
     // The key that worked is remembered and tried first: nothing else is read.
@@ -157,5 +169,31 @@ fn planted_key_files_are_refused_and_the_right_key_still_opens() {
     // key list says what is wrong with them, and they can be removed.
     let list = env.ok(&["key", "list"]);
     assert!(list.contains("beyond the limits"), "{list}");
-    env.ok(&["key", "remove", &"0".repeat(64)]);
+    env.ok(&["key", "remove", &costly_name]);
+}
+
+/// The only key file with one byte changed (still valid JSON): it is named
+/// damaged, and the wrong-password error (exit 12) says the password may
+/// be right.
+#[test]
+fn a_damaged_key_file_is_not_called_a_wrong_password() {
+    let env = Env::new();
+    env.init();
+    let keys: Vec<_> = std::fs::read_dir(env.repo.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1);
+    let mut bytes = std::fs::read(&keys[0]).unwrap();
+    let at = bytes.len() - 20;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&keys[0], &bytes).unwrap();
+    let o = env.run(&["snapshots"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(12), "{e}");
+    assert!(
+        e.contains("does not match its name")
+            && e.contains("1 damaged key file, named above, was not tried"),
+        "{e}"
+    );
 }

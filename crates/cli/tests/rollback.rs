@@ -370,7 +370,8 @@ fn prune_refuses_while_alarms_are_kept() {
 }
 
 /// A forgotten snapshot put back does not count toward a --keep policy, so
-/// it cannot push out a legitimate snapshot; the policy leaves it alone.
+/// it cannot push out a legitimate snapshot; its forget record names it, so
+/// the policy removes it again. On a host that never saw it removed too.
 #[test]
 fn a_replayed_snapshot_does_not_count_toward_the_policy() {
     let env = Env::new();
@@ -387,15 +388,31 @@ fn a_replayed_snapshot_does_not_count_toward_the_policy() {
     b.put(&snapshot_object(&ids[2]), &saved).unwrap();
     write(&src.join("f"), b"version 4\n");
     expect_err(&env, &["backup", "-q", src.to_str().unwrap()], 13);
-    let e = expect_err(&env, &["forget", "--keep-last", "2"], 0);
-    assert!(e.contains("left out of the policy: 1 snapshot"), "{e}");
+    // A host that never saw the removal (its first contact is now).
+    let o = env
+        .cmd(&["forget", "--keep-last", "2", "--dry-run"])
+        .env("IRONVAULT_STATE_DIR", env.path("other-host"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(
+        out.contains(&format!(
+            "remove {}  named by a forget record",
+            &ids[2][..8]
+        )),
+        "{out}"
+    );
+    let out = env.ok(&["forget", "--keep-last", "2"]);
+    assert!(out.contains("named by a forget record"), "{out}");
     let left = env.snapshot_ids();
     assert!(
         left.contains(&ids[1]),
         "the legitimate second snapshot is kept"
     );
-    assert!(left.contains(&ids[2]), "the replayed one is left alone");
+    assert!(!left.contains(&ids[2]), "the replayed one is removed again");
     assert!(!left.contains(&ids[0]));
+    assert_eq!(left.len(), 2);
 }
 
 /// Prune's new index file supersedes the old ones: this host remembers that
@@ -425,6 +442,44 @@ fn prune_remembers_what_its_index_superseded() {
     assert_ne!(o.status.code(), Some(0), "{e}");
     assert!(
         e.contains("is back although an index file that superseded it was seen"),
+        "{e}"
+    );
+}
+
+/// Making the forget records unreadable (a file where their directory is)
+/// does not hide a deletion: they are judged as if there were none.
+/// Renaming a snapshot to upper-case hex does not either: only the
+/// canonical lower-case name is an object.
+#[test]
+fn unreadable_forget_records_and_renamed_snapshots_hide_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    env.init();
+    for v in 1..=3 {
+        write(&src.join("f"), format!("version {v}\n").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+    let ids = env.snapshot_ids();
+    env.ok(&["forget", "-q", &ids[0]]);
+    std::fs::remove_dir_all(env.repo.join("forgotten")).unwrap();
+    write(&env.repo.join("forgotten"), b"x");
+    std::fs::remove_file(env.repo.join("snapshots").join(&ids[2])).unwrap();
+    let (_, e) = restore_latest(&env, "1", 13);
+    assert!(e.contains(&ids[2][..8]), "{e}");
+    expect_err(&env, &["prune"], 13);
+
+    let env = Env::new();
+    env.init();
+    for v in 1..=2 {
+        write(&src.join("f"), format!("version {v}\n").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+    let ids = env.snapshot_ids();
+    let dir = env.repo.join("snapshots");
+    std::fs::rename(dir.join(&ids[1]), dir.join(ids[1].to_uppercase())).unwrap();
+    let (_, e) = restore_latest(&env, "2", 13);
+    assert!(
+        e.contains(&ids[1][..8]) && e.contains("went back in time"),
         "{e}"
     );
 }

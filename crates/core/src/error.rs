@@ -13,8 +13,10 @@ pub enum Error {
     RepoMissing(String),
     #[error("a repository already exists at {0}")]
     RepoExists(String),
-    #[error("wrong password for repository {0} (no key file matched)")]
-    WrongPassword(String),
+    /// The repository's location, and how many key files were damaged
+    /// (not tried: the password may belong to one of them).
+    #[error("wrong password for repository {0} (no key file matched{note})", note = damaged_note(*.1))]
+    WrongPassword(String, usize),
     #[error("repository {repo} has no key files; it cannot be opened")]
     NoKeys { repo: String },
     #[error("repository format version {found} is newer than this ironvault supports ({supported}); upgrade ironvault")]
@@ -74,5 +76,14 @@ impl Error {
             _ => None,
         };
         matches!(code, Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    }
+}
+
+/// For the wrong-password message: the damaged key files not tried.
+pub fn damaged_note(damaged: usize) -> String {
+    match damaged {
+        0 => String::new(),
+        1 => "; 1 damaged key file, named above, was not tried: if the password is right, its key file may be that one".into(),
+        n => format!("; {n} damaged key files, named above, were not tried: if the password is right, its key file may be one of them"),
     }
 }

@@ -19,7 +19,9 @@ pub struct Args {
 fn full_id(kind: &str, prefix: &str, names: Vec<String>) -> Result<Id> {
     let m: Vec<&String> = names.iter().filter(|n| n.starts_with(prefix)).collect();
     match m.as_slice() {
-        [one] => Id::from_hex(one).ok_or_else(|| anyhow!("bad {kind} id {one}")),
+        [one] => {
+            Id::from_hex(&one.to_ascii_lowercase()).ok_or_else(|| anyhow!("bad {kind} id {one}"))
+        }
         [] => bail!("no {kind} {prefix} in this repository"),
         _ => bail!("{kind} id prefix {prefix} is ambiguous; give more characters"),
     }
@@ -56,8 +58,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         }
         "tree" => {
             repo.load_index(false)?;
-            let id =
-                Id::from_hex(&need_id()?).ok_or_else(|| anyhow!("a tree id has 64 hex digits"))?;
+            let id = Id::from_hex(&need_id()?.to_ascii_lowercase())
+                .ok_or_else(|| anyhow!("a tree id has 64 hex digits"))?;
             let t = repo.read_tree(&id)?;
             let nodes: Vec<_> = t
                 .nodes

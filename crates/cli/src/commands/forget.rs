@@ -136,21 +136,35 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     // keeps exclusive work such as 'repair packs' away.
     let lock = Lock::unless_dry_run(a.dry_run, repo.backend().clone(), *repo.master_key(), false)?;
     let mut snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
+    let mut remove = Vec::new();
     if a.ids.is_empty() {
-        // A snapshot this host knows was removed and that is back (a
-        // replay) neither counts toward the policy nor is removed by it:
-        // it must not push out a legitimate one (format.md §11).
+        // A snapshot a forget record names was removed by a key holder:
+        // listed, it was put back or its removal was cut short; the policy
+        // finishes that removal. One this host knows was removed and that
+        // is back (a replay it noticed) is left to the operator. Neither
+        // counts toward the policy: it must not push out a legitimate one
+        // (format.md §11).
+        let forgotten = repo.forgotten_snapshots();
         let distrusted = repo.distrusted_snapshots();
         let before = snaps.len();
+        for (id, _) in snaps.iter().filter(|(id, _)| forgotten.contains(id)) {
+            remove.push(*id);
+            if !cli.json && !cli.quiet {
+                println!(
+                    "  remove {}  named by a forget record (its removal was cut short, or it was put back)",
+                    id.short()
+                );
+            }
+        }
         snaps.retain(|(id, _)| !distrusted.contains(id));
-        if snaps.len() < before && !cli.json {
+        let left_out = before - snaps.len() - remove.len();
+        if left_out > 0 && !cli.json {
             eprintln!(
                 "warning: left out of the policy: {} this host knows were removed and are back (see the warnings above); 'ironvault forget ID' removes them",
-                crate::output::plural((before - snaps.len()) as u64, "snapshot")
+                crate::output::plural(left_out as u64, "snapshot")
             );
         }
     }
-    let mut remove = Vec::new();
     let mut report = Vec::new();
     if snaps.is_empty() && !cli.json && !cli.quiet {
         println!("no snapshots match the filters");

@@ -184,7 +184,7 @@ pub fn open_other(
     };
     let pw = src.get(&format!("source repository {location}"), false)?;
     let repo = unlock(cli, b, &pw).map_err(|e| match e {
-        ironvault_core::Error::WrongPassword(_) => anyhow::Error::new(crate::Coded {
+        ironvault_core::Error::WrongPassword(..) => anyhow::Error::new(crate::Coded {
             code: 12,
             msg: format!(
                 "wrong password for the source repository {location} (no key file matched); check IRONVAULT_FROM_PASSWORD, --from-password-file or --from-password-command"

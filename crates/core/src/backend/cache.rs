@@ -69,6 +69,7 @@ fn kind_of(name: &str) -> Option<Kind> {
         Some(Kind::Trailer)
     } else if name.starts_with("keys/")
         || name.starts_with("index/")
+        || name.starts_with("forgotten/")
         || name.starts_with("packs/tree/")
     {
         Some(Kind::Addressed)

@@ -40,7 +40,15 @@ impl Id {
     }
 
     /// Parse a full 64-digit hex id.
+    ///
+    /// Only the canonical form (64 lowercase hex digits, as names are
+    /// written, format.md §2): `SNAPSHOT` and `snapshot` must not both name
+    /// one object, or a renamed object would list as one id and load as
+    /// another. Callers lowercase what users type.
     pub fn from_hex(s: &str) -> Option<Id> {
+        if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
         let mut b = [0u8; 32];
         hex::decode_to_slice(s, &mut b).ok()?;
         Some(Id(b))

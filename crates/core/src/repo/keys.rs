@@ -16,6 +16,18 @@ pub fn read_key_file(backend: &dyn Backend, obj: &ObjectInfo) -> Result<KeyFile>
         return Err(too_large(&obj.name, obj.size));
     }
     let bytes = backend.get(&obj.name)?;
+    // A key file is named by the hash of its bytes (format.md §2): one that
+    // does not match was changed or cut short, whatever it still parses as.
+    let named = obj
+        .name
+        .strip_prefix("keys/")
+        .and_then(crate::format::Id::from_hex);
+    if named != Some(crate::format::Id::hash_of(&bytes)) {
+        return Err(Error::damaged(
+            &obj.name,
+            "content does not match its name (changed or truncated)",
+        ));
+    }
     KeyFile::parse(&bytes, &obj.name)
 }
 

@@ -181,11 +181,13 @@ impl Repository {
         // A damaged key file, or one that opens but does not open this
         // config (copied from another repository), must not lock out the others.
         let mut config_error = None;
+        let mut damaged = 0usize;
         for k in keys::trial_order(keys, preferred) {
             let kf = match keys::read_key_file(backend.as_ref(), &k) {
                 Ok(kf) => kf,
                 Err(e) if is_not_found(&e) => continue,
                 Err(e @ Error::Damaged { .. }) => {
+                    damaged += 1;
                     skipped(&e);
                     continue;
                 }
@@ -203,7 +205,10 @@ impl Repository {
                 Err(e) => skipped(&e),
             }
         }
-        Err(config_error.unwrap_or_else(|| Error::WrongPassword(backend.location())))
+        if let Some(e) = config_error {
+            return Err(e);
+        }
+        Err(Error::WrongPassword(backend.location(), damaged))
     }
 
     /// The storage backend.

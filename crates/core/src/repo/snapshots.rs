@@ -64,8 +64,25 @@ impl Repository {
     }
 
     /// Snapshots this host knows were removed (none without a security record).
+    ///
+    /// Also every snapshot a forget record names (format.md §9.3): a host
+    /// with the key removed it, so if it is listed it was put back, or its
+    /// removal was interrupted or is running; either way it is not current.
+    /// This holds on hosts that never saw the removal, without an alarm
+    /// (a removal still running would make that a false one).
     pub fn distrusted_snapshots(&self) -> IdSet {
-        self.security().map(|g| g.distrusted()).unwrap_or_default()
+        let mut out: IdSet = self.security().map(|g| g.distrusted()).unwrap_or_default();
+        out.extend(self.forgotten_snapshots());
+        out
+    }
+
+    /// Snapshots named by forget records (format.md §9.3); none if they
+    /// cannot be read.
+    pub fn forgotten_snapshots(&self) -> IdSet {
+        match self.forget_records() {
+            Ok((recs, _)) => recs.into_iter().flat_map(|(_, r)| r.snapshots).collect(),
+            Err(_) => IdSet::default(),
+        }
     }
 
     /// Read one snapshot's verified plaintext (CBOR).

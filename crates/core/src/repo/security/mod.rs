@@ -220,6 +220,8 @@ impl Repository {
                         .collect(),
                     !recs.is_empty(),
                 ),
+                // Judged as if there were none: false alarms rather than
+                // a deletion hidden by making the records unreadable.
                 Err(_) => (IdSet::default(), false),
             }
         } else {
