@@ -16,6 +16,7 @@ pub mod error;
 pub mod failpoint;
 pub mod forget;
 pub mod format;
+pub(crate) mod fsdir;
 pub mod human;
 pub mod interrupt;
 pub mod prune;

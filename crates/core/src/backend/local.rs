@@ -5,8 +5,10 @@
 //! key files must not be readable by other users.
 
 use super::{Backend, ObjectInfo};
+use crate::backend::is_not_found;
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::fsdir::Dir;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
@@ -127,6 +129,38 @@ impl LocalBackend {
         Ok(self.root.join(name))
     }
 
+    /// The directory holding object `name`, opened from the root without
+    /// following any symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS),
+    /// and the object's own name in it. Reads, deletions and listings go
+    /// through it, so a directory swapped for a link while a command runs
+    /// leads nowhere (the check of `path` gives the readable message first).
+    fn parent_of<'a>(&self, name: &'a str) -> Result<(Dir, &'a str)> {
+        self.real_dirs(name, false)?;
+        let (parent, fname) = name.rsplit_once('/').unwrap_or(("", name));
+        let root = Dir::open(&self.root).map_err(|e| st("open", name, e))?;
+        let d = root
+            .open_beneath(parent.as_bytes())
+            .map_err(|e| st("open", name, e))?;
+        Ok((d, fname))
+    }
+
+    /// Open object `name` for reading: a regular file, reached through no symlink.
+    fn open_object(&self, name: &str) -> Result<File> {
+        let (d, fname) = self.parent_of(name)?;
+        let f = d
+            .open_read(fname.as_bytes())
+            .map_err(|e| st("open", name, e))?;
+        let md = f.metadata().map_err(|e| st("open", name, e))?;
+        if !md.is_file() {
+            return Err(st(
+                "open",
+                name,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"),
+            ));
+        }
+        Ok(f)
+    }
+
     /// Check the directories on the way to `rel` (and `rel` itself when
     /// `including_last`): each must be missing or a real directory.
     fn real_dirs(&self, rel: &str, including_last: bool) -> Result<()> {
@@ -189,43 +223,41 @@ impl LocalBackend {
         Ok(())
     }
 
-    fn list_dir(&self, dir: &Path, rel: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(st("list", rel, e)),
-        };
-        for ent in rd {
-            let ent = ent.map_err(|e| st("list", rel, e))?;
-            let fname = ent.file_name();
-            let Some(fname) = fname.to_str() else {
+    fn list_dir(&self, dir: &Dir, rel: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
+        for fname in dir.names().map_err(|e| st("list", rel, e))? {
+            let Ok(fname) = String::from_utf8(fname) else {
                 continue;
             };
             if fname.contains(".tmp-") {
                 continue;
             }
             let child = if rel.is_empty() {
-                fname.to_string()
+                fname.clone()
             } else {
                 format!("{rel}/{fname}")
             };
             // Not following symlinks: only real files are objects. Whoever
             // can write to the directory could plant a FIFO (a read blocks
             // forever) or a link to /dev/zero (a read never ends).
-            let md = match ent.metadata() {
-                Ok(md) => md,
+            let md = match dir.stat(fname.as_bytes()) {
+                Ok(Some(md)) => md,
                 // Deleted since the directory was read (a prune or forget
                 // running beside us): not an object any more.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Ok(None) => continue,
                 Err(e) => return Err(st("list", &child, e)),
             };
             if md.is_dir() {
-                self.list_dir(&ent.path(), &child, out)?;
+                match dir.open_dir(fname.as_bytes()) {
+                    Ok(sub) => self.list_dir(&sub, &child, out)?,
+                    // Gone since it was stat-ed.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(st("list", &child, e)),
+                }
             } else if md.is_file() {
                 out.push(ObjectInfo {
                     name: child,
-                    size: md.len(),
-                    modified: md.modified().map_err(|e| st("list", rel, e))?,
+                    size: md.size,
+                    modified: mtime(md.mtime),
                 });
             }
         }
@@ -233,14 +265,9 @@ impl LocalBackend {
     }
 }
 
-/// Open an object for reading without following a symbolic link in its
-/// place (which would read whatever file it names).
-fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+/// A file time as the storage stamped it.
+fn mtime(t: crate::format::tree::Time) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::new(t.0.max(0) as u64, t.1)
 }
 
 impl Backend for LocalBackend {
@@ -286,7 +313,7 @@ impl Backend for LocalBackend {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
-        let mut f = open_nofollow(&self.path(name)?).map_err(|e| st("read", name, e))?;
+        let mut f = self.open_object(name)?;
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut out).map_err(|e| st("read", name, e))?;
         Ok(out)
@@ -297,8 +324,7 @@ impl Backend for LocalBackend {
         let f = match cached {
             Some(f) => f,
             None => {
-                let f =
-                    Arc::new(open_nofollow(&self.path(name)?).map_err(|e| st("open", name, e))?);
+                let f = Arc::new(self.open_object(name)?);
                 if let Ok(mut h) = self.handles.lock() {
                     if h.len() >= HANDLES {
                         h.clear();
@@ -318,7 +344,16 @@ impl Backend for LocalBackend {
         let rel = prefix.trim_end_matches('/');
         let mut out = Vec::new();
         self.real_dirs(rel, true)?;
-        self.list_dir(&self.root.join(rel), rel, &mut out)?;
+        let root = match Dir::open(&self.root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(st("list", rel, e)),
+        };
+        match root.open_beneath(rel.as_bytes()) {
+            Ok(d) => self.list_dir(&d, rel, &mut out)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(st("list", rel, e)),
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -328,7 +363,12 @@ impl Backend for LocalBackend {
             h.remove(name);
         }
         let path = self.path(name)?;
-        match fs::remove_file(&path) {
+        let (dir, fname) = match self.parent_of(name) {
+            Ok(x) => x,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match dir.unlink(fname.as_bytes()) {
             Ok(()) => {
                 if let Some(dir) = path.parent() {
                     self.ops
@@ -343,16 +383,20 @@ impl Backend for LocalBackend {
     }
 
     fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
-        match fs::symlink_metadata(self.path(name)?) {
-            // The mtime the kernel of the storage host stamped (NFS servers stamp theirs).
-            // Only regular files are objects (as in listings).
-            Ok(m) if !m.is_file() => Ok(None),
-            Ok(m) => Ok(Some(ObjectInfo {
+        let (dir, fname) = match self.parent_of(name) {
+            Ok(x) => x,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match dir.stat(fname.as_bytes()) {
+            // The mtime the kernel of the storage host stamped (NFS servers
+            // stamp theirs). Only regular files are objects (as in listings).
+            Ok(Some(m)) if m.is_file() => Ok(Some(ObjectInfo {
                 name: name.to_string(),
-                size: m.len(),
-                modified: m.modified().map_err(|e| st("stat", name, e))?,
+                size: m.size,
+                modified: mtime(m.mtime),
             })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(_) => Ok(None),
             Err(e) => Err(st("stat", name, e)),
         }
     }
@@ -448,5 +492,63 @@ mod tests {
         assert!(b.get("keys/k").is_err());
         assert_eq!(b.stat("keys/k").unwrap(), None);
         assert!(b.list("keys/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_link_while_deleting_leads_nowhere() {
+        // Someone with live access to the storage's file system swaps
+        // `locks` with a link to another directory, again and again, while
+        // unlock deletes: every deletion must stay in the repository.
+        use crate::backend::Backend;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("repo");
+        let victim = d.path().join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        let b = super::LocalBackend::new(&root);
+        let names: Vec<String> = (0..300).map(|i| format!("{i:064x}")).collect();
+        for n in &names {
+            b.put(&format!("locks/{n}"), b"lock").unwrap();
+            std::fs::write(victim.join(n), b"someone else's").unwrap();
+        }
+        std::os::unix::fs::symlink(&victim, root.join("locks.alt")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let stop = stop.clone();
+            let (a, b) = (
+                std::ffi::CString::new(root.join("locks").to_str().unwrap()).unwrap(),
+                std::ffi::CString::new(root.join("locks.alt").to_str().unwrap()).unwrap(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: both paths are NUL-terminated; RENAME_EXCHANGE swaps two names.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_renameat2,
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                }
+            })
+        };
+        for _ in 0..3 {
+            for n in &names {
+                let _ = b.delete(&format!("locks/{n}"));
+                let _ = b.get(&format!("locks/{n}"));
+                let _ = b.list("locks/");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        for n in &names {
+            assert_eq!(
+                std::fs::read(victim.join(n)).unwrap(),
+                b"someone else's",
+                "{n} outside the repository was touched"
+            );
+        }
     }
 }

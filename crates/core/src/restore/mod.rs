@@ -18,7 +18,7 @@
 //! is reported, a file already at its name is left as it was, and every
 //! other file is still restored.
 
-mod dir;
+use crate::fsdir as dir;
 mod metadata;
 pub mod plan;
 pub mod select;

@@ -1,11 +1,13 @@
-//! An open directory of the restore target, and every file-system call the
-//! restore makes inside the target. A directory is reached from its parent's
-//! descriptor with O_NOFOLLOW|O_DIRECTORY, or from the target's with openat2
-//! and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (one component at a time where
+//! An open directory, and file-system calls made relative to it, for code
+//! that must never be led out of a tree by a symlink someone else can plant
+//! or swap in: the restore target (where a local user may race a root
+//! restore) and a local repository (where whoever can write to the storage
+//! may). A directory is reached from its parent's descriptor with
+//! O_NOFOLLOW|O_DIRECTORY, or from the tree's root with openat2 and
+//! RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (one component at a time where
 //! openat2 is missing); an entry is named by one component relative to its
-//! directory's descriptor. So a symlink a local user plants or swaps in is
-//! never followed, and nothing is opened, created, linked, renamed, removed,
-//! chowned or touched through a path that could lead out of the target.
+//! directory's descriptor. So nothing is opened, created, linked, renamed,
+//! removed, chowned or touched through a path that could lead out.
 
 use crate::format::tree::{NodeType, Time};
 use std::ffi::{CStr, CString, OsStr};
