@@ -69,6 +69,11 @@ pub fn run(plan: &Plan, report: &mut Report) {
     let real = s3::unique_location("torture-faults");
     let direct = Env::with_repo(&real);
     let faulty = Env::with_repo(&proxy.via(&real));
+    // One host reaching the repository two ways: one security record
+    // (format.md §11.1), as a real host keeps; with two, the judge would be
+    // another host that sees copies bring back what the faulted runs forgot.
+    std::fs::create_dir_all(direct.path("state")).unwrap();
+    std::os::unix::fs::symlink(direct.path("state"), faulty.path("state")).unwrap();
     init(&direct, None);
     let local = Env::new();
     init(&local, Some(&direct));

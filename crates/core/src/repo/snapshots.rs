@@ -25,6 +25,13 @@ impl Repository {
     pub fn save_snapshot_plain(&self, plain: &[u8]) -> Result<Id> {
         let id = self.keys.snapshot_id(plain);
         let sealed = seal(&self.master, &snapshot_ad(&id), plain);
+        // Said before the write: a put that lands although this process
+        // never hears so (a lost answer, a kill) must not look like a
+        // replay of a snapshot this host had removed (copy writes the same
+        // ids again).
+        if let Some(g) = self.security() {
+            g.writing(&id);
+        }
         self.backend
             .put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
         if let Some(g) = self.security() {

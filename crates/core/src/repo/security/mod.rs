@@ -488,6 +488,22 @@ impl Guard {
         }
     }
 
+    /// This host is about to write snapshot `id`: it is no longer one it
+    /// removed (and not a replay if it appears).
+    pub fn writing(&self, id: &Id) {
+        self.change(
+            &format!(
+                "snapshot {} may be reported as put back by someone else",
+                id.short()
+            ),
+            |r| {
+                r.removed.retain(|x| x.id.0 != *id);
+                r.alarms
+                    .retain(|a| !(a.kind == AlarmKind::Back && a.id == Some(HexId(*id))));
+            },
+        );
+    }
+
     /// This host wrote a snapshot: remember it, so its disappearance is noticed.
     pub fn note_written(&self, id: &Id, s: &Snapshot) {
         self.change(

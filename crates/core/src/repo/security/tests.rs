@@ -386,3 +386,20 @@ fn a_stale_listing_does_not_clear_a_newer_alarm() {
     compare(&mut now2, &facts_of(&now, &[x]));
     assert!(now2.alarms.is_empty(), "{:?}", now2.alarms);
 }
+
+#[test]
+fn a_snapshot_written_again_is_no_replay_even_if_the_write_was_not_confirmed() {
+    // This host forgot a snapshot, then writes the same snapshot again (a
+    // copy from a related repository); the put lands but the answer is lost.
+    let (d, b) = setup();
+    let (r, _, _) = open(&d, &b, "state");
+    let s = snap("erp01", "/srv", "2026-11-01T10:00:00Z");
+    let id = r.save_snapshot(&s).unwrap();
+    let name = format!("snapshots/{}", id.to_hex());
+    let stored = b.get(&name).unwrap();
+    r.remove_snapshots(&[id], How::Forget, &mut |_| {}).unwrap();
+    r.security().unwrap().writing(&id);
+    b.put(&name, &stored).unwrap();
+    let (_, f, _) = open(&d, &b, "state");
+    assert!(f.alarms.is_empty(), "{:?}", f.alarms);
+}
