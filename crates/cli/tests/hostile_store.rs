@@ -411,3 +411,48 @@ fn huge_objects_under_pack_names_are_reported_with_bounded_memory() {
         stderr_of(&o)
     );
 }
+
+/// A pack no index lists whose bytes match no pack (another object's bytes
+/// under a pack name), while nothing else is damaged or missing: `check
+/// --read-data` names it, and `repair packs` removes it, so check passes again.
+#[test]
+fn repair_packs_removes_an_unindexed_garbage_pack_when_nothing_else_is_wrong() {
+    let healthy = Env::new();
+    let src = two_snapshots(&healthy);
+    let a = Env::new();
+    let loc = healthy.repo.to_str().unwrap();
+    for args in [
+        vec!["init", "--from-repo", loc],
+        vec!["copy", "--all", "--from-repo", loc],
+    ] {
+        let o = a
+            .cmd(&args)
+            .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr_of(&o));
+    }
+    let store = storage(&a);
+    let garbage = format!("packs/data/00/{}", "0".repeat(63) + "2");
+    store
+        .put(&garbage, b"index bytes, say, under a pack's name")
+        .unwrap();
+    assert_eq!(
+        a.run(&["check", "--read-data", "-q"]).status.code(),
+        Some(1)
+    );
+    let o = a
+        .cmd(&["repair", "packs", "--from-repo", loc])
+        .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("damaged: {garbage}: in no index")),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(store.size(&garbage).unwrap(), None);
+    a.check_ok();
+    restore_every_snapshot(&a, &src);
+}

@@ -173,6 +173,7 @@ pub fn repair_packs(
         progress("finding missing blobs", 0, 0);
         fetch_missing(&repo, &other, &sink, &mut r)?;
         if damaged.is_empty() && r.blobs_from_other == 0 {
+            remove_garbage_packs(&repo, &mut r)?;
             other_lock.release()?;
             lock.release()?;
             return Ok(r);
@@ -187,32 +188,7 @@ pub fn repair_packs(
     // No index file may list the deleted packs any more (still under the
     // exclusive lock, so no backup sees the gap).
     r.index = Some(rebuild_index_locked(&repo, &lock, &|_, _| {})?);
-    if r.lost.is_empty() {
-        // Every blob the snapshots need is indexed now: a pack that no
-        // index lists and whose bytes do not match its name holds nothing
-        // anyone can use (its blobs cannot even be listed). Remove it.
-        let indexed = repo.index();
-        for p in repo.stored_packs()? {
-            if indexed.packs().contains_key(&p.id) {
-                continue;
-            }
-            let bytes = match repo.backend().get(&p.name) {
-                Ok(b) => b,
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            if Id::hash_of(&bytes) != p.id {
-                repo.backend().delete(&p.name)?;
-                if let Some(i) = r.index.as_mut() {
-                    i.unreadable_packs.retain(|u| !u.starts_with(&p.name));
-                }
-                r.damaged.push((
-                    p.name,
-                    "in no index and content does not match its name; removed (every blob the snapshots need is stored)".into(),
-                ));
-            }
-        }
-    }
+    remove_garbage_packs(&repo, &mut r)?;
     other_lock.release()?;
     lock.release()?;
     Ok(r)
@@ -286,4 +262,41 @@ fn fetch(
             Ok(None)
         }
     }
+}
+
+/// Once every blob the snapshots need is indexed (nothing lost): remove each
+/// pack that no index lists and whose bytes do not match its name. It holds
+/// nothing anyone can use (its blobs cannot even be listed); `check` would
+/// report it until then. Called under the exclusive lock.
+fn remove_garbage_packs(repo: &Repository, r: &mut PackRepair) -> Result<()> {
+    if !r.lost.is_empty() {
+        return Ok(());
+    }
+    {
+        // Every blob the snapshots need is indexed now: a pack that no
+        // index lists and whose bytes do not match its name holds nothing
+        // anyone can use (its blobs cannot even be listed). Remove it.
+        let indexed = repo.index();
+        for p in repo.stored_packs()? {
+            if indexed.packs().contains_key(&p.id) {
+                continue;
+            }
+            let bytes = match repo.backend().get(&p.name) {
+                Ok(b) => b,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if Id::hash_of(&bytes) != p.id {
+                repo.backend().delete(&p.name)?;
+                if let Some(i) = r.index.as_mut() {
+                    i.unreadable_packs.retain(|u| !u.starts_with(&p.name));
+                }
+                r.damaged.push((
+                    p.name,
+                    "in no index and content does not match its name; removed (every blob the snapshots need is stored)".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
