@@ -256,14 +256,11 @@ fn copy_does_not_adopt_a_planted_pack_in_the_destination() {
     restore_every_snapshot(&dst, &src);
 }
 
-/// `repair packs` rebuilds the index from what is stored: a planted pack
-/// must not enter it.
-#[test]
-fn repair_packs_does_not_index_a_planted_pack() {
-    let healthy = Env::new();
-    let src = two_snapshots(&healthy);
+/// A related repository (`init --from-repo`) holding a copy of every
+/// snapshot of `of`.
+fn related_copy(of: &Env) -> Env {
     let a = Env::new();
-    let loc = healthy.repo.to_str().unwrap();
+    let loc = of.repo.to_str().unwrap();
     for args in [
         vec!["init", "--from-repo", loc],
         vec!["copy", "--all", "--from-repo", loc],
@@ -275,6 +272,17 @@ fn repair_packs_does_not_index_a_planted_pack() {
             .unwrap();
         assert!(o.status.success(), "{args:?}: {}", stderr_of(&o));
     }
+    a
+}
+
+/// `repair packs` rebuilds the index from what is stored: a planted pack
+/// must not enter it.
+#[test]
+fn repair_packs_does_not_index_a_planted_pack() {
+    let healthy = Env::new();
+    let src = two_snapshots(&healthy);
+    let loc = healthy.repo.to_str().unwrap();
+    let a = related_copy(&healthy);
     let store = storage(&a);
     let real = data_packs(store.as_ref());
     let planted = plant_damaged_copy(store.as_ref(), store.get(&real[0]).unwrap());
@@ -419,19 +427,8 @@ fn huge_objects_under_pack_names_are_reported_with_bounded_memory() {
 fn repair_packs_removes_an_unindexed_garbage_pack_when_nothing_else_is_wrong() {
     let healthy = Env::new();
     let src = two_snapshots(&healthy);
-    let a = Env::new();
     let loc = healthy.repo.to_str().unwrap();
-    for args in [
-        vec!["init", "--from-repo", loc],
-        vec!["copy", "--all", "--from-repo", loc],
-    ] {
-        let o = a
-            .cmd(&args)
-            .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{args:?}: {}", stderr_of(&o));
-    }
+    let a = related_copy(&healthy);
     let store = storage(&a);
     let garbage = format!("packs/data/00/{}", "0".repeat(63) + "2");
     store

@@ -375,19 +375,8 @@ fn compare(r: &mut Record, f: &Facts) {
         if r.forget_records {
             // Every removal by a host with the key names the snapshot in a
             // forget record first: this one was deleted without the key.
-            let g = r.groups.get(&s.group).cloned();
-            r.raise(Alarm {
-                kind: AlarmKind::Deleted,
-                id: Some(HexId(id)),
-                snapshot: g.map(|g| Described {
-                    time: s.time.clone(),
-                    hostname: g.hostname,
-                    paths: g.paths,
-                }),
-                how: None,
-                removed: None,
-                noticed: now.clone(),
-            });
+            let a = r.snapshot_alarm(AlarmKind::Deleted, id, &s, &now);
+            r.raise(a);
             continue;
         }
         let t = parse_time(&s.time);
@@ -401,24 +390,13 @@ fn compare(r: &mut Record, f: &Facts) {
             lost.entry(s.group.clone()).or_default().push((id, s));
         }
     }
-    for (group, mut gone) in lost {
+    for mut gone in lost.into_values() {
         gone.sort_by_key(|(id, s)| (parse_time(&s.time), *id));
         let Some((newest, s)) = gone.pop() else {
             continue;
         };
-        let g = r.groups.get(&group).cloned();
-        r.raise(Alarm {
-            kind: AlarmKind::Gone,
-            id: Some(HexId(newest)),
-            snapshot: g.map(|g| Described {
-                time: s.time.clone(),
-                hostname: g.hostname,
-                paths: g.paths,
-            }),
-            how: None,
-            removed: None,
-            noticed: now.clone(),
-        });
+        let a = r.snapshot_alarm(AlarmKind::Gone, newest, &s, &now);
+        r.raise(a);
         // The older ones are remembered as removed, so that their return is noticed.
         for (id, _) in gone {
             r.note_removed(id, How::Gone, false);
@@ -565,36 +543,17 @@ impl Guard {
     /// Snapshots that did not load: an alarm for each this host saw.
     pub fn unreadable(&self, ids: &[Id], repo: &Id) {
         let rec = self.record();
-        let hit: Vec<(Id, Option<Described>)> = ids
-            .iter()
-            .filter_map(|id| {
-                let s = rec.seen.get(&HexId(*id))?;
-                let g = rec.groups.get(&s.group);
-                Some((
-                    *id,
-                    g.map(|g| Described {
-                        time: s.time.clone(),
-                        hostname: g.hostname.clone(),
-                        paths: g.paths.clone(),
-                    }),
-                ))
-            })
-            .collect();
-        if hit.is_empty() {
+        if !ids.iter().any(|id| rec.seen.contains_key(&HexId(*id))) {
             return;
         }
         let now = chrono::Utc::now().to_rfc3339();
         let mut raised = Vec::new();
         self.change("the alarm is not kept", |r| {
-            for (id, d) in &hit {
-                let a = Alarm {
-                    kind: AlarmKind::Unreadable,
-                    id: Some(HexId(*id)),
-                    snapshot: d.clone(),
-                    how: None,
-                    removed: None,
-                    noticed: now.clone(),
+            for id in ids {
+                let Some(seen) = r.seen.get(&HexId(*id)).cloned() else {
+                    continue;
                 };
+                let a = r.snapshot_alarm(AlarmKind::Unreadable, *id, &seen, &now);
                 if r.raise(a.clone()) {
                     raised.push(a);
                 }

@@ -297,6 +297,22 @@ impl Record {
         grew
     }
 
+    /// An alarm about snapshot `id`, described as this record saw it.
+    pub fn snapshot_alarm(&self, kind: AlarmKind, id: Id, seen: &Seen, noticed: &str) -> Alarm {
+        Alarm {
+            kind,
+            id: Some(HexId(id)),
+            snapshot: self.groups.get(&seen.group).map(|g| Described {
+                time: seen.time.clone(),
+                hostname: g.hostname.clone(),
+                paths: g.paths.clone(),
+            }),
+            how: None,
+            removed: None,
+            noticed: noticed.to_string(),
+        }
+    }
+
     /// Add an alarm unless one of the same kind and id is already kept.
     pub fn raise(&mut self, alarm: Alarm) -> bool {
         let dup = self
