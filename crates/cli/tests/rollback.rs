@@ -38,6 +38,14 @@ fn snapshot_object(id: &str) -> String {
     format!("snapshots/{id}")
 }
 
+/// `n` backups of `src`, its file `f` saying "version 1" to "version n".
+fn backup_versions(env: &Env, src: &Path, n: u32) {
+    for v in 1..=n {
+        write(&src.join("f"), format!("version {v}\n").as_bytes());
+        env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    }
+}
+
 fn restore_latest(env: &Env, what: &str, code: i32) -> (std::path::PathBuf, String) {
     let t = env.path(&format!("restore-{what}"));
     let e = expect_err(
@@ -251,10 +259,7 @@ fn a_superseded_index_put_back_from_the_middle_of_the_chain_stays_superseded() {
 fn deletion_without_a_forget_record(env: &Env) {
     let src = env.path("src");
     env.init();
-    for v in 1..=4 {
-        write(&src.join("f"), format!("version {v}\n").as_bytes());
-        env.ok(&["backup", "-q", src.to_str().unwrap()]);
-    }
+    backup_versions(env, &src, 4);
     let ids = env.snapshot_ids();
     env.ok(&["check", "-q"]); // this host has seen all four
     let other = |args: &[&str]| {
@@ -321,10 +326,7 @@ fn a_damaged_newest_snapshot_is_a_rollback_too() {
     let env = Env::new();
     let src = env.path("src");
     env.init();
-    for v in 1..=2 {
-        write(&src.join("f"), format!("version {v}\n").as_bytes());
-        env.ok(&["backup", "-q", src.to_str().unwrap()]);
-    }
+    backup_versions(&env, &src, 2);
     let ids = env.snapshot_ids();
     let b = storage(&env);
     let name = snapshot_object(&ids[1]);
@@ -351,10 +353,7 @@ fn prune_refuses_while_alarms_are_kept() {
     let env = Env::new();
     let src = env.path("src");
     env.init();
-    for v in 1..=2 {
-        write(&src.join("f"), format!("version {v}\n").as_bytes());
-        env.ok(&["backup", "-q", src.to_str().unwrap()]);
-    }
+    backup_versions(&env, &src, 2);
     let ids = env.snapshot_ids();
     storage(&env).delete(&snapshot_object(&ids[1])).unwrap();
     let packs_before = files_under(&env.repo.join("packs")).len();
@@ -377,10 +376,7 @@ fn a_replayed_snapshot_does_not_count_toward_the_policy() {
     let env = Env::new();
     let src = env.path("src");
     env.init();
-    for v in 1..=3 {
-        write(&src.join("f"), format!("version {v}\n").as_bytes());
-        env.ok(&["backup", "-q", src.to_str().unwrap()]);
-    }
+    backup_versions(&env, &src, 3);
     let ids = env.snapshot_ids();
     let b = storage(&env);
     let saved = b.get(&snapshot_object(&ids[2])).unwrap();
@@ -423,10 +419,7 @@ fn prune_remembers_what_its_index_superseded() {
     let env = Env::new();
     let src = env.path("src");
     env.init();
-    for v in 1..=3 {
-        write(&src.join("f"), format!("version {v}\n").as_bytes());
-        env.ok(&["backup", "-q", src.to_str().unwrap()]);
-    }
+    backup_versions(&env, &src, 3);
     let old = index_files(&env.repo);
     let ids = env.snapshot_ids();
     env.ok(&["forget", "-q", &ids[0], "--prune", "--max-unused", "0%"]);
@@ -455,10 +448,7 @@ fn unreadable_forget_records_and_renamed_snapshots_hide_nothing() {
     let env = Env::new();
     let src = env.path("src");
     env.init();
-    for v in 1..=3 {
-        write(&src.join("f"), format!("version {v}\n").as_bytes());
-        env.ok(&["backup", "-q", src.to_str().unwrap()]);
-    }
+    backup_versions(&env, &src, 3);
     let ids = env.snapshot_ids();
     env.ok(&["forget", "-q", &ids[0]]);
     std::fs::remove_dir_all(env.repo.join("forgotten")).unwrap();
@@ -470,10 +460,7 @@ fn unreadable_forget_records_and_renamed_snapshots_hide_nothing() {
 
     let env = Env::new();
     env.init();
-    for v in 1..=2 {
-        write(&src.join("f"), format!("version {v}\n").as_bytes());
-        env.ok(&["backup", "-q", src.to_str().unwrap()]);
-    }
+    backup_versions(&env, &src, 2);
     let ids = env.snapshot_ids();
     let dir = env.repo.join("snapshots");
     std::fs::rename(dir.join(&ids[1]), dir.join(ids[1].to_uppercase())).unwrap();

@@ -166,24 +166,20 @@ impl Source {
     /// plus `bulk` bytes of random data and a `secrets/` directory (what
     /// the rewrite trials erase).
     pub fn new(env: &Env, name: &str, bulk: usize, rng: &mut Rng) -> Source {
-        let dir = env.path(name);
-        make_rich_tree(&dir, false);
-        let mut s = Source {
-            dir,
-            name: name.to_string(),
-            versions: env.path(&format!("versions-{name}")),
-            count: 0,
-        };
-        s.grow(bulk, rng);
-        s
+        make_rich_tree(&env.path(name), false);
+        Source::grown(env, name, bulk, rng)
     }
 
     /// A small source for many quick versions: a few files, no special ones.
     pub fn small(env: &Env, name: &str, bulk: usize, rng: &mut Rng) -> Source {
-        let dir = env.path(name);
-        write(&dir.join("readme.txt"), b"a small tree\n");
+        write(&env.path(name).join("readme.txt"), b"a small tree\n");
+        Source::grown(env, name, bulk, rng)
+    }
+
+    /// The source at `env.path(name)` as it is, grown once by `bulk` bytes.
+    fn grown(env: &Env, name: &str, bulk: usize, rng: &mut Rng) -> Source {
         let mut s = Source {
-            dir,
+            dir: env.path(name),
             name: name.to_string(),
             versions: env.path(&format!("versions-{name}")),
             count: 0,
