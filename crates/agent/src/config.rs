@@ -608,7 +608,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
         hostname: raw
             .hostname
             .clone()
-            .unwrap_or_else(ironvault_core::repo::hostname),
+            .unwrap_or_else(ironvault_core::host::hostname),
         state_dir: raw
             .state_dir
             .as_ref()

@@ -91,7 +91,7 @@ pub fn object_place(url: &str) -> Place {
 /// True if `host` resolves to a loopback address or one of this machine's addresses.
 fn is_this_host(host: &str, port: u16) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.eq_ignore_ascii_case("localhost") || bare == ironvault_core::repo::hostname() {
+    if bare.eq_ignore_ascii_case("localhost") || bare == ironvault_core::host::hostname() {
         return true;
     }
     let Ok(addrs) = (bare, port).to_socket_addrs() else {

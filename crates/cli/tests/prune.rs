@@ -350,7 +350,7 @@ fn prune_refuses_damage_and_a_running_prune_and_finishes_an_abandoned_one() {
     let lock =
         ironvault_core::repo::lock::Lock::acquire(backend.clone(), *repo.master_key(), false)
             .unwrap();
-    let list = ironvault_core::repo::Deletions {
+    let list = ironvault_core::format::deletions::Deletions {
         created: "2026-01-01T00:00:00Z".into(),
         packs: vec![],
         lock: Some(lock.name().to_string()),
@@ -361,7 +361,7 @@ fn prune_refuses_damage_and_a_running_prune_and_finishes_an_abandoned_one() {
             "deletions/0000000000000000000000000000000000000000000000000000000000000001",
             &ironvault_core::crypto::seal(
                 repo.master_key(),
-                ironvault_core::crypto::ad::DELETIONS,
+                ironvault_core::format::kind::ad::DELETIONS,
                 &ironvault_core::format::to_cbor(&list).unwrap(),
             ),
         )

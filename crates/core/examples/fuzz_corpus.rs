@@ -9,12 +9,13 @@
 use ironvault_core::backend::local::LocalBackend;
 use ironvault_core::backend::Backend;
 use ironvault_core::backup::{backup, BackupOptions};
-use ironvault_core::crypto::keyfile::KdfParams;
-use ironvault_core::crypto::{ad, open, seal};
+use ironvault_core::crypto::kdf::KdfParams;
+use ironvault_core::crypto::{open, seal};
+use ironvault_core::format::kind::{ad, snapshot_ad};
 use ironvault_core::format::tree::Tree;
 use ironvault_core::format::{from_cbor, pack, to_cbor, BlobType, Id};
 use ironvault_core::repo::lock::Lock;
-use ironvault_core::repo::{snapshot_ad, Repository};
+use ironvault_core::repo::Repository;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

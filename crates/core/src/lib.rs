@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod forget;
 pub mod format;
 pub(crate) mod fsdir;
+pub mod host;
 pub mod human;
 pub mod interrupt;
 pub mod prune;
@@ -24,5 +25,6 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod rewrite;
+pub mod usage;
 
 pub use error::{Error, Result};

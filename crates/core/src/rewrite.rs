@@ -9,15 +9,15 @@
 
 use crate::backup::exclude::Excludes;
 use crate::error::Result;
+use crate::format::erasure::ErasureRequest;
 use crate::format::id::IdSet;
-use crate::format::snapshot::Snapshot;
 use crate::format::to_cbor;
 use crate::format::tree::{Node, NodeType, Tree};
 use crate::format::{BlobType, Id};
-use crate::prune::ErasureRequest;
 use crate::repo::lock::Lock;
 use crate::repo::packer::BlobSink;
 use crate::repo::Repository;
+use crate::usage::{find_users, original_root, SharedBlob};
 use serde::Serialize;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -37,14 +37,6 @@ pub struct SnapshotRewrite {
     pub removed: Vec<String>,
     pub files_removed: u64,
     pub bytes_removed: u64,
-}
-
-/// A blob of a removed file that a kept file still uses.
-#[derive(Clone, Debug, Serialize)]
-pub struct SharedBlob {
-    pub blob: String,
-    pub snapshot: String,
-    pub path: String,
 }
 
 /// The audit record of a rewrite.
@@ -144,16 +136,6 @@ impl Rewriter<'_> {
     }
 }
 
-/// The path a root node was backed up from: the snapshot path whose last
-/// component is its name.
-fn original_root(s: &Snapshot, name: &[u8]) -> PathBuf {
-    s.paths
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.file_name().is_some_and(|f| f.as_bytes() == name))
-        .unwrap_or_else(|| Path::new("/").join(OsStr::from_bytes(name)))
-}
-
 /// Originals deleted per erasure request written (each request replaces the
 /// previous one and names everything removed so far).
 const ORIGINALS_PER_REQUEST: usize = 64;
@@ -180,12 +162,12 @@ impl Record {
         blobs.sort();
         let req = ErasureRequest {
             created: chrono::Utc::now().to_rfc3339(),
-            hostname: crate::repo::hostname(),
+            hostname: crate::host::hostname(),
             snapshots: self.originals.clone(),
             blobs,
             patterns: self.patterns.clone(),
         };
-        let name = req.save(repo)?;
+        let name = repo.save_erasure_request(&req)?;
         crate::failpoint::hit("rewrite-request-written");
         if let Some(prev) = self.current.replace(name) {
             repo.backend().delete(&prev)?;
@@ -317,103 +299,4 @@ pub fn rewrite(
         return Err(crate::error::Error::Interrupted);
     }
     Ok(report)
-}
-
-/// Blobs of `removed` that the snapshots use, each with one file (or
-/// directory) that uses it. A snapshot marked `true` is walked without what
-/// `excludes` matches (as its replacement would be).
-pub(crate) fn find_users(
-    repo: &Repository,
-    snaps: &[(Id, bool)],
-    excludes: Option<&Excludes>,
-    removed: &IdSet,
-) -> Result<Vec<SharedBlob>> {
-    struct Finder<'a> {
-        repo: &'a Repository,
-        excludes: Option<&'a Excludes>,
-        removed: &'a IdSet,
-        found: std::collections::BTreeMap<Id, SharedBlob>,
-        seen_trees: IdSet,
-        snapshot: String,
-        filtered: bool,
-    }
-    impl Finder<'_> {
-        fn note(&mut self, b: &Id, path: &Path) {
-            if self.removed.contains(b) && !self.found.contains_key(b) {
-                self.found.insert(
-                    *b,
-                    SharedBlob {
-                        blob: b.to_hex(),
-                        snapshot: self.snapshot.clone(),
-                        path: path.to_string_lossy().into_owned(),
-                    },
-                );
-            }
-        }
-        fn walk(
-            &mut self,
-            tree: &Id,
-            paths_of: &dyn Fn(&[u8]) -> (PathBuf, PathBuf),
-        ) -> Result<()> {
-            for n in self.repo.read_tree(tree)?.nodes {
-                let (p_snap, p_orig) = paths_of(&n.name);
-                if let Some(x) = self.excludes.filter(|_| self.filtered) {
-                    if x.excludes_path(&p_orig) || x.excludes_path(&p_snap) {
-                        continue;
-                    }
-                }
-                for b in n.content.iter().flatten() {
-                    self.note(b, &p_orig);
-                }
-                if let Some(sub) = n.subtree {
-                    if !self.filtered {
-                        // (a filtered walk stands for new trees, not these)
-                        self.note(&sub, &p_orig);
-                    }
-                    // A subtree walked before holds nothing new, unless
-                    // patterns apply (its path differs).
-                    if self.seen_trees.insert(sub) || self.filtered {
-                        let join = |name: &[u8]| {
-                            let name = OsStr::from_bytes(name);
-                            (p_snap.join(name), p_orig.join(name))
-                        };
-                        self.walk(&sub, &join)?;
-                    }
-                }
-            }
-            Ok(())
-        }
-    }
-    let mut f = Finder {
-        repo,
-        excludes,
-        removed,
-        found: Default::default(),
-        seen_trees: IdSet::default(),
-        snapshot: String::new(),
-        filtered: false,
-    };
-    for (sid, filtered) in snaps {
-        if f.found.len() == removed.len() {
-            break;
-        }
-        let snap = match repo.load_snapshot(sid) {
-            Ok(x) => x,
-            Err(crate::error::Error::SnapshotNotFound(_)) => continue, // forgotten meanwhile
-            Err(e) => return Err(e),
-        };
-        f.snapshot = sid.to_hex();
-        f.filtered = *filtered;
-        if !filtered {
-            f.note(&snap.tree, Path::new("/"));
-        }
-        let root_paths = |name: &[u8]| {
-            (
-                Path::new("/").join(OsStr::from_bytes(name)),
-                original_root(&snap, name),
-            )
-        };
-        f.walk(&snap.tree, &root_paths)?;
-    }
-    Ok(f.found.into_values().collect())
 }

@@ -10,11 +10,13 @@
 use ironvault_core::backend::local::LocalBackend;
 use ironvault_core::backend::Backend;
 use ironvault_core::backup::{backup, BackupOptions};
-use ironvault_core::crypto::keyfile::{KdfParams, KeyFile};
-use ironvault_core::crypto::{ad, open, seal};
+use ironvault_core::crypto::kdf::KdfParams;
+use ironvault_core::crypto::{open, seal};
 use ironvault_core::format::config::Config;
 use ironvault_core::format::forgotten::ForgetRecord;
 use ironvault_core::format::index::IndexFile;
+use ironvault_core::format::keyfile::KeyFile;
+use ironvault_core::format::kind::ad;
 use ironvault_core::format::snapshot::Snapshot;
 use ironvault_core::format::tree::Tree;
 use ironvault_core::format::{from_cbor, pack, BlobType};
@@ -188,7 +190,7 @@ proptest! {
     fn lock_garbage(plain in garbage(|s| &s.lock)) {
         if let Ok(l) = from_cbor::<LockInfo>(&plain, "lock") {
             let _ = l.describe();
-            let _ = l.is_stale(&ironvault_core::repo::hostname());
+            let _ = l.is_stale(&ironvault_core::host::hostname());
         }
     }
 

@@ -5,7 +5,7 @@
 use crate::Cli;
 use anyhow::{anyhow, bail, Result};
 use ironvault_core::format::index::IndexFile;
-use ironvault_core::format::{BlobType, Id};
+use ironvault_core::format::{BlobType, Id, ObjectKind};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -87,10 +87,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             json!({"id": id.to_hex(), "nodes": nodes})
         }
         "index" => {
-            let id = full_id("index", &need_id()?, names("index/")?)?;
+            let id = full_id("index", &need_id()?, names(ObjectKind::Index.dir())?)?;
             let f = IndexFile::open(
                 repo.master_key(),
-                &repo.backend().get(&format!("index/{}", id.to_hex()))?,
+                &repo.backend().get(&ObjectKind::Index.name(&id))?,
                 "index",
             )?;
             json!({"id": id.to_hex(), "supersedes": f.supersedes.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
@@ -99,9 +99,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                         "uncompressed_length": b.raw_len})).collect::<Vec<_>>()})).collect::<Vec<_>>()})
         }
         "key" => {
-            let id = full_id("key", &need_id()?, names("keys/")?)?;
-            let kf = ironvault_core::crypto::keyfile::KeyFile::parse(
-                &repo.backend().get(&format!("keys/{}", id.to_hex()))?,
+            let id = full_id("key", &need_id()?, names(ObjectKind::Key.dir())?)?;
+            let kf = ironvault_core::format::keyfile::KeyFile::parse(
+                &repo.backend().get(&ObjectKind::Key.name(&id))?,
                 "key",
             )?;
             json!({"id": id.to_hex(), "version": kf.version, "created": kf.created, "hostname": kf.hostname,
@@ -109,25 +109,25 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         }
         "pack" => {
             let prefix = need_id()?;
-            let objs = repo.backend().list("packs/")?;
-            let m: Vec<_> = objs
-                .iter()
-                .filter(|o| {
-                    o.name
+            let mut m = Vec::new();
+            for t in [BlobType::Data, BlobType::Tree] {
+                let kind = ObjectKind::Pack(t);
+                for o in repo.backend().list(kind.dir())? {
+                    if o.name
                         .rsplit('/')
                         .next()
                         .is_some_and(|n| n.starts_with(&prefix))
-                })
-                .collect();
-            let [o] = m.as_slice() else {
+                    {
+                        m.push((kind, t, o));
+                    }
+                }
+            }
+            let [(kind, t, o)] = m.as_slice() else {
                 bail!("no single pack matches {prefix}")
             };
-            let t = if o.name.starts_with("packs/tree/") {
-                BlobType::Tree
-            } else {
-                BlobType::Data
-            };
-            let id = Id::from_hex(o.name.rsplit('/').next().unwrap_or_default())
+            let t = *t;
+            let id = kind
+                .parse_name(&o.name)
                 .ok_or_else(|| anyhow!("bad pack name"))?;
             let p = repo.read_pack_header(t, &id, o.size)?;
             json!({"id": id.to_hex(), "type": t.dir(), "size": p.size, "blobs": p.blobs.iter().map(|b| json!({"id": b.id.to_hex(),

@@ -2,7 +2,7 @@
 
 use crate::Cli;
 use anyhow::Result;
-use ironvault_core::crypto::keyfile::KdfParams;
+use ironvault_core::crypto::kdf::KdfParams;
 use ironvault_core::repo::Repository;
 use std::path::PathBuf;
 

@@ -4,7 +4,8 @@ use crate::output::escape_str;
 use crate::password::PasswordSource;
 use crate::Cli;
 use anyhow::Result;
-use ironvault_core::crypto::keyfile::KdfParams;
+use ironvault_core::crypto::kdf::KdfParams;
+use ironvault_core::format::kind::key_id_text;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -49,7 +50,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     match &a.what {
         What::List => {
             let keys = repo.list_keys()?;
-            let current = repo.key_name().trim_start_matches("keys/").to_string();
+            let current = key_id_text(repo.key_name()).to_string();
             if cli.json {
                 let v: Vec<_> = keys
                     .iter()
@@ -85,7 +86,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         What::Add(n) => {
             let pw = new_password(n)?;
             let name = repo.add_key(&pw, KdfParams::default())?;
-            let id = name.trim_start_matches("keys/");
+            let id = key_id_text(&name);
             if cli.json {
                 println!(
                     "{}",
@@ -117,14 +118,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             if cli.json {
                 println!(
                     "{}",
-                    serde_json::json!({"message_type": "password_changed", "id": name.trim_start_matches("keys/"),
-                        "replaced": old.trim_start_matches("keys/")})
+                    serde_json::json!({"message_type": "password_changed", "id": key_id_text(&name),
+                        "replaced": key_id_text(&old)})
                 );
             } else if !cli.quiet {
                 println!(
                     "password changed: key {} replaces {}",
-                    &name.trim_start_matches("keys/")[..8],
-                    &old.trim_start_matches("keys/")[..8]
+                    &key_id_text(&name)[..8],
+                    &key_id_text(&old)[..8]
                 );
             }
             Ok(0)

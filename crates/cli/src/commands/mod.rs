@@ -113,7 +113,7 @@ pub fn open_repo_with(cli: &Cli, cache: bool) -> Result<Arc<Repository>> {
             "opened repository {} ({}) with key {} in {:.2} s",
             repo.config().id.short(),
             repo.backend().location(),
-            &repo.key_name().trim_start_matches("keys/")[..8],
+            &ironvault_core::format::kind::key_id_text(repo.key_name())[..8],
             t.elapsed().as_secs_f64()
         )
     });

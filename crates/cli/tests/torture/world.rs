@@ -7,7 +7,7 @@ use crate::common::*;
 use crate::rng::Rng;
 use ironvault_core::backend::s3::S3Options;
 use ironvault_core::backend::{open_location, Backend};
-use ironvault_core::crypto::keyfile::KdfParams;
+use ironvault_core::crypto::kdf::KdfParams;
 use ironvault_core::repo::Repository;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

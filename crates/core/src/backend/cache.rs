@@ -20,6 +20,7 @@
 
 use super::{private, Backend, ObjectInfo, TransferStats};
 use crate::error::{Error, Result};
+use crate::format::{BlobType, ObjectKind};
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -65,16 +66,13 @@ enum Kind {
 fn kind_of(name: &str) -> Option<Kind> {
     // `config` is not cached: it is small, read once per command, and is
     // the one object a re-created repository at the same location replaces.
-    if name.starts_with("snapshots/") {
-        Some(Kind::Trailer)
-    } else if name.starts_with("keys/")
-        || name.starts_with("index/")
-        || name.starts_with("forgotten/")
-        || name.starts_with("packs/tree/")
-    {
-        Some(Kind::Addressed)
-    } else {
-        None
+    match ObjectKind::of_name(name)? {
+        ObjectKind::Snapshot => Some(Kind::Trailer),
+        ObjectKind::Key
+        | ObjectKind::Index
+        | ObjectKind::Forgotten
+        | ObjectKind::Pack(BlobType::Tree) => Some(Kind::Addressed),
+        _ => None,
     }
 }
 

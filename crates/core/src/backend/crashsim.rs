@@ -171,7 +171,7 @@ mod tests {
     use crate::backend::Backend;
     use crate::backup::{backup, BackupOptions};
     use crate::check::{check, CheckOptions};
-    use crate::crypto::keyfile::KdfParams;
+    use crate::crypto::kdf::KdfParams;
     use crate::repo::Repository;
     use crate::restore::{restore, RestoreOptions};
 

@@ -31,7 +31,7 @@ pub(crate) fn commit_snapshot(
         tree,
         paths,
         hostname: opts.hostname.clone(),
-        username: crate::repo::username(),
+        username: crate::host::username(),
         uid,
         gid,
         tags: opts.tags.clone(),

@@ -2,14 +2,13 @@
 //! extended attributes (which carry POSIX ACLs), and the holes of sparse files.
 
 use crate::format::tree::{Node, NodeType, Time};
-use std::collections::HashMap;
+use crate::host::{group_name, user_name};
 use std::ffi::CStr;
 use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::sync::Mutex;
 
 /// The node type of an lstat result.
 pub fn node_type(md: &Metadata) -> NodeType {
@@ -276,69 +275,4 @@ pub fn find_holes(f: &File, size: u64) -> Vec<(u64, u64)> {
         pos = hole;
     }
     holes
-}
-
-fn cached(
-    cache: &Mutex<HashMap<u32, Option<String>>>,
-    id: u32,
-    look: impl Fn(u32) -> Option<String>,
-) -> Option<String> {
-    if let Some(v) = cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
-        return v;
-    }
-    let v = look(id);
-    if let Ok(mut c) = cache.lock() {
-        c.insert(id, v.clone());
-    }
-    v
-}
-
-/// The user name of a uid, if the system knows it.
-pub fn user_name(uid: u32) -> Option<String> {
-    static INNER: std::sync::OnceLock<Mutex<HashMap<u32, Option<String>>>> =
-        std::sync::OnceLock::new();
-    cached(INNER.get_or_init(Default::default), uid, |uid| {
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: passwd is plain data; getpwuid_r writes only into pwd and buf (bounded by len).
-        unsafe {
-            let mut pwd: libc::passwd = std::mem::zeroed();
-            let mut res: *mut libc::passwd = std::ptr::null_mut();
-            let r = libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr() as *mut libc::c_char,
-                buf.len(),
-                &mut res,
-            );
-            if r != 0 || res.is_null() {
-                return None;
-            }
-            Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
-        }
-    })
-}
-
-/// The group name of a gid, if the system knows it.
-pub fn group_name(gid: u32) -> Option<String> {
-    static INNER: std::sync::OnceLock<Mutex<HashMap<u32, Option<String>>>> =
-        std::sync::OnceLock::new();
-    cached(INNER.get_or_init(Default::default), gid, |gid| {
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: as for getpwuid_r.
-        unsafe {
-            let mut grp: libc::group = std::mem::zeroed();
-            let mut res: *mut libc::group = std::ptr::null_mut();
-            let r = libc::getgrgid_r(
-                gid,
-                &mut grp,
-                buf.as_mut_ptr() as *mut libc::c_char,
-                buf.len(),
-                &mut res,
-            );
-            if r != 0 || res.is_null() {
-                return None;
-            }
-            Some(CStr::from_ptr(grp.gr_name).to_string_lossy().into_owned())
-        }
-    })
 }

@@ -73,7 +73,7 @@ impl BackupOptions {
     pub fn new(paths: Vec<PathBuf>) -> Self {
         BackupOptions {
             paths,
-            hostname: crate::repo::hostname(),
+            hostname: crate::host::hostname(),
             tags: vec![],
             parent: ParentChoice::Auto,
             time: None,

@@ -6,8 +6,9 @@
 
 use super::{bad_copy, CheckOptions, CheckReport, ProgressFn};
 use crate::format::index::IndexBlob;
+use crate::format::kind::pack_name;
 use crate::format::{BlobType, Id};
-use crate::repo::index::{pack_name, BlobLocation};
+use crate::repo::index::BlobLocation;
 use crate::repo::{Repository, StoredPack};
 use std::collections::HashMap;
 

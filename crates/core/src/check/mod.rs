@@ -6,11 +6,14 @@
 //! affects. Leftovers of an interrupted write (unreferenced packs or index
 //! entries, stale locks) are reported as harmless notices, not errors.
 
-use crate::crypto::keyfile::KeyFile;
 use crate::error::Result;
+use crate::format::keyfile::KeyFile;
+use crate::format::kind::pack_name;
+use crate::format::scrub::ScrubRecord;
 use crate::format::tree::NodeType;
+use crate::format::ObjectKind;
 use crate::format::{BlobType, Id};
-use crate::repo::index::{pack_name, BlobLocation};
+use crate::repo::index::BlobLocation;
 use crate::repo::{Repository, StoredPack};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -72,9 +75,9 @@ pub fn check(
     let b = repo.backend().clone();
     let started = chrono::Local::now();
 
-    for k in b.list("keys/")? {
+    for k in b.list(ObjectKind::Key.dir())? {
         let bytes = b.get(&k.name)?;
-        let named = k.name.strip_prefix("keys/").and_then(Id::from_hex);
+        let named = ObjectKind::Key.parse_name(&k.name);
         if named != Some(Id::hash_of(&bytes)) {
             r.errors.push(format!(
                 "{}: content does not match its name (damaged key file)",
@@ -104,8 +107,9 @@ pub fn check(
     // Packs in storage against packs in the index.
     let mut stored: HashMap<Id, (BlobType, u64)> = HashMap::new();
     for t in [BlobType::Data, BlobType::Tree] {
-        for o in b.list(&format!("packs/{}/", t.dir()))? {
-            match o.name.rsplit('/').next().and_then(Id::from_hex) {
+        let kind = ObjectKind::Pack(t);
+        for o in b.list(kind.dir())? {
+            match kind.parse_name(&o.name) {
                 Some(id) => {
                     stored.insert(id, (t, o.size));
                 }
@@ -246,7 +250,7 @@ pub fn check(
 
     for (name, info) in crate::repo::lock::list_locks(b.as_ref(), repo.master_key())? {
         match info {
-            Some(i) if i.is_stale(&crate::repo::hostname()) => r.notices.push(format!(
+            Some(i) if i.is_stale(&crate::host::hostname()) => r.notices.push(format!(
                 "{name}: stale lock of pid {} on {} (harmless; 'ironvault unlock' removes it)",
                 i.pid, i.hostname
             )),
@@ -267,7 +271,7 @@ pub fn check(
         Ok(_) => {}
         Err(e) => r.errors.push(format!("deletion list: {e}")),
     }
-    match crate::prune::erasure_requests(repo) {
+    match repo.erasure_requests() {
         Ok(q) if !q.is_empty() => r.notices.push(format!(
             "{} from 'ironvault rewrite' {} open: 'ironvault prune' removes the erased data from storage, and says which kept files still hold any of it",
             crate::human::plural(q.len() as u64, "erasure request"),
@@ -279,9 +283,9 @@ pub fn check(
     if opts.read_data || opts.subset.is_some() {
         // What was read and found, for whoever asks later which packs were
         // verified when (a failed write only costs the record).
-        let rec = scrub::ScrubRecord {
+        let rec = ScrubRecord {
             time: started.with_timezone(&chrono::Utc).to_rfc3339(),
-            hostname: crate::repo::hostname(),
+            hostname: crate::host::hostname(),
             selection: opts
                 .subset
                 .map(|s| s.describe())

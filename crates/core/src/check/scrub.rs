@@ -7,13 +7,10 @@
 //!   the packs whose id mod D equals `day` mod D: daily runs on any host cover
 //!   every pack once per cycle, with no state shared between runs.
 //!
-//! Each run writes an encrypted record, `scrubs/<id>` (format.md §2).
+//! Each run writes an encrypted record (`crate::format::scrub`, format.md §9.1).
 
-use crate::crypto::{ad, open, seal};
 use crate::error::{Error, Result};
-use crate::format::{from_cbor, to_cbor, Id};
-use crate::repo::Repository;
-use serde::{Deserialize, Serialize};
+use crate::format::Id;
 
 /// Which packs to read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -102,52 +99,6 @@ impl Subset {
                 )
             }
         }
-    }
-}
-
-/// What one check run read and found (sealed CBOR in `scrubs/<id>`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ScrubRecord {
-    /// RFC 3339 start time, in UTC.
-    pub time: String,
-    pub hostname: String,
-    /// "all", "subset 2/7", "subset 10%", "scrub cycle of 30 days, day 12 of the cycle".
-    pub selection: String,
-    /// Packs read, and their total size.
-    pub packs: Vec<Id>,
-    pub bytes_read: u64,
-    /// Damage found in the data read (empty: all of it verified).
-    pub errors: Vec<String>,
-}
-
-impl Repository {
-    /// Store a scrub record; returns its id (the hash of the stored bytes).
-    pub fn save_scrub_record(&self, r: &ScrubRecord) -> Result<Id> {
-        let sealed = seal(self.master_key(), ad::SCRUB, &to_cbor(r)?);
-        let id = Id::hash_of(&sealed);
-        self.backend()
-            .put(&format!("scrubs/{}", id.to_hex()), &sealed)?;
-        Ok(id)
-    }
-
-    /// All scrub records, oldest first (unreadable ones are skipped).
-    pub fn scrub_records(&self) -> Result<Vec<(Id, ScrubRecord)>> {
-        let mut out = Vec::new();
-        for o in self.backend().list("scrubs/")? {
-            let Some(id) = o.name.strip_prefix("scrubs/").and_then(Id::from_hex) else {
-                continue;
-            };
-            let Ok(bytes) = self.backend().get(&o.name) else {
-                continue;
-            };
-            if let Ok(r) = open(self.master_key(), ad::SCRUB, &bytes, &o.name)
-                .and_then(|p| from_cbor::<ScrubRecord>(&p, &o.name))
-            {
-                out.push((id, r));
-            }
-        }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time));
-        Ok(out)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The `config` object (format.md §3.3): a clear JSON envelope with the
 //! format version, and a sealed CBOR body with the id key and chunker secret.
 
+use super::kind::ad;
 use super::{from_cbor, to_cbor, Id, FORMAT_VERSION};
-use crate::crypto::{ad, open, seal};
+use crate::crypto::{open, seal};
 use crate::error::{Error, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

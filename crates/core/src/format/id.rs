@@ -148,6 +148,44 @@ impl BlobType {
     }
 }
 
+/// The secrets that make blob ids and chunk boundaries (shared by related repositories).
+#[derive(Clone)]
+pub struct IdKeys {
+    data: [u8; 32],
+    tree: [u8; 32],
+    snapshot: [u8; 32],
+    /// Seed mixed into the chunker's gear table.
+    pub chunker_seed: u64,
+}
+
+impl IdKeys {
+    /// Derive the id keys from `K_id` and the chunker seed from `K_cdc` (format.md §3).
+    pub fn derive(id_key: &[u8; 32], chunker_secret: &[u8; 32]) -> IdKeys {
+        let seed = blake3::derive_key("ironvault 2026-11 chunker seed v1", chunker_secret);
+        IdKeys {
+            data: blake3::derive_key("ironvault 2026-11 data blob id v1", id_key),
+            tree: blake3::derive_key("ironvault 2026-11 tree blob id v1", id_key),
+            snapshot: blake3::derive_key("ironvault 2026-11 snapshot id v1", id_key),
+            // 8 of the 32 derived bytes.
+            chunker_seed: u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")),
+        }
+    }
+
+    /// The keyed id of a blob's plaintext.
+    pub fn blob_id(&self, t: BlobType, plain: &[u8]) -> Id {
+        let key = match t {
+            BlobType::Data => &self.data,
+            BlobType::Tree => &self.tree,
+        };
+        Id(*blake3::keyed_hash(key, plain).as_bytes())
+    }
+
+    /// The keyed id of a snapshot's plaintext CBOR.
+    pub fn snapshot_id(&self, plain: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.snapshot, plain).as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +200,20 @@ mod tests {
             let back: Id = crate::format::from_cbor(&cbor, "id").unwrap();
             prop_assert_eq!(back, id);
         }
+    }
+
+    #[test]
+    fn id_keys_separate_types() {
+        let k = IdKeys::derive(&[1; 32], &[2; 32]);
+        assert_ne!(
+            k.blob_id(BlobType::Data, b"x"),
+            k.blob_id(BlobType::Tree, b"x")
+        );
+        let k2 = IdKeys::derive(&[1; 32], &[3; 32]);
+        assert_eq!(
+            k.blob_id(BlobType::Data, b"x"),
+            k2.blob_id(BlobType::Data, b"x")
+        );
+        assert_ne!(k.chunker_seed, k2.chunker_seed);
     }
 }

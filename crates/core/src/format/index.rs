@@ -1,8 +1,9 @@
 //! Index files (format.md §6): which blob lives in which pack, sealed and
 //! zstd-compressed binary.
 
+use super::kind::ad;
 use super::{BlobType, Id, Reader};
-use crate::crypto::{ad, open, seal};
+use crate::crypto::{open, seal};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"IVI1";

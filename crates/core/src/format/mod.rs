@@ -2,14 +2,21 @@
 //! every type here names the section it implements.
 
 pub mod config;
+pub mod deletions;
+pub mod erasure;
 pub mod forgotten;
 pub mod id;
 pub mod index;
+pub mod keyfile;
+pub mod kind;
+pub mod lock;
 pub mod pack;
+pub mod scrub;
 pub mod snapshot;
 pub mod tree;
 
 pub use id::{BlobType, Id};
+pub use kind::{ObjectKind, SealedObject};
 
 use crate::error::{Error, Result};
 

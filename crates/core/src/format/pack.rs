@@ -1,8 +1,9 @@
 //! Pack layout (format.md §5): stored blobs, then a sealed binary header,
 //! then the header length and the magic `IVP1`.
 
+use super::kind::ad;
 use super::{BlobType, Id, Reader};
-use crate::crypto::{ad, open, seal, SEAL_OVERHEAD};
+use crate::crypto::{open, seal, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 
 /// Pack trailer magic.

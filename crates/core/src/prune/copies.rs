@@ -15,8 +15,8 @@ use super::plan::{self, IndexView, Plan};
 use super::{Observer, PruneOptions};
 use crate::error::Result;
 use crate::format::id::{IdMap, IdSet};
+use crate::format::kind::pack_name;
 use crate::format::{BlobType, Id};
-use crate::repo::index::pack_name;
 use crate::repo::Repository;
 
 /// Verdicts on packs holding kept copies, each pack read at most once.

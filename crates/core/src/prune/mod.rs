@@ -18,18 +18,16 @@ pub mod erasure;
 mod phase2;
 pub mod plan;
 
-pub use erasure::{erasure_requests, ErasureRequest};
-
 use crate::backend::{is_not_found, Backend};
-use crate::crypto::{ad, seal};
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::format::deletions::Deletions;
 use crate::format::id::{IdMap, IdSet};
-use crate::format::{to_cbor, BlobType, Id};
-use crate::repo::index::pack_name;
+use crate::format::kind::pack_name;
+use crate::format::{BlobType, Id, ObjectKind};
 use crate::repo::lock::{list_locks, list_locks_at, Lock, StorageClock};
 use crate::repo::packer::BlobSink;
-use crate::repo::{Deletions, Repository};
+use crate::repo::Repository;
 use plan::{IndexView, MaxUnused, Plan};
 use serde::Serialize;
 use std::sync::Arc;
@@ -108,7 +106,7 @@ pub struct PruneReport {
     /// Blobs of erasure requests still used by snapshots (shared through
     /// deduplication with kept files, or stored again by a backup since),
     /// each with a file that uses it.
-    pub not_erased: Vec<crate::rewrite::SharedBlob>,
+    pub not_erased: Vec<crate::usage::SharedBlob>,
     pub erasure_requests_completed: Vec<String>,
     /// Erasure requests kept for the next prune: some of their blobs sit in
     /// packs that snapshots made during this prune need.
@@ -176,7 +174,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
             missing.short()
         )));
     }
-    let requests = erasure_requests(&repo)?;
+    let requests = repo.erasure_requests()?;
     let erase: IdSet = requests
         .iter()
         .flat_map(|(_, q)| q.blobs.iter().copied())
@@ -207,7 +205,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
             .saturating_sub(r.unindexed_bytes)
             .saturating_sub(r.bytes_written);
         r.bytes_after = r.bytes_before - r.bytes_freed;
-        r.not_erased = erasure::users(&repo, &snaps, &plan.erasure_still_used)?;
+        r.not_erased = crate::usage::users(&repo, &snaps, &plan.erasure_still_used)?;
         r.damaged_packs = damaged_names(&verifier, &repo);
         return Ok(r);
     }
@@ -232,10 +230,9 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
         created: chrono::Utc::now().to_rfc3339(),
         packs: sorted,
         lock: own.clone(),
-        hostname: Some(crate::repo::hostname()),
+        hostname: Some(crate::host::hostname()),
     };
-    let list_name = format!("deletions/{}", Id::random().to_hex());
-    b.put(&list_name, &seal(&key, ad::DELETIONS, &to_cbor(&list)?))?;
+    let list_name = repo.save_deletion_list(&list)?;
     failpoint::hit("prune-deletions-written");
     // Two prunes that started together: both may back off, neither proceeds unsafely.
     if let Err(e) = other_prunes(
@@ -328,7 +325,7 @@ pub(super) fn load_unless_forgotten(
 ) -> Result<Option<crate::format::snapshot::Snapshot>> {
     if repo
         .backend()
-        .size(&format!("snapshots/{}", id.to_hex()))?
+        .size(&ObjectKind::Snapshot.name(id))?
         .is_none()
     {
         return Ok(None);
@@ -360,7 +357,7 @@ fn other_prunes(
     dry_run: bool,
     obs: &Observer,
 ) -> Result<Vec<String>> {
-    let host = crate::repo::hostname();
+    let host = crate::host::hostname();
     let locks: std::collections::HashMap<String, _> =
         list_locks_at(repo.backend().as_ref(), repo.master_key(), clock)?
             .into_iter()
@@ -522,7 +519,7 @@ fn wait_for_locks(
     r: &mut PruneReport,
     obs: &Observer,
 ) -> Result<()> {
-    let host = crate::repo::hostname();
+    let host = crate::host::hostname();
     let started = Instant::now();
     let mut shown: Option<Vec<String>> = None;
     (obs.progress)("waiting for older locks", 0, 0);
@@ -587,7 +584,7 @@ fn tidy_superseded_index_files(repo: &Repository) -> Result<usize> {
         .filter(|s| files.iter().any(|(id, _)| id == s))
         .collect();
     for s in &doomed {
-        match repo.backend().delete(&format!("index/{}", s.to_hex())) {
+        match repo.backend().delete(&ObjectKind::Index.name(s)) {
             Err(e) if !is_not_found(&e) => return Err(e),
             _ => {}
         }

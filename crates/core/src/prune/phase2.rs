@@ -10,7 +10,7 @@ use super::{load_unless_forgotten, plan, PruneReport};
 use crate::error::{Error, Result};
 use crate::format::id::{IdMap, IdSet};
 use crate::format::index::IndexFile;
-use crate::format::{BlobType, Id};
+use crate::format::{BlobType, Id, ObjectKind};
 use crate::repo::lock::Lock;
 use crate::repo::Repository;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ pub(super) fn phase2(
             if let Some(why) = verifier.problem(l.blob_type, &l.pack, size)? {
                 (obs.notice)(&format!(
                     "{} is damaged ({why}); prune keeps the other copies of its blobs: run 'ironvault check --read-data', then 'ironvault repair packs --from-repo COPY'",
-                    crate::repo::index::pack_name(l.blob_type, &l.pack)
+                    crate::format::kind::pack_name(l.blob_type, &l.pack)
                 ));
             } else {
                 sound = true;
@@ -163,7 +163,7 @@ pub(super) fn phase2(
     // Reading the new snapshots may have taken long: still trusted?
     lock.confirm()?;
     repo.backend()
-        .put(&format!("index/{}", Id::hash_of(&bytes).to_hex()), &bytes)?;
+        .put(&ObjectKind::Index.name(&Id::hash_of(&bytes)), &bytes)?;
     // Stored: from now on this host knows them superseded, even if no
     // command loads the index before someone puts them back (format.md §11).
     if let Some(g) = repo.security() {

@@ -4,9 +4,10 @@
 
 use crate::error::{Error, Result};
 use crate::format::id::{IdMap, IdSet};
+use crate::format::kind::pack_name;
 use crate::format::tree::Tree;
 use crate::format::{from_cbor, BlobType, Id};
-use crate::repo::index::{pack_name, BlobLocation, MasterIndex};
+use crate::repo::index::{BlobLocation, MasterIndex};
 use crate::repo::{Repository, StoredPack};
 
 /// Tolerated unused share of a pack before it is repacked.

@@ -7,7 +7,7 @@ pub mod packs;
 
 use crate::error::{Error, Result};
 use crate::format::index::IndexFile;
-use crate::format::{BlobType, Id};
+use crate::format::{BlobType, Id, ObjectKind};
 use crate::repo::lock::Lock;
 use crate::repo::Repository;
 
@@ -41,9 +41,9 @@ pub(crate) fn rebuild_index_locked(
 ) -> Result<IndexRepair> {
     let b = repo.backend();
     let old: Vec<Id> = b
-        .list("index/")?
+        .list(ObjectKind::Index.dir())?
         .iter()
-        .filter_map(|o| o.name.strip_prefix("index/").and_then(Id::from_hex))
+        .filter_map(|o| ObjectKind::Index.parse_name(&o.name))
         .collect();
     // The new file also names what the old ones superseded, so none of
     // those can come back into force once the old files are deleted.
@@ -90,7 +90,7 @@ pub(crate) fn rebuild_index_locked(
     // Reading every header may have taken long: is the lock still ours?
     lock.confirm()?;
     let new = Id::hash_of(&bytes);
-    b.put(&format!("index/{}", new.to_hex()), &bytes)?;
+    b.put(&ObjectKind::Index.name(&new), &bytes)?;
     if let Some(g) = repo.security() {
         let sup: Vec<Id> = file.supersedes.iter().rev().copied().collect();
         g.learn_superseded(sup.into_iter().filter(|i| *i != new).collect());
@@ -98,7 +98,7 @@ pub(crate) fn rebuild_index_locked(
     // The new index is durable and supersedes the old ones: removing them is tidy, not needed.
     for o in &old {
         if *o != new {
-            b.delete(&format!("index/{}", o.to_hex()))?;
+            b.delete(&ObjectKind::Index.name(o))?;
             r.index_files_replaced += 1;
         }
     }

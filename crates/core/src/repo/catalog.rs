@@ -2,15 +2,14 @@
 //! deletion lists, the packs in storage, and the loaded index built from
 //! them (format.md §6, §9).
 
-use super::index::{pack_name, MasterIndex};
+use super::index::MasterIndex;
 use super::{Repository, StoredPack, WithErrors};
 use crate::backend::is_not_found;
-use crate::crypto::{ad, open};
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack};
+use crate::format::kind::pack_name;
 use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
-use crate::format::{from_cbor, BlobType, Id};
-use serde::{Deserialize, Serialize};
+use crate::format::{BlobType, Id, ObjectKind};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -21,21 +20,6 @@ pub struct Adoption {
     pub packs: Vec<IndexPack>,
     /// One line per pack left alone, saying why and what to do.
     pub refused: Vec<String>,
-}
-
-/// A prune phase-1 deletion list (format.md §9).
-#[derive(Serialize, Deserialize)]
-pub struct Deletions {
-    pub created: String,
-    pub packs: Vec<Id>,
-    /// The writing prune's lock object (`locks/<id>`): while that lock is
-    /// live the prune is running; once it is gone or stale, the list is
-    /// abandoned and the next prune replaces it. Absent in lists written
-    /// before this field existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
 }
 
 /// Listings of `index/` before `read_index_files` gives up.
@@ -56,9 +40,9 @@ impl Repository {
         let mut done: HashSet<Id> = HashSet::new();
         for round in 0..INDEX_LIST_ROUNDS {
             let mut vanished = false;
-            for o in self.backend.list("index/")? {
+            for o in self.backend.list(ObjectKind::Index.dir())? {
                 let what = o.name.clone();
-                let Some(id) = o.name.strip_prefix("index/").and_then(Id::from_hex) else {
+                let Some(id) = ObjectKind::Index.parse_name(&o.name) else {
                     continue;
                 };
                 if done.contains(&id) {
@@ -95,24 +79,6 @@ impl Repository {
         Err(Error::Invalid(format!(
             "index files kept vanishing while being read ({INDEX_LIST_ROUNDS} listings; another prune running in a loop?); try again"
         )))
-    }
-
-    /// Every prune phase-1 deletion list, with its object name.
-    pub fn deletion_lists(&self) -> Result<Vec<(String, Deletions)>> {
-        let mut out = Vec::new();
-        for o in self.backend.list("deletions/")? {
-            let bytes = match self.backend.get(&o.name) {
-                Ok(b) => b,
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            let d: Deletions = from_cbor(
-                &open(&self.master, ad::DELETIONS, &bytes, &o.name)?,
-                &o.name,
-            )?;
-            out.push((o.name, d));
-        }
-        Ok(out)
     }
 
     /// Packs named by prune phase-1 deletion lists.
@@ -254,8 +220,9 @@ impl Repository {
     pub fn stored_packs(&self) -> Result<Vec<StoredPack>> {
         let mut out = Vec::new();
         for t in [BlobType::Data, BlobType::Tree] {
-            for o in self.backend.list(&format!("packs/{}/", t.dir()))? {
-                if let Some(id) = o.name.rsplit('/').next().and_then(Id::from_hex) {
+            let kind = ObjectKind::Pack(t);
+            for o in self.backend.list(kind.dir())? {
+                if let Some(id) = kind.parse_name(&o.name) {
                     out.push(StoredPack {
                         t,
                         id,

@@ -137,9 +137,3 @@ impl MasterIndex {
         )
     }
 }
-
-/// Object name of a pack.
-pub fn pack_name(t: BlobType, id: &Id) -> String {
-    let h = id.to_hex();
-    format!("packs/{}/{}/{}", t.dir(), &h[..2], h)
-}

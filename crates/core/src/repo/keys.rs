@@ -5,8 +5,9 @@
 //! this host is tried first, so planted files cost nothing while it works.
 
 use crate::backend::{private, Backend, ObjectInfo};
-use crate::crypto::keyfile::{KeyFile, MAX_KEY_FILE_BYTES};
 use crate::error::{Error, Result};
+use crate::format::keyfile::{too_large, KeyFile, MAX_KEY_FILE_BYTES};
+use crate::format::ObjectKind;
 use std::path::Path;
 
 /// Read and parse a listed key file, refusing one larger than a key file can
@@ -18,10 +19,7 @@ pub fn read_key_file(backend: &dyn Backend, obj: &ObjectInfo) -> Result<KeyFile>
     let bytes = backend.get(&obj.name)?;
     // A key file is named by the hash of its bytes (format.md §2): one that
     // does not match was changed or cut short, whatever it still parses as.
-    let named = obj
-        .name
-        .strip_prefix("keys/")
-        .and_then(crate::format::Id::from_hex);
+    let named = ObjectKind::Key.parse_name(&obj.name);
     if named != Some(crate::format::Id::hash_of(&bytes)) {
         return Err(Error::damaged(
             &obj.name,
@@ -29,14 +27,6 @@ pub fn read_key_file(backend: &dyn Backend, obj: &ObjectInfo) -> Result<KeyFile>
         ));
     }
     KeyFile::parse(&bytes, &obj.name)
-}
-
-/// The error for a key file of `size` bytes.
-pub(crate) fn too_large(name: &str, size: u64) -> Error {
-    Error::damaged(
-        format!("key file {name}"),
-        format!("it is {size} bytes, more than a key file can be ({MAX_KEY_FILE_BYTES}); it was not read"),
-    )
 }
 
 /// `keys` with the key file named `preferred` first, the others in listing order.
@@ -55,7 +45,7 @@ const LAST_KEY: &str = "last-key";
 pub fn remembered_key(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join(LAST_KEY)).ok()?;
     let name = text.trim();
-    let hex = name.strip_prefix("keys/")?;
+    let hex = name.strip_prefix(ObjectKind::Key.dir())?;
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_string())
 }
 

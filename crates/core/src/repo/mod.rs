@@ -6,44 +6,32 @@ mod catalog;
 pub mod index;
 pub mod keys;
 pub mod lock;
+pub mod objects;
 pub mod packer;
 pub mod readahead;
 pub mod security;
 mod snapshots;
 pub mod verify;
 
-pub use catalog::{Adoption, Deletions};
+pub use catalog::Adoption;
 
 use crate::backend::{is_not_found, Backend};
 use crate::chunker::Chunker;
-use crate::crypto::keyfile::{KdfParams, KeyFile};
-use crate::crypto::{ad, blob_ad, open, IdKeys};
+use crate::crypto::kdf::KdfParams;
+use crate::crypto::open;
 use crate::error::{Error, Result};
 use crate::format::config::Config;
+use crate::format::id::IdKeys;
+use crate::format::keyfile::KeyFile;
+use crate::format::kind::{blob_ad, CONFIG_NAME};
+use crate::format::ObjectKind;
+use crate::host::{hostname, username};
 
+use crate::format::kind::pack_name;
 use crate::format::tree::Tree;
 use crate::format::{from_cbor, BlobType, Id};
-use index::{pack_name, MasterIndex};
+use index::MasterIndex;
 use std::sync::{Arc, RwLock};
-
-/// This host's name.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for its length; gethostname NUL-terminates on success.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if r != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// The effective user's name (or uid if it has none).
-pub fn username() -> String {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    crate::backup::meta::user_name(uid).unwrap_or_else(|| uid.to_string())
-}
 
 /// Items that could be read, and errors for those that could not.
 pub type WithErrors<T> = (Vec<T>, Vec<Error>);
@@ -83,23 +71,25 @@ impl Repository {
         kdf: KdfParams,
         related: Option<&Repository>,
     ) -> Result<Repository> {
-        if backend.size("config")?.is_some() {
+        if backend.size(CONFIG_NAME)?.is_some() {
             return Err(Error::RepoExists(backend.location()));
         }
         // Key files without a config are the leftover of an interrupted init: harmless.
-        if !backend.list("snapshots/")?.is_empty() || !backend.list("index/")?.is_empty() {
+        if !backend.list(ObjectKind::Snapshot.dir())?.is_empty()
+            || !backend.list(ObjectKind::Index.dir())?.is_empty()
+        {
             return Err(Error::RepoExists(backend.location()));
         }
         let master = crate::crypto::random_secret();
         let config = Config::new(related.map(|r| &r.config));
         let kf = KeyFile::create(&master, password, kdf, &hostname(), &username())?;
         let kb = kf.to_bytes();
-        let key_name = format!("keys/{}", Id::hash_of(&kb).to_hex());
+        let key_name = ObjectKind::Key.name(&Id::hash_of(&kb));
         // Key first, config last: a crash in between leaves no `config`, so
         // the directory is not yet a repository and init can be rerun.
         backend.put(&key_name, &kb)?;
         let sealed = config.seal(&master)?;
-        backend.put("config", &sealed)?;
+        backend.put(CONFIG_NAME, &sealed)?;
         let config_hash = Id::hash_of(&sealed);
         Ok(Repository::assemble(
             backend,
@@ -138,12 +128,12 @@ impl Repository {
 
     /// Check that a repository exists and its format is readable, without a password.
     pub fn probe(backend: &dyn Backend) -> Result<()> {
-        match backend.get("config") {
+        match backend.get(CONFIG_NAME) {
             Ok(b) => Config::check_envelope(&b).map(|_| ()),
             Err(e) if is_not_found(&e) => {
                 // A listing tells a missing bucket or directory apart from an
                 // empty one with a clearer message, where the backend can.
-                match backend.list("keys/") {
+                match backend.list(ObjectKind::Key.dir()) {
                     Err(e) if !is_not_found(&e) => Err(e),
                     _ => Err(Error::RepoMissing(backend.location())),
                 }
@@ -166,13 +156,13 @@ impl Repository {
         preferred: Option<&str>,
         skipped: &mut dyn FnMut(&Error),
     ) -> Result<Repository> {
-        let cfg_bytes = match backend.get("config") {
+        let cfg_bytes = match backend.get(CONFIG_NAME) {
             Ok(b) => b,
             Err(e) if is_not_found(&e) => return Err(Error::RepoMissing(backend.location())),
             Err(e) => return Err(e),
         };
         Config::check_envelope(&cfg_bytes)?;
-        let keys = backend.list("keys/")?;
+        let keys = backend.list(ObjectKind::Key.dir())?;
         if keys.is_empty() {
             return Err(Error::NoKeys {
                 repo: backend.location(),
@@ -245,7 +235,7 @@ impl Repository {
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
         let kf = KeyFile::create(&self.master, password, kdf, &hostname(), &username())?;
         let kb = kf.to_bytes();
-        let name = format!("keys/{}", Id::hash_of(&kb).to_hex());
+        let name = ObjectKind::Key.name(&Id::hash_of(&kb));
         self.backend.put(&name, &kb)?;
         Ok(name)
     }
@@ -253,8 +243,8 @@ impl Repository {
     /// Every key file: (id, content or the reason it cannot be read).
     pub fn list_keys(&self) -> Result<Vec<(Id, Result<KeyFile>)>> {
         let mut out = Vec::new();
-        for o in self.backend.list("keys/")? {
-            let Some(id) = o.name.strip_prefix("keys/").and_then(Id::from_hex) else {
+        for o in self.backend.list(ObjectKind::Key.dir())? {
+            let Some(id) = ObjectKind::Key.parse_name(&o.name) else {
                 continue;
             };
             out.push((id, keys::read_key_file(self.backend.as_ref(), &o)));
@@ -284,7 +274,7 @@ impl Repository {
                 )))
             }
         };
-        if format!("keys/{}", id.to_hex()) == self.key_name {
+        if ObjectKind::Key.name(&id) == self.key_name {
             return Err(Error::Invalid(format!(
                 "key {} is the one this command was opened with; open with another key to remove it, or use 'ironvault key passwd'",
                 id.short()
@@ -293,7 +283,7 @@ impl Repository {
         if keys.len() <= 1 {
             return Err(Error::Invalid("the last key cannot be removed".into()));
         }
-        self.backend.delete(&format!("keys/{}", id.to_hex()))?;
+        self.backend.delete(&ObjectKind::Key.name(&id))?;
         Ok(id)
     }
 
@@ -473,13 +463,6 @@ pub(crate) fn test_repo() -> (tempfile::TempDir, Arc<Repository>) {
     ));
     let r = Repository::init(b, b"pw", kdf, None).expect("init");
     (d, Arc::new(r))
-}
-
-/// AD for a snapshot: prefix ‖ id.
-pub fn snapshot_ad(id: &Id) -> Vec<u8> {
-    let mut v = ad::SNAPSHOT.to_vec();
-    v.extend_from_slice(&id.0);
-    v
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 //! pack under the hash of its bytes, and writes an index file after every
 //! 64 packs (and at the end) — always after the packs it lists are durable.
 
-use super::index::pack_name;
 use super::Repository;
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack};
+use crate::format::kind::pack_name;
 use crate::format::pack::{write_header, PackEntry};
-use crate::format::{BlobType, Id};
+use crate::format::{BlobType, Id, ObjectKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -278,7 +278,7 @@ impl BlobSink {
         let id = Id::hash_of(&bytes);
         self.repo
             .backend()
-            .put(&format!("index/{}", id.to_hex()), &bytes)?;
+            .put(&ObjectKind::Index.name(&id), &bytes)?;
         self.stats
             .index_files_written
             .fetch_add(1, Ordering::Relaxed);

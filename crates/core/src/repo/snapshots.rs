@@ -2,17 +2,15 @@
 //! plaintext (format.md §7.2), and how users name them (`latest`, ids, prefixes).
 
 use super::security::How;
-use super::{snapshot_ad, Repository, WithErrors};
+use super::{Repository, WithErrors};
 use crate::backend::is_not_found;
-use crate::crypto::{ad, open, seal};
+use crate::crypto::{open, seal};
 use crate::error::{Error, Result};
 use crate::format::forgotten::{ForgetRecord, MAX_PER_RECORD};
 use crate::format::id::IdSet;
+use crate::format::kind::snapshot_ad;
 use crate::format::snapshot::Snapshot;
-use crate::format::{from_cbor, to_cbor, Id};
-
-/// Where forget records live.
-pub const FORGOTTEN_PREFIX: &str = "forgotten/";
+use crate::format::{from_cbor, to_cbor, Id, ObjectKind};
 
 impl Repository {
     /// Store a snapshot (last step of a backup); returns its id.
@@ -32,8 +30,7 @@ impl Repository {
         if let Some(g) = self.security() {
             g.writing(&id);
         }
-        self.backend
-            .put(&format!("snapshots/{}", id.to_hex()), &sealed)?;
+        self.backend.put(&ObjectKind::Snapshot.name(&id), &sealed)?;
         if let Some(g) = self.security() {
             if let Ok(s) = from_cbor::<Snapshot>(plain, "snapshot") {
                 g.note_written(&id, &s);
@@ -59,7 +56,7 @@ impl Repository {
         }
         let mut done = Vec::with_capacity(ids.len());
         let res = ids.iter().try_for_each(|id| {
-            self.backend.delete(&format!("snapshots/{}", id.to_hex()))?;
+            self.backend.delete(&ObjectKind::Snapshot.name(id))?;
             done.push(*id);
             each(id);
             Ok(())
@@ -94,7 +91,7 @@ impl Repository {
 
     /// Read one snapshot's verified plaintext (CBOR).
     pub fn load_snapshot_plain(&self, id: &Id) -> Result<Vec<u8>> {
-        let name = format!("snapshots/{}", id.to_hex());
+        let name = ObjectKind::Snapshot.name(id);
         let bytes = match self.backend.get(&name) {
             Ok(b) => b,
             Err(e) if is_not_found(&e) => return Err(Error::SnapshotNotFound(id.to_hex())),
@@ -117,9 +114,9 @@ impl Repository {
     pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
         Ok(self
             .backend
-            .list("snapshots/")?
+            .list(ObjectKind::Snapshot.dir())?
             .iter()
-            .filter_map(|o| o.name.strip_prefix("snapshots/").and_then(Id::from_hex))
+            .filter_map(|o| ObjectKind::Snapshot.parse_name(&o.name))
             .collect())
     }
 
@@ -134,47 +131,13 @@ impl Repository {
         for part in ids.chunks(MAX_PER_RECORD) {
             let rec = ForgetRecord {
                 created: chrono::Utc::now().to_rfc3339(),
-                hostname: super::hostname(),
+                hostname: crate::host::hostname(),
                 how: how.to_string(),
                 snapshots: part.to_vec(),
             };
-            let sealed = seal(&self.master, ad::FORGOTTEN, &to_cbor(&rec)?);
-            let id = Id::hash_of(&sealed);
-            self.backend
-                .put(&format!("{FORGOTTEN_PREFIX}{}", id.to_hex()), &sealed)?;
+            self.save_forget_record(&rec)?;
         }
         Ok(())
-    }
-
-    /// Every forget record (format.md §9.3); a damaged one is returned in the
-    /// error list (a record that vanished meanwhile is skipped).
-    pub fn forget_records(&self) -> Result<WithErrors<(Id, ForgetRecord)>> {
-        let mut out = Vec::new();
-        let mut errs = Vec::new();
-        for o in self.backend.list(FORGOTTEN_PREFIX)? {
-            let Some(id) = o.name.strip_prefix(FORGOTTEN_PREFIX).and_then(Id::from_hex) else {
-                continue;
-            };
-            let bytes = match self.backend.get(&o.name) {
-                Ok(b) => b,
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            if Id::hash_of(&bytes) != id {
-                errs.push(Error::damaged(
-                    &o.name,
-                    "content does not match its name (changed or truncated)",
-                ));
-                continue;
-            }
-            match open(&self.master, ad::FORGOTTEN, &bytes, &o.name)
-                .and_then(|p| from_cbor::<ForgetRecord>(&p, &o.name))
-            {
-                Ok(r) => out.push((id, r)),
-                Err(e) => errs.push(e),
-            }
-        }
-        Ok((out, errs))
     }
 
     /// All readable snapshots, oldest first; unreadable ones are returned as errors.

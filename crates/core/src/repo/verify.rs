@@ -8,11 +8,11 @@
 //! read past the size the caller expects, so memory stays bounded by a
 //! window plus the largest blob, whatever storage holds under the name.
 
-use super::index::pack_name;
 use super::{Repository, StoredPack};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::index::{IndexBlob, IndexPack};
+use crate::format::kind::pack_name;
 use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
 use crate::format::{BlobType, Id};
 

@@ -1,4 +1,4 @@
-//! Lock objects (format.md §9). A backup holds a shared lock, refreshed in the
+//! The locking protocol over lock objects (`crate::format::lock`, format.md §9). A backup holds a shared lock, refreshed in the
 //! background every 5 minutes and once more right before its snapshot is
 //! written; a lock the storage has not seen refreshed for 30 minutes, by
 //! the storage's own clock, is stale. A holder never recreates a lock that
@@ -10,13 +10,14 @@ pub(crate) mod tests;
 
 pub use clock::StorageClock;
 
+pub use crate::format::lock::LockInfo;
+
 use crate::backend::{is_not_found, Backend};
-use crate::crypto::{ad, open, seal};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::format::{from_cbor, to_cbor, Id};
+use crate::format::{ObjectKind, SealedObject};
+use crate::repo::objects::load_all;
 use clock::boottime;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -30,33 +31,6 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// ever further apart than `STALE_AFTER - MAX_CLOCK_SKEW` no longer trusts
 /// its lock.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10 * 60);
-
-/// The content of a lock object.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub exclusive: bool,
-    pub hostname: String,
-    pub pid: u32,
-    pub username: String,
-    pub created: String,
-    pub refreshed: String,
-    /// Linux boot id, PID namespace and process start time (clock ticks since
-    /// boot): a pid is only checked for liveness when all three match ours, so
-    /// containers sharing a host name and reused pids are not mistaken.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boot_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_ticks: Option<u64>,
-    /// The command holding it (`backup`, `prune`, ...), for messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// How long ago the storage stamped the object's last write, by the
-    /// storage's clock (filled in by listing; not stored).
-    #[serde(skip)]
-    pub age: Option<Duration>,
-}
 
 static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -107,9 +81,9 @@ impl LockInfo {
         let now = chrono::Local::now().to_rfc3339();
         LockInfo {
             exclusive,
-            hostname: crate::repo::hostname(),
+            hostname: crate::host::hostname(),
             pid: std::process::id(),
-            username: crate::repo::username(),
+            username: crate::host::username(),
             created: now.clone(),
             refreshed: now,
             boot_id: boot_id(),
@@ -170,24 +144,20 @@ pub fn list_locks_at(
     key: &[u8; 32],
     now: &StorageClock,
 ) -> Result<Vec<(String, Option<LockInfo>)>> {
-    let mut out = Vec::new();
-    for o in b.list("locks/")? {
-        // A refresh between the listing and this read only makes the
-        // lock look older than it is, by the time between the two.
-        let info = match b.get(&o.name) {
-            Ok(bytes) => open(key, ad::LOCK, &bytes, &o.name)
-                .and_then(|p| from_cbor::<LockInfo>(&p, &o.name))
-                .ok()
-                .map(|i| LockInfo {
-                    age: Some(now.age(o.modified)),
-                    ..i
-                }),
-            Err(e) if is_not_found(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        out.push((o.name, info));
-    }
-    Ok(out)
+    // A refresh between the listing and the read only makes the lock look
+    // older than it is, by the time between the two. An unreadable lock is
+    // kept as `None` (`ObjectKind::Lock.on_damage()`).
+    Ok(load_all::<LockInfo>(b, key)?
+        .into_iter()
+        .map(|l| {
+            let age = now.age(l.info.modified);
+            let info = l.item.ok().map(|i| LockInfo {
+                age: Some(age),
+                ..i
+            });
+            (l.info.name, info)
+        })
+        .collect())
 }
 
 struct Shared {
@@ -227,7 +197,7 @@ impl Shared {
             .lock()
             .map_err(|_| Error::Invalid("lock poisoned".into()))?
             .clone();
-        let sealed = seal(&self.key, ad::LOCK, &to_cbor(&info)?);
+        let sealed = info.seal(&self.key)?;
         let mut written = self.written.lock().map_err(|_| poisoned())?;
         let before = SystemTime::now();
         let put = self.backend.put(&self.name, &sealed);
@@ -310,7 +280,7 @@ impl Lock {
         let shared = Arc::new(Shared {
             backend,
             key,
-            name: format!("locks/{}", Id::random().to_hex()),
+            name: ObjectKind::Lock.random_name(),
             info: Mutex::new(LockInfo::ours(exclusive)),
             last_refresh: Mutex::new((boottime(), Duration::ZERO)),
             clock: Mutex::new(StorageClock::local()),
@@ -477,12 +447,9 @@ impl LockGuard {
 /// Read the storage's clock by writing a lock object of our own (a shared
 /// lock, held for a moment) and reading the time the storage gave it.
 pub fn probe_clock(b: &dyn Backend, key: &[u8; 32]) -> Result<StorageClock> {
-    let name = format!("locks/{}", Id::random().to_hex());
+    let name = ObjectKind::Lock.random_name();
     let before = SystemTime::now();
-    b.put(
-        &name,
-        &seal(key, ad::LOCK, &to_cbor(&LockInfo::ours(false))?),
-    )?;
+    b.put(&name, &LockInfo::ours(false).seal(key)?)?;
     let stat = b.stat(&name);
     let clock = stat.map(|o| o.map(|o| StorageClock::from_write(o.modified, before)));
     b.delete(&name)?;
@@ -497,7 +464,7 @@ pub fn probe_clock(b: &dyn Backend, key: &[u8; 32]) -> Result<StorageClock> {
 /// Staleness is judged by the storage's clock, read from an object written
 /// for the purpose.
 pub fn remove_locks(b: &dyn Backend, key: &[u8; 32], all: bool) -> Result<Vec<String>> {
-    let host = crate::repo::hostname();
+    let host = crate::host::hostname();
     let clock = if all {
         StorageClock::local()
     } else {

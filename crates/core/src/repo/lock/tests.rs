@@ -25,8 +25,7 @@ fn foreign(
 }
 
 fn put_lock(b: &dyn Backend, key: &[u8; 32], name: &str, info: &LockInfo) {
-    b.put(name, &seal(key, ad::LOCK, &to_cbor(info).unwrap()))
-        .unwrap();
+    b.put(name, &info.seal(key).unwrap()).unwrap();
 }
 
 /// Make the storage stamp of a local object `ago` old, as if the storage
@@ -71,7 +70,7 @@ fn exclusive_and_shared_locks_conflict_and_stale_ones_do_not() {
     drop(x);
     // an exclusive lock of a dead process on this host is stale: it blocks nobody
     let now = chrono::Local::now();
-    let mut info = foreign(true, &crate::repo::hostname(), now);
+    let mut info = foreign(true, &crate::host::hostname(), now);
     put_lock(b.as_ref(), &key, "locks/ghost", &info);
     assert!(Lock::acquire(b.clone(), key, false).is_ok());
     // ... but the same lock from another host is live until the storage has

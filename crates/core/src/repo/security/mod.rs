@@ -204,7 +204,7 @@ impl Repository {
         }
         let vanished = seen_before.iter().any(|i| !listing.contains(i));
         let erased: IdSet = if vanished {
-            crate::prune::erasure_requests(self)
+            self.erasure_requests()
                 .map(|v| v.into_iter().flat_map(|(_, q)| q.snapshots).collect())
                 .unwrap_or_default()
         } else {

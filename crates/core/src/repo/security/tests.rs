@@ -1,6 +1,6 @@
 use super::*;
 use crate::backend::Backend;
-use crate::crypto::keyfile::KdfParams;
+use crate::crypto::kdf::KdfParams;
 use crate::format::index::IndexFile;
 use std::sync::{Arc, Mutex as StdMutex};
 

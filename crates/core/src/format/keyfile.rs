@@ -1,7 +1,10 @@
 //! Key files (format.md §3.2): the master key wrapped under an Argon2id key
-//! derived from a password. Several key files may wrap the same master key.
+//! derived from a password (`crate::crypto::kdf`). Several key files may
+//! wrap the same master key.
 
-use super::{ad, open, seal};
+use super::kind::ad;
+use crate::crypto::kdf::{derive, KdfParams};
+use crate::crypto::{open, random_secret, seal};
 use crate::error::{Error, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -22,25 +25,6 @@ pub const MAX_PARALLELISM: u32 = 16;
 /// Largest key file a reader reads (one written by `init` is about 450 bytes).
 pub const MAX_KEY_FILE_BYTES: u64 = 4096;
 
-/// Argon2id cost parameters.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-pub struct KdfParams {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-impl Default for KdfParams {
-    /// 64 MiB, t = 3, p = 1 (the floor; about 0.2 s here).
-    fn default() -> Self {
-        KdfParams {
-            memory_kib: 64 * 1024,
-            iterations: 3,
-            parallelism: 1,
-        }
-    }
-}
-
 #[derive(Serialize, Deserialize)]
 struct KdfJson {
     algorithm: String,
@@ -51,7 +35,7 @@ struct KdfJson {
     salt: String,
 }
 
-/// The JSON shape of a key file.
+/// A key file (`keys/<id>`, format.md §3.2): its JSON shape.
 #[derive(Serialize, Deserialize)]
 pub struct KeyFile {
     pub version: u32,
@@ -60,16 +44,6 @@ pub struct KeyFile {
     pub username: String,
     kdf: KdfJson,
     wrapped_master_key: String,
-}
-
-fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 32]> {
-    let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
-        .map_err(|e| Error::Invalid(format!("bad KDF parameters: {e}")))?;
-    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = [0u8; 32];
-    a.hash_password_into(password, salt, &mut out)
-        .map_err(|e| Error::Invalid(format!("KDF failed: {e}")))?;
-    Ok(out)
 }
 
 impl KeyFile {
@@ -81,7 +55,7 @@ impl KeyFile {
         hostname: &str,
         username: &str,
     ) -> Result<KeyFile> {
-        let salt = super::random_secret();
+        let salt = random_secret();
         let wrapping = derive(password, &salt, params)?;
         Ok(KeyFile {
             version: 1,
@@ -104,7 +78,7 @@ impl KeyFile {
     /// whose KDF parameters are beyond the limits.
     pub fn parse(bytes: &[u8], name: &str) -> Result<KeyFile> {
         if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-            return Err(crate::repo::keys::too_large(name, bytes.len() as u64));
+            return Err(too_large(name, bytes.len() as u64));
         }
         let k: KeyFile = serde_json::from_slice(bytes)
             .map_err(|e| Error::damaged(format!("key file {name}"), e.to_string()))?;
@@ -164,6 +138,14 @@ impl KeyFile {
     }
 }
 
+/// The error for a key file `name` of `size` bytes.
+pub fn too_large(name: &str, size: u64) -> Error {
+    Error::damaged(
+        format!("key file {name}"),
+        format!("it is {size} bytes, more than a key file can be ({MAX_KEY_FILE_BYTES}); it was not read"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +157,7 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         };
-        let m = super::super::random_secret();
+        let m = random_secret();
         let k = KeyFile::create(&m, b"pw", p, "h", "u").unwrap();
         let k = KeyFile::parse(&k.to_bytes(), "k").unwrap();
         assert_eq!(k.unwrap_master(b"pw", "k").unwrap(), Some(m));
@@ -184,7 +166,7 @@ mod tests {
 
     #[test]
     fn costly_or_large_key_files_are_refused_before_any_derivation() {
-        let m = super::super::random_secret();
+        let m = random_secret();
         let good = KeyFile::create(&m, b"pw", KdfParams::default(), "h", "u").unwrap();
         let text = String::from_utf8(good.to_bytes()).unwrap();
         assert!(KeyFile::parse(text.as_bytes(), "keys/k").is_ok());
