@@ -8,6 +8,8 @@ use super::{Backend, ObjectInfo};
 use crate::backend::is_not_found;
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::format::kind::CONFIG_NAME;
+use crate::format::ObjectKind;
 use crate::fsdir::Dir;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -85,13 +87,15 @@ fn st(op: &'static str, name: &str, source: std::io::Error) -> Error {
 
 /// The failpoint prefix for an object name: pack, index, snapshot, lock, other.
 fn kind_of(name: &str) -> &'static str {
-    match name.split('/').next() {
-        Some("packs") => "pack",
-        Some("index") => "index",
-        Some("snapshots") => "snapshot",
-        Some("locks") => "lock",
-        Some("keys") => "key",
-        Some("config") => "config",
+    if name == CONFIG_NAME {
+        return "config";
+    }
+    match ObjectKind::of_name(name) {
+        Some(ObjectKind::Pack(_)) => "pack",
+        Some(ObjectKind::Index) => "index",
+        Some(ObjectKind::Snapshot) => "snapshot",
+        Some(ObjectKind::Lock) => "lock",
+        Some(ObjectKind::Key) => "key",
         _ => "other",
     }
 }

@@ -14,24 +14,28 @@
 //! packs of a deletion list until a later prune finishes the job.
 
 pub mod copies;
+mod deletion;
 pub mod erasure;
 mod phase2;
 pub mod plan;
+mod repack;
 
-use crate::backend::{is_not_found, Backend};
+use crate::backend::is_not_found;
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::format::deletions::Deletions;
-use crate::format::id::{IdMap, IdSet};
+use crate::format::id::IdSet;
 use crate::format::kind::pack_name;
 use crate::format::{BlobType, Id, ObjectKind};
-use crate::repo::lock::{list_locks, list_locks_at, Lock, StorageClock};
-use crate::repo::packer::BlobSink;
+use crate::repo::lock::{Lock, StorageClock};
 use crate::repo::Repository;
+use deletion::{
+    locks_besides, other_prunes, tidy_superseded_index_files, wait_for_locks, write_deletion_list,
+};
 use plan::{IndexView, MaxUnused, Plan};
+use repack::repack;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How to prune.
 #[derive(Clone, Debug)]
@@ -224,15 +228,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     failpoint::hit("prune-repacked");
 
     // The deletion list, then the locks that were there before it (L1).
-    let mut sorted: Vec<Id> = candidates.iter().copied().collect();
-    sorted.sort();
-    let list = Deletions {
-        created: chrono::Utc::now().to_rfc3339(),
-        packs: sorted,
-        lock: own.clone(),
-        hostname: Some(crate::host::hostname()),
-    };
-    let list_name = repo.save_deletion_list(&list)?;
+    let list_name = write_deletion_list(&repo, &candidates, own.as_deref())?;
     failpoint::hit("prune-deletions-written");
     // Two prunes that started together: both may back off, neither proceeds unsafely.
     if let Err(e) = other_prunes(
@@ -247,11 +243,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
         return Err(e);
     }
     failpoint::pause("prune-deletions-listed");
-    let l1: Vec<String> = list_locks(b.as_ref(), &key)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| Some(n) != own.as_ref())
-        .collect();
+    let l1 = locks_besides(b.as_ref(), &key, own.as_deref())?;
 
     // Phase 2.
     let phase2 = (|| {
@@ -340,62 +332,11 @@ pub(super) fn load_unless_forgotten(
     }
 }
 
-fn interrupted() -> Result<()> {
+pub(super) fn interrupted() -> Result<()> {
     if crate::interrupt::requested() {
         return Err(Error::Interrupted);
     }
     Ok(())
-}
-
-/// Deletion lists of other prunes: refuse while one of them is running
-/// (its lock is live); return the names of abandoned ones.
-fn other_prunes(
-    repo: &Repository,
-    own: Option<&str>,
-    own_list: Option<&str>,
-    clock: &StorageClock,
-    dry_run: bool,
-    obs: &Observer,
-) -> Result<Vec<String>> {
-    let host = crate::host::hostname();
-    let locks: std::collections::HashMap<String, _> =
-        list_locks_at(repo.backend().as_ref(), repo.master_key(), clock)?
-            .into_iter()
-            .collect();
-    let mut abandoned = Vec::new();
-    for (name, d) in repo.deletion_lists()? {
-        let live = match &d.lock {
-            Some(l) if Some(l.as_str()) == own => continue,
-            Some(l) => locks
-                .get(l)
-                .is_some_and(|i| i.as_ref().is_some_and(|i| !i.is_stale(&host))),
-            // A list without its lock's name: running if any other lock is live.
-            None => locks.iter().any(|(n, i)| {
-                Some(n.as_str()) != own && i.as_ref().is_some_and(|i| !i.is_stale(&host))
-            }),
-        };
-        if live {
-            let who = d.hostname.unwrap_or_else(|| "another host".into());
-            if dry_run {
-                (obs.notice)(&format!(
-                    "a prune on {who} is running (deletion list {name}); this dry run shows the state before it"
-                ));
-                continue;
-            }
-            return Err(Error::Locked(format!(
-                "a prune on {who} (deletion list {name}, created {})",
-                d.created
-            )));
-        }
-        abandoned.push(name);
-    }
-    if !abandoned.is_empty() && !dry_run && own_list.is_none() {
-        (obs.notice)(&format!(
-            "found {} of an interrupted prune; this prune finishes the job",
-            crate::human::plural(abandoned.len() as u64, "deletion list")
-        ));
-    }
-    Ok(abandoned)
 }
 
 fn describe_plan(plan: &Plan, stored: &[crate::repo::StoredPack], r: &mut PruneReport) {
@@ -422,137 +363,6 @@ fn describe_plan(plan: &Plan, stored: &[crate::repo::StoredPack], r: &mut PruneR
         .sum();
 }
 
-/// Copy the kept blobs of the packs to repack into new packs, then read the
-/// new packs back and verify every blob before anything refers to them.
-fn repack(
-    repo: &Arc<Repository>,
-    plan: &Plan,
-    candidates: &IdSet,
-    lock: &Lock,
-    r: &mut PruneReport,
-    obs: &Observer,
-) -> Result<()> {
-    if plan.repack.is_empty() {
-        return Ok(());
-    }
-    let b = repo.backend();
-    // Blobs are known only where they stay: a blob whose other copies all
-    // sit in candidates is written again.
-    let keep: IdSet = repo
-        .index()
-        .packs()
-        .keys()
-        .filter(|p| !candidates.contains(p))
-        .copied()
-        .collect();
-    repo.forget_missing_packs(&keep)?;
-    let sink = BlobSink::new(repo.clone(), repo.config().compression.level);
-    sink.guard_with(lock);
-    sink.record_written();
-    let mut by_pack: IdMap<Vec<(Id, crate::repo::index::BlobLocation)>> = IdMap::default();
-    for (bid, loc) in &plan.chosen {
-        by_pack.entry(loc.pack).or_default().push((*bid, *loc));
-    }
-    let total: u64 = plan.repack.iter().map(|p| p.size).sum();
-    let mut done = 0;
-    for p in &plan.repack {
-        (obs.progress)("repacking", done, total);
-        interrupted()?;
-        done += p.size;
-        let name = pack_name(p.t, &p.id);
-        let bytes = b.get(&name)?;
-        if Id::hash_of(&bytes) != p.id {
-            return Err(Error::damaged(
-                &name,
-                "content does not match its name; prune stops before copying from it: run 'ironvault repair packs --from-repo COPY'",
-            ));
-        }
-        let mut blobs = by_pack.remove(&p.id).unwrap_or_default();
-        blobs.sort_by_key(|(_, l)| l.offset);
-        for (bid, loc) in blobs {
-            if !sink.claim(&bid) {
-                continue;
-            }
-            let (s, e) = (
-                loc.offset as usize,
-                loc.offset as usize + loc.stored_len as usize,
-            );
-            let sealed = bytes
-                .get(s..e)
-                .ok_or_else(|| Error::damaged(&name, "blob beyond the end of the pack"))?;
-            repo.open_blob(loc.blob_type, &bid, sealed, loc.raw_len, &name)?;
-            sink.store_sealed(loc.blob_type, bid, sealed, loc.raw_len)?;
-            r.blobs_repacked += 1;
-        }
-    }
-    sink.finish()?;
-    (obs.progress)("repacking", total, total);
-    let written = sink.written_packs();
-    for (i, p) in written.iter().enumerate() {
-        (obs.progress)("verifying new packs", i as u64, written.len() as u64);
-        let name = pack_name(p.blob_type, &p.id);
-        let bytes = b.get(&name)?;
-        if Id::hash_of(&bytes) != p.id || bytes.len() as u64 != p.size {
-            return Err(Error::damaged(
-                &name,
-                "a pack prune just wrote reads back differently; nothing was deleted (check the storage)",
-            ));
-        }
-        for e in &p.blobs {
-            let sealed = &bytes[e.offset as usize..(e.offset + e.stored_len as u64) as usize];
-            repo.open_blob(p.blob_type, &e.id, sealed, e.raw_len, &name)?;
-        }
-        r.packs_written += 1;
-        r.bytes_written += p.size;
-    }
-    Ok(())
-}
-
-/// Wait until every lock of `l1` has been removed or gone stale, by the
-/// storage's clock as our own lock last read it.
-fn wait_for_locks(
-    b: &dyn Backend,
-    lock: &Lock,
-    key: &[u8; 32],
-    l1: &[String],
-    poll: Duration,
-    r: &mut PruneReport,
-    obs: &Observer,
-) -> Result<()> {
-    let host = crate::host::hostname();
-    let started = Instant::now();
-    let mut shown: Option<Vec<String>> = None;
-    (obs.progress)("waiting for older locks", 0, 0);
-    loop {
-        let live: Vec<(String, String)> = list_locks_at(b, key, &lock.clock())?
-            .into_iter()
-            .filter(|(n, _)| l1.contains(n))
-            .filter_map(|(n, i)| {
-                let i = i?;
-                (!i.is_stale(&host)).then(|| (n, i.describe()))
-            })
-            .collect();
-        if live.is_empty() {
-            r.wait_seconds = started.elapsed().as_secs_f64();
-            return Ok(());
-        }
-        let names: Vec<String> = live.iter().map(|l| l.0.clone()).collect();
-        if shown.as_ref() != Some(&names) {
-            r.waited_for_locks = r.waited_for_locks.max(names.len());
-            (obs.notice)(&format!(
-                "waiting for {} that began before the deletion list to end: {} (backups go on meanwhile; Ctrl-C stops the prune safely)",
-                if live.len() == 1 { "1 lock".to_string() } else { format!("{} locks", live.len()) },
-                live.iter().map(|l| l.1.as_str()).collect::<Vec<_>>().join("; ")
-            ));
-            shown = Some(names);
-        }
-        for _ in 0..(poll.as_millis() / 100).max(1) {
-            interrupted()?;
-            std::thread::sleep(Duration::from_millis(100).min(poll));
-        }
-    }
-}
-
 /// The packs the verifier found damaged, by name and what is wrong, sorted.
 fn damaged_names(v: &copies::CopyVerifier<'_>, repo: &Repository) -> Vec<String> {
     let idx = repo.index();
@@ -565,29 +375,4 @@ fn damaged_names(v: &copies::CopyVerifier<'_>, repo: &Repository) -> Vec<String>
         .collect();
     out.sort();
     out
-}
-
-/// Delete index files that a newest index file supersedes; returns how many.
-/// Every index file prune or `repair index` writes supersedes all files it
-/// read, so a file no other supersedes (a root) is never deleted, and a
-/// deleted file can never come back into force through a broken chain.
-fn tidy_superseded_index_files(repo: &Repository) -> Result<usize> {
-    let (files, _) = repo.read_index_files()?;
-    let superseded: IdSet = files
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
-    let doomed: IdSet = files
-        .iter()
-        .filter(|(id, _)| !superseded.contains(id))
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .filter(|s| files.iter().any(|(id, _)| id == s))
-        .collect();
-    for s in &doomed {
-        match repo.backend().delete(&ObjectKind::Index.name(s)) {
-            Err(e) if !is_not_found(&e) => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(doomed.len())
 }
