@@ -1,5 +1,7 @@
 //! On-disk types and their (de)serialisation. `docs/format.md` is the contract;
-//! every type here names the section it implements.
+//! every type here names the section it implements. Each stored object has
+//! its one home here; `kind` names every kind of object (directory, name
+//! rule, associated data, damage policy) and builds and parses all names.
 
 pub mod config;
 pub mod deletions;

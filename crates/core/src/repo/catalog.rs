@@ -1,6 +1,6 @@
-//! What the repository holds, as listed and indexed: index files, prune's
-//! deletion lists, the packs in storage, and the loaded index built from
-//! them (format.md §6, §9).
+//! What the repository holds, as listed and indexed: index files, the packs
+//! in storage and those prune's deletion lists name, and the loaded index
+//! built from them (format.md §6, §9).
 
 use super::index::MasterIndex;
 use super::{Repository, StoredPack, WithErrors};
