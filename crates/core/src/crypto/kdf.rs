@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// Argon2id cost parameters.
+/// Argon2id cost parameters (stored in key files, format.md §3.2).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct KdfParams {
     pub memory_kib: u32,

@@ -1,4 +1,5 @@
-//! 32-byte identifiers (blob, pack, index, snapshot, key ids) and their hex form.
+//! 32-byte identifiers (blob, pack, index, snapshot, key ids), their hex
+//! form, and the keyed ids of blobs and snapshots (format.md §4, §7.2).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -148,7 +149,8 @@ impl BlobType {
     }
 }
 
-/// The secrets that make blob ids and chunk boundaries (shared by related repositories).
+/// The secrets that make blob ids, snapshot ids and chunk boundaries (format.md §3, §4;
+/// shared by related repositories).
 #[derive(Clone)]
 pub struct IdKeys {
     data: [u8; 32],
