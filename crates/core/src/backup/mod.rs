@@ -382,7 +382,6 @@ pub fn backup(
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

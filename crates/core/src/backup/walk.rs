@@ -59,7 +59,6 @@ pub(super) struct Walker<'a, 's> {
     batch: std::cell::RefCell<Vec<Event>>,
 }
 
-
 impl<'a, 's> Walker<'a, 's> {
     /// A walker sending files to `jobs` and events to `events`;
     /// `parent_same_user` if the parent snapshot was taken by this uid.

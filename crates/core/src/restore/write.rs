@@ -16,7 +16,7 @@ use super::{select, verify, Ctx};
 use crate::format::tree::Node;
 use crate::format::BlobType;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -94,18 +94,9 @@ fn fill(ctx: &Ctx<'_>, f: &File, node: &Node) -> Result<(), String> {
 /// `--overwrite if-changed`: if the file there already has the snapshot's
 /// content, set its metadata and say so.
 fn keep_if_same(ctx: &Ctx<'_>, job: &FileJob) -> Result<bool, String> {
-    let Ok(f) = job.dir.open_read(&job.node.name) else {
+    let Some(f) = select::open_if_same(ctx.repo, &job.dir, &job.node) else {
         return Ok(false);
     };
-    // Only a file with no other name: the owner and mode set here must not
-    // reach a second name somewhere else.
-    match f.metadata() {
-        Ok(md) if md.is_file() && md.nlink() == 1 => {}
-        _ => return Ok(false),
-    }
-    if !select::file_matches(ctx.repo, &f, &job.node).unwrap_or(false) {
-        return Ok(false);
-    }
     apply_metadata_fd(&f, &job.node, ctx.opts.owners)
         .map_err(|e| format!("cannot set metadata: {e}"))?;
     Ok(true)
