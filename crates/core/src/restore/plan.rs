@@ -1,14 +1,17 @@
-//! Planning: walk the snapshot's trees through the selection, decide for
-//! each node what to do with what the target already has at its name (the
-//! overwrite policy), and do the directory-level work — create directories,
-//! symlinks and special files, remove what `--delete` removes — handing
-//! regular files to the writers. A dry run is the same walk with the same
-//! decisions; it only reports them.
+//! Plan, the first stage of a restore: walk the snapshot's trees through
+//! the selection, take for each node the overwrite decision of `select.rs`
+//! on what the target already has at its name, and do the directory-level
+//! work — create directories, symlinks and special files, remove what
+//! `--delete` removes — handing regular files to the writers. A dry run is
+//! this same walk with the same decisions (`Mode::DryRun`); it only reports
+//! them, and reports as errors what the restore would report.
 //!
 //! Every directory is reached from its parent's descriptor without following
 //! a symlink (see `dir`). A directory only passed through on the way to an
 //! `--include` match is created when something below it is restored; one
 //! the target has as a symlink or file is replaced then, as a restored one is.
+//! A directory the target has where the snapshot has something else is
+//! never removed (only `--delete` removes directories, and only extra names).
 
 use super::dir::{self, Dir};
 use super::metadata::{apply_metadata_at, privileges, without_privileges};
