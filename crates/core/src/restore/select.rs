@@ -276,3 +276,45 @@ pub fn file_matches(repo: &Repository, f: &File, node: &Node) -> std::io::Result
     }
     Ok(off == node.size)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the target has at a node's name decides, whatever the policy,
+    /// for the restore and its dry run alike; a directory is never replaced
+    /// by something else.
+    #[test]
+    fn decisions_on_what_the_target_has() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("n")).unwrap();
+        let dir = Dir::open(d.path()).unwrap();
+        let st = dir.stat(b"n").unwrap();
+        for policy in [
+            Overwrite::Always,
+            Overwrite::IfChanged,
+            Overwrite::IfNewer,
+            Overwrite::Never,
+        ] {
+            for t in [NodeType::File, NodeType::Symlink, NodeType::Fifo] {
+                let node = crate::format::tree::test_node(b"n", t);
+                assert_eq!(
+                    decide(Some(&dir), st.as_ref(), &node, policy),
+                    Decision::Blocked,
+                    "{t:?} {policy}"
+                );
+                assert_eq!(decide(Some(&dir), None, &node, policy), Decision::Create);
+                assert_eq!(decide(None, None, &node, policy), Decision::Create);
+            }
+        }
+        std::fs::remove_dir(d.path().join("n")).unwrap();
+        std::fs::write(d.path().join("n"), b"x").unwrap();
+        let st = dir.stat(b"n").unwrap();
+        let mut node = crate::format::tree::test_node(b"n", NodeType::File);
+        node.links = 1;
+        let decided = |p| decide(Some(&dir), st.as_ref(), &node, p);
+        assert_eq!(decided(Overwrite::Always), Decision::Replace);
+        assert_eq!(decided(Overwrite::Never), Decision::Keep);
+        assert_eq!(decided(Overwrite::IfChanged), Decision::KeepIfSame);
+    }
+}
