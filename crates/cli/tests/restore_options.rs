@@ -321,3 +321,160 @@ fn verify_checks_bytes_and_metadata_of_every_file_type() {
         "{out}"
     );
 }
+
+/// (type, inode, content or link target) of every path under `root`: what
+/// tells whether a restore created, replaced, removed or left an entry.
+fn fingerprints(
+    root: &Path,
+) -> std::collections::BTreeMap<std::path::PathBuf, (char, u64, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    walk(root)
+        .into_values()
+        .map(|p| {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let ft = md.file_type();
+            let print = if ft.is_symlink() {
+                let t = std::fs::read_link(&p).unwrap();
+                ('l', md.ino(), t.into_os_string().into_encoded_bytes())
+            } else if ft.is_dir() {
+                ('d', md.ino(), Vec::new())
+            } else if ft.is_file() {
+                ('f', md.ino(), std::fs::read(&p).unwrap())
+            } else {
+                ('o', md.ino(), Vec::new())
+            };
+            (p, print)
+        })
+        .collect()
+}
+
+/// The paths of the `error: PATH: …` lines in `stderr`.
+fn error_paths(stderr: &[u8]) -> std::collections::BTreeSet<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: "))
+        .filter_map(|l| l.split_once(": ").map(|(p, _)| p.to_string()))
+        .collect()
+}
+
+/// Run `restore latest --target t ARGS --dry-run`, then the same restore for
+/// real, and assert that the dry run listed exactly what the restore did
+/// (created +, replaced M, deleted -, everything else left as it was),
+/// reported the same failing paths and exited with the same code.
+fn assert_dry_run_tells_the_truth(env: &Env, t: &Path, args: &[&str]) {
+    let mut cmd = vec!["restore", "latest", "--target", t.to_str().unwrap()];
+    cmd.extend_from_slice(args);
+    let before = fingerprints(t);
+    let dry = env.run(&[cmd.as_slice(), &["--dry-run"]].concat());
+    assert_eq!(fingerprints(t), before, "the dry run changed the target");
+    let real = env.run(&cmd);
+    let after = fingerprints(t);
+    let listing = String::from_utf8_lossy(&dry.stdout);
+    let listed: std::collections::BTreeMap<std::path::PathBuf, char> = listing
+        .lines()
+        .filter(|l| !l.starts_with("dry run:"))
+        .filter_map(|l| {
+            let (letter, path) = l.split_once(' ')?;
+            let letter = match letter {
+                "+" | "M" | "=" | "-" => letter.chars().next()?,
+                _ => return None,
+            };
+            Some((path.into(), letter))
+        })
+        .collect();
+    let mut did = std::collections::BTreeMap::new();
+    for p in before.keys().chain(after.keys()) {
+        let action = match (before.get(p), after.get(p)) {
+            (None, Some(_)) => '+',
+            // What was below a deleted directory went with it.
+            (Some(_), None)
+                if p.parent()
+                    .is_some_and(|d| before.contains_key(d) && !after.contains_key(d)) =>
+            {
+                continue
+            }
+            (Some(_), None) => '-',
+            (Some(b), Some(a)) if b != a => 'M',
+            _ => '=',
+        };
+        did.insert(p.clone(), action);
+    }
+    let context = format!(
+        "restore {args:?}\ndry run listed:\n{listing}{}\nrestore said:\n{}{}",
+        String::from_utf8_lossy(&dry.stderr),
+        String::from_utf8_lossy(&real.stdout),
+        String::from_utf8_lossy(&real.stderr)
+    );
+    for (p, action) in &did {
+        // A directory kept or created as it was is listed with `=` or not at all.
+        let said = listed.get(p).copied().unwrap_or('=');
+        assert_eq!(
+            said,
+            *action,
+            "{}: dry run said {said}, restore did {action}\n{context}",
+            p.display()
+        );
+    }
+    for (p, said) in &listed {
+        assert!(
+            did.contains_key(p) || *said == '=',
+            "{}: listed {said} but not in the target\n{context}",
+            p.display()
+        );
+    }
+    assert_eq!(
+        error_paths(&dry.stderr),
+        error_paths(&real.stderr),
+        "failing paths differ\n{context}"
+    );
+    assert_eq!(
+        dry.status.code(),
+        real.status.code(),
+        "exit codes differ\n{context}"
+    );
+}
+
+/// The dry run and the restore take the same selection and overwrite
+/// decisions, including for an entry of another type in the way: a directory
+/// where the snapshot has a file or a symlink is not replaced by the restore
+/// (reported as an error), so the dry run must not promise to replace it.
+#[test]
+fn dry_run_lists_what_the_restore_does() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), b"f");
+    std::os::unix::fs::symlink("f", src.join("l")).unwrap();
+    write(&src.join("docs/a.txt"), b"a");
+    write(&src.join("docs/b.md"), b"b");
+    write(&src.join("same.txt"), b"same");
+    write(&src.join("old.txt"), b"old");
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let cases: &[&[&str]] = &[
+        &[],
+        &["--overwrite", "if-changed"],
+        &["--overwrite", "if-newer"],
+        &["--overwrite", "never"],
+        &["--delete"],
+        &["--delete", "--overwrite", "if-changed"],
+        &["--delete", "--overwrite", "never"],
+        &["--include", "*.txt", "--delete"],
+        &["--exclude", "/src/docs", "--overwrite", "if-changed"],
+    ];
+    for (i, args) in cases.iter().enumerate() {
+        let t = env.path(&format!("t{i}"));
+        env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+        let s = t.join("src");
+        // A directory in the way of a file and of a symlink.
+        std::fs::remove_file(s.join("f")).unwrap();
+        write(&s.join("f/inside"), b"mine");
+        std::fs::remove_file(s.join("l")).unwrap();
+        std::fs::create_dir(s.join("l")).unwrap();
+        // A changed file, one the snapshot lacks, a symlink where a file was.
+        std::fs::write(s.join("docs/a.txt"), b"changed").unwrap();
+        write(&s.join("docs/extra"), b"extra");
+        std::fs::remove_file(s.join("old.txt")).unwrap();
+        std::os::unix::fs::symlink("elsewhere", s.join("old.txt")).unwrap();
+        assert_dry_run_tells_the_truth(&env, &t, args);
+    }
+}

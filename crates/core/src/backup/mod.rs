@@ -1,36 +1,44 @@
 //! Backup: walk → chunk → dedup → seal → pack, then trees, index, snapshot.
+//! This file is the orchestration: it picks the parent snapshot, starts the
+//! stages, joins them, and commits.
 //!
 //! Stages, joined by bounded channels:
-//! * the **walker** (calling thread) lists directories in name order, reuses
-//!   the parent snapshot's node for unchanged files (size, mtime, ctime,
-//!   inode), and sends changed files to the file readers;
-//! * **file readers** (one per core) read, chunk and hash; new chunks go to
-//!   the sealers;
-//! * **sealers** (one per core) compress, encrypt and append to packs;
-//! * the **assembler** receives walker events in walk order, waits for each
-//!   file's result, and builds and stores one tree blob per directory.
+//! * the **walker** (`walk.rs`, calling thread) lists directories in name
+//!   order, reuses the parent snapshot's node for unchanged files (size,
+//!   mtime, ctime, inode), and sends changed files to the file readers;
+//! * **file readers** (`reader.rs`, one per core) read, chunk and hash; new
+//!   chunks go to the sealers;
+//! * **sealers** (here, one per core) compress, encrypt and append to packs;
+//! * the **assembler** (`assemble.rs`) receives walker events in walk order,
+//!   waits for each file's result, and builds and stores one tree blob per
+//!   directory;
+//! * **commit** (`commit.rs`) flushes packs and index and writes the snapshot.
 //!
 //! Memory is bounded by the channel bounds below times the largest chunk.
+//! The first fatal error aborts every stage (`Shared::fail`) and no snapshot
+//! is written.
 
+mod assemble;
 mod commit;
 pub mod exclude;
 pub mod meta;
 mod reader;
 pub mod stream;
+mod walk;
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Snapshot, Summary};
-use crate::format::tree::{Node, NodeType, Tree, FLAG_XATTRS_UNREADABLE};
-use crate::format::{to_cbor, BlobType, Id};
+use crate::format::{BlobType, Id};
 use crate::repo::lock::Lock;
 use crate::repo::packer::BlobSink;
 use crate::repo::Repository;
 pub(crate) use commit::commit_snapshot;
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::bounded;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use walk::{Event, FileJob, Walker};
 
 /// Which snapshot an incremental backup compares against.
 #[derive(Clone, Debug, Default)]
@@ -107,22 +115,6 @@ impl BackupResult {
 
 /// Callback for warnings (unreadable or changed files); must be cheap.
 pub type WarnFn<'a> = &'a (dyn Fn(&str) + Sync);
-
-enum Event {
-    Enter(Node),
-    /// End of a directory, with the parent snapshot's version of it.
-    Leave(Option<(Id, Tree)>),
-    Ready(Node),
-    Pending(Receiver<Option<Node>>),
-}
-
-pub(crate) struct FileJob {
-    path: PathBuf,
-    node: Node,
-    /// The parent snapshot had a file of this name (counted as changed, not new).
-    in_parent: bool,
-    done: Sender<Option<Node>>,
-}
 
 /// State shared by all stages.
 pub(crate) struct Shared<'a> {
@@ -341,19 +333,11 @@ pub fn backup(
                 }
             });
         }
-        let assembler = s.spawn(move || assemble(sh, ev_rx));
+        let assembler = s.spawn(move || assemble::assemble(sh, ev_rx));
         // SAFETY: getuid has no preconditions.
         let me = unsafe { libc::getuid() };
-        let walker = Walker {
-            repo: &repo,
-            parent_same_user: parent.as_ref().is_some_and(|p| p.1.uid == me),
-            opts,
-            root_dev: std::cell::Cell::new(0),
-            sh,
-            jobs: job_tx,
-            events: ev_tx,
-            batch: std::cell::RefCell::new(Vec::with_capacity(EVENT_BATCH)),
-        };
+        let same_user = parent.as_ref().is_some_and(|p| p.1.uid == me);
+        let walker = Walker::new(&repo, opts, same_user, sh, job_tx, ev_tx);
         let names = root_names(&abs);
         for (path, name) in abs.iter().zip(names) {
             let pnode = parent_root.as_ref().and_then(|t| t.find(&name)).cloned();
@@ -396,234 +380,6 @@ pub fn backup(
         summary,
         warn,
     )
-}
-
-struct Walker<'a, 's> {
-    repo: &'a Repository,
-    /// The parent snapshot was taken by this uid (its xattrs can be reused).
-    parent_same_user: bool,
-    opts: &'a BackupOptions,
-    /// Device of the top-level path being walked (for one_file_system).
-    root_dev: std::cell::Cell<u64>,
-    sh: &'a Shared<'s>,
-    jobs: Sender<FileJob>,
-    events: Sender<Vec<Event>>,
-    batch: std::cell::RefCell<Vec<Event>>,
-}
-
-/// Walker events per message to the assembler.
-const EVENT_BATCH: usize = 1024;
-
-impl Walker<'_, '_> {
-    fn emit(&self, e: Event) {
-        let mut b = self.batch.borrow_mut();
-        b.push(e);
-        if b.len() >= EVENT_BATCH {
-            let full = std::mem::replace(&mut *b, Vec::with_capacity(EVENT_BATCH));
-            // The assembler only stops early on a panic; then the backup fails anyway.
-            let _ = self.events.send(full);
-        }
-    }
-
-    /// Send the last, partial batch.
-    fn flush(&self) {
-        let rest = std::mem::take(&mut *self.batch.borrow_mut());
-        if !rest.is_empty() {
-            let _ = self.events.send(rest);
-        }
-    }
-
-    /// Back up one path (file, directory or other) as node `name`.
-    /// Back up a top-level path.
-    fn visit(&self, path: &Path, name: &[u8], parent: Option<&Node>) {
-        match std::fs::symlink_metadata(path) {
-            Ok(md) => {
-                self.root_dev.set(std::os::unix::fs::MetadataExt::dev(&md));
-                self.visit_node(path, meta::node_from_metadata(name, &md), parent)
-            }
-            Err(e) => self.sh.skip(path, "cannot stat", e),
-        }
-    }
-
-    /// Back up one entry whose lstat is `node`.
-    fn visit_node(&self, path: &Path, mut node: Node, parent: Option<&Node>) {
-        if crate::interrupt::requested() {
-            self.sh.fail(Error::Interrupted);
-        }
-        if self.sh.abort.load(Ordering::Relaxed) {
-            return;
-        }
-        // Setting an xattr changes ctime: with the same inode and ctime, the
-        // parent's xattrs still hold, and a path lookup per entry is saved —
-        // but only from a parent that read them fully, as the same user
-        // (another user may see fewer attributes, e.g. no trusted.*).
-        let same = parent.filter(|p| {
-            self.parent_same_user
-                && p.flags.is_empty()
-                && p.node_type == node.node_type
-                && p.device_id == node.device_id
-                && (self.opts.ignore_inode || p.inode == node.inode)
-                && p.ctime == node.ctime
-                && p.mtime == node.mtime
-        });
-        if let Some(p) = same {
-            node.xattrs = p.xattrs.clone();
-        } else {
-            match meta::read_xattrs(path) {
-                Ok(x) => node.xattrs = x,
-                Err(e) => {
-                    node.flags.push(FLAG_XATTRS_UNREADABLE.to_string());
-                    (self.sh.warn)(&format!(
-                        "{}: cannot read extended attributes: {e}",
-                        path.display()
-                    ))
-                }
-            }
-        }
-        match node.node_type {
-            NodeType::Dir => self.visit_dir(path, node, parent),
-            NodeType::File => self.visit_file(path, node, parent),
-            // node_at read the target already (readlinkat on the directory).
-            NodeType::Symlink if node.target.is_some() => self.emit(Event::Ready(node)),
-            NodeType::Symlink => match std::fs::read_link(path) {
-                Ok(t) => {
-                    node.target = Some(t.as_os_str().as_bytes().to_vec());
-                    self.emit(Event::Ready(node));
-                }
-                Err(e) => self.sh.skip(path, "cannot read link", e),
-            },
-            _ => self.emit(Event::Ready(node)),
-        }
-    }
-
-    fn visit_dir(&self, path: &Path, node: Node, parent: Option<&Node>) {
-        // List and stat every entry through one directory descriptor (a
-        // symlink swapped in for `path` cannot redirect the listing), then
-        // close it before descending: one open descriptor, whatever the depth.
-        let entries = match meta::read_dir_at(path) {
-            Ok(e) => e,
-            Err(e) => return self.sh.skip(path, "cannot list directory", e),
-        };
-        let names: Vec<Vec<u8>> = entries.iter().map(|(n, _)| n.clone()).collect();
-        if self.opts.excludes.excludes_dir(path, &names) {
-            return;
-        }
-        // Another file system below a mount point: keep the mount point, empty.
-        if self.opts.excludes.one_file_system && node.device_id != self.root_dev.get() {
-            self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
-            self.emit(Event::Enter(node));
-            self.emit(Event::Leave(None));
-            return;
-        }
-        let parent_tree = parent
-            .filter(|p| p.node_type == NodeType::Dir)
-            .and_then(|p| p.subtree)
-            .and_then(|id| self.repo.read_tree(&id).ok().map(|t| (id, t)));
-        self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
-        self.emit(Event::Enter(node));
-        for (name, stat) in entries {
-            let child = path.join(std::ffi::OsStr::from_bytes(&name));
-            if self.opts.excludes.excludes_path(&child) {
-                continue;
-            }
-            let pn = parent_tree.as_ref().and_then(|t| t.1.find(&name));
-            match stat {
-                Ok(n) => self.visit_node(&child, n, pn),
-                Err(e) => self.sh.skip(&child, "cannot stat", e),
-            }
-        }
-        // The parent's tree goes along: if nothing in it changed, its id is reused.
-        self.emit(Event::Leave(parent_tree));
-    }
-
-    fn visit_file(&self, path: &Path, mut node: Node, parent: Option<&Node>) {
-        if let Some(p) = parent {
-            let unchanged = p.node_type == NodeType::File
-                && p.size == node.size
-                && p.mtime == node.mtime
-                && p.ctime == node.ctime
-                && (self.opts.ignore_inode || p.inode == node.inode)
-                && p.flags.is_empty()
-                && p.content
-                    .as_ref()
-                    .map(|c| c.iter().all(|id| self.sh.sink.is_known(id)))
-                    .unwrap_or(false);
-            if unchanged {
-                node.content = p.content.clone();
-                node.holes = p.holes.clone();
-                self.sh
-                    .progress
-                    .files_unmodified
-                    .fetch_add(1, Ordering::Relaxed);
-                self.sh
-                    .progress
-                    .bytes_done
-                    .fetch_add(node.size, Ordering::Relaxed);
-                return self.emit(Event::Ready(node));
-            }
-        }
-        let (tx, rx) = bounded(1);
-        self.emit(Event::Pending(rx));
-        let _ = self.jobs.send(FileJob {
-            path: path.to_path_buf(),
-            node,
-            in_parent: parent.is_some(),
-            done: tx,
-        });
-    }
-}
-
-/// Build trees from walker events; returns the root tree id.
-fn assemble(sh: &Shared<'_>, events: Receiver<Vec<Event>>) -> Option<Id> {
-    let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
-    let store_tree = |nodes: Vec<Node>| -> Option<Id> {
-        let mut t = Tree { nodes };
-        t.sort();
-        let bytes = match to_cbor(&t) {
-            Ok(b) => b,
-            Err(e) => {
-                sh.fail(e);
-                return None;
-            }
-        };
-        match sh.sink.add(BlobType::Tree, &bytes) {
-            Ok((id, _)) => Some(id),
-            Err(e) => {
-                sh.fail(e);
-                None
-            }
-        }
-    };
-    for ev in events.into_iter().flatten() {
-        match ev {
-            Event::Enter(n) => stack.push((Some(n), Vec::new())),
-            Event::Ready(n) => stack.last_mut()?.1.push(n),
-            Event::Pending(rx) => {
-                if let Ok(Some(n)) = rx.recv() {
-                    stack.last_mut()?.1.push(n);
-                }
-            }
-            Event::Leave(parent) => {
-                let (node, mut nodes) = stack.pop()?;
-                let mut node = node?;
-                nodes.sort_by(|a, b| a.name.cmp(&b.name));
-                // Unchanged directory: same nodes give the same blob; skip encoding it.
-                let reuse = parent
-                    .filter(|(id, t)| t.nodes == nodes && sh.sink.is_known(id))
-                    .map(|p| p.0);
-                node.subtree = Some(match reuse {
-                    Some(id) => id,
-                    None => store_tree(nodes)?,
-                });
-                stack.last_mut()?.1.push(node);
-            }
-        }
-    }
-    if sh.abort.load(Ordering::Relaxed) || stack.len() != 1 {
-        return None;
-    }
-    let (_, nodes) = stack.pop()?;
-    store_tree(nodes)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! chunk, hash and dedup one file; new chunks go to the sealers. A file that
 //! changes while it is read is stored as read and flagged.
 
-use super::{FileJob, Shared};
+use super::walk::FileJob;
+use super::Shared;
 use crate::format::tree::{Node, Time, FLAG_CHANGED};
 use crate::format::{BlobType, Id};
 use crossbeam_channel::{Receiver, Sender};

@@ -9,13 +9,36 @@
 //!
 //! With `--no-special` a node is first stripped of what could give
 //! privileges on this host (`without_privileges`).
+//!
+//! Files and special files get their metadata as they are made; directories
+//! get theirs in a stage of their own once everything is written
+//! (`set_dir_metadata`), deepest first, so that writing their children does
+//! not change their times and a 0500 directory can still be filled.
 
-use super::dir::{proc_fd_path, Dir, Stat};
+use super::dir::{self, proc_fd_path, Dir, Stat};
+use super::Ctx;
 use crate::format::tree::{Node, NodeType};
 use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+
+/// Set the metadata of the restored directories `dirs` (relative to the
+/// target `root`, parents before children), deepest first; each failure is
+/// reported for its directory.
+pub(super) fn set_dir_metadata(ctx: &Ctx<'_>, root: &Dir, dirs: &[(Vec<u8>, Node)]) {
+    for (rel, node) in dirs.iter().rev() {
+        let set = root
+            .open_beneath(rel)
+            .map_err(|e| dir::open_error(&e))
+            .and_then(|d| {
+                apply_metadata_fd(d.file(), node, ctx.opts.owners).map_err(|e| e.to_string())
+            });
+        if let Err(e) = set {
+            ctx.fail(&ctx.shown(rel), format!("cannot set metadata: {e}"));
+        }
+    }
+}
 
 /// The extended attribute that holds file capabilities.
 const CAPABILITY: &[u8] = b"security.capability";

@@ -1,10 +1,19 @@
-//! Restore: plan (walk the snapshot's trees, create directories, links and
-//! special files) → fetch and write (file contents in parallel, each into a
-//! private temporary file renamed over its name once every byte is verified
-//! and its metadata set; holes left unallocated) → hard links → directory
-//! metadata (owners, modes, xattrs and ACLs, times; deepest first) → with
-//! `--verify`, a last pass that checks every restored entry's bytes and
-//! metadata against the snapshot.
+//! Restore: plan → fetch → write → metadata → verify. This file is the
+//! orchestration (and the dry run, which is the plan stage alone); each
+//! stage has its file:
+//! * **plan** (`plan.rs`): walk the snapshot's trees, take the decisions of
+//!   `select.rs` (which nodes, what to do with what the target has), create
+//!   directories, symlinks and special files, remove what `--delete`
+//!   removes, and hand regular files to the writers;
+//! * **fetch** (`fetch.rs`): a file's blobs, each verified before a byte of
+//!   it is written, into a private temporary file; holes left unallocated;
+//! * **write** (`write.rs`): the writer threads (in parallel with the plan)
+//!   rename each file over its name once its bytes and metadata are set;
+//!   then the hard links;
+//! * **metadata** (`metadata.rs`): directory owners, modes, xattrs and ACLs,
+//!   times, deepest first, once everything is written;
+//! * **verify** (`verify/`, with `--verify`): every restored entry's bytes
+//!   and metadata checked against the snapshot.
 //!
 //! Inside the target nothing is reached by a path: directories are open
 //! descriptors, each opened from its parent without following a symlink, and
@@ -19,6 +28,7 @@
 //! other file is still restored.
 
 use crate::fsdir as dir;
+mod fetch;
 mod metadata;
 pub mod plan;
 pub mod select;
@@ -31,9 +41,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::Node;
 use crate::format::Id;
 use crate::repo::Repository;
-use crossbeam_channel::bounded;
 use dir::Dir;
-use metadata::apply_metadata_fd;
 use plan::{Action, Mode, Planner};
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -197,36 +205,16 @@ pub fn restore_nodes(
                 .unwrap_or(4)
         })
         .max(1);
-    let planned = std::thread::scope(|s| {
-        let (tx, rx) = bounded(threads * 16);
-        for _ in 0..threads {
-            let rx = rx.clone();
-            let (ctx, root) = (&ctx, &root);
-            s.spawn(move || {
-                for job in rx {
-                    if !crate::interrupt::requested() {
-                        write::write_file(ctx, root, &job);
-                    }
-                }
-            });
-        }
-        // The planner's sender is dropped when it is done, which ends the writers.
-        Planner::new(&ctx, Some(root.clone()), Mode::Restore(tx)).plan(nodes, base)
+    // plan → fetch → write: the planner walks the snapshot, makes
+    // directories, symlinks and special files, and hands regular files to
+    // the writers, which fetch and write them.
+    let planned = write::with_writers(&ctx, &root, threads, |files| {
+        Planner::new(&ctx, Some(root.clone()), Mode::Restore(files)).plan(nodes, base)
     });
     let mut stats = planned.stats;
     stats.files += write::make_links(&ctx, &root, &planned.links);
-    // Directory metadata last, deepest first, so writing children does not change it.
-    for (rel, node) in planned.dirs.iter().rev() {
-        let set = root
-            .open_beneath(rel)
-            .map_err(|e| dir::open_error(&e))
-            .and_then(|d| {
-                apply_metadata_fd(d.file(), node, opts.owners).map_err(|e| e.to_string())
-            });
-        if let Err(e) = set {
-            ctx.fail(&ctx.shown(rel), format!("cannot set metadata: {e}"));
-        }
-    }
+    // Directory metadata last, so writing children does not change it.
+    metadata::set_dir_metadata(&ctx, &root, &planned.dirs);
     // Last, so it sees what the restore leaves behind, directory times included.
     if opts.verify && !crate::interrupt::requested() {
         verify::verify_restored(&ctx, &root, nodes, base, &planned.kept, threads);

@@ -1,18 +1,21 @@
-//! Planning: walk the snapshot's trees through the selection, decide for
-//! each node what to do with what the target already has at its name (the
-//! overwrite policy), and do the directory-level work — create directories,
-//! symlinks and special files, remove what `--delete` removes — handing
-//! regular files to the writers. A dry run is the same walk with the same
-//! decisions; it only reports them.
+//! Plan, the first stage of a restore: walk the snapshot's trees through
+//! the selection, take for each node the overwrite decision of `select.rs`
+//! on what the target already has at its name, and do the directory-level
+//! work — create directories, symlinks and special files, remove what
+//! `--delete` removes — handing regular files to the writers. A dry run is
+//! this same walk with the same decisions (`Mode::DryRun`); it only reports
+//! them, and reports as errors what the restore would report.
 //!
 //! Every directory is reached from its parent's descriptor without following
 //! a symlink (see `dir`). A directory only passed through on the way to an
 //! `--include` match is created when something below it is restored; one
 //! the target has as a symlink or file is replaced then, as a restored one is.
+//! A directory the target has where the snapshot has something else is
+//! never removed (only `--delete` removes directories, and only extra names).
 
-use super::dir::{self, Dir, Stat};
+use super::dir::{self, Dir};
 use super::metadata::{apply_metadata_at, privileges, without_privileges};
-use super::select::{self, Overwrite, Step};
+use super::select::{self, Decision, Step};
 use super::write::FileJob;
 use super::{Ctx, RestoreStats};
 use crate::format::tree::{Node, NodeType};
@@ -46,39 +49,6 @@ impl Action {
             Action::Keep => '=',
             Action::Delete => '-',
         }
-    }
-}
-
-/// What the restore does with one node, given what the target has at its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decision {
-    Create,
-    Replace,
-    Keep,
-    /// `--overwrite if-changed`: keep it if its content already matches.
-    KeepIfSame,
-}
-
-/// The overwrite policy, in one place for the restore and its dry run.
-fn decide(dir: Option<&Dir>, existing: Option<&Stat>, node: &Node, policy: Overwrite) -> Decision {
-    let (Some(dir), Some(st)) = (dir, existing) else {
-        return Decision::Create;
-    };
-    match node.node_type {
-        NodeType::File if st.is_file() => match policy {
-            Overwrite::Never => Decision::Keep,
-            Overwrite::IfNewer if select::at_least_as_new(st, node) => Decision::Keep,
-            // A name of a hard-linked file is written again, never changed in
-            // place: the other names may be anywhere.
-            Overwrite::IfChanged if node.links <= 1 && st.nlink == 1 => Decision::KeepIfSame,
-            _ => Decision::Replace,
-        },
-        NodeType::Symlink | NodeType::Fifo | NodeType::Chardev | NodeType::Blockdev
-            if select::keep_existing_special(dir, &node.name, st, node, policy) =>
-        {
-            Decision::Keep
-        }
-        _ => Decision::Replace,
     }
 }
 
@@ -437,24 +407,31 @@ impl<'a, 'c> Planner<'a, 'c> {
                 .map_err(|e| format!("cannot look at the existing entry: {e}"))?,
             None => None,
         };
-        let decision = decide(
+        let decision = select::decide(
             dir.as_deref(),
             existing.as_ref(),
             node,
             self.ctx.opts.overwrite,
         );
+        if decision == Decision::Blocked {
+            return Err(
+                "a directory is in the way; left as it is (a restore does not remove a directory to put something else there)"
+                    .into(),
+            );
+        }
         if self.dry() {
             let action = match decision {
                 Decision::Create => Action::Create,
-                Decision::Replace => Action::Replace,
+                // (Blocked returned above.)
+                Decision::Replace | Decision::Blocked => Action::Replace,
                 Decision::Keep => Action::Keep,
-                Decision::KeepIfSame => match dir.as_deref().map(|d| d.open_read(&node.name)) {
-                    Some(Ok(f))
-                        if matches!(select::file_matches(self.ctx.repo, &f, node), Ok(true)) =>
-                    {
-                        Action::Keep
-                    }
-                    _ => Action::Replace,
+                // The same check the writer makes before it writes anything.
+                Decision::KeepIfSame => match dir
+                    .as_deref()
+                    .and_then(|d| select::open_if_same(self.ctx.repo, d, node))
+                {
+                    Some(_) => Action::Keep,
+                    None => Action::Replace,
                 },
             };
             self.report(path, action);

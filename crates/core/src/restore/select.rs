@@ -1,6 +1,11 @@
-//! Which nodes a restore writes (include/exclude patterns on snapshot
-//! paths), what it does with files already in the target (overwrite
-//! policy), and how it checks a file on disk against the snapshot.
+//! The decisions of a restore, taken by the planner for the restore and its
+//! dry run alike, and followed by verification: which nodes it restores
+//! (include/exclude patterns on snapshot paths, unsafe names refused), what
+//! it does with what the target already has at a node's name (the overwrite
+//! policy, `decide`), and whether a file on disk already has a node's content.
+//!
+//! Invariant: these functions only look (lstat, readlink, read); nothing here
+//! changes the target, so a dry run that calls them changes nothing either.
 
 use super::dir::{Dir, Stat};
 use crate::backup::exclude::Excludes;
@@ -142,8 +147,70 @@ pub(super) enum Step {
     },
 }
 
+/// What the restore does with one node that is not a directory, given what
+/// the target has at its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Decision {
+    Create,
+    Replace,
+    Keep,
+    /// `--overwrite if-changed`: keep it if its content already matches.
+    KeepIfSame,
+    /// A directory is in the way: a restore never removes one to put a file,
+    /// symlink or special file at its name (reported, left as it is).
+    Blocked,
+}
+
+/// The overwrite policy for `node` (not a directory), in one place for the
+/// restore and its dry run; `existing` is the lstat of what `dir` has at its
+/// name.
+pub(super) fn decide(
+    dir: Option<&Dir>,
+    existing: Option<&Stat>,
+    node: &Node,
+    policy: Overwrite,
+) -> Decision {
+    let (Some(dir), Some(st)) = (dir, existing) else {
+        return Decision::Create;
+    };
+    if st.is_dir() {
+        return Decision::Blocked;
+    }
+    match node.node_type {
+        NodeType::File if st.is_file() => match policy {
+            Overwrite::Never => Decision::Keep,
+            Overwrite::IfNewer if at_least_as_new(st, node) => Decision::Keep,
+            // A name of a hard-linked file is written again, never changed in
+            // place: the other names may be anywhere.
+            Overwrite::IfChanged if node.links <= 1 && st.nlink == 1 => Decision::KeepIfSame,
+            _ => Decision::Replace,
+        },
+        NodeType::Symlink | NodeType::Fifo | NodeType::Chardev | NodeType::Blockdev
+            if keep_existing_special(dir, &node.name, st, node, policy) =>
+        {
+            Decision::Keep
+        }
+        _ => Decision::Replace,
+    }
+}
+
+/// `Decision::KeepIfSame`: the file at `node`'s name in `dir`, open for
+/// reading, if it is a regular file with no other name and already has
+/// `node`'s content (None: it is to be written). The restore sets the
+/// metadata of the file returned; its dry run only reports it as kept.
+pub(super) fn open_if_same(repo: &Repository, dir: &Dir, node: &Node) -> Option<File> {
+    let f = dir.open_read(&node.name).ok()?;
+    // Only a file with no other name: the owner and mode set on it must not
+    // reach a second name somewhere else.
+    let md = f.metadata().ok()?;
+    if !md.is_file() || md.nlink() != 1 {
+        return None;
+    }
+    file_matches(repo, &f, node).ok()?.then_some(f)
+}
+
 /// True if the existing entry `st` is at least as new (mtime) as `node`.
-pub(super) fn at_least_as_new(st: &Stat, node: &Node) -> bool {
+fn at_least_as_new(st: &Stat, node: &Node) -> bool {
     (st.mtime.0, st.mtime.1) >= (node.mtime.0, node.mtime.1)
 }
 
@@ -152,7 +219,7 @@ pub(super) fn at_least_as_new(st: &Stat, node: &Node) -> bool {
 /// anything already there, `if-newer` keeps what is at least as new,
 /// `if-changed` keeps an identical entry (same type and link target or
 /// device number).
-pub(super) fn keep_existing_special(
+fn keep_existing_special(
     dir: &Dir,
     name: &[u8],
     st: &Stat,
@@ -208,4 +275,46 @@ pub fn file_matches(repo: &Repository, f: &File, node: &Node) -> std::io::Result
         off += loc.raw_len as u64;
     }
     Ok(off == node.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the target has at a node's name decides, whatever the policy,
+    /// for the restore and its dry run alike; a directory is never replaced
+    /// by something else.
+    #[test]
+    fn decisions_on_what_the_target_has() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("n")).unwrap();
+        let dir = Dir::open(d.path()).unwrap();
+        let st = dir.stat(b"n").unwrap();
+        for policy in [
+            Overwrite::Always,
+            Overwrite::IfChanged,
+            Overwrite::IfNewer,
+            Overwrite::Never,
+        ] {
+            for t in [NodeType::File, NodeType::Symlink, NodeType::Fifo] {
+                let node = crate::format::tree::test_node(b"n", t);
+                assert_eq!(
+                    decide(Some(&dir), st.as_ref(), &node, policy),
+                    Decision::Blocked,
+                    "{t:?} {policy}"
+                );
+                assert_eq!(decide(Some(&dir), None, &node, policy), Decision::Create);
+                assert_eq!(decide(None, None, &node, policy), Decision::Create);
+            }
+        }
+        std::fs::remove_dir(d.path().join("n")).unwrap();
+        std::fs::write(d.path().join("n"), b"x").unwrap();
+        let st = dir.stat(b"n").unwrap();
+        let mut node = crate::format::tree::test_node(b"n", NodeType::File);
+        node.links = 1;
+        let decided = |p| decide(Some(&dir), st.as_ref(), &node, p);
+        assert_eq!(decided(Overwrite::Always), Decision::Replace);
+        assert_eq!(decided(Overwrite::Never), Decision::Keep);
+        assert_eq!(decided(Overwrite::IfChanged), Decision::KeepIfSame);
+    }
 }

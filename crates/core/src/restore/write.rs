@@ -1,22 +1,19 @@
-//! Fetch and write: what the writer threads do with each regular file, and
-//! the hard links made once they are done.
+//! Write: the writer threads, which put in place each regular file the
+//! planner hands them, and the hard links made once they are done.
 //!
 //! A file is written into a new private (0600) temporary file in its
-//! directory, from blobs read and verified one at a time (holes left
-//! unallocated); its metadata is set on the descriptor, and only then is it
-//! renamed over its name. So a damaged or missing blob, a full disk or a
-//! crash never destroys the file already there, and no one can read a file
-//! before it has its own mode. Just before the rename, the directory is
-//! checked to still be where the target has it: one swapped for a symlink
-//! or moved away meanwhile gets nothing.
+//! directory (its bytes fetched by `fetch.rs`); its metadata is set on the
+//! descriptor, and only then is it renamed over its name. So a damaged or
+//! missing blob, a full disk or a crash never destroys the file already
+//! there, and no one can read a file before it has its own mode. Just before
+//! the rename, the directory is checked to still be where the target has
+//! it: one swapped for a symlink or moved away meanwhile gets nothing.
 
 use super::dir::{self, Dir};
 use super::metadata::apply_metadata_fd;
-use super::{select, verify, Ctx};
+use super::{fetch, select, verify, Ctx};
 use crate::format::tree::Node;
-use crate::format::BlobType;
-use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use crossbeam_channel::{bounded, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,79 +30,12 @@ pub(super) struct FileJob {
     pub check_existing: bool,
 }
 
-/// The parts of [off, off+len) that are not holes.
-fn data_ranges(holes: &[(u64, u64)], off: u64, len: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut cur = off;
-    let end = off.saturating_add(len);
-    for &(h, hl) in holes {
-        let he = h.saturating_add(hl);
-        if he <= cur || h >= end {
-            continue;
-        }
-        if h > cur {
-            out.push((cur, h - cur));
-        }
-        cur = cur.max(he);
-    }
-    if cur < end {
-        out.push((cur, end - cur));
-    }
-    out
-}
-
-/// Write the content `node` describes into `f` (empty, open for writing).
-fn fill(ctx: &Ctx<'_>, f: &File, node: &Node) -> Result<(), String> {
-    f.set_len(node.size)
-        .map_err(|e| format!("cannot size file: {e}"))?;
-    let idx = ctx.repo.index();
-    let mut off = 0u64;
-    for id in node.content.as_deref().unwrap_or(&[]) {
-        let len = idx.get(id).map(|l| l.raw_len as u64).ok_or_else(|| {
-            format!(
-                "data blob {} is missing from the repository; file not restored",
-                id.short()
-            )
-        })?;
-        let ranges = data_ranges(&node.holes, off, len);
-        if !ranges.is_empty() {
-            let data = ctx
-                .repo
-                .read_blob(BlobType::Data, id)
-                .map_err(|e| format!("{e}; file not restored"))?;
-            for (r, rl) in ranges {
-                let s = (r - off) as usize;
-                f.write_all_at(&data[s..s + rl as usize], r)
-                    .map_err(|e| format!("write failed: {e}"))?;
-                ctx.progress.bytes_written.fetch_add(rl, Ordering::Relaxed);
-            }
-        }
-        off += len;
-    }
-    if off != node.size {
-        return Err(format!(
-            "content is {off} bytes but the snapshot says {}; file not restored",
-            node.size
-        ));
-    }
-    Ok(())
-}
-
 /// `--overwrite if-changed`: if the file there already has the snapshot's
 /// content, set its metadata and say so.
 fn keep_if_same(ctx: &Ctx<'_>, job: &FileJob) -> Result<bool, String> {
-    let Ok(f) = job.dir.open_read(&job.node.name) else {
+    let Some(f) = select::open_if_same(ctx.repo, &job.dir, &job.node) else {
         return Ok(false);
     };
-    // Only a file with no other name: the owner and mode set here must not
-    // reach a second name somewhere else.
-    match f.metadata() {
-        Ok(md) if md.is_file() && md.nlink() == 1 => {}
-        _ => return Ok(false),
-    }
-    if !select::file_matches(ctx.repo, &f, &job.node).unwrap_or(false) {
-        return Ok(false);
-    }
     apply_metadata_fd(&f, &job.node, ctx.opts.owners)
         .map_err(|e| format!("cannot set metadata: {e}"))?;
     Ok(true)
@@ -128,8 +58,34 @@ fn still_in_place(root: &Dir, rel: &[u8], dir: &Dir) -> Result<(), String> {
     Ok(())
 }
 
+/// Run `plan` with `threads` writers taking the files it sends, and return
+/// what it returns once every file is written (`plan` drops its sender when
+/// it is done, which ends the writers). Bound: a few jobs per writer keeps
+/// them busy and bounds the nodes (with their blob id lists) in memory.
+pub(super) fn with_writers<R>(
+    ctx: &Ctx<'_>,
+    root: &Dir,
+    threads: usize,
+    plan: impl FnOnce(Sender<FileJob>) -> R,
+) -> R {
+    std::thread::scope(|s| {
+        let (tx, rx) = bounded(threads * 16);
+        for _ in 0..threads {
+            let rx = rx.clone();
+            s.spawn(move || {
+                for job in rx {
+                    if !crate::interrupt::requested() {
+                        write_file(ctx, root, &job);
+                    }
+                }
+            });
+        }
+        plan(tx)
+    })
+}
+
 /// Write one file: into a temporary file, then renamed over its name.
-pub(super) fn write_file(ctx: &Ctx<'_>, root: &Dir, job: &FileJob) {
+fn write_file(ctx: &Ctx<'_>, root: &Dir, job: &FileJob) {
     crate::failpoint::pause("restore-file-write");
     let (dir, name, node) = (&*job.dir, job.node.name.as_slice(), &job.node);
     let result = (|| -> Result<(), String> {
@@ -141,7 +97,7 @@ pub(super) fn write_file(ctx: &Ctx<'_>, root: &Dir, job: &FileJob) {
             .create_temp()
             .map_err(|e| format!("cannot create a temporary file: {e}"))?;
         let written = (|| {
-            fill(ctx, &f, node)?;
+            fetch::fill(ctx, &f, node)?;
             crate::failpoint::pause("restore-file-written");
             // The pass after the restore reads every other file back; this
             // one it could not read once its mode is set.
@@ -244,15 +200,6 @@ fn link_to(root: &Dir, link: &[u8], first: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_skip_holes() {
-        assert_eq!(data_ranges(&[], 0, 10), vec![(0, 10)]);
-        assert_eq!(data_ranges(&[(0, 10)], 0, 10), vec![]);
-        assert_eq!(data_ranges(&[(2, 3)], 0, 10), vec![(0, 2), (5, 5)]);
-        assert_eq!(data_ranges(&[(0, 4), (8, 100)], 2, 10), vec![(4, 4)]);
-        assert_eq!(data_ranges(&[(20, 5)], 0, 10), vec![(0, 10)]);
-    }
 
     #[test]
     fn relative_paths_split_at_the_last_slash() {
