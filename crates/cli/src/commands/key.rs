@@ -3,6 +3,7 @@
 use crate::output::escape_str;
 use crate::password::PasswordSource;
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_core::crypto::keyfile::KdfParams;
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ fn new_password(n: &NewPassword) -> Result<Vec<u8>> {
     .get("the new key", true)
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     match &a.what {
         What::List => {
@@ -80,7 +81,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     }
                 }
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         What::Add(n) => {
             let pw = new_password(n)?;
@@ -94,7 +95,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             } else if !cli.quiet {
                 println!("added key {}", &id[..8]);
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         What::Remove { id } => {
             let removed = repo.remove_key(id)?;
@@ -106,7 +107,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             } else if !cli.quiet {
                 println!("removed key {}", removed.short());
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         What::Passwd(n) => {
             let pw = new_password(n)?;
@@ -127,7 +128,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     &old.trim_start_matches("keys/")[..8]
                 );
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! last drill's RTA, the 3-2-1 verdict from device facts, the roadmap step.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_agent::duration::human;
 use ironvault_agent::facts::DeviceFacts;
@@ -23,7 +24,10 @@ pub fn gather(
     only: &[String],
 ) -> Result<Vec<PlanStatus>> {
     for p in only {
-        cfg.plan(p).map_err(|m| crate::Coded { code: 1, msg: m })?;
+        cfg.plan(p).map_err(|m| crate::Coded {
+            code: Exit::Failure,
+            msg: m,
+        })?;
     }
     let exe = std::env::current_exe()?;
     let (stop, log) = (ironvault_core::interrupt::requested, |_: &str| {});
@@ -44,7 +48,7 @@ pub fn gather(
         .collect())
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let cfg = super::plans::load(cli)?;
     let history = History::open(&cfg.history_path())?;
     let all = gather(&cfg, &history, &a.plans)?;
@@ -66,7 +70,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             println!("no plans in {}", cfg.file.display());
         }
     }
-    Ok(if missed { 2 } else { 0 })
+    Ok(if missed {
+        Exit::OBJECTIVE_MISSED
+    } else {
+        Exit::Ok
+    })
 }
 
 fn age(secs: Option<u64>) -> String {
