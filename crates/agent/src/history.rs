@@ -3,6 +3,7 @@
 //! SQLite file (WAL, synchronous=FULL): a step is committed when it ends, so a
 //! killed agent loses nothing it finished. docs/agent.md describes the tables.
 
+use crate::step::Step;
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -122,21 +123,21 @@ impl StepEnd {
     /// "success, snapshot 3f9a1c27, added 182.4 MiB, 41.3 s" (a drill's
     /// time is its RTA).
     pub fn describe(&self, step: &str, outcome: Outcome) -> String {
+        let step = Step::parse(step);
         let mut parts = vec![outcome.as_str().to_string()];
         if let Some(id) = &self.snapshot {
             parts.push(format!("snapshot {}", &id[..id.len().min(8)]));
         }
         if let Some(b) = self.bytes {
-            let what = match step {
-                "backup" => "added",
-                "copy" => "copied",
-                "retention" => "freed",
-                _ => "restored",
-            };
+            let what = step.map_or("restored", Step::bytes_verb);
             parts.push(format!("{what} {}", ironvault_core::human::bytes(b)));
         }
         if let Some(secs) = self.seconds {
-            let label = if step == "drill" { "RTA " } else { "" };
+            let label = if step == Some(Step::Drill) {
+                "RTA "
+            } else {
+                ""
+            };
             parts.push(format!("{label}{}", crate::duration::human_secs(secs)));
         }
         parts.join(", ")
@@ -374,7 +375,8 @@ impl History {
     }
 
     /// Record a step as started; returns its id.
-    pub fn start_step(&self, run: i64, step: &str, copy: Option<&str>) -> Result<i64> {
+    pub fn start_step(&self, run: i64, step: Step, copy: Option<&str>) -> Result<i64> {
+        let step = step.as_str();
         self.conn.execute(
             "INSERT INTO steps (run, step, copy, started, result) VALUES (?1, ?2, ?3, ?4, 'running')",
             params![run, step, copy, ms(Utc::now())],
@@ -483,7 +485,8 @@ impl History {
 
     /// The newest step of this kind (and copy) for the plan that ran to its
     /// end (not stopped or killed).
-    pub fn last_step(&self, plan: &str, step: &str, copy: Option<&str>) -> Result<Option<StepRow>> {
+    pub fn last_step(&self, plan: &str, step: Step, copy: Option<&str>) -> Result<Option<StepRow>> {
+        let step = step.as_str();
         Ok(self
             .conn
             .query_row(

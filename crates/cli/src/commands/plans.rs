@@ -8,7 +8,7 @@ use ironvault_agent::config::{self, Config};
 use ironvault_agent::duration::human;
 use ironvault_agent::history::{History, Outcome};
 use ironvault_agent::plan_lock::PlanLock;
-use ironvault_agent::runner::{RunReport, Runner};
+use ironvault_agent::runner::{Report, RunReport, Runner};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -130,6 +130,15 @@ fn exe() -> Result<PathBuf> {
     std::env::current_exe().map_err(|e| anyhow!("cannot find the ironvault binary: {e}"))
 }
 
+/// With `--json`, the report is the JSON document and the log says everything.
+fn report_after(cli: &Cli) -> Report {
+    if cli.json {
+        Report::None
+    } else {
+        Report::Follows
+    }
+}
+
 /// Print a run's steps, a line each, and return the exit code for it.
 fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> Exit {
     if cli.json {
@@ -158,7 +167,7 @@ fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> Exit {
             println!(
                 "  {:<9}{on}: {}",
                 s.step,
-                s.end.describe(&s.step, s.outcome)
+                s.end.describe(s.step.as_str(), s.outcome)
             );
             if let Some(e) = &s.end.error {
                 println!("             {e}");
@@ -194,14 +203,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<Exit> {
         }
     };
     let stop = ironvault_core::interrupt::requested;
-    let runner = Runner {
-        cfg: &cfg,
-        exe: exe()?,
-        history: &history,
-        stop: &stop,
-        log: &log,
-        report_follows: !cli.json,
-    };
+    let runner = Runner::new(&cfg, exe()?, &history, &stop, &log, report_after(cli));
     let rep = runner.run_plan(plan, "manual", None)?;
     if !cli.json && !cli.quiet {
         println!(
@@ -264,14 +266,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<Exit> {
         }
     };
     let stop = ironvault_core::interrupt::requested;
-    let runner = Runner {
-        cfg: &cfg,
-        exe: exe()?,
-        history: &history,
-        stop: &stop,
-        log: &log,
-        report_follows: !cli.json,
-    };
+    let runner = Runner::new(&cfg, exe()?, &history, &stop, &log, report_after(cli));
     let rep = runner.drill(plan, &copy, "manual", None)?;
     let code = report(cli, &rep, plan.rto);
     let step = rep.steps.last();

@@ -7,7 +7,7 @@ use anyhow::Result;
 use ironvault_agent::duration::human;
 use ironvault_agent::facts::DeviceFacts;
 use ironvault_agent::history::History;
-use ironvault_agent::runner::Runner;
+use ironvault_agent::runner::{Report, Runner};
 use ironvault_agent::status::{plan_status, PlanStatus};
 use std::time::Duration;
 
@@ -31,14 +31,7 @@ pub fn gather(
     }
     let exe = std::env::current_exe()?;
     let (stop, log) = (ironvault_core::interrupt::requested, |_: &str| {});
-    let runner = Runner {
-        cfg,
-        exe,
-        history,
-        stop: &stop,
-        log: &log,
-        report_follows: false,
-    };
+    let runner = Runner::new(cfg, exe, history, &stop, &log, Report::None);
     let facts = DeviceFacts::from_env();
     Ok(cfg
         .plans

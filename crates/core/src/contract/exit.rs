@@ -5,7 +5,7 @@
 //! |------|-----------------|---------|
 //! | 0    | `Ok`            | done |
 //! | 1    | `Failure`       | an error (the message says which); for `check`: damage found |
-//! | 2    | `Usage`         | wrong usage (bad arguments); for `status`: an objective is missed |
+//! | 2    | `Usage`         | wrong usage (bad arguments); for `status` and `drill`: an objective is missed (`Exit::OBJECTIVE_MISSED`) |
 //! | 3    | `Partial`       | snapshot written (or restore done) but some files could not be read or restored; for `run`: a step ended with a warning |
 //! | 10   | `RepoMissing`   | the repository does not exist |
 //! | 11   | `Locked`        | the repository is locked (or, for `run`, another run of the plan holds it) |
@@ -21,7 +21,7 @@ pub enum Exit {
     Ok = 0,
     /// An error; the one-line message says which.
     Failure = 1,
-    /// Wrong usage (bad arguments, as clap's own); `status`: an objective is missed.
+    /// Wrong usage (bad arguments, as clap's own); `status`, `drill`: an objective is missed.
     Usage = 2,
     /// Done, but some files could not be read or restored (or a plan step warned).
     Partial = 3,
@@ -50,6 +50,11 @@ impl Exit {
         Exit::Rollback,
         Exit::Interrupted,
     ];
+
+    /// `status` and `drill`: an objective (RPO, RTO, 3-2-1) is missed. The
+    /// same code as `Usage`, as it has always been: a scheduler treats both
+    /// as "look at this".
+    pub const OBJECTIVE_MISSED: Exit = Exit::Usage;
 
     /// The exit code list for `ironvault --help` (the table above, in a line).
     pub const HELP: &'static str =
