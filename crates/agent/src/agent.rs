@@ -401,7 +401,7 @@ impl<'a> Agent<'a> {
                     self.started,
                     Utc::now(),
                 ) {
-                    Ok(t) => (200, "text/plain; version=0.0.4", t),
+                    Ok(t) => (200, crate::metrics::CONTENT_TYPE, t),
                     Err(e) => (500, "text/plain", format!("{e:#}\n")),
                 },
                 "/status" => {

@@ -6,11 +6,11 @@
 //! | 0    | `Ok`            | done |
 //! | 1    | `Failure`       | an error (the message says which); for `check`: damage found |
 //! | 2    | `Usage`         | wrong usage (bad arguments); for `status` and `drill`: an objective is missed (`Exit::OBJECTIVE_MISSED`) |
-//! | 3    | `Partial`       | snapshot written (or restore done) but some files could not be read or restored; for `run`: a step ended with a warning |
+//! | 3    | `Partial`       | snapshot written (or restore done) but some files could not be read or restored; for `run`: a step ended with a warning (a prune postponed) |
 //! | 10   | `RepoMissing`   | the repository does not exist |
-//! | 11   | `Locked`        | the repository is locked (or, for `run`, another run of the plan holds it) |
+//! | 11   | `Locked`        | the repository is locked; for `run` and `drill`: the plan is running already |
 //! | 12   | `WrongPassword` | no key file matched the password |
-//! | 13   | `Rollback`      | backup or restore of latest done, but the repository went back in time or was tampered with (see the warnings); `check`, `prune` and `security accept` refuse with it too |
+//! | 13   | `Rollback`      | backup or restore of latest done (or `check` passed, or `security status`), but the repository went back in time or was tampered with (see the warnings); `prune` refuses with it |
 //! | 130  | `Interrupted`   | interrupted (SIGINT/SIGTERM), stopped at a safe point |
 
 /// How an `ironvault` command ended, as its process exit code.
