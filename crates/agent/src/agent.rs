@@ -7,7 +7,7 @@ use crate::config::{Config, Plan};
 use crate::facts::DeviceFacts;
 use crate::history::History;
 use crate::plan_lock::PlanLock;
-use crate::runner::Runner;
+use crate::runner::{Report, Runner};
 use crate::schedule::Schedule;
 use crate::status::{plan_status, PlanStatus};
 use anyhow::Result;
@@ -57,14 +57,14 @@ impl<'a> Agent<'a> {
     }
 
     fn runner<'b>(&'b self, history: &'b History) -> Runner<'b> {
-        Runner {
-            cfg: self.cfg,
-            exe: self.exe.clone(),
+        Runner::new(
+            self.cfg,
+            self.exe.clone(),
             history,
-            stop: self.stop,
-            log: self.log,
-            report_follows: false,
-        }
+            self.stop,
+            self.log,
+            Report::None,
+        )
     }
 
     /// Sleep until `until` or a stop request; false if stopped.
@@ -401,7 +401,7 @@ impl<'a> Agent<'a> {
                     self.started,
                     Utc::now(),
                 ) {
-                    Ok(t) => (200, "text/plain; version=0.0.4", t),
+                    Ok(t) => (200, crate::metrics::CONTENT_TYPE, t),
                     Err(e) => (500, "text/plain", format!("{e:#}\n")),
                 },
                 "/status" => {

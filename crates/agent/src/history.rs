@@ -1,8 +1,10 @@
 //! The run history: every run and drill, each step with its result, bytes,
-//! snapshot and error, and the open incidents that alerts were sent for. A
-//! SQLite file (WAL, synchronous=FULL): a step is committed when it ends, so a
-//! killed agent loses nothing it finished. docs/agent.md describes the tables.
+//! snapshot and error, and (in `incidents`) the open incidents that alerts
+//! were sent for. A SQLite file (WAL, synchronous=FULL): a step is committed
+//! when it ends, so a killed agent loses nothing it finished. docs/agent.md
+//! describes the tables.
 
+use crate::step::Step;
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -122,21 +124,21 @@ impl StepEnd {
     /// "success, snapshot 3f9a1c27, added 182.4 MiB, 41.3 s" (a drill's
     /// time is its RTA).
     pub fn describe(&self, step: &str, outcome: Outcome) -> String {
+        let step = Step::parse(step);
         let mut parts = vec![outcome.as_str().to_string()];
         if let Some(id) = &self.snapshot {
             parts.push(format!("snapshot {}", &id[..id.len().min(8)]));
         }
         if let Some(b) = self.bytes {
-            let what = match step {
-                "backup" => "added",
-                "copy" => "copied",
-                "retention" => "freed",
-                _ => "restored",
-            };
+            let what = step.map_or("restored", Step::bytes_verb);
             parts.push(format!("{what} {}", ironvault_core::human::bytes(b)));
         }
         if let Some(secs) = self.seconds {
-            let label = if step == "drill" { "RTA " } else { "" };
+            let label = if step == Some(Step::Drill) {
+                "RTA "
+            } else {
+                ""
+            };
             parts.push(format!("{label}{}", crate::duration::human_secs(secs)));
         }
         parts.join(", ")
@@ -170,31 +172,6 @@ pub struct StepRow {
     pub snapshot: Option<String>,
     pub seconds: Option<f64>,
     pub error: Option<String>,
-}
-
-/// An open incident.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incident {
-    pub plan: String,
-    pub copy: String,
-    pub kind: String,
-    pub opened: DateTime<Utc>,
-    pub message: String,
-    /// Its alert reached every channel.
-    pub delivered: bool,
-    /// The channels its opening reached so far.
-    pub sent: Vec<String>,
-    /// Deliveries of its opening tried so far.
-    pub attempts: u32,
-    /// No retry of its opening before this.
-    pub next_try: DateTime<Utc>,
-}
-
-fn split_sent(s: String) -> Vec<String> {
-    s.split(',')
-        .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Create a directory (and its parents) readable by the owner only: the
@@ -374,7 +351,8 @@ impl History {
     }
 
     /// Record a step as started; returns its id.
-    pub fn start_step(&self, run: i64, step: &str, copy: Option<&str>) -> Result<i64> {
+    pub fn start_step(&self, run: i64, step: Step, copy: Option<&str>) -> Result<i64> {
+        let step = step.as_str();
         self.conn.execute(
             "INSERT INTO steps (run, step, copy, started, result) VALUES (?1, ?2, ?3, ?4, 'running')",
             params![run, step, copy, ms(Utc::now())],
@@ -483,7 +461,8 @@ impl History {
 
     /// The newest step of this kind (and copy) for the plan that ran to its
     /// end (not stopped or killed).
-    pub fn last_step(&self, plan: &str, step: &str, copy: Option<&str>) -> Result<Option<StepRow>> {
+    pub fn last_step(&self, plan: &str, step: Step, copy: Option<&str>) -> Result<Option<StepRow>> {
+        let step = step.as_str();
         Ok(self
             .conn
             .query_row(
@@ -558,112 +537,10 @@ impl History {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
-
-    /// Open an incident; true if it was not open already (alert then). An
-    /// incident open already takes the newer message (what is wrong now),
-    /// without a new alert.
-    pub fn open_incident(&self, plan: &str, copy: &str, kind: &str, message: &str) -> Result<bool> {
-        let tx = self.immediate()?;
-        let updated = tx.execute(
-            "UPDATE incidents SET message = ?4 WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
-            params![plan, copy, kind, message],
-        )?;
-        if updated == 0 {
-            tx.execute(
-                "INSERT INTO incidents (plan, copy, kind, opened, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![plan, copy, kind, ms(Utc::now()), message],
-            )?;
-        }
-        tx.commit()?;
-        Ok(updated == 0)
-    }
-
-    /// Close an incident; the incident if it was open (alert its recovery then).
-    pub fn resolve_incident(&self, plan: &str, copy: &str, kind: &str) -> Result<Option<Incident>> {
-        let tx = self.immediate()?;
-        let inc = tx
-            .query_row(
-                "SELECT plan, copy, kind, opened, message, delivered, sent, attempts, next_try FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
-                params![plan, copy, kind],
-                |r| {
-                    Ok(Incident {
-                        plan: r.get(0)?,
-                        copy: r.get(1)?,
-                        kind: r.get(2)?,
-                        opened: from_ms(r.get(3)?),
-                        message: r.get(4)?,
-                        delivered: r.get(5)?,
-                        sent: split_sent(r.get(6)?),
-                        attempts: r.get(7)?,
-                        next_try: from_ms(r.get(8)?),
-                    })
-                },
-            )
-            .optional()?;
-        if inc.is_some() {
-            tx.execute(
-                "DELETE FROM incidents WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
-                params![plan, copy, kind],
-            )?;
-        }
-        tx.commit()?;
-        Ok(inc)
-    }
-
-    /// Record a delivery attempt of an open incident's alert: the channels
-    /// it reached so far, whether that is every channel, and when to retry.
-    pub fn mark_attempt(
-        &self,
-        inc: &Incident,
-        sent: &[String],
-        all: bool,
-        next_try: DateTime<Utc>,
-    ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE incidents SET sent = ?4, delivered = ?5, attempts = attempts + 1, next_try = ?6
-             WHERE plan = ?1 AND copy = ?2 AND kind = ?3",
-            params![
-                inc.plan,
-                inc.copy,
-                inc.kind,
-                sent.join(","),
-                all,
-                ms(next_try)
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Every open incident.
-    pub fn incidents(&self) -> Result<Vec<Incident>> {
-        let mut st = self.conn.prepare(
-            "SELECT plan, copy, kind, opened, message, delivered, sent, attempts, next_try FROM incidents ORDER BY plan, copy, kind",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(Incident {
-                plan: r.get(0)?,
-                copy: r.get(1)?,
-                kind: r.get(2)?,
-                opened: from_ms(r.get(3)?),
-                message: r.get(4)?,
-                delivered: r.get(5)?,
-                sent: split_sent(r.get(6)?),
-                attempts: r.get(7)?,
-                next_try: from_ms(r.get(8)?),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Log an alert and what became of it.
-    pub fn log_alert(&self, inc: &Incident, state: &str, delivery: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO alerts (time, plan, copy, kind, state, message, delivery) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![ms(Utc::now()), inc.plan, inc.copy, inc.kind, state, inc.message, delivery],
-        )?;
-        Ok(())
-    }
 }
+
+mod incidents;
+pub use incidents::Incident;
 
 #[cfg(test)]
 mod tests;

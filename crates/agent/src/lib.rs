@@ -14,4 +14,5 @@ pub mod plan_lock;
 pub mod runner;
 pub mod schedule;
 pub mod status;
+pub mod step;
 pub mod verdict;

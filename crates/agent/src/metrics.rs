@@ -1,56 +1,99 @@
-//! Prometheus text exposition of the plans' state: last success, runs and
-//! failures, RPO held per copy, RTA, 3-2-1, roadmap step.
+//! The /metrics exposition of the plans' state: last success, runs and
+//! failures, RPO held per copy, RTA, 3-2-1, roadmap step. Written by the
+//! `prometheus-client` crate in the OpenMetrics text format (escaping, HELP
+//! and TYPE lines, a counter's `_total` samples, the closing `# EOF`).
+//!
+//! The values are read afresh from the plans' status and the history at
+//! each scrape, so they are handed to the crate as one collector of
+//! constant samples, in our order, rather than kept in live metric objects.
+//! Build cost: three small crates (prometheus-client, its derive macro,
+//! dtoa); parking_lot and the macro's syn were in the tree already.
 
 use crate::history::History;
 use crate::status::PlanStatus;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use std::fmt::Write;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-/// Escape a label value.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A sample's value. Flags, counts and times in whole seconds are printed
+/// as integers, measured durations as decimals.
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    Gauge(i64),
+    Measured(f64),
+    /// A counter: its samples are named `NAME_total`.
+    Counter(u64),
 }
 
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family and its samples, kept together as the format requires.
+#[derive(Debug)]
+struct Family {
+    /// Without `_total` for a counter: the crate adds it to the samples.
+    name: &'static str,
+    help: &'static str,
+    samples: Vec<(Labels, Value)>,
+}
+
+/// Every family of one scrape.
+#[derive(Debug, Default)]
 struct Out {
-    text: String,
-    declared: Vec<&'static str>,
+    families: Vec<Family>,
 }
 
 impl Out {
     fn metric(
         &mut self,
         name: &'static str,
-        kind: &str,
-        help: &str,
-        labels: &[(&str, &str)],
-        v: f64,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        v: Value,
     ) {
-        if !self.declared.contains(&name) {
-            self.declared.push(name);
-            let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        match self.families.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.samples.push((labels, v)),
+            None => self.families.push(Family {
+                name,
+                help,
+                samples: vec![(labels, v)],
+            }),
         }
-        let l: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
-            .collect();
-        let l = if l.is_empty() {
-            String::new()
-        } else {
-            format!("{{{}}}", l.join(","))
-        };
-        let _ = writeln!(self.text, "{name}{l} {v}");
     }
 }
 
-fn b(v: bool) -> f64 {
-    if v {
-        1.0
-    } else {
-        0.0
+impl Collector for Out {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        for f in &self.families {
+            let kind = match f.samples.first() {
+                Some((_, Value::Counter(_))) => MetricType::Counter,
+                Some(_) => MetricType::Gauge,
+                None => continue,
+            };
+            let mut family = encoder.encode_descriptor(f.name, f.help, None, kind)?;
+            for (labels, v) in &f.samples {
+                let sample = family.encode_family(labels)?;
+                match *v {
+                    Value::Gauge(i) => ConstGauge::new(i).encode(sample)?,
+                    Value::Measured(x) => ConstGauge::new(x).encode(sample)?,
+                    Value::Counter(n) => ConstCounter::new(n).encode(sample)?,
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+fn b(v: bool) -> Value {
+    Value::Gauge(v.into())
 }
 
 /// Render every metric; ages are computed at `now` from the snapshot times.
@@ -60,26 +103,21 @@ pub fn render(
     started: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<String> {
-    let mut o = Out {
-        text: String::new(),
-        declared: Vec::new(),
-    };
+    let mut o = Out::default();
     o.metric(
         "ironvault_agent_start_time_seconds",
-        "gauge",
         "When the agent started (unix seconds).",
         &[],
-        started.timestamp() as f64,
+        Value::Gauge(started.timestamp()),
     );
     // Each family's samples stay together, as the text format requires.
     for s in statuses {
         if let Some(t) = s.last_success {
             o.metric(
                 "ironvault_plan_last_success_timestamp_seconds",
-                "gauge",
                 "End of the newest successful run (unix seconds).",
                 &[("plan", &s.plan)],
-                t.timestamp() as f64,
+                Value::Gauge(t.timestamp()),
             );
         }
     }
@@ -87,10 +125,9 @@ pub fn render(
         if let Some(r) = s.rpo_seconds {
             o.metric(
                 "ironvault_plan_rpo_objective_seconds",
-                "gauge",
                 "The plan's recovery point objective.",
                 &[("plan", &s.plan)],
-                r as f64,
+                Value::Gauge(r as i64),
             );
         }
     }
@@ -98,10 +135,9 @@ pub fn render(
         if let Some(r) = s.rto_seconds {
             o.metric(
                 "ironvault_plan_rto_objective_seconds",
-                "gauge",
                 "The plan's recovery time objective.",
                 &[("plan", &s.plan)],
-                r as f64,
+                Value::Gauge(r as i64),
             );
         }
     }
@@ -110,7 +146,6 @@ pub fn render(
             let l = [("plan", s.plan.as_str()), ("copy", c.name.as_str())];
             o.metric(
                 "ironvault_copy_up",
-                "gauge",
                 "1 if the copy's repository could be read at the last refresh.",
                 &l,
                 b(c.unreachable.is_none()),
@@ -124,10 +159,9 @@ pub fn render(
                 let age = (now - t).num_milliseconds().max(0) as f64 / 1000.0;
                 o.metric(
                     "ironvault_copy_rpo_held_seconds",
-                    "gauge",
                     "Age of the newest snapshot of the plan on this copy (the RPO held).",
                     &l,
-                    age,
+                    Value::Measured(age),
                 );
             }
         }
@@ -141,7 +175,6 @@ pub fn render(
                         .is_some_and(|t| (now - t).num_seconds() <= rpo as i64);
                 o.metric(
                     "ironvault_copy_rpo_met",
-                    "gauge",
                     "1 if the copy holds a snapshot within the RPO.",
                     &l,
                     b(met),
@@ -155,10 +188,9 @@ pub fn render(
                 let copy = d.copy.clone().unwrap_or_default();
                 o.metric(
                     "ironvault_plan_rta_seconds",
-                    "gauge",
                     "RTA measured by the last successful drill.",
                     &[("plan", &s.plan), ("copy", &copy)],
-                    rta,
+                    Value::Measured(rta),
                 );
             }
         }
@@ -168,7 +200,6 @@ pub fn render(
             let met = s.last_drill.as_ref().and_then(|d| d.rto_met) == Some(true);
             o.metric(
                 "ironvault_plan_rto_met",
-                "gauge",
                 "1 if the last drill restored within the RTO.",
                 &[("plan", &s.plan)],
                 b(met),
@@ -178,7 +209,6 @@ pub fn render(
     for s in statuses {
         o.metric(
             "ironvault_plan_321_held",
-            "gauge",
             "1 if 3-2-1 holds from device facts.",
             &[("plan", &s.plan)],
             b(s.three_two_one.held),
@@ -187,44 +217,76 @@ pub fn render(
     for s in statuses {
         o.metric(
             "ironvault_plan_roadmap_step",
-            "gauge",
             "Highest roadmap step reached with all below it.",
             &[("plan", &s.plan)],
-            s.roadmap.highest as f64,
+            Value::Gauge(s.roadmap.highest as i64),
         );
     }
     for s in statuses {
         for (step, copy, bytes) in history.last_bytes(&s.plan)? {
             o.metric(
                 "ironvault_copy_last_bytes",
-                "gauge",
                 "Bytes added by the last backup or copied by the last copy to this copy.",
                 &[("plan", &s.plan), ("copy", &copy), ("step", &step)],
-                bytes as f64,
+                Value::Gauge(bytes as i64),
             );
         }
     }
     for s in statuses {
         for (result, n) in history.run_counts(&s.plan)? {
             o.metric(
-                "ironvault_plan_runs_total",
-                "counter",
+                "ironvault_plan_runs",
                 "Runs of the plan by result.",
                 &[("plan", &s.plan), ("result", &result)],
-                n as f64,
+                Value::Counter(n),
             );
         }
     }
     for s in statuses {
         for (step, copy, n) in history.failures(&s.plan)? {
             o.metric(
-                "ironvault_step_failures_total",
-                "counter",
+                "ironvault_step_failures",
                 "Failed steps by step and copy.",
                 &[("plan", &s.plan), ("step", &step), ("copy", &copy)],
-                n as f64,
+                Value::Counter(n),
             );
         }
     }
-    Ok(o.text)
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(o));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_print_in_order_with_escaped_labels_and_counter_totals() {
+        let mut o = Out::default();
+        o.metric("x_up", "1 if up.", &[("plan", "a\"b\\c\nd")], b(true));
+        o.metric(
+            "x_runs",
+            "Runs.",
+            &[("plan", "p"), ("result", "ok")],
+            Value::Counter(409),
+        );
+        o.metric("x_up", "1 if up.", &[("plan", "q")], b(false));
+        o.metric("x_age_seconds", "Age.", &[], Value::Measured(372.412));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(o));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert_eq!(
+            text,
+            "# HELP x_up 1 if up.\n# TYPE x_up gauge\n\
+             x_up{plan=\"a\\\"b\\\\c\\nd\"} 1\nx_up{plan=\"q\"} 0\n\
+             # HELP x_runs Runs.\n# TYPE x_runs counter\n\
+             x_runs_total{plan=\"p\",result=\"ok\"} 409\n\
+             # HELP x_age_seconds Age.\n# TYPE x_age_seconds gauge\n\
+             x_age_seconds 372.412\n# EOF\n"
+        );
+    }
 }

@@ -1,11 +1,18 @@
 //! Running a plan (before hook, backup, copies, retention, after hook) and a
 //! drill, each step as a child `ironvault` command, each recorded in the history.
+//! The children's exit codes (`Exit`) and `--json` summaries
+//! (`ironvault_core::contract::summary`) are the binary's contract: read
+//! here as the same types the binary prints.
 
 use crate::child::{self, Finished, Limits};
 use crate::config::{Config, Plan, Repository, Source};
 use crate::history::{History, Outcome, StepEnd};
+use crate::step::Step;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
+use ironvault_core::contract::summary::{BackupSummary, CopySummary, SnapshotEntry};
+use ironvault_core::contract::Exit;
+use serde::de::DeserializeOwned;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +20,7 @@ use std::time::Duration;
 
 mod advice;
 mod drill;
+mod retention;
 use advice::{hide_password_commands, open_flags, password_command_note};
 
 /// Variables that would make a step open another repository or key than
@@ -34,24 +42,33 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Runs plans and drills.
 pub struct Runner<'a> {
-    pub cfg: &'a Config,
+    cfg: &'a Config,
     /// The `ironvault` binary the steps run.
-    pub exe: PathBuf,
-    pub history: &'a History,
+    exe: PathBuf,
+    history: &'a History,
     /// True once the run should stop (SIGTERM, Ctrl-C).
-    pub stop: &'a (dyn Fn() -> bool + Sync),
+    stop: &'a (dyn Fn() -> bool + Sync),
     /// Progress and child output, a line at a time.
-    pub log: &'a (dyn Fn(&str) + Sync),
+    log: &'a (dyn Fn(&str) + Sync),
     /// A report of every step follows the log (`run`, `drill`): a failed
     /// step's log line leaves its error to the report instead of saying it
     /// twice. The agent's log has no report, so it says everything.
-    pub report_follows: bool,
+    report_follows: bool,
+}
+
+/// Which report follows a runner's log (see `Runner::new`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// `run` and `drill` print every step after the log.
+    Follows,
+    /// The agent and `status`: the log is all there is.
+    None,
 }
 
 /// One step as it ended.
 #[derive(Clone, Debug)]
 pub struct StepReport {
-    pub step: String,
+    pub step: Step,
     pub copy: Option<String>,
     pub outcome: Outcome,
     pub end: StepEnd,
@@ -96,7 +113,27 @@ pub fn repo_args(repo: &Repository) -> (Vec<OsString>, Vec<(String, String)>) {
     (a, env)
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    /// A runner of `cfg`'s plans that runs the binary `exe`, records in
+    /// `history`, stops when `stop` says so and logs through `log`.
+    pub fn new(
+        cfg: &'a Config,
+        exe: PathBuf,
+        history: &'a History,
+        stop: &'a (dyn Fn() -> bool + Sync),
+        log: &'a (dyn Fn(&str) + Sync),
+        report: Report,
+    ) -> Self {
+        Runner {
+            cfg,
+            exe,
+            history,
+            stop,
+            log,
+            report_follows: report == Report::Follows,
+        }
+    }
+
     fn repo(&self, name: &str) -> Result<&Repository> {
         self.cfg
             .repositories
@@ -168,8 +205,8 @@ impl Runner<'_> {
     /// password flags); a plan's step says what to look at in the config.
     fn explain(&self, f: &mut Finished, plan: &Plan, repo: &Repository) {
         let (name, url, file) = (&repo.name, &repo.url, self.cfg.file.display());
-        let why = match f.code {
-            Some(EXIT_MISSING) => {
+        let why = match Exit::from_code(f.code) {
+            Some(Exit::RepoMissing) => {
                 let this = open_flags(repo, "");
                 let first = plan.copies.first().filter(|first| *first != name);
                 let new = match first.and_then(|f| self.repo(f).ok()) {
@@ -186,7 +223,7 @@ impl Runner<'_> {
                 };
                 format!("repository {name} ({url}) is not there: is its disk mounted or its bucket reachable? {new}")
             }
-            Some(EXIT_WRONG_PASSWORD) => format!(
+            Some(Exit::WrongPassword) => format!(
                 "wrong password for repository {name} ({url}): check its password_file or password_command in {file}"
             ),
             _ => return,
@@ -210,20 +247,18 @@ impl Runner<'_> {
             &self.cfg.hostname,
         ]);
         let f = self.exec(c, plan, repo)?;
-        if f.code != Some(0) {
+        if f.code != Exit::Ok {
             bail!("cannot list snapshots of {}: {}", repo.name, f.failure());
         }
-        let v: serde_json::Value = serde_json::from_str(f.stdout.trim())
+        let listed: Vec<SnapshotEntry> = serde_json::from_str(f.stdout.trim())
             .with_context(|| format!("unexpected output of snapshots on {}", repo.name))?;
         let mut out = Vec::new();
-        for s in v.as_array().into_iter().flatten() {
-            let id = s["id"].as_str().unwrap_or_default().to_string();
-            let time = s["time"]
-                .as_str()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        for s in listed {
+            let time = DateTime::parse_from_rfc3339(&s.time)
+                .ok()
                 .map(|t| t.with_timezone(&Utc));
             if let Some(time) = time {
-                out.push(SnapInfo { id, time });
+                out.push(SnapInfo { id: s.id, time });
             }
         }
         out.sort_by_key(|s| s.time);
@@ -232,12 +267,12 @@ impl Runner<'_> {
 
     /// Run a hook; the after hook runs to its end even when the run is being
     /// stopped (it may thaw what the before hook froze).
-    fn hook(&self, plan: &Plan, which: &str, script: &str, result: Option<Outcome>) -> Finished {
+    fn hook(&self, plan: &Plan, which: Step, script: &str, result: Option<Outcome>) -> Finished {
         let mut c = Command::new("/bin/sh");
         c.arg("-c")
             .arg(script)
             .env("IRONVAULT_PLAN", &plan.name)
-            .env("IRONVAULT_HOOK", which);
+            .env("IRONVAULT_HOOK", which.as_str());
         if let Some(r) = result {
             c.env("IRONVAULT_RESULT", r.as_str());
         }
@@ -246,7 +281,11 @@ impl Runner<'_> {
             ionice: plan.ionice,
         };
         let never = || false;
-        let stop: &(dyn Fn() -> bool + Sync) = if which == "after" { &never } else { self.stop };
+        let stop: &(dyn Fn() -> bool + Sync) = if which == Step::After {
+            &never
+        } else {
+            self.stop
+        };
         let f = self
             .exec_with(c, plan, limits, stop, None, None)
             .unwrap_or_else(|e| Finished {
@@ -264,14 +303,14 @@ impl Runner<'_> {
         &self,
         run: i64,
         report: &mut RunReport,
-        step: &str,
+        step: Step,
         copy: Option<&str>,
         f: impl FnOnce() -> (Outcome, StepEnd),
     ) -> Result<Outcome> {
         let id = self.history.start_step(run, step, copy)?;
         let what = match copy {
             Some(c) => format!("{step} ({c})"),
-            None => step.to_string(),
+            None => step.as_str().to_string(),
         };
         (self.log)(&format!("[{}] {what}: started", report.plan));
         let (outcome, end) = f();
@@ -283,11 +322,11 @@ impl Runner<'_> {
             Some(e) => format!("{}: {e}", outcome.as_str()),
             // What an operator reading the log wants: which snapshot, how
             // much, how long (for a drill, that is the RTA).
-            None => end.describe(step, outcome),
+            None => end.describe(step.as_str(), outcome),
         };
         (self.log)(&format!("[{}] {what}: {how}", report.plan));
         report.steps.push(StepReport {
-            step: step.into(),
+            step,
             copy: copy.map(String::from),
             outcome,
             end,
@@ -325,31 +364,38 @@ impl Runner<'_> {
     ) -> Result<RunReport> {
         let mut rep = self.begin(plan, "run", trigger, scheduled_for)?;
         let run = rep.run;
-        let mut failed: Vec<String> = Vec::new();
+        // Why the run failed, with the step that failed.
+        let mut failed: Vec<(Step, String)> = Vec::new();
         let mut stopped = false;
         let mut backup_ok = false;
         let mut refused = false;
         if let Some(h) = &plan.before {
-            let o = self.step(run, &mut rep, "before", None, || {
-                let f = self.hook(plan, "before", h, None);
+            let o = self.step(run, &mut rep, Step::Before, None, || {
+                let f = self.hook(plan, Step::Before, h, None);
                 finished_outcome(&f, None)
             })?;
             if o == Outcome::Abandoned {
                 stopped = true;
             } else if !o.ok() {
                 refused = true;
-                failed.push("the before hook failed, so nothing was backed up".into());
+                failed.push((
+                    Step::Before,
+                    "the before hook failed, so nothing was backed up".into(),
+                ));
             }
         }
         if failed.is_empty() && !stopped && !(self.stop)() {
             let primary = self.repo(&plan.copies[0])?;
-            let o = self.step(run, &mut rep, "backup", Some(&primary.name), || {
+            let o = self.step(run, &mut rep, Step::Backup, Some(&primary.name), || {
                 self.backup(plan, primary)
             })?;
             backup_ok = o.ok();
             stopped |= o == Outcome::Abandoned;
             if !backup_ok && !stopped {
-                failed.push(format!("backup to {} failed{}", primary.name, why(&rep)));
+                failed.push((
+                    Step::Backup,
+                    format!("backup to {} failed{}", primary.name, why(&rep)),
+                ));
             }
         }
         // Copies go on after a failed backup (older snapshots still reach the
@@ -361,125 +407,20 @@ impl Runner<'_> {
                     break;
                 }
                 let (src, dst) = (self.repo(&plan.copies[0])?, self.repo(dest)?);
-                let o = self.step(run, &mut rep, "copy", Some(dest), || {
+                let o = self.step(run, &mut rep, Step::Copy, Some(dest), || {
                     self.copy(plan, src, dst)
                 })?;
                 stopped |= o == Outcome::Abandoned;
                 if !o.ok() && o != Outcome::Abandoned {
-                    failed.push(format!("copy to {dest} failed{}", why(&rep)));
+                    failed.push((Step::Copy, format!("copy to {dest} failed{}", why(&rep))));
                 }
             }
         }
         // Retention only after a good backup: a failing source must not thin out
         // the copies that are now the only good ones.
-        let copy_failed = failed.iter().any(|f| f.starts_with("copy to"));
         if backup_ok {
-            for name in &plan.copies {
-                let Some(keep) = plan.keep.get(name) else {
-                    continue;
-                };
-                if copy_failed && *name == plan.copies[0] {
-                    // Snapshots that did not reach every copy must stay on the
-                    // first until they have.
-                    self.step(run, &mut rep, "retention", Some(name), || {
-                        (
-                            Outcome::Skipped,
-                            StepEnd {
-                                error: Some(
-                                    "a copy failed, so the snapshots stay here until every copy has them".into(),
-                                ),
-                                ..StepEnd::default()
-                            },
-                        )
-                    })?;
-                    continue;
-                }
-                if (self.stop)() {
-                    stopped = true;
-                    break;
-                }
-                let repo = self.repo(name)?;
-                // Plans sharing this repository take turns on this host.
-                let waiting = || {
-                    (self.log)(&format!(
-                        "[{}] retention ({name}): waiting for another plan's retention on the same repository",
-                        plan.name
-                    ))
-                };
-                let turn = crate::plan_lock::PlanLock::retention(
-                    &self.cfg.state_dir,
-                    &repo.url,
-                    self.stop,
-                    waiting,
-                );
-                let _turn = match turn {
-                    Ok(Some(t)) => t,
-                    Ok(None) => {
-                        stopped = true;
-                        break;
-                    }
-                    Err(e) => {
-                        self.step(run, &mut rep, "retention", Some(name), || failed_end(e))?;
-                        failed.push(format!("retention on {name} failed{}", why(&rep)));
-                        continue;
-                    }
-                };
-                let o = self.step(run, &mut rep, "retention", Some(name), || {
-                    let mut c = self.command(repo);
-                    c.args(["forget", "--tag", &plan.tag(), "--host", &self.cfg.hostname]);
-                    c.args(keep.args());
-                    let f = match self.exec(c, plan, repo) {
-                        Ok(f) => f,
-                        Err(e) => return failed_end(e),
-                    };
-                    let s = f.summary();
-                    let removed = s
-                        .as_ref()
-                        .and_then(|s| s["removed_count"].as_u64())
-                        .unwrap_or(0);
-                    let (o, mut end) = finished_outcome(&f, s);
-                    end.bytes = Some(0);
-                    let forget_end = end.clone();
-                    // Prune only when forget removed something: a prune on
-                    // every run would reread the index for nothing.
-                    if !o.ok() || removed == 0 || !plan.prune {
-                        return (o, end);
-                    }
-                    let mut c = self.command(repo);
-                    c.arg("prune");
-                    match self.exec(c, plan, repo) {
-                        // A prune or repair that is not one of this host's
-                        // plans (another host's, or one run by hand) holds the
-                        // repository: what this forget removed is freed by the
-                        // next prune. The step keeps the forget's summary.
-                        Ok(f) if f.code == Some(EXIT_LOCKED) => (
-                            Outcome::Warning,
-                            StepEnd {
-                                error: Some(format!(
-                                    "prune postponed: {}; the data of the snapshots forgotten now is freed by the next prune",
-                                    f.error
-                                        .as_deref()
-                                        .and_then(|e| e.split(';').next())
-                                        .unwrap_or("the repository is busy")
-                                )),
-                                ..forget_end
-                            },
-                        ),
-                        Ok(f) => {
-                            let s = f.summary();
-                            let freed = s.as_ref().and_then(|s| s["bytes_freed"].as_u64());
-                            let (o, mut end) = finished_outcome(&f, s);
-                            end.bytes = freed;
-                            (o, end)
-                        }
-                        Err(e) => failed_end(e),
-                    }
-                })?;
-                stopped |= o == Outcome::Abandoned;
-                if !o.ok() && o != Outcome::Abandoned {
-                    failed.push(format!("retention on {name} failed{}", why(&rep)));
-                }
-            }
+            let copy_failed = failed.iter().any(|(step, _)| *step == Step::Copy);
+            stopped |= self.retention(plan, &mut rep, &mut failed, copy_failed)?;
         }
         rep.outcome = if stopped {
             Outcome::Abandoned
@@ -492,22 +433,20 @@ impl Runner<'_> {
         };
         if let Some(h) = &plan.after {
             let result = rep.outcome;
-            let o = self.step(run, &mut rep, "after", None, || {
-                let f = self.hook(plan, "after", h, Some(result));
+            let o = self.step(run, &mut rep, Step::After, None, || {
+                let f = self.hook(plan, Step::After, h, Some(result));
                 finished_outcome(&f, None)
             })?;
             if !o.ok() && rep.outcome.ok() {
-                failed.push("the after hook failed".into());
+                failed.push((Step::After, "the after hook failed".into()));
                 rep.outcome = Outcome::Failed;
             }
         }
+        let mut why: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
         if stopped {
-            failed.insert(
-                0,
-                "stopped before the end; the next run goes on from here".into(),
-            );
+            why.insert(0, "stopped before the end; the next run goes on from here");
         }
-        rep.error = (!failed.is_empty()).then(|| failed.join("; "));
+        rep.error = (!why.is_empty()).then(|| why.join("; "));
         self.history
             .end_run(run, rep.outcome, rep.error.as_deref())?;
         Ok(rep)
@@ -540,12 +479,11 @@ impl Runner<'_> {
         match self.exec(c, plan, repo) {
             Ok(f) => {
                 let s = f.summary();
-                let snapshot = s
-                    .as_ref()
-                    .and_then(|s| s["snapshot_id"].as_str().map(String::from));
-                let bytes = s.as_ref().and_then(|s| s["data_added"].as_u64());
+                let summary: Option<BackupSummary> = read(s.as_ref());
+                let snapshot = summary.as_ref().map(|b| b.snapshot_id.clone());
+                let bytes = summary.as_ref().map(|b| b.data_added);
                 let (mut o, mut end) = finished_outcome(&f, s);
-                if f.code == Some(3) && snapshot.is_some() {
+                if f.code == Exit::Partial && snapshot.is_some() {
                     o = Outcome::Warning;
                     end.error =
                         Some("some files could not be read; the snapshot lists them".into());
@@ -608,14 +546,7 @@ impl Runner<'_> {
         match self.exec(c, plan, dst) {
             Ok(f) => {
                 let s = f.summary();
-                let bytes = s.as_ref().map(|s| {
-                    s["snapshots"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|x| x["bytes_stored"].as_u64())
-                        .sum()
-                });
+                let bytes = read::<CopySummary>(s.as_ref()).map(|c| c.bytes_stored());
                 let (o, mut end) = finished_outcome(&f, s);
                 end.bytes = bytes;
                 if o.ok() {
@@ -637,10 +568,10 @@ fn why(rep: &RunReport) -> String {
         .unwrap_or_default()
 }
 
-/// Exit codes of the `ironvault` commands the steps run.
-const EXIT_MISSING: i32 = 10;
-const EXIT_LOCKED: i32 = 11;
-const EXIT_WRONG_PASSWORD: i32 = 12;
+/// A child's `--json` summary as the type the binary printed it from.
+fn read<T: DeserializeOwned>(summary: Option<&serde_json::Value>) -> Option<T> {
+    summary.and_then(|s| T::deserialize(s).ok())
+}
 
 fn failed_end(e: anyhow::Error) -> (Outcome, StepEnd) {
     (
@@ -659,11 +590,11 @@ fn finished_outcome(f: &Finished, summary: Option<serde_json::Value>) -> (Outcom
         detail: summary,
         ..StepEnd::default()
     };
-    if f.code == Some(0) {
+    if f.code == Exit::Ok {
         return (Outcome::Success, end);
     }
     end.error = Some(f.failure());
-    if f.stopped || f.code == Some(130) {
+    if f.stopped || f.code == Exit::Interrupted {
         return (Outcome::Abandoned, end);
     }
     (Outcome::Failed, end)

@@ -249,7 +249,7 @@ pub fn plan_status(
         all_encrypted: true,
     });
     let last_drill = history
-        .last_step(&plan.name, "drill", None)
+        .last_step(&plan.name, crate::step::Step::Drill, None)
         .ok()
         .flatten()
         .map(|s| DrillStatus {

@@ -12,15 +12,12 @@ use ironvault_core::Error as CoreError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const EXIT_CODES: &str =
-    "Exit codes: 0 ok; 1 error; 2 wrong usage (bad arguments); 3 snapshot written \
-(or restore done) but some files could not be read or restored; 10 repository does not exist; \
-11 repository is locked; 12 wrong password; 13 backup or restore of latest done, but the \
-repository went back in time or was tampered with (see the warnings); 130 interrupted.";
+/// Exit codes, documented once in `ironvault_core::contract::exit`.
+pub use ironvault_core::contract::Exit;
 
 /// Encrypted, deduplicated backups with measured recovery objectives.
 #[derive(Parser)]
-#[command(name = "ironvault", version, after_help = EXIT_CODES)]
+#[command(name = "ironvault", version, after_help = Exit::HELP)]
 pub struct Cli {
     /// Repository location: a directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX].
     #[arg(short = 'r', long, env = "IRONVAULT_REPO", global = true)]
@@ -200,7 +197,7 @@ fn one_line(e: &anyhow::Error) -> String {
 /// An error whose message and exit code the command chose itself.
 #[derive(Debug)]
 pub struct Coded {
-    pub code: u8,
+    pub code: Exit,
     pub msg: String,
 }
 
@@ -213,17 +210,17 @@ impl std::fmt::Display for Coded {
 impl std::error::Error for Coded {}
 
 /// How a failed command ends: a one-line message and an exit code.
-fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, u8) {
+fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, Exit) {
     if let Some(c) = e.downcast_ref::<Coded>() {
         return (c.msg.clone(), c.code);
     }
     if let Some(ce) = e.downcast_ref::<CoreError>() {
         let code = match ce {
-            CoreError::RepoMissing(_) => 10,
-            CoreError::Locked(_) => 11,
-            CoreError::WrongPassword(..) => 12,
-            CoreError::Interrupted => 130,
-            _ => 1,
+            CoreError::RepoMissing(_) => Exit::RepoMissing,
+            CoreError::Locked(_) => Exit::Locked,
+            CoreError::WrongPassword(..) => Exit::WrongPassword,
+            CoreError::Interrupted => Exit::Interrupted,
+            _ => Exit::Failure,
         };
         let msg = match ce {
             CoreError::WrongPassword(r, damaged) => format!(
@@ -257,7 +254,7 @@ fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, u8
         };
         return (msg, code);
     }
-    (one_line(e), 1)
+    (one_line(e), Exit::Failure)
 }
 
 /// Keep large buffers (chunks, packs) out of glibc's arenas: with its
@@ -314,11 +311,11 @@ fn main() -> ExitCode {
         Command::History(a) => commands::history::run(&cli, a),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => ExitCode::from(code.code()),
         Err(e) => {
             let (msg, code) = exit_for(&e, cli.repo.as_deref(), &cli.cmd);
             eprintln!("error: {msg}");
-            ExitCode::from(code)
+            ExitCode::from(code.code())
         }
     }
 }

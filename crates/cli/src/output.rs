@@ -81,15 +81,11 @@ pub fn transfer_line(b: &dyn ironvault_core::backend::Backend) -> Option<String>
     ))
 }
 
-/// The same as JSON (null for backends that do not count).
-pub fn transfer_json(b: &dyn ironvault_core::backend::Backend) -> serde_json::Value {
-    match b.transfer_stats() {
-        None => serde_json::Value::Null,
-        Some(t) => serde_json::json!({
-            "requests": t.requests, "puts": t.puts, "gets": t.gets, "lists": t.lists,
-            "deletes": t.deletes, "bytes_sent": t.bytes_sent, "bytes_received": t.bytes_received,
-        }),
-    }
+/// The same for a JSON summary (None, printed as null, for backends that do not count).
+pub fn storage_stats(
+    b: &dyn ironvault_core::backend::Backend,
+) -> Option<ironvault_core::contract::summary::StorageStats> {
+    b.transfer_stats().map(Into::into)
 }
 
 /// Parse a size: plain bytes or with a binary suffix K, M, G, T (e.g. "500M", "1.5G").

@@ -41,19 +41,28 @@ fn get_with(port: u16, path: &str, headers: &str) -> (u16, String) {
     (code, body.to_string())
 }
 
-/// Parse Prometheus text: every line a comment or `name{labels} value`,
-/// each family's samples together after its HELP and TYPE.
+/// Parse OpenMetrics text: every line a comment or `name{labels} value`,
+/// each family's samples together after its HELP and TYPE (a counter's
+/// samples named `FAMILY_total`), and `# EOF` last.
 fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let mut typed: Vec<String> = Vec::new();
+    let mut counters: Vec<String> = Vec::new();
     let mut last_family = String::new();
+    assert!(text.ends_with("# EOF\n"), "no # EOF at the end: {text}");
     for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut it = rest.split_whitespace();
             let name = it.next().unwrap().to_string();
             let kind = it.next().unwrap();
             assert!(["gauge", "counter"].contains(&kind), "{line}");
             assert!(!typed.contains(&name), "family {name} declared twice");
+            if kind == "counter" {
+                counters.push(name.clone());
+            }
             typed.push(name);
             continue;
         }
@@ -66,10 +75,14 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "bad metric name in {line}"
         );
+        let family = match name.strip_suffix("_total") {
+            Some(f) if counters.iter().any(|c| c == f) => f,
+            _ => name,
+        };
         if name != last_family {
             assert_eq!(
                 typed.last().map(String::as_str),
-                Some(name),
+                Some(family),
                 "{name} is not contiguous after its TYPE"
             );
             last_family = name.to_string();

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod browse;
 pub mod check;
 pub mod chunker;
+pub mod contract;
 pub mod copy;
 pub mod crypto;
 pub mod error;

@@ -70,14 +70,14 @@ fn runs_steps_and_incidents_survive_reopening() {
     {
         let h = History::open(&path).unwrap();
         let run = h.start_run("erp", "run", "schedule", Some(sched)).unwrap();
-        let s = h.start_step(run, "backup", Some("local")).unwrap();
+        let s = h.start_step(run, Step::Backup, Some("local")).unwrap();
         let end = StepEnd {
             bytes: Some(1234),
             snapshot: Some("ab12".into()),
             ..StepEnd::default()
         };
         h.end_step(s, Outcome::Success, &end).unwrap();
-        let s2 = h.start_step(run, "copy", Some("cloud")).unwrap();
+        let s2 = h.start_step(run, Step::Copy, Some("cloud")).unwrap();
         let err = StepEnd {
             error: Some("unreachable".into()),
             ..StepEnd::default()
@@ -87,7 +87,7 @@ fn runs_steps_and_incidents_survive_reopening() {
             .unwrap();
         // A run left running, as by a killed process.
         let r2 = h.start_run("erp", "run", "manual", None).unwrap();
-        h.start_step(r2, "backup", Some("local")).unwrap();
+        h.start_step(r2, Step::Backup, Some("local")).unwrap();
         assert!(h.open_incident("erp", "cloud", "run_failed", "x").unwrap());
         assert!(!h.open_incident("erp", "cloud", "run_failed", "x2").unwrap());
     }
@@ -104,7 +104,7 @@ fn runs_steps_and_incidents_survive_reopening() {
     assert_eq!(steps[0].bytes, Some(1234));
     assert_eq!(steps[0].snapshot.as_deref(), Some("ab12"));
     let last = h
-        .last_step("erp", "backup", Some("local"))
+        .last_step("erp", Step::Backup, Some("local"))
         .unwrap()
         .unwrap();
     assert_eq!(

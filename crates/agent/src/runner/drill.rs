@@ -2,6 +2,7 @@
 //! sandbox, verify every byte and metadata, and record the time as the RTA.
 
 use super::*;
+use ironvault_core::contract::summary::RestoreSummary;
 
 impl Runner<'_> {
     /// Restore the newest snapshot of `copy` into a new directory under the
@@ -27,7 +28,7 @@ impl Runner<'_> {
             copy,
             Utc::now().format("%Y%m%dT%H%M%S%.3f")
         );
-        let o = self.step(run, &mut rep, "drill", Some(copy), || {
+        let o = self.step(run, &mut rep, Step::Drill, Some(copy), || {
             let snaps = match self.snapshots(plan, repo) {
                 Ok(s) => s,
                 Err(e) => return failed_end(e),
@@ -61,24 +62,19 @@ impl Runner<'_> {
             match res {
                 Ok(f) => {
                     let s = f.summary();
+                    let summary: Option<RestoreSummary> = read(s.as_ref());
                     let mut end = StepEnd {
                         snapshot: Some(newest.id.clone()),
-                        bytes: s.as_ref().and_then(|s| s["bytes_restored"].as_u64()),
+                        bytes: summary.as_ref().map(|r| r.bytes_restored),
                         // The RTA: the whole restore command, from start (key,
                         // index) to the last byte verified.
                         seconds: Some(f.seconds),
                         ..StepEnd::default()
                     };
-                    let verified = s.as_ref().and_then(|s| s["verified"].as_bool()) == Some(true);
-                    let bad: Vec<String> = s
-                        .as_ref()
-                        .and_then(|s| s["errors"].as_array().cloned())
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|e| e.as_str().map(String::from))
-                        .collect();
+                    let verified = summary.as_ref().is_some_and(|r| r.verified);
+                    let bad: Vec<String> = summary.map(|r| r.errors).unwrap_or_default();
                     end.detail = s;
-                    if f.code == Some(0) && verified {
+                    if f.code == Exit::Ok && verified {
                         return (Outcome::Success, end);
                     }
                     if f.stopped {

@@ -1,9 +1,10 @@
 //! `ironvault backup`: a new snapshot of the given paths.
 
 use crate::output::{bytes, duration, plural};
-use crate::Cli;
+use crate::{Cli, Exit};
 use anyhow::{anyhow, bail, Result};
 use ironvault_core::backup::{backup, BackupOptions, ParentChoice};
+use ironvault_core::contract::summary::{to_json_line, BackupSummary, MessageType};
 use ironvault_core::format::Id;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -101,7 +102,7 @@ const NOT_FOR_THE_SOURCE: &[&str] = &[
     "AWS_PROFILE",
 ];
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let mut paths = a.paths.clone();
     for f in &a.files_from {
         let text = std::fs::read_to_string(f)
@@ -236,19 +237,23 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         )
     });
     if cli.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "message_type": "summary",
-                "files_new": s.files_new, "files_changed": s.files_changed, "files_unmodified": s.files_unmodified,
-                "dirs": s.dirs, "bytes_read": s.bytes_read, "data_added": s.bytes_added,
-                "errors": s.errors, "changed_during_read": s.changed_during_read,
-                "total_duration": started.elapsed().as_secs_f64(),
-                "snapshot_id": r.snapshot_id.to_hex(), "dry_run": a.dry_run,
-                "parent": r.parent.map(|p: Id| p.to_hex()),
-                "storage": crate::output::transfer_json(repo.backend().as_ref()),
-            })
-        );
+        let summary = BackupSummary {
+            message_type: MessageType::Summary,
+            snapshot_id: r.snapshot_id.to_hex(),
+            parent: r.parent.map(|p: Id| p.to_hex()),
+            dry_run: a.dry_run,
+            files_new: s.files_new,
+            files_changed: s.files_changed,
+            files_unmodified: s.files_unmodified,
+            dirs: s.dirs,
+            bytes_read: s.bytes_read,
+            data_added: s.bytes_added,
+            errors: s.errors,
+            changed_during_read: s.changed_during_read,
+            total_duration: started.elapsed().as_secs_f64(),
+            storage: crate::output::storage_stats(repo.backend().as_ref()),
+        };
+        println!("{}", to_json_line(&summary));
     } else if !cli.quiet {
         if let Some(p) = r.parent {
             println!("using parent snapshot {}", p.short());
@@ -293,7 +298,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     if let Some(code) = super::rollback_exit(&repo, &done) {
         return Ok(code);
     }
-    Ok(if r.is_partial() { 3 } else { 0 })
+    Ok(if r.is_partial() {
+        Exit::Partial
+    } else {
+        Exit::Ok
+    })
 }
 
 /// --stdin and --stdin-from-command.

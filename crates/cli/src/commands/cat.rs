@@ -3,6 +3,7 @@
 //! are never printed.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::{anyhow, bail, Result};
 use ironvault_core::format::index::IndexFile;
 use ironvault_core::format::{BlobType, Id, ObjectKind};
@@ -27,7 +28,7 @@ fn full_id(kind: &str, prefix: &str, names: Vec<String>) -> Result<Id> {
     }
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     let need_id = || {
         a.id.clone()
@@ -136,5 +137,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         other => bail!("cannot cat {other:?}: use config, snapshot, tree, index, key or pack"),
     };
     println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(0)
+    Ok(Exit::Ok)
 }

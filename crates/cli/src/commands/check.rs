@@ -2,6 +2,7 @@
 
 use crate::output::bytes;
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_core::check::{check, CheckOptions};
 
@@ -22,7 +23,7 @@ pub struct Args {
     scrub_day: Option<u64>,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     use ironvault_core::check::scrub::Subset;
     let subset = match (&a.read_data_subset, a.scrub_cycle) {
         (Some(s), _) => Some(Subset::parse(s)?),
@@ -99,18 +100,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             "error: the stored objects are sound, but this host's security record keeps {} (above): the repository went back in time or was tampered with; 'ironvault security status' lists them, 'ironvault security accept' takes the repository as it is",
             crate::output::plural(alarms as u64, "alarm")
         );
-        return Ok(super::EXIT_ROLLBACK);
+        return Ok(Exit::Rollback);
     }
     if r.is_ok() {
         if !cli.quiet && !cli.json {
             println!("no errors were found");
         }
-        Ok(0)
+        Ok(Exit::Ok)
     } else if r.unindexed_damaged == r.errors.len() {
         eprintln!("error: damage only in packs that no index lists ({} listed above): no snapshot uses them; delete them, or run 'ironvault prune'", r.errors.len());
-        Ok(1)
+        Ok(Exit::Failure)
     } else {
         eprintln!("error: the repository has {} errors (listed above); the files named there cannot be restored from this repository", r.errors.len());
-        Ok(1)
+        Ok(Exit::Failure)
     }
 }

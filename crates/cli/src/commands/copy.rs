@@ -3,7 +3,9 @@
 use super::{FromRepo, SnapshotFilter};
 use crate::output::{bytes, duration, plural};
 use crate::Cli;
+use crate::Exit;
 use anyhow::{bail, Result};
+use ironvault_core::contract::summary::{to_json_line, CopiedEntry, CopySummary, MessageType};
 use ironvault_core::copy::{copy_snapshots, CopiedSnapshot, CopyProgress};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ pub struct Args {
     from: FromRepo,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let Some(from) = &a.from.from_repo else {
         bail!("copy needs the source repository: --from-repo LOCATION");
     };
@@ -51,7 +53,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         if !cli.quiet {
             eprintln!("no snapshots in {from} match; nothing to copy");
         }
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     let ids: Vec<_> = selected.iter().map(|(i, _)| *i).collect();
     let started = std::time::Instant::now();
@@ -138,20 +140,25 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     };
     let n_copied = copied.iter().filter(|c| c.copied).count() as u64;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "message_type": "summary",
-                "snapshots": copied.iter().map(|c| serde_json::json!({
-                    "id": c.id.to_hex(), "copied": c.copied, "blobs_copied": c.blobs_copied,
-                    "bytes_copied": c.bytes_copied, "bytes_stored": c.bytes_stored})).collect::<Vec<_>>(),
-                "snapshots_copied": n_copied,
-                "snapshots_present": copied.len() as u64 - n_copied,
-                "total_duration": started.elapsed().as_secs_f64(),
-                "source_storage": crate::output::transfer_json(src.backend().as_ref()),
-                "storage": crate::output::transfer_json(dst.backend().as_ref()),
-            })
-        );
+        let summary = CopySummary {
+            message_type: MessageType::Summary,
+            snapshots: copied
+                .iter()
+                .map(|c| CopiedEntry {
+                    id: c.id.to_hex(),
+                    copied: c.copied,
+                    blobs_copied: c.blobs_copied,
+                    bytes_copied: c.bytes_copied,
+                    bytes_stored: c.bytes_stored,
+                })
+                .collect(),
+            snapshots_copied: n_copied,
+            snapshots_present: copied.len() as u64 - n_copied,
+            total_duration: started.elapsed().as_secs_f64(),
+            source_storage: crate::output::storage_stats(src.backend().as_ref()),
+            storage: crate::output::storage_stats(dst.backend().as_ref()),
+        };
+        println!("{}", to_json_line(&summary));
     } else if !cli.quiet {
         for l in &lines {
             println!("{l}");
@@ -169,5 +176,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             println!("destination {l}");
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

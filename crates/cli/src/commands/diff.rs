@@ -1,6 +1,7 @@
 //! `ironvault diff SNAP1 SNAP2`: what changed between two snapshots.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_core::browse::diff;
 
@@ -12,7 +13,7 @@ pub struct Args {
     second: String,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
     let (ia, sa) = repo.find_snapshot(&a.first)?;
@@ -51,5 +52,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             "\n{added} added, {removed} removed, {modified} modified, {typ} changed type, {meta} metadata only (+ - M T U)"
         );
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

@@ -2,6 +2,7 @@
 //! directory (or the whole snapshot with PATH `/`) as a tar stream.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::{bail, Result};
 use ironvault_core::browse::{resolve, walk, FileReader};
 use ironvault_core::format::tree::{Node, NodeType};
@@ -79,7 +80,7 @@ fn append(
     Ok(())
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
     let (_, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
@@ -116,5 +117,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             tar.into_inner()?.flush()?;
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

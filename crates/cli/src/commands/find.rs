@@ -2,6 +2,7 @@
 
 use crate::output::{escape, escape_str};
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_core::browse::walk;
 use std::os::unix::ffi::OsStrExt;
@@ -21,7 +22,7 @@ pub struct Args {
     snapshots: Vec<String>,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let (ci, cs): (Vec<String>, Vec<String>) = if a.ignore_case {
         (a.patterns.clone(), vec![])
     } else {
@@ -80,5 +81,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             crate::output::plural(snaps.len() as u64, "snapshot")
         );
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

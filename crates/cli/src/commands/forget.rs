@@ -4,7 +4,11 @@
 
 use super::SnapshotFilter;
 use crate::Cli;
+use crate::Exit;
 use anyhow::{bail, Result};
+use ironvault_core::contract::summary::{
+    to_json_line, ForgetEntry, ForgetGroup, ForgetSummary, GroupKey, MessageType,
+};
 use ironvault_core::forget::{apply, group, parse_group_by, CalDuration, Policy};
 use ironvault_core::repo::lock::Lock;
 
@@ -102,11 +106,11 @@ impl Args {
     }
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     // Bad arguments are usage errors (exit 2), like clap's own.
     let usage = |e: anyhow::Error| -> anyhow::Error {
         crate::Coded {
-            code: 2,
+            code: Exit::Usage,
             msg: format!("{e:#}"),
         }
         .into()
@@ -180,10 +184,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     .unwrap_or_else(|| s.time.clone());
                 println!("  remove {}  {time}  named", id.short());
             }
-            items.push(serde_json::json!({"id": id.to_hex(), "short_id": id.short(), "time": s.time,
-                "hostname": s.hostname, "paths": s.paths, "tags": s.tags, "keep": false, "reasons": ["named"]}));
+            items.push(ForgetEntry::new(id, s, false, vec!["named".into()]));
         }
-        report.push(serde_json::json!({"group": null, "snapshots": items}));
+        report.push(ForgetGroup {
+            group: None,
+            snapshots: items,
+        });
     } else {
         for (key, members) in group(snaps, by) {
             let decisions = apply(&policy, &members);
@@ -229,11 +235,16 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 if !d.keep {
                     remove.push(d.id);
                 }
-                group_items.push(serde_json::json!({"id": d.id.to_hex(), "short_id": d.id.short(), "time": s.time,
-                    "hostname": s.hostname, "paths": s.paths, "tags": s.tags, "keep": d.keep, "reasons": d.reasons}));
+                group_items.push(ForgetEntry::new(&d.id, s, d.keep, d.reasons.clone()));
             }
-            report.push(serde_json::json!({"group": {"hostname": key.host, "paths": key.paths, "tags": key.tags},
-                "snapshots": group_items}));
+            report.push(ForgetGroup {
+                group: Some(GroupKey {
+                    hostname: key.host,
+                    paths: key.paths,
+                    tags: key.tags,
+                }),
+                snapshots: group_items,
+            });
         }
     }
     let mut removed = 0u64;
@@ -286,17 +297,25 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         None
     };
     if cli.json {
-        let mut v = serde_json::json!({"message_type": "summary", "dry_run": a.dry_run, "groups": report,
-            "removed": remove.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
-            "removed_count": if a.dry_run { remove.len() as u64 } else { removed }});
-        if let Some((r, el)) = &pruned {
-            v["prune"] = super::prune::report_json(&repo, r, *el);
-        }
-        println!("{v}");
+        let summary = ForgetSummary {
+            message_type: MessageType::Summary,
+            dry_run: a.dry_run,
+            groups: report,
+            removed: remove.iter().map(|i| i.to_hex()).collect(),
+            removed_count: if a.dry_run {
+                remove.len() as u64
+            } else {
+                removed
+            },
+            prune: pruned
+                .as_ref()
+                .map(|(r, el)| super::prune::summary(&repo, r, *el)),
+        };
+        println!("{}", to_json_line(&summary));
     } else if !cli.quiet {
         if let Some((r, el)) = &pruned {
             super::prune::print_report(&repo, r, *el);
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

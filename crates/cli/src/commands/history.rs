@@ -2,6 +2,7 @@
 //! the SQLite history the agent, `run` and `drill` keep.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_agent::history::History;
 
@@ -14,7 +15,7 @@ pub struct Args {
     limit: usize,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let cfg = super::plans::load(cli)?;
     let history = History::open(&cfg.history_path())?;
     let runs = history.runs(a.plan.as_deref(), a.limit)?;
@@ -22,7 +23,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         // A plan removed or renamed in the config keeps its record, for
         // auditors; a name neither has is a typo.
         if runs.is_empty() {
-            cfg.plan(p).map_err(|m| crate::Coded { code: 1, msg: m })?;
+            cfg.plan(p).map_err(|m| crate::Coded {
+                code: Exit::Failure,
+                msg: m,
+            })?;
         }
     }
     let local = |t: chrono::DateTime<chrono::Utc>| {
@@ -49,7 +53,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             );
         }
         println!("{}", serde_json::Value::Array(out));
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     if runs.is_empty() {
         println!("no runs recorded in {}", cfg.history_path().display());
@@ -95,5 +99,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             }
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

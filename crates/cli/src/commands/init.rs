@@ -1,6 +1,7 @@
 //! `ironvault init`: create a repository, optionally related to another one.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_core::crypto::kdf::KdfParams;
 use ironvault_core::repo::Repository;
@@ -20,7 +21,7 @@ pub struct Args {
     from_password_command: Option<String>,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let b = super::backend(cli)?;
     let related = match &a.from_repo {
         Some(other) => Some(super::open_other(
@@ -55,5 +56,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         }
         println!("keep the password safe: without it the data cannot be read back");
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

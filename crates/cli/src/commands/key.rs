@@ -3,6 +3,7 @@
 use crate::output::escape_str;
 use crate::password::PasswordSource;
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_core::crypto::kdf::KdfParams;
 use ironvault_core::format::kind::key_id_text;
@@ -45,7 +46,7 @@ fn new_password(n: &NewPassword) -> Result<Vec<u8>> {
     .get("the new key", true)
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     match &a.what {
         What::List => {
@@ -81,7 +82,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     }
                 }
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         What::Add(n) => {
             let pw = new_password(n)?;
@@ -95,7 +96,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             } else if !cli.quiet {
                 println!("added key {}", &id[..8]);
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         What::Remove { id } => {
             let removed = repo.remove_key(id)?;
@@ -107,7 +108,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             } else if !cli.quiet {
                 println!("removed key {}", removed.short());
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         What::Passwd(n) => {
             let pw = new_password(n)?;
@@ -128,7 +129,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     &key_id_text(&old)[..8]
                 );
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
     }
 }

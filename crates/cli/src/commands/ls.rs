@@ -2,6 +2,7 @@
 
 use crate::output::{escape, escape_str};
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_core::browse::{resolve, walk};
 use ironvault_core::format::tree::{Node, NodeType};
@@ -109,7 +110,7 @@ fn print_node(cli: &Cli, long: bool, path: &[u8], n: &Node) {
     }
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
     let (id, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
@@ -140,7 +141,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 }
                 Some(n) => {
                     print_node(cli, a.long, &base, &n);
-                    return Ok(0);
+                    return Ok(Exit::Ok);
                 }
             }
         }
@@ -149,5 +150,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         print_node(cli, a.long, path, n);
         Ok(recursive)
     })?;
-    Ok(0)
+    Ok(Exit::Ok)
 }

@@ -25,6 +25,7 @@ pub mod unlock;
 
 use crate::password::PasswordSource;
 use crate::Cli;
+use crate::Exit;
 use anyhow::{anyhow, Result};
 use ironvault_core::backend::s3::S3Options;
 use ironvault_core::backend::{open_location, Backend};
@@ -170,7 +171,7 @@ pub fn open_other(
     let b = open_backend(cli, location)?;
     Repository::probe(b.as_ref()).map_err(|e| match e {
         ironvault_core::Error::RepoMissing(_) => anyhow::Error::new(crate::Coded {
-            code: 10,
+            code: Exit::RepoMissing,
             msg: format!(
                 "the source repository {location} does not exist (no config object); check --from-repo"
             ),
@@ -185,7 +186,7 @@ pub fn open_other(
     let pw = src.get(&format!("source repository {location}"), false)?;
     let repo = unlock(cli, b, &pw).map_err(|e| match e {
         ironvault_core::Error::WrongPassword(..) => anyhow::Error::new(crate::Coded {
-            code: 12,
+            code: Exit::WrongPassword,
             msg: format!(
                 "wrong password for the source repository {location} (no key file matched); check IRONVAULT_FROM_PASSWORD, --from-password-file or --from-password-command"
             ),
@@ -195,11 +196,6 @@ pub fn open_other(
     attach_security(cli, &repo, Contact::Source);
     Ok(Arc::new(repo))
 }
-
-/// Exit code of `backup` and `restore latest` when the repository went back
-/// in time, a removed snapshot is back, or its config or index changed
-/// (the work itself was done).
-pub const EXIT_ROLLBACK: u8 = 13;
 
 /// How a command comes to a repository, for its security record.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -258,7 +254,7 @@ pub fn attach_security(cli: &Cli, repo: &Repository, contact: Contact) {
 
 /// For `backup` and `restore latest`: the exit code when alarms are kept,
 /// after a last line that sums them up (what a scheduler shows).
-pub fn rollback_exit(repo: &Repository, done: &str) -> Option<u8> {
+pub fn rollback_exit(repo: &Repository, done: &str) -> Option<Exit> {
     let n = repo.security().map(|g| g.alarms().len()).unwrap_or(0);
     if n == 0 {
         return None;
@@ -268,7 +264,7 @@ pub fn rollback_exit(repo: &Repository, done: &str) -> Option<u8> {
         repo.config().id.short(),
         crate::output::plural(n as u64, "problem")
     );
-    Some(EXIT_ROLLBACK)
+    Some(Exit::Rollback)
 }
 
 /// Filters that select snapshots (repeatable; a snapshot matches if it has
@@ -327,7 +323,7 @@ pub fn find_snapshot(
     }
     if spec != "latest" {
         return Err(crate::Coded {
-            code: 1,
+            code: Exit::Failure,
             msg: format!(
                 "--host, --tag and --path choose which snapshot 'latest' is; {spec} names one already: drop them, or write latest"
             ),
@@ -347,7 +343,7 @@ pub fn find_snapshot(
     {
         Some(found) => Ok(found),
         None => Err(crate::Coded {
-            code: 1,
+            code: Exit::Failure,
             msg: format!(
                 "no snapshot matches the filters (of {}); 'ironvault snapshots' with the same --host/--tag/--path lists what is there",
                 crate::output::plural(total as u64, "snapshot")

@@ -1,13 +1,14 @@
 //! Protection plans from the config file: `config check`, `run PLAN`, `drill PLAN`.
 
 use crate::output::plural;
+use crate::Exit;
 use crate::{Cli, Coded};
 use anyhow::{anyhow, Result};
 use ironvault_agent::config::{self, Config};
 use ironvault_agent::duration::human;
 use ironvault_agent::history::{History, Outcome};
 use ironvault_agent::plan_lock::PlanLock;
-use ironvault_agent::runner::{RunReport, Runner};
+use ironvault_agent::runner::{Report, RunReport, Runner};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ pub fn config_path(cli: &Cli) -> PathBuf {
 pub fn load(cli: &Cli) -> Result<Config> {
     let cfg = config::load(&config_path(cli)).map_err(|e| {
         anyhow::Error::new(Coded {
-            code: 1,
+            code: Exit::Failure,
             msg: if e.0.len() == 1 {
                 e.to_string()
             } else {
@@ -50,7 +51,7 @@ enum ConfigCmd {
     Check,
 }
 
-pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<u8> {
+pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<Exit> {
     match a.cmd {
         ConfigCmd::Check => {
             let problems = |v: &[config::ConfigError]| {
@@ -68,7 +69,7 @@ pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<u8> {
                             serde_json::json!({"file": file, "ok": false, "errors": problems(&e.0)})
                         );
                         return Err(anyhow::Error::new(Coded {
-                            code: 1,
+                            code: Exit::Failure,
                             msg: format!("{} in the config", plural(e.0.len() as u64, "problem")),
                         }));
                     }
@@ -80,7 +81,7 @@ pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<u8> {
                             "plans": cfg.plans.keys().collect::<Vec<_>>()})
                     ),
                 }
-                return Ok(0);
+                return Ok(Exit::Ok);
             }
             let cfg = load(cli)?;
             if cli.quiet {
@@ -105,7 +106,7 @@ pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<u8> {
                     println!("  plan {}: {when}, copies {}", p.name, p.copies.join(" → "));
                 }
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
     }
 }
@@ -114,7 +115,7 @@ pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<u8> {
 pub fn open_for_plan(cfg: &Config, plan: &str) -> Result<(History, PlanLock)> {
     let lock = PlanLock::try_acquire(&cfg.state_dir, plan)?.ok_or_else(|| {
         anyhow::Error::new(Coded {
-            code: 11,
+            code: Exit::Locked,
             msg: format!(
                 "plan {plan} is running already (the agent or another 'ironvault run' or 'drill'); wait for it to finish"
             ),
@@ -129,8 +130,17 @@ fn exe() -> Result<PathBuf> {
     std::env::current_exe().map_err(|e| anyhow!("cannot find the ironvault binary: {e}"))
 }
 
+/// With `--json`, the report is the JSON document and the log says everything.
+fn report_after(cli: &Cli) -> Report {
+    if cli.json {
+        Report::None
+    } else {
+        Report::Follows
+    }
+}
+
 /// Print a run's steps, a line each, and return the exit code for it.
-fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> u8 {
+fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> Exit {
     if cli.json {
         let steps: Vec<serde_json::Value> = rep
             .steps
@@ -157,7 +167,7 @@ fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> u8 {
             println!(
                 "  {:<9}{on}: {}",
                 s.step,
-                s.end.describe(&s.step, s.outcome)
+                s.end.describe(s.step.as_str(), s.outcome)
             );
             if let Some(e) = &s.end.error {
                 println!("             {e}");
@@ -165,10 +175,10 @@ fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> u8 {
         }
     }
     match rep.outcome {
-        Outcome::Success => 0,
-        Outcome::Warning => 3,
-        Outcome::Abandoned => 130,
-        _ => 1,
+        Outcome::Success => Exit::Ok,
+        Outcome::Warning => Exit::Partial,
+        Outcome::Abandoned => Exit::Interrupted,
+        _ => Exit::Failure,
     }
 }
 
@@ -179,9 +189,12 @@ pub struct RunArgs {
 }
 
 /// `ironvault run PLAN`: backup, copies, retention, now, in the foreground.
-pub fn run(cli: &Cli, a: &RunArgs) -> Result<u8> {
+pub fn run(cli: &Cli, a: &RunArgs) -> Result<Exit> {
     let cfg = load(cli)?;
-    let plan = cfg.plan(&a.plan).map_err(|m| Coded { code: 1, msg: m })?;
+    let plan = cfg.plan(&a.plan).map_err(|m| Coded {
+        code: Exit::Failure,
+        msg: m,
+    })?;
     let (history, _lock) = open_for_plan(&cfg, &plan.name)?;
     let quiet = cli.quiet || cli.json;
     let log = move |l: &str| {
@@ -190,14 +203,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<u8> {
         }
     };
     let stop = ironvault_core::interrupt::requested;
-    let runner = Runner {
-        cfg: &cfg,
-        exe: exe()?,
-        history: &history,
-        stop: &stop,
-        log: &log,
-        report_follows: !cli.json,
-    };
+    let runner = Runner::new(&cfg, exe()?, &history, &stop, &log, report_after(cli));
     let rep = runner.run_plan(plan, "manual", None)?;
     if !cli.json && !cli.quiet {
         println!(
@@ -227,13 +233,16 @@ pub struct DrillArgs {
 
 /// `ironvault drill PLAN`: restore the newest snapshot into a sandbox, verify
 /// it, and measure the RTA against the RTO.
-pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
+pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<Exit> {
     let cfg = load(cli)?;
-    let plan = cfg.plan(&a.plan).map_err(|m| Coded { code: 1, msg: m })?;
+    let plan = cfg.plan(&a.plan).map_err(|m| Coded {
+        code: Exit::Failure,
+        msg: m,
+    })?;
     let copy = match &a.copy {
         Some(c) if !plan.copies.contains(c) => {
             return Err(Coded {
-                code: 1,
+                code: Exit::Failure,
                 msg: format!(
                     "plan {} has no copy {c:?}; its copies: {}",
                     plan.name,
@@ -257,14 +266,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
         }
     };
     let stop = ironvault_core::interrupt::requested;
-    let runner = Runner {
-        cfg: &cfg,
-        exe: exe()?,
-        history: &history,
-        stop: &stop,
-        log: &log,
-        report_follows: !cli.json,
-    };
+    let runner = Runner::new(&cfg, exe()?, &history, &stop, &log, report_after(cli));
     let rep = runner.drill(plan, &copy, "manual", None)?;
     let code = report(cli, &rep, plan.rto);
     let step = rep.steps.last();
@@ -279,7 +281,12 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
                 rep.error.as_deref().unwrap_or("see above")
             );
         }
-        return Ok(code.max(1));
+        // Not a success, so never exit 0.
+        return Ok(if code == Exit::Ok {
+            Exit::Failure
+        } else {
+            code
+        });
     }
     let rta = rta.unwrap_or_default();
     let missed = plan.rto.is_some_and(|rto| rta > rto);
@@ -296,7 +303,11 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<u8> {
             seconds(rta.as_secs_f64())
         );
     }
-    Ok(if missed { 2 } else { 0 })
+    Ok(if missed {
+        Exit::OBJECTIVE_MISSED
+    } else {
+        Exit::Ok
+    })
 }
 
 /// Seconds with the precision that matters: "0.04 s", "2.3 s", "15 min".
@@ -308,7 +319,7 @@ pub fn seconds(t: f64) -> String {
 pub struct AgentArgs {}
 
 /// `ironvault agent`: run the scheduled plans until SIGTERM/SIGINT.
-pub fn agent(cli: &Cli, _a: &AgentArgs) -> Result<u8> {
+pub fn agent(cli: &Cli, _a: &AgentArgs) -> Result<Exit> {
     let cfg = load(cli)?;
     let quiet = cli.quiet;
     let log = move |l: &str| {
@@ -319,5 +330,5 @@ pub fn agent(cli: &Cli, _a: &AgentArgs) -> Result<u8> {
     let stop = ironvault_core::interrupt::requested;
     let agent = ironvault_agent::agent::Agent::new(&cfg, exe()?, &stop, &log);
     agent.run()?;
-    Ok(0)
+    Ok(Exit::Ok)
 }

@@ -4,7 +4,9 @@
 
 use crate::output::{bytes, plural};
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
+use ironvault_core::contract::summary::{to_json_line, PruneSummary};
 use ironvault_core::prune::plan::MaxUnused;
 use ironvault_core::prune::{prune, Observer, PruneOptions, PruneReport};
 use ironvault_core::repo::Repository;
@@ -49,16 +51,16 @@ pub struct Args {
     dry_run: bool,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let opts = a.prune.options(a.dry_run);
     let repo = super::open_repo(cli)?;
     let (r, elapsed) = prune_with_progress(cli, repo.clone(), &opts)?;
     if cli.json {
-        println!("{}", report_json(&repo, &r, elapsed));
+        println!("{}", to_json_line(&summary(&repo, &r, elapsed)));
     } else if !cli.quiet {
         print_report(&repo, &r, elapsed);
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// An interrupted prune that ran after other work (`forget --prune`,
@@ -66,7 +68,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
 pub fn after_other_work(e: anyhow::Error, done: &str) -> anyhow::Error {
     match e.downcast_ref::<ironvault_core::Error>() {
         Some(ironvault_core::Error::Interrupted) => crate::Coded {
-            code: 130,
+            code: Exit::Interrupted,
             msg: format!(
                 "interrupted during the prune: {done}, but the prune deleted nothing; run 'ironvault prune' to free the space"
             ),
@@ -76,17 +78,13 @@ pub fn after_other_work(e: anyhow::Error, done: &str) -> anyhow::Error {
     }
 }
 
-/// The report as the JSON summary object.
-pub fn report_json(
-    repo: &Repository,
-    r: &PruneReport,
-    elapsed: std::time::Duration,
-) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    v["message_type"] = "summary".into();
-    v["seconds"] = elapsed.as_secs_f64().into();
-    v["storage"] = crate::output::transfer_json(repo.backend().as_ref());
-    v
+/// The report as the JSON summary.
+pub fn summary(repo: &Repository, r: &PruneReport, elapsed: std::time::Duration) -> PruneSummary {
+    PruneSummary::new(
+        r,
+        elapsed.as_secs_f64(),
+        crate::output::storage_stats(repo.backend().as_ref()),
+    )
 }
 
 /// Prune with a progress display (also for `forget --prune` and `rewrite --prune`).
@@ -101,7 +99,7 @@ pub fn prune_with_progress(
     let alarms = repo.security().map(|g| g.alarms().len()).unwrap_or(0);
     if alarms > 0 && !opts.dry_run {
         return Err(crate::Coded {
-            code: super::EXIT_ROLLBACK,
+            code: Exit::Rollback,
             msg: format!(
                 "prune refused: this host's security record keeps {} about repository {} (above), and prune could delete data needed to recover; 'ironvault security status' lists them, 'ironvault security accept' takes the repository as it is",
                 crate::output::plural(alarms as u64, "alarm"),

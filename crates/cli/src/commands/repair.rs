@@ -2,6 +2,7 @@
 //! packs, rewrite partly lost snapshots, or heal packs from a related copy.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_core::repair::rebuild_index;
 
@@ -38,7 +39,7 @@ enum What {
     },
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     match &a.what {
         What::Snapshots {
             ids,
@@ -85,7 +86,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     }
                 );
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         What::Packs { from } => {
             let Some(loc) = &from.from_repo else {
@@ -155,9 +156,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     "error: {} blobs are in neither repository; 'ironvault repair snapshots' removes the files that need them",
                     r.lost.len()
                 );
-                return Ok(1);
+                return Ok(Exit::Failure);
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         What::Index => {
             let repo = super::open_repo(cli)?;
@@ -179,13 +180,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 );
             }
             if r.unreadable_packs.is_empty() {
-                return Ok(0);
+                return Ok(Exit::Ok);
             }
             eprintln!(
                 "error: {} could not be indexed (above), so the blobs only they held are missing; 'ironvault repair packs --from-repo OTHER' rebuilds them from a related repository, 'ironvault check' names what is affected",
                 crate::output::plural(r.unreadable_packs.len() as u64, "damaged pack")
             );
-            Ok(1)
+            Ok(Exit::Failure)
         }
     }
 }

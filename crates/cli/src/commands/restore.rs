@@ -1,8 +1,9 @@
 //! `ironvault restore`: write a snapshot's files into a directory.
 
 use crate::output::{bytes, duration, plural};
-use crate::Cli;
+use crate::{Cli, Exit};
 use anyhow::Result;
+use ironvault_core::contract::summary::{to_json_line, MessageType, RestoreSummary};
 use ironvault_core::restore::{restore_nodes, RestoreOptions};
 use std::path::PathBuf;
 
@@ -52,7 +53,7 @@ pub struct Args {
     no_special: bool,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
     let (spec, sub) = match a.snapshot.split_once(':') {
@@ -170,9 +171,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 "warning: {} would not be restored (listed above)",
                 plural(errors.len() as u64, "item")
             );
-            return Ok(rollback_exit("the dry run is done").unwrap_or(3));
+            return Ok(rollback_exit("the dry run is done").unwrap_or(Exit::Partial));
         }
-        return Ok(rollback_exit("the dry run is done").unwrap_or(0));
+        return Ok(rollback_exit("the dry run is done").unwrap_or(Exit::Ok));
     }
     let st = restore_nodes(&repo, &nodes, &base, &opts);
     drop(display);
@@ -181,19 +182,24 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
         eprintln!("error: {e}");
     }
     if cli.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "message_type": "summary", "snapshot_id": id.to_hex(), "files_restored": st.files,
-                "dirs_restored": st.dirs, "bytes_restored": st.bytes_written,
-                "files_unchanged": st.unchanged, "files_kept": st.kept, "files_deleted": st.deleted,
-                "devices_skipped": st.devices_skipped, "setid_bits_dropped": st.setid_dropped,
-                "capabilities_dropped": st.capabilities_dropped,
-                "verified": a.verify && st.errors.is_empty(), "errors": st.errors,
-                "total_duration": started.elapsed().as_secs_f64(),
-                "storage": crate::output::transfer_json(repo.backend().as_ref()),
-            })
-        );
+        let summary = RestoreSummary {
+            message_type: MessageType::Summary,
+            snapshot_id: id.to_hex(),
+            files_restored: st.files,
+            dirs_restored: st.dirs,
+            bytes_restored: st.bytes_written,
+            files_unchanged: st.unchanged,
+            files_kept: st.kept,
+            files_deleted: st.deleted,
+            devices_skipped: st.devices_skipped,
+            setid_bits_dropped: st.setid_dropped,
+            capabilities_dropped: st.capabilities_dropped,
+            verified: a.verify && st.errors.is_empty(),
+            errors: st.errors.clone(),
+            total_duration: started.elapsed().as_secs_f64(),
+            storage: crate::output::storage_stats(repo.backend().as_ref()),
+        };
+        println!("{}", to_json_line(&summary));
     } else if !cli.quiet {
         println!(
             "restored {}, {}, {} in {}",
@@ -246,5 +252,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     if let Some(code) = rollback_exit(&done) {
         return Ok(code);
     }
-    Ok(if st.errors.is_empty() { 0 } else { 3 })
+    Ok(if st.errors.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Partial
+    })
 }

@@ -5,6 +5,7 @@
 use super::SnapshotFilter;
 use crate::output::{bytes, escape_str, plural};
 use crate::Cli;
+use crate::Exit;
 use anyhow::{bail, Result};
 use ironvault_core::backup::exclude::Excludes;
 
@@ -39,7 +40,7 @@ pub struct Args {
     filter: SnapshotFilter,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     if a.snapshots.is_empty() && !a.all {
         bail!(
             "name the snapshots to rewrite, or give --all (with --host/--tag/--path to narrow it)"
@@ -158,7 +159,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 )
             })?;
         if let Some(v) = json.as_mut() {
-            v["prune"] = super::prune::report_json(&repo, &pr, el);
+            v["prune"] = serde_json::to_value(super::prune::summary(&repo, &pr, el))?;
         } else if !cli.quiet {
             super::prune::print_report(&repo, &pr, el);
         }
@@ -166,5 +167,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     if let Some(v) = json {
         println!("{v}");
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

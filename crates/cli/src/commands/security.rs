@@ -4,6 +4,7 @@
 
 use crate::output::plural;
 use crate::Cli;
+use crate::Exit;
 use anyhow::{anyhow, Result};
 
 #[derive(clap::Args)]
@@ -21,7 +22,7 @@ enum Action {
     Accept,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     let guard = repo.security().ok_or_else(|| {
         anyhow!(
@@ -61,9 +62,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                 }
             }
             Ok(if alarms.is_empty() {
-                0
+                Exit::Ok
             } else {
-                super::EXIT_ROLLBACK
+                Exit::Rollback
             })
         }
         Action::Accept => {
@@ -82,7 +83,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
                     plural(done.snapshots as u64, "snapshot")
                 );
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
     }
 }

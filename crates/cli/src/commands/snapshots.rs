@@ -2,7 +2,9 @@
 
 use crate::output::escape_str;
 use crate::Cli;
+use crate::Exit;
 use anyhow::{bail, Result};
+use ironvault_core::contract::summary::{to_json_line, GroupKey, SnapshotEntry, SnapshotGroup};
 use ironvault_core::format::snapshot::Snapshot;
 use ironvault_core::format::Id;
 
@@ -20,16 +22,7 @@ pub struct Args {
     group_by: String,
 }
 
-fn json(id: &Id, s: &Snapshot) -> serde_json::Value {
-    serde_json::json!({
-        "id": id.to_hex(), "short_id": id.short(), "time": s.time, "hostname": s.hostname,
-        "paths": s.paths, "tags": s.tags, "tree": s.tree.to_hex(), "username": s.username,
-        "uid": s.uid, "gid": s.gid, "parent": s.parent.map(|p| p.to_hex()),
-        "program_version": s.program_version, "summary": s.summary,
-    })
-}
-
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let mut by = (false, false, false);
     for g in a.group_by.split(',').filter(|g| !g.is_empty()) {
         match g {
@@ -42,17 +35,17 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let repo = super::open_repo(cli)?;
     let snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
     // Groups in order of their newest snapshot's first appearance.
-    let mut groups: Vec<(serde_json::Value, Vec<(Id, Snapshot)>)> = Vec::new();
+    let mut groups: Vec<(GroupKey, Vec<(Id, Snapshot)>)> = Vec::new();
     for (id, s) in snaps {
         let mut paths = s.paths.clone();
         paths.sort();
         let mut tags = s.tags.clone();
         tags.sort();
-        let key = serde_json::json!({
-            "hostname": by.0.then(|| s.hostname.clone()),
-            "paths": by.1.then_some(paths),
-            "tags": by.2.then_some(tags),
-        });
+        let key = GroupKey {
+            hostname: by.0.then(|| s.hostname.clone()),
+            paths: by.1.then_some(paths),
+            tags: by.2.then_some(tags),
+        };
         match groups.iter_mut().find(|g| g.0 == key) {
             Some(g) => g.1.push((id, s)),
             None => groups.push((key, vec![(id, s)])),
@@ -66,31 +59,33 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     }
     let grouped = !a.group_by.is_empty();
     if cli.json {
-        let v = if grouped {
-            serde_json::Value::Array(
-                groups
-                    .iter()
-                    .map(|(k, snaps)| {
-                        serde_json::json!({"group_key": k, "snapshots": snaps.iter().map(|(i, s)| json(i, s)).collect::<Vec<_>>()})
-                    })
-                    .collect(),
-            )
-        } else {
-            serde_json::Value::Array(
-                groups
-                    .iter()
-                    .flat_map(|g| g.1.iter())
-                    .map(|(i, s)| json(i, s))
-                    .collect(),
-            )
+        let entries = |snaps: &[(Id, Snapshot)]| -> Vec<SnapshotEntry> {
+            snaps
+                .iter()
+                .map(|(i, s)| SnapshotEntry::new(i, s))
+                .collect()
         };
-        println!("{v}");
-        return Ok(0);
+        let line = if grouped {
+            let groups: Vec<SnapshotGroup> = groups
+                .iter()
+                .map(|(k, snaps)| SnapshotGroup {
+                    group_key: k.clone(),
+                    snapshots: entries(snaps),
+                })
+                .collect();
+            to_json_line(&groups)
+        } else {
+            let all: Vec<(Id, Snapshot)> = groups.into_iter().flat_map(|g| g.1).collect();
+            to_json_line(&entries(&all))
+        };
+        println!("{line}");
+        return Ok(Exit::Ok);
     }
     let mut incomplete = 0;
     let mut total = 0;
     for (key, snaps) in &groups {
         if grouped {
+            let key = serde_json::to_value(key).unwrap_or_default();
             let key = key
                 .as_object()
                 .map(|o| {
@@ -138,5 +133,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             println!("! = incomplete: some files could not be read when the snapshot was taken");
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

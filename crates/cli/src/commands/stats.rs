@@ -2,6 +2,7 @@
 
 use crate::output::bytes;
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 
 #[derive(clap::Args)]
@@ -12,7 +13,7 @@ pub struct Args {
     filter: super::SnapshotFilter,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
     let snaps = super::select_snapshots(&repo, &a.snapshots, &a.filter)?;
@@ -20,7 +21,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     let s = ironvault_core::browse::stats(&repo, &trees)?;
     if cli.json {
         println!("{}", serde_json::to_string(&s)?);
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     println!("Snapshots:             {}", s.snapshots_count);
     println!(
@@ -38,5 +39,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
     println!("Compression ratio:     {:.2}x", s.compression_ratio);
     println!("Packs referenced:      {}", s.pack_count);
     println!("Repository data size:  {}", bytes(s.repository_size));
-    Ok(0)
+    Ok(Exit::Ok)
 }

@@ -2,11 +2,12 @@
 //! last drill's RTA, the 3-2-1 verdict from device facts, the roadmap step.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 use ironvault_agent::duration::human;
 use ironvault_agent::facts::DeviceFacts;
 use ironvault_agent::history::History;
-use ironvault_agent::runner::Runner;
+use ironvault_agent::runner::{Report, Runner};
 use ironvault_agent::status::{plan_status, PlanStatus};
 use std::time::Duration;
 
@@ -23,18 +24,14 @@ pub fn gather(
     only: &[String],
 ) -> Result<Vec<PlanStatus>> {
     for p in only {
-        cfg.plan(p).map_err(|m| crate::Coded { code: 1, msg: m })?;
+        cfg.plan(p).map_err(|m| crate::Coded {
+            code: Exit::Failure,
+            msg: m,
+        })?;
     }
     let exe = std::env::current_exe()?;
     let (stop, log) = (ironvault_core::interrupt::requested, |_: &str| {});
-    let runner = Runner {
-        cfg,
-        exe,
-        history,
-        stop: &stop,
-        log: &log,
-        report_follows: false,
-    };
+    let runner = Runner::new(cfg, exe, history, &stop, &log, Report::None);
     let facts = DeviceFacts::from_env();
     Ok(cfg
         .plans
@@ -44,7 +41,7 @@ pub fn gather(
         .collect())
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let cfg = super::plans::load(cli)?;
     let history = History::open(&cfg.history_path())?;
     let all = gather(&cfg, &history, &a.plans)?;
@@ -66,7 +63,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             println!("no plans in {}", cfg.file.display());
         }
     }
-    Ok(if missed { 2 } else { 0 })
+    Ok(if missed {
+        Exit::OBJECTIVE_MISSED
+    } else {
+        Exit::Ok
+    })
 }
 
 fn age(secs: Option<u64>) -> String {

@@ -1,6 +1,7 @@
 //! `ironvault unlock`: remove stale locks.
 
 use crate::Cli;
+use crate::Exit;
 use anyhow::Result;
 
 #[derive(clap::Args)]
@@ -10,7 +11,7 @@ pub struct Args {
     remove_all: bool,
 }
 
-pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
+pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     let removed = ironvault_core::repo::lock::remove_locks(
         repo.backend().as_ref(),
@@ -27,5 +28,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<u8> {
             println!("removed {r}");
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
