@@ -17,7 +17,10 @@
 //! and IRONVAULT_TORTURE_JSON name files for the table as Markdown and JSON.
 //! Every failed trial fails the test, after the whole table is printed.
 
-#[path = "../common/mod.rs"]
+// The helpers of the end-to-end tests, compiled again here: this binary
+// uses only some of them.
+#[allow(dead_code)]
+#[path = "../it/common/mod.rs"]
 mod common;
 mod concurrent;
 mod corrupt;

@@ -2,10 +2,8 @@
 //! retention, hooks, a stream source), `drill` (RTA, a damaged copy) and the
 //! SQLite history they leave.
 
-mod common;
-
-use common::plans::*;
-use common::*;
+use crate::common::plans::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 
 #[test]

@@ -1,9 +1,8 @@
 //! End to end against a real S3 server (Garage, started by scripts/test.sh),
 //! directly or through a proxy that logs requests and injects faults.
 
-mod common;
-use common::s3::{self, Fault, OwnServer, Proxy};
-use common::*;
+use crate::common::s3::{self, Fault, OwnServer, Proxy};
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 fn stderr_of(o: &std::process::Output) -> String {

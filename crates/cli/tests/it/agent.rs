@@ -2,10 +2,8 @@
 //! downtime, SIGTERM and kill -9 with the SQLite history intact, Prometheus
 //! metrics and JSON status over HTTP, alerts once per incident.
 
-mod common;
-
-use common::plans::*;
-use common::*;
+use crate::common::plans::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -1,7 +1,6 @@
 //! Shared helpers for end-to-end tests: run the real `ironvault` binary,
 //! build source trees with every file type, and compare trees byte for byte
 //! and metadata for metadata.
-#![allow(dead_code)]
 
 pub mod plans;
 pub mod s3;

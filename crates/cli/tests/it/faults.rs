@@ -1,8 +1,7 @@
 //! Bad input and faults: each prints one line saying what happened and what
 //! to do, and loses nothing that was already stored.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 

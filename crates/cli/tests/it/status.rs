@@ -2,10 +2,8 @@
 //! from injected device facts (IRONVAULT_FACTS_ROOT: a fake mount table and
 //! sysfs), the roadmap step, and exit codes.
 
-mod common;
-
-use common::plans::*;
-use common::*;
+use crate::common::plans::*;
+use crate::common::*;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,6 @@
 //! Password sources, the init prompt, and related repositories.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 #[test]
