@@ -511,7 +511,11 @@ impl OwnServer {
         let pid: i32 = pid.trim().parse().unwrap();
         // SAFETY: plain kill(2) on the server's own pid.
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        std::thread::sleep(Duration::from_millis(200));
+        super::wait_for(
+            "the killed S3 server to stop answering",
+            Duration::from_secs(30),
+            || TcpStream::connect(("127.0.0.1", self.port)).is_err(),
+        );
     }
 
     /// Start it again on the same data.
