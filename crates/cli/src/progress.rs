@@ -1,11 +1,23 @@
-//! A one-line progress display on a terminal (nothing when stderr is not a
-//! terminal, or with --quiet / --json), refreshed twice a second.
+//! Progress while a command runs: one line on a terminal (nothing when
+//! stderr is not a terminal, or with --quiet), or with --json one restic-style
+//! JSON status object per second on stdout.
+//!
+//! The terminal line is drawn by `indicatif`, not by hand: it fits the line
+//! to the terminal's width, redraws and clears it, and draws nothing on a
+//! stderr that is not a terminal (or is TERM=dumb). Its cost, measured: four
+//! small crates (indicatif, console, portable-atomic, unit-prefix; default
+//! features off), about 7 s of CPU once in a clean build, nothing after. We
+//! still decide "not a terminal" ourselves first, so that then no bar and no
+//! thread exist at all and stderr gets nothing but what the command says.
+//! The JSON lines are ours: their shape is an interface (restic's `status`).
 
-use crate::output::bytes;
-use std::io::{IsTerminal, Write};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::output::bytes;
 
 /// A running display; stops (and clears its line) when dropped.
 pub struct Display {
@@ -35,7 +47,8 @@ impl Mode {
     }
 }
 
-/// Start showing `line(elapsed)` as `mode` says.
+/// Start showing `line(elapsed)` as `mode` says: on a terminal twice a
+/// second, as JSON once a second.
 pub fn start(mode: Mode, line: impl Fn(Duration) -> String + Send + 'static) -> Display {
     let mode = match mode {
         Mode::Terminal if !std::io::stderr().is_terminal() => Mode::Off,
@@ -49,23 +62,24 @@ pub fn start(mode: Mode, line: impl Fn(Duration) -> String + Send + 'static) -> 
     }
     let (tx, rx) = channel::<()>();
     let started = Instant::now();
-    let every = Duration::from_millis(if mode == Mode::JsonLines { 1000 } else { 500 });
-    let thread = std::thread::spawn(move || {
-        while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-            let text = line(started.elapsed());
-            if mode == Mode::JsonLines {
-                println!("{text}");
-                continue;
+    let thread = if mode == Mode::JsonLines {
+        std::thread::spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(1)) {
+                println!("{}", line(started.elapsed()));
             }
-            let width = std::cmp::max(20, terminal_width().saturating_sub(1));
-            let text: String = text.chars().take(width).collect();
-            eprint!("\r\x1b[2K{text}");
-            let _ = std::io::stderr().flush();
-        }
-        if mode == Mode::Terminal {
-            eprint!("\r\x1b[2K");
-        }
-    });
+        })
+    } else {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        // A fixed template with one known placeholder: it always parses.
+        let style = ProgressStyle::with_template("{wide_msg}").expect("a valid template");
+        bar.set_style(style);
+        std::thread::spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_millis(500)) {
+                bar.set_message(line(started.elapsed()));
+            }
+            bar.finish_and_clear();
+        })
+    };
     Display {
         stop: Some(tx),
         thread: Some(thread),
@@ -79,17 +93,6 @@ impl Drop for Display {
             let _ = t.join();
         }
     }
-}
-
-fn terminal_width() -> usize {
-    // SAFETY: winsize is plain data; TIOCGWINSZ fills it for a terminal fd.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0 {
-            return ws.ws_col as usize;
-        }
-    }
-    100
 }
 
 /// Totals of what a backup will go through, counted by a scanner thread

@@ -16,8 +16,17 @@
 //! IRONVAULT_TORTURE_TRIAL=part/N runs that one trial; IRONVAULT_TORTURE_REPORT
 //! and IRONVAULT_TORTURE_JSON name files for the table as Markdown and JSON.
 //! Every failed trial fails the test, after the whole table is printed.
+//!
+//! A test binary of its own, not a module of tests/it: scripts/torture.sh,
+//! docs/reliability.md and every replay command run it by name (`--test
+//! torture`, with --test-threads=1 and its own sizes), and its timed parts
+//! (writers racing prune for N seconds, kills at random moments) run alone
+//! instead of beside the other end-to-end tests' threads.
 
-#[path = "../common/mod.rs"]
+// The helpers of the end-to-end tests, compiled again here: this binary
+// uses only some of them.
+#[allow(dead_code)]
+#[path = "../it/common/mod.rs"]
 mod common;
 mod concurrent;
 mod corrupt;

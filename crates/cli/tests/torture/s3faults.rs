@@ -198,7 +198,7 @@ fn trial(report: &mut Report, w: &mut World, n: u64, seed: u64) -> BTreeMap<&'st
             .to_vec(),
         Op::Restore => Vec::new(),
     };
-    w.proxy.take_injected();
+    take_injected(&w.proxy);
     w.proxy.set_fault(Fault::Random {
         seed,
         one_in: rng.range(2, 8),
@@ -222,7 +222,7 @@ fn trial(report: &mut Report, w: &mut World, n: u64, seed: u64) -> BTreeMap<&'st
         (Some(exec_with(&w.faulty, &all, &from_vars())), None)
     };
     w.proxy.set_fault(Fault::None);
-    let faults = w.proxy.take_injected();
+    let faults = take_injected(&w.proxy);
     let count: u64 = faults.values().sum();
     let (ok, panicked, account, errors) = match (&r, &restored) {
         (Some(r), _) => (r.ok(), r.panicked(), r.describe(), r.error_lines()),
@@ -299,4 +299,9 @@ fn trial(report: &mut Report, w: &mut World, n: u64, seed: u64) -> BTreeMap<&'st
         report.fail(&kind, &id, problems.join("; "));
     }
     faults
+}
+
+/// Faults the proxy injected so far, by kind; clears the count.
+fn take_injected(proxy: &Proxy) -> BTreeMap<&'static str, u64> {
+    std::mem::take(&mut *proxy.injected.lock().unwrap())
 }

@@ -3,10 +3,8 @@
 //! inherit the repository's credentials; a config or password file that
 //! other users could change is refused.
 
-mod common;
-
-use common::plans::*;
-use common::*;
+use crate::common::plans::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 
 const MARKER: &str = "s3cret-in-the-command";

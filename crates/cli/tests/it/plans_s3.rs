@@ -2,10 +2,8 @@
 //! started by scripts/test.sh): run, drill from the bucket, and status facts
 //! (object storage on this host is its own medium but never off-site).
 
-mod common;
-
-use common::plans::*;
-use common::*;
+use crate::common::plans::*;
+use crate::common::*;
 
 #[test]
 fn a_plan_copies_to_s3_drills_from_it_and_status_judges_the_bucket_by_facts() {

@@ -6,9 +6,8 @@
 //! Wrong clocks come from libfaketime (Debian's faketime package, which
 //! scripts/test.sh installs), so the binary runs unchanged.
 
-mod common;
-use common::s3;
-use common::*;
+use crate::common::s3;
+use crate::common::*;
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -21,11 +21,17 @@ impl Plans {
         std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
         let second = env.path("second");
-        env.cmd(&["init", "--from-repo", env.repo.to_str().unwrap()])
+        let o = env
+            .cmd(&["init", "--from-repo", env.repo.to_str().unwrap()])
             .env("IRONVAULT_REPO", &second)
             .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
             .output()
             .unwrap();
+        assert!(
+            o.status.success(),
+            "init --from-repo (the repository second): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let cfg = env.path("ironvault.toml");
         let d = env.dir.path().display();
         write(

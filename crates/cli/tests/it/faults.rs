@@ -1,8 +1,7 @@
 //! Bad input and faults: each prints one line saying what happened and what
 //! to do, and loses nothing that was already stored.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
@@ -348,6 +347,7 @@ fn file_changing_while_read_is_flagged_warned_and_exit_3() {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            // The file grows steadily while it is read: the pace is the point.
             f.write_all(b"log line\n").unwrap();
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
@@ -371,17 +371,17 @@ fn file_changing_while_read_is_flagged_warned_and_exit_3() {
 
 /// Wait until the repository holds at least `n` data packs.
 fn wait_for_packs(env: &Env, n: usize) {
-    let t0 = std::time::Instant::now();
     let complete = || {
         files_under(&env.repo.join("packs/data"))
             .iter()
             .filter(|p| !p.to_string_lossy().contains(".tmp-"))
             .count()
     };
-    while complete() < n {
-        assert!(t0.elapsed().as_secs() < 120, "backup never wrote {n} packs");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for(
+        &format!("the backup to write {n} packs"),
+        std::time::Duration::from_secs(120),
+        || complete() >= n,
+    );
 }
 
 fn data_added(json_out: &str) -> u64 {

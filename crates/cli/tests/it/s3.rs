@@ -1,10 +1,9 @@
 //! End to end against a real S3 server (Garage, started by scripts/test.sh),
 //! directly or through a proxy that logs requests and injects faults.
 
-mod common;
-use common::s3::{self, Fault, OwnServer, Proxy};
-use common::*;
-use std::time::{Duration, Instant};
+use crate::common::s3::{self, Fault, OwnServer, Proxy};
+use crate::common::*;
+use std::time::Duration;
 
 fn stderr_of(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -231,17 +230,14 @@ fn a_killed_backup_resumes_without_uploading_its_packs_again() {
     proxy.take_done();
     // Slow enough (40 MiB/s) that the kill lands in the middle.
     let mut child = env.spawn(&["--limit-upload", "40960", "backup", src.to_str().unwrap()]);
-    let t0 = Instant::now();
-    while proxy
-        .done_snapshot()
-        .iter()
-        .filter(|s| s.is_stored_data_pack())
-        .count()
-        < 3
-    {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no packs uploaded");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("3 data packs uploaded", Duration::from_secs(120), || {
+        proxy
+            .done_snapshot()
+            .iter()
+            .filter(|s| s.is_stored_data_pack())
+            .count()
+            >= 3
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let stored: Vec<String> = proxy
@@ -337,6 +333,11 @@ fn killing_the_s3_server_mid_backup_fails_in_one_line_and_a_rerun_completes() {
         "backup",
         src.to_str().unwrap(),
     ]);
+    // A guess at "mid backup", kept as a sleep for now: waiting until the
+    // upload is under way (5 MiB sent) makes the kill land on a live
+    // connection, and then the backup dies of SIGPIPE (main.rs sets it to
+    // SIG_DFL; the S3 client's writes do not use MSG_NOSIGNAL) instead of
+    // failing in one line. To wait on the condition once that is fixed.
     std::thread::sleep(Duration::from_millis(1500));
     server.kill();
     let o = child.wait_with_output().unwrap();
@@ -452,14 +453,9 @@ fn https_with_a_private_ca_needs_cacert() {
             .spawn()
             .expect("socat (scripts/test.sh installs it)"),
     );
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "socat did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("socat to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let real = s3::unique_location("tls");
     let loc = real.replacen(
         &format!("http://{}", s3::endpoint()),
@@ -502,10 +498,12 @@ fn ctrl_c_while_packs_upload_writes_no_snapshot_and_exits_130() {
     let src = env.path("src");
     corpus(&src, 30, 6);
     env.init();
-    // Read in well under a second, uploaded at 5 MiB/s: the signal arrives
-    // after every file was read, while packs are still going up.
+    // 30 MiB uploaded at 5 MiB/s: once 5 MiB are sent, the signal arrives
+    // while packs are going up, seconds before the last one.
     let child = env.spawn(&["--limit-upload", "5120", "backup", src.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_for("the backup to send 5 MiB", Duration::from_secs(120), || {
+        bytes_written(child.id()) >= 5 << 20
+    });
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();

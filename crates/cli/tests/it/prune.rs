@@ -2,9 +2,8 @@
 //! byte for byte, backups running meanwhile (locally and on S3) keep their
 //! data, and a prune killed at any step leaves a repository `check` passes.
 
-mod common;
-use common::s3;
-use common::*;
+use crate::common::s3;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 
 fn json(out: &str) -> serde_json::Value {

@@ -1,7 +1,6 @@
 //! Password sources, the init prompt, and related repositories.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 #[test]
@@ -83,6 +82,8 @@ fn init_prompts_twice_on_a_terminal() {
         use std::io::Write;
         let mut stdin = c.stdin.take().unwrap();
         for line in input.lines() {
+            // Typed one line at a time, as a person does: kept as a sleep,
+            // the prompt goes to the terminal, not to a pipe we could watch.
             std::thread::sleep(std::time::Duration::from_millis(300));
             stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
         }

@@ -1,8 +1,7 @@
 //! `forget`: the policy engine end to end, and a differential test against
 //! `restic forget --dry-run --json` on snapshots taken at the same times.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 use std::process::Command;
 

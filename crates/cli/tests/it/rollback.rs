@@ -5,9 +5,8 @@
 //! record, said on standard error, and `backup` / `restore latest` exit
 //! with code 13 until the operator accepts the repository as it is.
 
-mod common;
-use common::s3;
-use common::*;
+use crate::common::s3;
+use crate::common::*;
 use ironvault_core::backend::s3::S3Options;
 use ironvault_core::backend::{open_location, Backend};
 use std::path::Path;

@@ -4,8 +4,7 @@
 //! snapshots restore byte for byte. Never regenerate the fixture to make this
 //! pass: a failure here means the format changed.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::PathBuf;
 
 const OLD: &str = "8f6cb39b7baad414ad84d006b82e0440e9c64d0c6a519360a5911dc70af9f8a7";

@@ -4,9 +4,8 @@
 //! sound copy for a damaged one; `check --read-data` reads with bounded
 //! memory. Locally and on the real S3 server.
 
-mod common;
-use common::s3;
-use common::*;
+use crate::common::s3;
+use crate::common::*;
 use ironvault_core::backend::local::LocalBackend;
 use ironvault_core::backend::s3::{S3Backend, S3Options};
 use ironvault_core::backend::Backend;

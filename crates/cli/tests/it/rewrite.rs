@@ -3,9 +3,8 @@
 //! name), purges the metadata caches, reports what deduplication keeps, and
 //! every other file still restores. Locally and on S3.
 
-mod common;
-use common::s3;
-use common::*;
+use crate::common::s3;
+use crate::common::*;
 use ironvault_core::backend::s3::S3Options;
 use ironvault_core::backend::{open_location, Backend};
 use ironvault_core::repo::Repository;

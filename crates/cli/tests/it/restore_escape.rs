@@ -5,8 +5,7 @@
 //! already there as it was, a killed restore leaves nothing readable by
 //! others, a dry run says what the restore then does, and --no-special.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

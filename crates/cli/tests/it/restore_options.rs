@@ -1,7 +1,6 @@
 //! Restore options: include/exclude, SNAPSHOT:PATH, --overwrite, --verify.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 
 fn names(dir: &Path) -> Vec<String> {

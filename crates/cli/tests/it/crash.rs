@@ -2,8 +2,7 @@
 //! the write order; afterwards `check --read-data` passes, the earlier
 //! snapshot restores byte for byte, and a rerun completes.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::process::ExitStatusExt;
 
 #[test]

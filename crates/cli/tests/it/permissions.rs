@@ -3,8 +3,7 @@
 //! any umask (another local user who copies a key file can guess the
 //! password offline).
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

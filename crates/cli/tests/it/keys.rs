@@ -1,7 +1,6 @@
 //! Key files: add, list, passwd, remove; the last key and the key in use are kept.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn key_add_list_passwd_remove() {

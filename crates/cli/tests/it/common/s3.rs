@@ -28,11 +28,6 @@ pub fn endpoint() -> String {
     std::env::var("IRONVAULT_TEST_S3_ENDPOINT").expect("IRONVAULT_TEST_S3_ENDPOINT (see base())")
 }
 
-/// The bucket name of the test server.
-pub fn bucket() -> String {
-    base().rsplit('/').next().unwrap().to_string()
-}
-
 /// A fresh, unique repository location inside the test bucket.
 pub fn unique_location(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -63,24 +58,16 @@ pub enum Fault {
     SlowDownEvery(u64),
     /// Forward every Nth request, then cut the connection in the middle of the answer.
     ResetEvery(u64),
-    /// Refuse everything: close each connection as soon as a request arrives.
-    Down,
-    /// Answer every Nth request with 500 InternalError instead of forwarding it.
-    ServerErrorEvery(u64),
-    /// Forward every Nth request, pass its answer's head and half its body,
-    /// then cut the connection (a body shorter than its Content-Length).
-    TruncateEvery(u64),
-    /// Pass only half of every Nth request's body to the server, then cut
-    /// both connections (an upload cut short; bodiless requests are reset).
-    TruncateUploadEvery(u64),
-    /// Forward every Nth request, then hold its answer back this long (a stalled server).
-    StallEvery(u64, Duration),
-    /// Forward every Nth request and pass its answer in small pieces with
-    /// pauses between them (a slow reader's view of a slow server).
-    SlowReadEvery(u64),
-    /// Fault one request in `one_in`, each with one of the faults above
-    /// (a stall of 0.2-2 s) drawn from a generator seeded with `seed` and the
-    /// request's number.
+    /// Fault one request in `one_in`, each with one of: 503 SlowDown, 500
+    /// InternalError, a reset in the middle of the answer, an answer cut
+    /// short of its Content-Length, an upload cut short (both connections
+    /// cut; bodiless requests are reset), an answer held back 0.2-2 s (a
+    /// stalled server), an answer passed in small pieces with pauses (a slow
+    /// reader's view of a slow server); drawn from a generator seeded with
+    /// `seed` and the request's number.
+    // Set by the torture run only (tests/torture/s3faults.rs), which
+    // compiles this module into its own binary.
+    #[allow(dead_code)]
     Random {
         seed: u64,
         one_in: u64,
@@ -92,7 +79,6 @@ pub enum Fault {
 enum Action {
     Pass,
     Delay(Duration),
-    Down,
     SlowDown,
     ServerError,
     Reset,
@@ -106,7 +92,7 @@ impl Action {
     /// The name a fault is counted under (None: not a fault).
     fn fault_name(self) -> Option<&'static str> {
         Some(match self {
-            Action::Pass | Action::Delay(_) | Action::Down => return None,
+            Action::Pass | Action::Delay(_) => return None,
             Action::SlowDown => "503 SlowDown",
             Action::ServerError => "500 InternalError",
             Action::Reset => "connection reset",
@@ -138,14 +124,8 @@ fn decide(f: Fault, n: u64) -> Action {
     match f {
         Fault::None => Action::Pass,
         Fault::Delay(d) => Action::Delay(d),
-        Fault::Down => Action::Down,
         Fault::SlowDownEvery(k) => every(k, Action::SlowDown),
         Fault::ResetEvery(k) => every(k, Action::Reset),
-        Fault::ServerErrorEvery(k) => every(k, Action::ServerError),
-        Fault::TruncateEvery(k) => every(k, Action::Truncate),
-        Fault::TruncateUploadEvery(k) => every(k, Action::TruncateUpload),
-        Fault::StallEvery(k, d) => every(k, Action::Stall(d)),
-        Fault::SlowReadEvery(k) => every(k, Action::SlowRead),
         Fault::Random { seed, one_in } => {
             let r = mix(seed ^ mix(n));
             if one_in == 0 || !r.is_multiple_of(one_in) {
@@ -256,11 +236,6 @@ impl Proxy {
     /// Answered requests so far, without clearing.
     pub fn done_snapshot(&self) -> Vec<Seen> {
         self.done.lock().unwrap().clone()
-    }
-
-    /// Faults injected so far, by kind; clears the count.
-    pub fn take_injected(&self) -> BTreeMap<&'static str, u64> {
-        std::mem::take(&mut *self.injected.lock().unwrap())
     }
 }
 
@@ -400,10 +375,6 @@ fn serve(client: TcpStream, upstream: &str, sh: &Shared) -> std::io::Result<()> 
             action = Action::Reset;
         }
         match action {
-            Action::Down => {
-                to_client.shutdown(Shutdown::Both)?;
-                return Ok(());
-            }
             Action::Delay(d) => std::thread::sleep(d),
             Action::SlowDown => {
                 sh.count_fault(action);
@@ -540,7 +511,11 @@ impl OwnServer {
         let pid: i32 = pid.trim().parse().unwrap();
         // SAFETY: plain kill(2) on the server's own pid.
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        std::thread::sleep(Duration::from_millis(200));
+        super::wait_for(
+            "the killed S3 server to stop answering",
+            Duration::from_secs(30),
+            || TcpStream::connect(("127.0.0.1", self.port)).is_err(),
+        );
     }
 
     /// Start it again on the same data.

@@ -2,10 +2,8 @@
 //! from injected device facts (IRONVAULT_FACTS_ROOT: a fake mount table and
 //! sysfs), the roadmap step, and exit codes.
 
-mod common;
-
-use common::plans::*;
-use common::*;
+use crate::common::plans::*;
+use crate::common::*;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -201,6 +199,7 @@ fn the_rpo_held_is_the_age_of_the_newest_snapshot_on_each_copy() {
     assert_eq!(copies[1]["rpo_met"], true);
     // A tight RPO and some waiting: missed, exit 2, said per copy.
     p.replace("rpo = \"1h\"", "rpo = \"2s\"");
+    // Time passing is what is tested: the last backup grows older than the RPO.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let v = status(&p, &f, 2);
     let missed: Vec<String> = v["plans"][0]["missed"]

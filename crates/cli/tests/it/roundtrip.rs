@@ -1,8 +1,7 @@
 //! End to end: back up a tree with every file type and metadata kind, restore
 //! it, and compare byte for byte and metadata for metadata.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn every_file_type_and_metadata_round_trips() {

@@ -1,7 +1,6 @@
 //! Backup options: excludes, marker files, caches, files-from, dry run.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn listing(env: &Env) -> Vec<String> {
     env.ok(&["ls", "latest"])

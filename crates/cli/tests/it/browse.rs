@@ -1,7 +1,6 @@
 //! Browsing: snapshots filters and grouping, ls, stats.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap()

@@ -1,7 +1,6 @@
 //! Shared helpers for end-to-end tests: run the real `ironvault` binary,
 //! build source trees with every file type, and compare trees byte for byte
 //! and metadata for metadata.
-#![allow(dead_code)]
 
 pub mod plans;
 pub mod s3;
@@ -13,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -135,17 +135,38 @@ impl Paused {
     }
 }
 
+/// Wait (at most `timeout`) until `cond` holds, checking every 10 ms;
+/// past the timeout, panic naming `what` was waited for.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Wait (at most 2 minutes) for a file to appear.
 pub fn wait_for_file(p: &Path) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !p.exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "{} never appeared",
-            p.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for(
+        &format!("{} to appear", p.display()),
+        Duration::from_secs(120),
+        || p.exists(),
+    );
+}
+
+/// Bytes process `pid` has passed to write(2) and its kin so far (to files,
+/// pipes and sockets alike): `wchar` of /proc/PID/io; 0 once it is gone.
+pub fn bytes_written(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar: ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 impl Env {
@@ -177,40 +198,46 @@ impl Env {
         args: &[&str],
         needle: &str,
     ) -> (std::process::Child, Vec<String>) {
-        use std::io::BufRead;
-        let mut child = self
-            .cmd(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let mut seen = Vec::new();
-        let found = loop {
-            match rx.recv_timeout(std::time::Duration::from_secs(120)) {
-                Ok(l) => {
-                    let hit = l.contains(needle);
-                    seen.push(l);
-                    if hit {
-                        break true;
-                    }
-                }
-                Err(_) => break false,
-            }
-        };
-        if !found {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("never saw {needle:?}; saw {seen:?}");
-        }
-        (child, seen)
+        spawn_until_stderr(self.cmd(args), needle)
     }
+}
+
+/// Start `cmd` with its output captured and return once a line of its
+/// standard error contains `needle` (the lines seen so far with it); the
+/// rest of standard error is drained in the background.
+pub fn spawn_until_stderr(mut cmd: Command, needle: &str) -> (std::process::Child, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(l) => {
+                let hit = l.contains(needle);
+                seen.push(l);
+                if hit {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    if !found {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("never saw {needle:?}; saw {seen:?}");
+    }
+    (child, seen)
 }
 
 pub fn is_root() -> bool {

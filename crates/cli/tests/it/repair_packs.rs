@@ -2,9 +2,8 @@
 //! are healed from a related copy, locally and on S3; afterwards
 //! `check --read-data` passes and every snapshot restores.
 
-mod common;
-use common::s3;
-use common::*;
+use crate::common::s3;
+use crate::common::*;
 use ironvault_core::backend::s3::{S3Backend, S3Options};
 use ironvault_core::backend::Backend;
 

@@ -2,8 +2,7 @@
 //! exactly once over their runs, find damage on the run that reads it, and
 //! leave a record of each run.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 
 fn packs_read(env: &Env, args: &[&str]) -> (i32, BTreeSet<String>) {
