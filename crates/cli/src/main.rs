@@ -220,6 +220,7 @@ fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, Ex
             CoreError::Locked(_) => Exit::Locked,
             CoreError::WrongPassword(..) => Exit::WrongPassword,
             CoreError::Interrupted => Exit::Interrupted,
+            CoreError::Usage(_) => Exit::Usage,
             _ => Exit::Failure,
         };
         let msg = match ce {
@@ -249,6 +250,10 @@ fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, Ex
                 "{}; check that this user may read and write the repository {}",
                 one_line(e),
                 repo.unwrap_or("")
+            ),
+            CoreError::Internal(_) => format!(
+                "{}; this should not happen: please report it with the command line and this message",
+                one_line(e)
             ),
             _ => one_line(e),
         };

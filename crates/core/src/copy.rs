@@ -50,7 +50,7 @@ pub struct CopiedSnapshot {
 pub fn check_related(src: &Repository, dst: &Repository) -> Result<()> {
     let (a, b) = (src.config(), dst.config());
     if a.id_key != b.id_key || a.chunker_secret != b.chunker_secret {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Failed(format!(
             "repositories {} and {} are not related (their id and chunker secrets differ), so blob ids and snapshot ids would not carry over; \
              create the destination with 'ironvault init --repo DEST --from-repo {}' and copy into that",
             src.backend().location(),
@@ -187,7 +187,7 @@ fn copy_locked(
         dst_lock.confirm()?;
         let new_id = dst.save_snapshot_plain(&plain)?;
         if new_id != *id {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Failed(format!(
                 "snapshot {} got id {} in the destination; the repositories are not related",
                 id.short(),
                 new_id.short()
@@ -259,7 +259,7 @@ fn copy_data_blobs(
         for w in workers {
             let r = w
                 .join()
-                .unwrap_or_else(|_| Err(Error::Invalid("a copy worker thread panicked".into())));
+                .unwrap_or_else(|_| Err(Error::Internal("a copy worker thread panicked".into())));
             if first.is_ok() {
                 first = r;
             }

@@ -48,8 +48,29 @@ pub enum Error {
     },
     #[error("interrupted")]
     Interrupted,
+    /// Wrong usage: an argument, option, location or pattern that cannot be
+    /// used as given. The binary exits 2, as for its own argument errors.
     #[error("{0}")]
-    Invalid(String),
+    Usage(String),
+    /// Something the user named is not there: `what` says what kind of
+    /// thing (a path in a snapshot, a key), `name` is what they gave, `hint`
+    /// where to look.
+    #[error("{what} {name} {hint}")]
+    NotFound {
+        what: &'static str,
+        name: String,
+        hint: String,
+    },
+    /// The operation cannot go on in the repository's present state (or the
+    /// program it depends on failed); the message says why and what to do.
+    /// Nothing was lost: each place that returns it stops before deleting.
+    #[error("{0}")]
+    Failed(String),
+    /// A state that should not happen: a worker thread that panicked, an
+    /// encoding of our own values that failed, a thread the system would not
+    /// start. The binary says so, so that it is reported.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -32,7 +32,7 @@ impl CalDuration {
     /// Parse `1y2m3d4h` (any of the parts, in any order, each at most once).
     pub fn parse(s: &str) -> Result<CalDuration> {
         let bad = || {
-            Error::Invalid(format!(
+            Error::Usage(format!(
                 "{s:?} is not a duration: use a number and a unit, y m d h (e.g. 7d, 1y6m, 36h)"
             ))
         };
@@ -63,7 +63,7 @@ impl CalDuration {
         }
         // Beyond any real retention, and beyond calendar arithmetic.
         if d.years > 10_000 || d.months > 120_000 || d.days > 3_650_000 || d.hours > 87_600_000 {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "{s:?} is longer than 10,000 years; use -1 counts (--keep-daily -1) to keep everything"
             )));
         }
@@ -137,7 +137,7 @@ impl Policy {
         for (name, c) in counts {
             if let Some(n) = c {
                 if n < -1 {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Usage(format!(
                         "--{name} {n}: use a count of 0 or more, or -1 for all"
                     )));
                 }
@@ -320,7 +320,7 @@ pub fn parse_group_by(s: &str) -> Result<(bool, bool, bool)> {
             "path" | "paths" => p = true,
             "tag" | "tags" => t = true,
             _ => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "--group-by {s:?}: use host, paths and tags, comma-separated (or \"\" for one group)"
                 )))
             }

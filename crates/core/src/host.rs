@@ -2,6 +2,7 @@
 //! locks, snapshots and records name (format.md §3.2, §7.2, §9), and the
 //! user and group names that tree nodes record beside their ids (§7.1).
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::sync::Mutex;
@@ -31,13 +32,11 @@ fn cached(
     id: u32,
     look: impl Fn(u32) -> Option<String>,
 ) -> Option<String> {
-    if let Some(v) = cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+    if let Some(v) = cache.locked().get(&id).cloned() {
         return v;
     }
     let v = look(id);
-    if let Ok(mut c) = cache.lock() {
-        c.insert(id, v.clone());
-    }
+    cache.locked().insert(id, v.clone());
     v
 }
 

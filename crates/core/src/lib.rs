@@ -26,6 +26,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod rewrite;
+pub(crate) mod sync;
 pub mod usage;
 
 pub use error::{Error, Result};

@@ -237,7 +237,7 @@ pub fn rewrite(
             continue;
         };
         if nodes.is_empty() {
-            return Err(crate::error::Error::Invalid(format!(
+            return Err(crate::error::Error::Failed(format!(
                 "the patterns match everything in snapshot {} (paths {}); to remove whole snapshots use 'ironvault forget'",
                 id.short(),
                 snap.paths.join(", ")

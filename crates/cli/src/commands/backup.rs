@@ -369,11 +369,11 @@ fn backup_stream_cli(
         crate::interrupt::set_child_group(0);
         let st = child
             .wait()
-            .map_err(|e| ironvault_core::Error::Invalid(format!("waiting for {cmd:?}: {e}")))?;
+            .map_err(|e| ironvault_core::Error::Failed(format!("waiting for {cmd:?}: {e}")))?;
         if st.success() {
             Ok(())
         } else {
-            Err(ironvault_core::Error::Invalid(format!(
+            Err(ironvault_core::Error::Failed(format!(
                 "the command {cmd:?} failed ({st}); no snapshot was written"
             )))
         }

@@ -111,7 +111,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             };
             walk(&repo, &tree, &base, &mut |path, n| {
                 append(&repo, &mut tar, path, n)
-                    .map_err(|e| ironvault_core::Error::Invalid(e.to_string()))?;
+                    .map_err(|e| ironvault_core::Error::Failed(e.to_string()))?;
                 Ok(true)
             })?;
             tar.into_inner()?.flush()?;

@@ -21,6 +21,7 @@
 use super::{private, Backend, ObjectInfo, TransferStats};
 use crate::error::{Error, Result};
 use crate::format::{BlobType, ObjectKind};
+use crate::sync::Locked;
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -138,23 +139,16 @@ impl CachedBackend {
     }
 
     fn mark_verified(&self, name: &str) {
-        if let Ok(mut v) = self.verified.lock() {
-            v.insert(name.to_string());
-        }
+        self.verified.locked().insert(name.to_string());
     }
 
     fn is_verified(&self, name: &str) -> bool {
-        self.verified
-            .lock()
-            .map(|v| v.contains(name))
-            .unwrap_or(false)
+        self.verified.locked().contains(name)
     }
 
     fn forget(&self, name: &str) {
         let _ = std::fs::remove_file(self.file(name));
-        if let Ok(mut v) = self.verified.lock() {
-            v.remove(name);
-        }
+        self.verified.locked().remove(name);
     }
 
     /// The cached bytes of `name` if present and intact; a damaged copy is removed.

@@ -11,6 +11,7 @@ use crate::failpoint;
 use crate::format::kind::CONFIG_NAME;
 use crate::format::ObjectKind;
 use crate::fsdir::Dir;
+use crate::sync::Locked;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
@@ -195,12 +196,7 @@ impl LocalBackend {
     /// Create `dir` and its parents, fsyncing each parent whose entry changed.
     fn ensure_dir(&self, dir: &Path, name: &str) -> Result<()> {
         // The lock is not held across the syscalls below for long: mkdir is quick.
-        if self
-            .made_dirs
-            .lock()
-            .map(|s| s.contains(dir))
-            .unwrap_or(false)
-        {
+        if self.made_dirs.locked().contains(dir) {
             return Ok(());
         }
         if !dir.is_dir() {
@@ -221,9 +217,7 @@ impl LocalBackend {
                 Err(e) => return Err(st("mkdir", name, e)),
             }
         }
-        if let Ok(mut s) = self.made_dirs.lock() {
-            s.insert(dir.to_path_buf());
-        }
+        self.made_dirs.locked().insert(dir.to_path_buf());
         Ok(())
     }
 
@@ -324,12 +318,13 @@ impl Backend for LocalBackend {
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let cached = self.handles.lock().ok().and_then(|h| h.get(name).cloned());
+        let cached = self.handles.locked().get(name).cloned();
         let f = match cached {
             Some(f) => f,
             None => {
                 let f = Arc::new(self.open_object(name)?);
-                if let Ok(mut h) = self.handles.lock() {
+                {
+                    let mut h = self.handles.locked();
                     if h.len() >= HANDLES {
                         h.clear();
                     }
@@ -363,9 +358,7 @@ impl Backend for LocalBackend {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        if let Ok(mut h) = self.handles.lock() {
-            h.remove(name);
-        }
+        self.handles.locked().remove(name);
         let path = self.path(name)?;
         let (dir, fname) = match self.parent_of(name) {
             Ok(x) => x,

@@ -83,7 +83,7 @@ pub fn open_location(location: &str, s3: &s3::S3Options) -> Result<Box<dyn Backe
         });
     }
     if location.contains("://") {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Usage(format!(
             "repository location {location}: use a local directory or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]"
         )));
     }

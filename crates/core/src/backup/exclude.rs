@@ -45,14 +45,14 @@ impl Excludes {
                     .case_insensitive(ci)
                     .backslash_escape(true)
                     .build()
-                    .map_err(|e| Error::Invalid(format!("exclude pattern {p:?}: {}", e.kind())))?;
+                    .map_err(|e| Error::Usage(format!("exclude pattern {p:?}: {}", e.kind())))?;
                 b.add(glob);
                 count += 1;
             }
         }
         let set = b
             .build()
-            .map_err(|e| Error::Invalid(format!("exclude patterns: {e}")))?;
+            .map_err(|e| Error::Usage(format!("exclude patterns: {e}")))?;
         Ok(Excludes {
             set: (count > 0).then_some(set),
             count,

@@ -32,6 +32,7 @@ use crate::format::{BlobType, Id};
 use crate::repo::lock::Lock;
 use crate::repo::packer::BlobSink;
 use crate::repo::Repository;
+use crate::sync::Locked;
 pub(crate) use commit::commit_snapshot;
 use crossbeam_channel::bounded;
 use std::os::unix::ffi::OsStrExt;
@@ -167,9 +168,7 @@ impl<'a> Shared<'a> {
 
     fn fail(&self, e: Error) {
         self.abort.store(true, Ordering::SeqCst);
-        if let Ok(mut f) = self.fatal.lock() {
-            f.get_or_insert(e);
-        }
+        self.fatal.locked().get_or_insert(e);
     }
 
     fn skip(&self, path: &Path, what: &str, e: impl std::fmt::Display) {
@@ -347,14 +346,14 @@ pub fn backup(
         drop(walker);
         let root = assembler
             .join()
-            .map_err(|_| Error::Invalid("assembler panicked".into()))?;
+            .map_err(|_| Error::Internal("assembler panicked".into()))?;
         Ok(root)
     })?;
 
-    if let Some(e) = shared.fatal.lock().ok().and_then(|mut f| f.take()) {
+    if let Some(e) = shared.fatal.locked().take() {
         return Err(e);
     }
-    let root_tree_id = root_tree_id.ok_or_else(|| Error::Invalid("backup was aborted".into()))?;
+    let root_tree_id = root_tree_id.ok_or_else(|| Error::Internal("backup was aborted".into()))?;
     shared.sink.finish()?;
     let finished = chrono::Local::now();
     let summary = Summary {

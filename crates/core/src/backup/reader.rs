@@ -6,6 +6,7 @@ use super::walk::FileJob;
 use super::Shared;
 use crate::format::tree::{Node, Time, FLAG_CHANGED};
 use crate::format::{BlobType, Id};
+use crate::sync::Locked;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -33,9 +34,10 @@ pub(super) fn run_reader(sh: &Shared<'_>, jobs: Receiver<FileJob>, seal: Sender<
             };
             counter.fetch_add(1, Ordering::Relaxed);
             if sh.progress.log_files.load(Ordering::Relaxed) {
-                if let Ok(mut l) = sh.progress.files_log.lock() {
-                    l.push((job.in_parent, job.path.clone()));
-                }
+                sh.progress
+                    .files_log
+                    .locked()
+                    .push((job.in_parent, job.path.clone()));
             }
         }
         let _ = job.done.send(result);
@@ -68,9 +70,7 @@ fn read_file(
 ) -> Option<Node> {
     let path = &job.path;
     let mut node = job.node.clone();
-    if let Ok(mut c) = sh.progress.current.lock() {
-        c.clone_from(path);
-    }
+    sh.progress.current.locked().clone_from(path);
     let f = match open_source(path) {
         Ok(f) => f,
         Err(e) => {

@@ -10,6 +10,7 @@ use crate::format::{to_cbor, BlobType, Id};
 use crate::repo::lock::Lock;
 use crate::repo::packer::BlobSink;
 use crate::repo::Repository;
+use crate::sync::Locked;
 use crossbeam_channel::bounded;
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -27,7 +28,7 @@ pub fn backup_stream(
     warn: WarnFn<'_>,
 ) -> Result<BackupResult> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Usage(format!(
             "--stdin-filename {name:?} must be a plain file name"
         )));
     }
@@ -60,9 +61,7 @@ pub fn backup_stream(
             s.spawn(move || {
                 for (id, data) in rx {
                     if let Err(e) = sink.store(BlobType::Data, id, &data) {
-                        if let Ok(mut f) = fatal.lock() {
-                            f.get_or_insert(e);
-                        }
+                        fatal.locked().get_or_insert(e);
                     }
                 }
             });
@@ -111,7 +110,7 @@ pub fn backup_stream(
         }
         Ok(())
     })?;
-    if let Some(e) = fatal.lock().ok().and_then(|mut f| f.take()) {
+    if let Some(e) = fatal.locked().take() {
         return Err(e);
     }
     finish()?;

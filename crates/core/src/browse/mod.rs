@@ -54,17 +54,16 @@ pub fn resolve(repo: &Repository, root: &Id, path: &[u8]) -> Result<Option<Node>
     let comps = components(path);
     for (i, c) in comps.iter().enumerate() {
         let tree = repo.read_tree(&tree_id)?;
-        let node = tree.find(c).cloned().ok_or_else(|| {
-            Error::Invalid(format!(
-                "path {} is not in the snapshot ('ironvault ls' shows what is)",
-                String::from_utf8_lossy(path)
-            ))
+        let node = tree.find(c).cloned().ok_or_else(|| Error::NotFound {
+            what: "path",
+            name: String::from_utf8_lossy(path).into_owned(),
+            hint: "is not in the snapshot ('ironvault ls' shows what is)".into(),
         })?;
         if i + 1 < comps.len() {
             tree_id = match (node.node_type, node.subtree) {
                 (NodeType::Dir, Some(s)) => s,
                 _ => {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Usage(format!(
                         "{} is not a directory in the snapshot",
                         String::from_utf8_lossy(&comps[..=i].join(&b'/'))
                     )))

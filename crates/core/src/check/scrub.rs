@@ -27,7 +27,7 @@ impl Subset {
     /// Parse `N/M` or `P%`.
     pub fn parse(s: &str) -> Result<Subset> {
         let bad = || {
-            Error::Invalid(format!(
+            Error::Usage(format!(
                 "--read-data-subset {s:?}: use N/M (1 <= N <= M, e.g. 2/7) or a percentage (e.g. 10%)"
             ))
         };
@@ -52,9 +52,7 @@ impl Subset {
     /// The cycle position for today (UTC).
     pub fn cycle_today(days: u64) -> Result<Subset> {
         if days == 0 {
-            return Err(Error::Invalid(
-                "--scrub-cycle must be at least 1 day".into(),
-            ));
+            return Err(Error::Usage("--scrub-cycle must be at least 1 day".into()));
         }
         let day = chrono::Utc::now().timestamp().div_euclid(86_400) as u64;
         Ok(Subset::Cycle { days, day })

@@ -26,10 +26,10 @@ impl Default for KdfParams {
 /// The 32-byte key Argon2id derives from `password` and `salt`.
 pub fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 32]> {
     let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
-        .map_err(|e| Error::Invalid(format!("bad KDF parameters: {e}")))?;
+        .map_err(|e| Error::Failed(format!("bad KDF parameters: {e}")))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; 32];
     a.hash_password_into(password, salt, &mut out)
-        .map_err(|e| Error::Invalid(format!("KDF failed: {e}")))?;
+        .map_err(|e| Error::Failed(format!("KDF failed: {e}")))?;
     Ok(out)
 }

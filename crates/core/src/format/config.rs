@@ -99,7 +99,7 @@ impl Config {
             id: self.id.to_hex(),
             sealed: B64.encode(seal(master, ad::CONFIG, &to_cbor(self)?)),
         };
-        serde_json::to_vec_pretty(&env).map_err(|e| Error::Invalid(e.to_string()))
+        serde_json::to_vec_pretty(&env).map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Read the clear envelope's version and refuse a newer format (before any password is asked).

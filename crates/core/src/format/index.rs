@@ -88,7 +88,7 @@ impl IndexFile {
         for s in &self.supersedes {
             b.extend_from_slice(&s.0);
         }
-        let z = zstd::bulk::compress(&b, 3).map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
+        let z = zstd::bulk::compress(&b, 3).map_err(|e| Error::Internal(format!("zstd: {e}")))?;
         Ok(seal(key, ad::INDEX, &z))
     }
 

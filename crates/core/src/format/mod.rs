@@ -28,7 +28,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Serialise a value as CBOR (format.md §7).
 pub fn to_cbor<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    ciborium::into_writer(v, &mut out).map_err(|e| Error::Invalid(format!("CBOR encode: {e}")))?;
+    ciborium::into_writer(v, &mut out).map_err(|e| Error::Internal(format!("CBOR encode: {e}")))?;
     Ok(out)
 }
 

@@ -150,7 +150,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     let mut snaps = repo.snapshot_ids()?;
     let errs = repo.load_index(false)?;
     if let Some(e) = errs.first() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Failed(format!(
             "{e}; prune needs every index file (it would take the packs it lists for unused): run 'ironvault repair index' first"
         )));
     }
@@ -173,7 +173,7 @@ pub fn prune(repo: Arc<Repository>, opts: &PruneOptions, obs: &Observer) -> Resu
     }
     let snaps = s1;
     if let Some(missing) = used.iter().find(|b| !idx.contains(b)) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Failed(format!(
             "blob {} that a snapshot needs is in no index; prune deletes nothing while data is missing: run 'ironvault check', then 'ironvault repair'",
             missing.short()
         )));
@@ -325,7 +325,7 @@ pub(super) fn load_unless_forgotten(
     match repo.load_snapshot(id) {
         Ok(s) => Ok(Some(s)),
         Err(Error::SnapshotNotFound(_)) => Ok(None),
-        Err(e) => Err(Error::Invalid(format!(
+        Err(e) => Err(Error::Failed(format!(
             "snapshot {} cannot be read ({e}); prune cannot tell what it needs: run 'ironvault check'",
             id.short()
         ))),

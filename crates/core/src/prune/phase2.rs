@@ -42,7 +42,7 @@ pub(super) fn phase2(
         let listed = repo.snapshot_ids()?;
         let (files, errs) = repo.read_index_files()?;
         if let Some(e) = errs.first() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Failed(format!(
                 "{e}; an index file became unreadable during the prune, so nothing was deleted: run 'ironvault repair index'"
             )));
         }
@@ -68,7 +68,7 @@ pub(super) fn phase2(
             break (files, stored);
         }
         if attempt >= 20 {
-            return Err(Error::Invalid(
+            return Err(Error::Failed(
                 "snapshots keep changing while prune reads them; nothing was deleted: run prune again later".into(),
             ));
         }
@@ -113,7 +113,7 @@ pub(super) fn phase2(
             }
             None if locs.iter().any(|l| stays(&l.pack)) => {} // only damaged copies, none goes
             None => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Failed(format!(
                     "blob {} that a snapshot made during the prune needs is in no stored pack; nothing was deleted: run 'ironvault check'",
                     bid.short()
                 )))

@@ -114,7 +114,7 @@ pub fn walk(repo: &Repository, root: &Id, used: &mut IdSet, fresh: &mut Vec<Id>)
         }
         fresh.push(t);
         let bytes = repo.read_blob(BlobType::Tree, &t).map_err(|e| {
-            Error::Invalid(format!(
+            Error::Failed(format!(
                 "tree {} cannot be read ({e}); prune cannot tell what it references: run 'ironvault check' and repair first",
                 t.short()
             ))
@@ -278,7 +278,7 @@ impl<'a> IndexView<'a> {
             }
         }
         if let Some(first) = bad.first() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Failed(format!(
                 "{} packs the index lists are damaged ({first}); prune deletes nothing until they are repaired: run 'ironvault check', then 'ironvault repair packs --from-repo COPY' or 'ironvault repair index'",
                 bad.len()
             )));

@@ -51,7 +51,7 @@ pub fn repair_packs(
     {
         let unreadable = repo.load_index(true)?;
         if let Some(e) = unreadable.first() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Failed(format!(
                 "an index file is unreadable ({e}); run 'ironvault repair index' first, so every blob of a damaged pack is known"
             )));
         }

@@ -10,6 +10,7 @@ use crate::format::index::{IndexFile, IndexPack};
 use crate::format::kind::pack_name;
 use crate::format::pack::{parse_trailer, read_header, TRAILER_LEN};
 use crate::format::{BlobType, Id, ObjectKind};
+use crate::sync::RwLocked;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -76,7 +77,7 @@ impl Repository {
                 std::thread::sleep(std::time::Duration::from_millis(50 * round as u64));
             }
         }
-        Err(Error::Invalid(format!(
+        Err(Error::Failed(format!(
             "index files kept vanishing while being read ({INDEX_LIST_ROUNDS} listings; another prune running in a loop?); try again"
         )))
     }
@@ -170,10 +171,7 @@ impl Repository {
                 mi.add_file(f, &skip);
             }
         }
-        *self
-            .index
-            .write()
-            .map_err(|_| Error::Invalid("index poisoned".into()))? = Arc::new(mi);
+        *self.index.write_locked() = Arc::new(mi);
         Ok(errors)
     }
 
@@ -270,10 +268,7 @@ impl Repository {
             }
         }
         if !out.packs.is_empty() {
-            let mut guard = self
-                .index
-                .write()
-                .map_err(|_| Error::Invalid("index poisoned".into()))?;
+            let mut guard = self.index.write_locked();
             let mi = Arc::make_mut(&mut guard);
             for p in &out.packs {
                 mi.add_pack(p);
@@ -285,10 +280,7 @@ impl Repository {
     /// Drop from the loaded index every pack not in `stored` (packs that an
     /// index file lists but storage has lost), so writers store those blobs again.
     pub fn forget_missing_packs(&self, stored: &crate::format::id::IdSet) -> Result<()> {
-        let mut guard = self
-            .index
-            .write()
-            .map_err(|_| Error::Invalid("index poisoned".into()))?;
+        let mut guard = self.index.write_locked();
         let kept = guard.retain_packs(|p| stored.contains(p));
         *guard = Arc::new(kept);
         Ok(())

@@ -26,6 +26,7 @@ use crate::format::keyfile::KeyFile;
 use crate::format::kind::{blob_ad, CONFIG_NAME};
 use crate::format::ObjectKind;
 use crate::host::{hostname, username};
+use crate::sync::RwLocked;
 
 use crate::format::kind::pack_name;
 use crate::format::tree::Tree;
@@ -263,25 +264,27 @@ impl Repository {
             .collect();
         let id = match matches.as_slice() {
             [] => {
-                return Err(Error::Invalid(format!(
-                    "no key {prefix} in this repository; 'ironvault key list' shows them"
-                )))
+                return Err(Error::NotFound {
+                    what: "key",
+                    name: prefix.to_string(),
+                    hint: "is not in this repository; 'ironvault key list' shows them".into(),
+                })
             }
             [one] => *one,
             _ => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "key id prefix {prefix} is ambiguous; give more characters"
                 )))
             }
         };
         if ObjectKind::Key.name(&id) == self.key_name {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Failed(format!(
                 "key {} is the one this command was opened with; open with another key to remove it, or use 'ironvault key passwd'",
                 id.short()
             )));
         }
         if keys.len() <= 1 {
-            return Err(Error::Invalid("the last key cannot be removed".into()));
+            return Err(Error::Failed("the last key cannot be removed".into()));
         }
         self.backend.delete(&ObjectKind::Key.name(&id))?;
         Ok(id)
@@ -289,7 +292,7 @@ impl Repository {
 
     /// The loaded index.
     pub fn index(&self) -> Arc<MasterIndex> {
-        self.index.read().map(|i| i.clone()).unwrap_or_default()
+        self.index.read_locked().clone()
     }
 
     /// The stored bytes of a blob: straight from storage, or for data packs

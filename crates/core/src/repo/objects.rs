@@ -35,7 +35,7 @@ pub fn save<T: SealedObject>(b: &dyn Backend, master: &[u8; 32], value: &T) -> R
         NameRule::Random => Id::random(),
         // Keyed ids need the id key: snapshots are saved by the repository.
         NameRule::KeyedId => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "{} objects are not saved by objects::save",
                 T::KIND.dir()
             )))

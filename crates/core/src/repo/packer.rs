@@ -8,6 +8,7 @@ use crate::format::index::{IndexFile, IndexPack};
 use crate::format::kind::pack_name;
 use crate::format::pack::{write_header, PackEntry};
 use crate::format::{BlobType, Id, ObjectKind};
+use crate::sync::Locked;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,7 +92,7 @@ impl BlobSink {
 
     /// True if the blob is indexed or already added in this run.
     pub fn is_known(&self, id: &Id) -> bool {
-        self.index.contains(id) || self.added.lock().map(|s| s.contains(id)).unwrap_or(false)
+        self.index.contains(id) || self.added.locked().contains(id)
     }
 
     /// Claim a blob id for writing: true if this caller must store it.
@@ -99,16 +100,13 @@ impl BlobSink {
         if self.index.contains(id) {
             return false;
         }
-        self.added
-            .lock()
-            .map(|mut s| s.insert(*id))
-            .unwrap_or(false)
+        self.added.locked().insert(*id)
     }
 
     /// Seal and store a claimed blob.
     pub fn store(&self, t: BlobType, id: Id, plain: &[u8]) -> Result<()> {
         let raw_len = u32::try_from(plain.len())
-            .map_err(|_| Error::Invalid(format!("blob {} is larger than 4 GiB", id.short())))?;
+            .map_err(|_| Error::Internal(format!("blob {} is larger than 4 GiB", id.short())))?;
         let sealed = self.repo.seal_blob(t, &id, plain, self.level);
         self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -158,25 +156,17 @@ impl BlobSink {
     /// Write no index file once `lock` may have gone stale: a prune may
     /// have deleted the packs it would list (format.md §9).
     pub fn guard_with(&self, lock: &crate::repo::lock::Lock) {
-        if let Ok(mut g) = self.guard.lock() {
-            *g = Some(lock.guard());
-        }
+        *self.guard.locked() = Some(lock.guard());
     }
 
     /// Remember the packs written from now on (see `written_packs`).
     pub fn record_written(&self) {
-        if let Ok(mut w) = self.written.lock() {
-            w.get_or_insert_with(Vec::new);
-        }
+        self.written.locked().get_or_insert_with(Vec::new);
     }
 
     /// The packs written since `record_written`.
     pub fn written_packs(&self) -> Vec<IndexPack> {
-        self.written
-            .lock()
-            .ok()
-            .and_then(|w| w.clone())
-            .unwrap_or_default()
+        self.written.locked().clone().unwrap_or_default()
     }
 
     /// Store a blob unless it is already known; true if it was stored.
@@ -195,9 +185,7 @@ impl BlobSink {
             return Ok(());
         }
         let full = {
-            let mut p = self.open[t as usize]
-                .lock()
-                .map_err(|_| Error::Invalid("packer poisoned".into()))?;
+            let mut p = self.open[t as usize].locked();
             if p.buf.capacity() == 0 {
                 // One allocation per pack instead of doubling up to twice its size.
                 // Most packs end within a typical blob of the target size; a
@@ -238,16 +226,11 @@ impl BlobSink {
         self.repo.backend().put(&pack_name(t, &id), &p.buf)?;
         self.stats.packs_written.fetch_add(1, Ordering::Relaxed);
         let ip = IndexPack::from_entries(id, t, p.buf.len() as u64, &p.entries);
-        if let Ok(mut w) = self.written.lock() {
-            if let Some(w) = w.as_mut() {
-                w.push(ip.clone());
-            }
+        if let Some(w) = self.written.locked().as_mut() {
+            w.push(ip.clone());
         }
         let due = {
-            let mut pi = self
-                .pending_index
-                .lock()
-                .map_err(|_| Error::Invalid("index poisoned".into()))?;
+            let mut pi = self.pending_index.locked();
             pi.0.push(ip);
             if pi.0.len() >= INDEX_EVERY_PACKS || pi.1.elapsed() >= INDEX_EVERY {
                 pi.1 = Instant::now();
@@ -266,7 +249,7 @@ impl BlobSink {
         if packs.is_empty() {
             return Ok(());
         }
-        let guard = self.guard.lock().ok().and_then(|g| g.clone());
+        let guard = self.guard.locked().clone();
         if let Some(g) = guard {
             g.check()?;
         }
@@ -290,10 +273,7 @@ impl BlobSink {
         if self.dry_run.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut pi = self
-            .pending_index
-            .lock()
-            .map_err(|_| Error::Invalid("index poisoned".into()))?;
+        let mut pi = self.pending_index.locked();
         pi.0.extend(packs);
         Ok(())
     }
@@ -304,20 +284,10 @@ impl BlobSink {
             return Ok(());
         }
         for t in [BlobType::Data, BlobType::Tree] {
-            let p = std::mem::take(
-                &mut *self.open[t as usize]
-                    .lock()
-                    .map_err(|_| Error::Invalid("packer poisoned".into()))?,
-            );
+            let p = std::mem::take(&mut *self.open[t as usize].locked());
             self.write_pack(t, p)?;
         }
-        let rest = std::mem::take(
-            &mut self
-                .pending_index
-                .lock()
-                .map_err(|_| Error::Invalid("index poisoned".into()))?
-                .0,
-        );
+        let rest = std::mem::take(&mut self.pending_index.locked().0);
         self.write_index(rest)
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::error::Result;
 use crate::format::Id;
+use crate::sync::Locked;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -59,9 +60,7 @@ impl ReadAhead {
             return fetch(offset, len);
         }
         let span = {
-            let Ok(mut spans) = self.spans.lock() else {
-                return fetch(offset, len);
-            };
+            let mut spans = self.spans.locked();
             let found = spans
                 .iter()
                 .find(|s| s.pack == *pack && s.start <= offset && offset + len <= s.end)
@@ -138,7 +137,7 @@ mod tests {
         let q = Id::random();
         let flaky = |o: u64, l: u64| {
             if l > 3 {
-                Err(crate::error::Error::Invalid("window failed".into()))
+                Err(crate::error::Error::Internal("window failed".into()))
             } else {
                 Ok(pack[o as usize..(o + l) as usize].to_vec())
             }

@@ -28,6 +28,7 @@
 //! other file is still restored.
 
 use crate::fsdir as dir;
+use crate::sync::Locked;
 mod fetch;
 mod metadata;
 pub mod plan;
@@ -48,7 +49,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// How to restore.
 #[derive(Clone, Debug)]
@@ -148,16 +149,14 @@ impl<'a> Ctx<'a> {
     }
 
     fn error(&self, path: &Path, msg: impl std::fmt::Display) {
-        if let Ok(mut e) = self.errors.lock() {
-            e.push(format!("{}: {msg}", path.display()));
-        }
+        self.errors
+            .locked()
+            .push(format!("{}: {msg}", path.display()));
     }
 
     /// Report that the entry at `path` could not be (fully) restored.
     fn fail(&self, path: &Path, msg: impl std::fmt::Display) {
-        if let Ok(mut f) = self.failed.lock() {
-            f.insert(path.to_path_buf());
-        }
+        self.failed.locked().insert(path.to_path_buf());
         self.error(path, msg);
     }
 
@@ -177,7 +176,7 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
 }
 
 fn not_a_directory(target: &Path) -> Error {
-    Error::Invalid(format!(
+    Error::Usage(format!(
         "restore target {} exists and is not a directory; give a directory (it is created if missing)",
         target.display()
     ))
@@ -223,7 +222,10 @@ pub fn restore_nodes(
         return Err(Error::Interrupted);
     }
     stats.bytes_written = ctx.progress.bytes_written.load(Ordering::Relaxed);
-    stats.errors = ctx.errors.into_inner().unwrap_or_default();
+    stats.errors = ctx
+        .errors
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
     stats.files -= ctx.failed_files.load(Ordering::Relaxed).min(stats.files);
     stats.unchanged = ctx.unchanged.load(Ordering::Relaxed);
     // `files` counts what was written; files found already right are `unchanged`.
@@ -255,7 +257,10 @@ pub fn dry_run(
     if crate::interrupt::requested() {
         return Err(Error::Interrupted);
     }
-    Ok(ctx.errors.into_inner().unwrap_or_default())
+    Ok(ctx
+        .errors
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::dir::{self, Dir};
 use super::metadata::apply_metadata_fd;
 use super::{fetch, select, verify, Ctx};
 use crate::format::tree::Node;
+use crate::sync::Locked;
 use crossbeam_channel::{bounded, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -142,11 +143,7 @@ pub(super) fn make_links(ctx: &Ctx<'_>, root: &Dir, links: &[(Vec<u8>, Vec<u8>)]
     let mut made = 0;
     for (link, first) in links {
         let (link_path, first_path) = (ctx.shown(link), ctx.shown(first));
-        let failed = ctx
-            .failed
-            .lock()
-            .map(|f| f.contains(&first_path))
-            .unwrap_or(true);
+        let failed = ctx.failed.locked().contains(&first_path);
         if failed {
             ctx.fail(
                 &link_path,

@@ -41,7 +41,7 @@ pub(super) fn find_credentials(env: &dyn Fn(&str) -> Option<String>) -> Result<C
     let file =
         env("AWS_SHARED_CREDENTIALS_FILE").unwrap_or_else(|| format!("{home}/.aws/credentials"));
     let missing = || {
-        Error::Invalid(format!(
+        Error::Usage(format!(
             "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put profile [{profile}] in {file} (AWS_PROFILE chooses the profile)"
         ))
     };

@@ -2,6 +2,7 @@
 //! rate limits, and a resolver that knows RFC 6761 `*.localhost` names.
 
 use super::{chain_text, root_cause, RetryNotice};
+use crate::sync::Locked;
 use async_trait::async_trait;
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpService,
@@ -31,7 +32,7 @@ impl RateLimit {
     /// after whatever was reserved before.
     pub(super) fn reserve(&self, bytes: u64, now: Instant) -> Duration {
         let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec);
-        let mut next = self.next_free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.next_free.locked();
         let start = (*next).max(now);
         *next = start + cost;
         (start + cost).saturating_duration_since(now)

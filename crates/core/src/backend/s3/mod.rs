@@ -107,7 +107,7 @@ pub struct S3Location {
 impl S3Location {
     pub fn parse(location: &str) -> Result<S3Location> {
         let usage = || {
-            Error::Invalid(format!(
+            Error::Usage(format!(
                 "S3 location {location}: expected s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]"
             ))
         };
@@ -132,7 +132,7 @@ impl S3Location {
                 .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(plain))
                 && !prefix.is_empty()
         {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "S3 location {location}: bucket and prefix may use only letters, digits, '-', '_', '.' and '/' between parts"
             )));
         }
@@ -190,13 +190,13 @@ impl S3Backend {
                 source: e,
             })?;
             let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Invalid(format!(
+                Error::Usage(format!(
                     "--cacert {}: not a PEM certificate file ({e})",
                     ca.display()
                 ))
             })?;
             if certs.is_empty() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "--cacert {}: not a PEM certificate file (no certificate in it)",
                     ca.display()
                 )));
@@ -229,13 +229,13 @@ impl S3Backend {
         }
         let s3 = b
             .build()
-            .map_err(|e| Error::Invalid(format!("S3 location {location}: {e}")))?;
+            .map_err(|e| Error::Usage(format!("S3 location {location}: {e}")))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ironvault-s3")
             .enable_all()
             .build()
-            .map_err(|e| Error::Invalid(format!("cannot start the S3 client runtime: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the S3 client runtime: {e}")))?;
         Ok(S3Backend {
             location: location.to_string(),
             loc,

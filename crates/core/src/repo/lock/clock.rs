@@ -106,7 +106,7 @@ impl StorageClock {
         if s.unsigned_abs() <= MAX_CLOCK_SKEW.as_secs() {
             return Ok(());
         }
-        Err(Error::Invalid(format!(
+        Err(Error::Failed(format!(
             "this host's clock is {} {} the storage's (by the time the storage gave the lock object just written); {what} only while the two agree within {} minutes: set the clock right (NTP on this host, or on the storage server), then run it again",
             span(s.unsigned_abs()),
             if s > 0 { "behind" } else { "ahead of" },

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::format::{ObjectKind, SealedObject};
 use crate::repo::objects::load_all;
+use crate::sync::Locked;
 use clock::boottime;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -184,21 +185,14 @@ struct Shared {
 
 impl Shared {
     fn info_host(&self) -> String {
-        self.info
-            .lock()
-            .map(|i| i.hostname.clone())
-            .unwrap_or_default()
+        self.info.locked().hostname.clone()
     }
 
     /// Write the lock object and read the storage's clock from it.
     fn write(&self) -> Result<()> {
-        let info = self
-            .info
-            .lock()
-            .map_err(|_| Error::Invalid("lock poisoned".into()))?
-            .clone();
+        let info = self.info.locked().clone();
         let sealed = info.seal(&self.key)?;
-        let mut written = self.written.lock().map_err(|_| poisoned())?;
+        let mut written = self.written.locked();
         let before = SystemTime::now();
         let put = self.backend.put(&self.name, &sealed);
         if put.is_ok() {
@@ -211,16 +205,14 @@ impl Shared {
             Some(o) => o.modified,
             None => return Err(self.vanished()),
         };
-        if let Ok(mut c) = self.clock.lock() {
-            *c = StorageClock::from_write(stamp, before);
-        }
+        *self.clock.locked() = StorageClock::from_write(stamp, before);
         Ok(())
     }
 
     /// The error of a holder whose lock object is gone.
     fn vanished(&self) -> Error {
         self.lost.store(true, Ordering::SeqCst);
-        Error::Invalid(format!(
+        Error::Failed(format!(
             "our lock {} vanished (removed by 'ironvault unlock', or by a prune that took it for stale): stopping here; the packs written since the last index file stay unindexed and the next backup reuses them",
             self.name
         ))
@@ -234,7 +226,7 @@ impl Shared {
         if self.lost.load(Ordering::SeqCst) {
             return Err(self.vanished());
         }
-        let written = self.written.lock().map_err(|_| poisoned())?;
+        let written = self.written.locked();
         match self.backend.get(&self.name) {
             Ok(stored) if written.contains(&stored) => Ok(()),
             Ok(_) => Err(self.vanished()),
@@ -246,12 +238,11 @@ impl Shared {
     fn refresh(&self) -> Result<()> {
         failpoint::hit("lock-refresh");
         self.ensure_ours()?;
-        if let Ok(mut i) = self.info.lock() {
-            i.refreshed = chrono::Local::now().to_rfc3339();
-        }
+        self.info.locked().refreshed = chrono::Local::now().to_rfc3339();
         let started = boottime();
         self.write()?;
-        if let Ok(mut t) = self.last_refresh.lock() {
+        {
+            let mut t = self.last_refresh.locked();
             let gap = started.saturating_sub(t.0);
             *t = (started, t.1.max(gap));
         }
@@ -259,10 +250,7 @@ impl Shared {
     }
 
     fn clock(&self) -> StorageClock {
-        self.clock
-            .lock()
-            .map(|c| *c)
-            .unwrap_or_else(|_| StorageClock::local())
+        self.clock.locked().to_owned()
     }
 }
 
@@ -325,7 +313,7 @@ impl Lock {
                     let _ = s2.refresh();
                 }
             })
-            .map_err(|e| Error::Invalid(format!("cannot start lock refresher: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start lock refresher: {e}")))?;
         Ok(Lock {
             shared,
             refresher: Some(refresher),
@@ -369,11 +357,7 @@ impl Lock {
     /// snapshot is written: a stale lock means prune may have deleted packs).
     pub fn confirm(&self) -> Result<()> {
         self.shared.refresh()?;
-        let (_, max_gap) = *self
-            .shared
-            .last_refresh
-            .lock()
-            .map_err(|_| Error::Invalid("lock poisoned".into()))?;
+        let (_, max_gap) = *self.shared.last_refresh.locked();
         check_gap(&self.shared.name, max_gap)
     }
 
@@ -399,13 +383,9 @@ impl Drop for Lock {
     }
 }
 
-fn poisoned() -> Error {
-    Error::Invalid("lock poisoned".into())
-}
-
 fn check_gap(name: &str, gap: Duration) -> Result<()> {
     if gap > STALE_AFTER - MAX_CLOCK_SKEW {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Failed(format!(
             "lock {name} went {} s without a refresh (was the machine asleep?), so another process may have treated it as stale; nothing more was written: run the command again",
             gap.as_secs()
         )));
@@ -423,19 +403,13 @@ impl LockGuard {
     /// Make the lock look as if it had gone `gap` without a refresh.
     #[cfg(test)]
     pub(crate) fn pretend_gap(&self, gap: Duration) {
-        if let Ok(mut t) = self.shared.last_refresh.lock() {
-            t.1 = gap;
-        }
+        self.shared.last_refresh.locked().1 = gap;
     }
 
     /// Fail if the lock went, or has now gone, too long without a refresh,
     /// or if its object was removed or replaced.
     pub fn check(&self) -> Result<()> {
-        let (last, max_gap) = *self
-            .shared
-            .last_refresh
-            .lock()
-            .map_err(|_| Error::Invalid("lock poisoned".into()))?;
+        let (last, max_gap) = *self.shared.last_refresh.locked();
         check_gap(
             &self.shared.name,
             max_gap.max(boottime().saturating_sub(last)),
@@ -454,7 +428,7 @@ pub fn probe_clock(b: &dyn Backend, key: &[u8; 32]) -> Result<StorageClock> {
     let clock = stat.map(|o| o.map(|o| StorageClock::from_write(o.modified, before)));
     b.delete(&name)?;
     clock?.ok_or_else(|| {
-        Error::Invalid(format!(
+        Error::Failed(format!(
             "{name} was gone right after it was written: another process removes lock objects; run the command again once it is done"
         ))
     })

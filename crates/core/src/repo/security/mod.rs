@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::format::id::{IdMap, IdSet};
 use crate::format::snapshot::Snapshot;
 use crate::format::Id;
+use crate::sync::Locked;
 use record::{Described, Group, HexId};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -413,10 +414,7 @@ impl Guard {
 
     /// A copy of the record as this process knows it.
     pub fn record(&self) -> Record {
-        self.record
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.record.locked().clone()
     }
 
     /// Alarms kept.
@@ -451,9 +449,7 @@ impl Guard {
         });
         match res {
             Ok(r) => {
-                if let Ok(mut g) = self.record.lock() {
-                    *g = r;
-                }
+                *self.record.locked() = r;
                 true
             }
             Err(e) => {
@@ -632,7 +628,7 @@ impl Guard {
                 .retain(|i| !stored_index.contains(&i.0) || files_sup.contains(&i.0));
         });
         if !ok {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Failed(format!(
                 "the security record in {} could not be written; nothing was accepted",
                 self.dir.display()
             )));

@@ -328,7 +328,7 @@ impl Record {
     /// Encode as JSON (one field per line: the file is for people too).
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut v = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::Invalid(format!("encoding the security record: {e}")))?;
+            .map_err(|e| Error::Internal(format!("encoding the security record: {e}")))?;
         v.push(b'\n');
         Ok(v)
     }
@@ -338,7 +338,7 @@ impl Record {
         let r: Record = serde_json::from_slice(bytes)
             .map_err(|e| Error::damaged(what, format!("not a security record: {e}")))?;
         if r.version > RECORD_VERSION {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Failed(format!(
                 "{what} was written by a newer ironvault (record version {}, this one reads {RECORD_VERSION}); upgrade ironvault",
                 r.version
             )));

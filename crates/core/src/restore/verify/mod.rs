@@ -18,6 +18,7 @@ use super::metadata::{foreign_acls, without_privileges};
 use super::select::{self, Step};
 use super::Ctx;
 use crate::format::tree::{Node, NodeType, Time};
+use crate::sync::Locked;
 use crossbeam_channel::{bounded, Sender};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -50,10 +51,7 @@ pub(super) fn verify_restored(
     threads: usize,
 ) {
     // A copy, so no lock is held while files are read.
-    let failed = match ctx.failed.lock() {
-        Ok(f) => f.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
+    let failed = ctx.failed.locked().clone();
     std::thread::scope(|s| {
         // As for writing: a few jobs per thread keeps them busy, and bounds
         // the nodes (with their blob id lists) held in memory.
