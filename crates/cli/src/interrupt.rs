@@ -35,8 +35,8 @@ fn end_child_group() {
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    // First, before any message: writing to a closed stderr (our reader
-    // died) raises SIGPIPE, which would end us before the command is ended.
+    // First, before any message: a message to a closed or stuck stderr
+    // (our reader died) must not keep the command from being ended.
     end_child_group();
     if SEEN.swap(true, Ordering::SeqCst) {
         if LOGS_ITS_STOP.load(Ordering::SeqCst) {

@@ -262,6 +262,55 @@ fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, Ex
     (one_line(e), Exit::Failure)
 }
 
+/// True when standard output is a pipe whose reader has closed it.
+fn stdout_reader_gone() -> bool {
+    let mut p = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLERR != 0
+}
+
+/// End as a Unix tool ends when its reader goes away: by SIGPIPE, quietly.
+fn end_by_sigpipe() -> ! {
+    // SAFETY: restoring the default disposition, then raising the signal
+    // on ourselves; nothing is left to clean up on this path.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
+/// A write error that a closed pipe gave (EPIPE), anywhere in the chain.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) || format!("{e:#}").contains("Broken pipe")
+}
+
+/// `println!` panics when standard output is a closed pipe: end quietly
+/// instead, as above. Any other panic keeps the default report.
+fn install_quiet_end_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && stdout_reader_gone() {
+            end_by_sigpipe();
+        }
+        report(info)
+    }));
+}
+
 /// Keep large buffers (chunks, packs) out of glibc's arenas: with its
 /// default dynamic threshold, freed multi-MiB buffers raise the threshold and
 /// later ones land in per-thread arenas that fragment, adding tens of MiB to
@@ -276,12 +325,12 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    // Like other Unix tools, end quietly when the reader of our output goes
-    // away (`ironvault ls --json latest | head`) instead of panicking on EPIPE.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default), so that a dropped S3
+    // connection, a webhook's socket or an alert command that exits without
+    // reading its input is an error the code handles, not the end of the
+    // process. Our own reader going away (`ironvault ls --json latest |
+    // head`) still ends us quietly, as other Unix tools end: see below.
+    install_quiet_end_on_closed_stdout();
     let cli = Cli::parse();
     interrupt::install(
         matches!(cli.cmd, Command::Backup(_) | Command::Copy(_)),
@@ -318,6 +367,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.code()),
         Err(e) => {
+            if is_broken_pipe(&e) && stdout_reader_gone() {
+                end_by_sigpipe();
+            }
             let (msg, code) = exit_for(&e, cli.repo.as_deref(), &cli.cmd);
             eprintln!("error: {msg}");
             ExitCode::from(code.code())

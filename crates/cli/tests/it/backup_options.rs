@@ -66,7 +66,7 @@ fn excludes_markers_caches_and_files_from() {
         vec!["/logs", "/logs/a.log", "/logs/keep.txt"]
     );
     let o = env.run(&["backup", "--exclude", "a[", src.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&o.stderr).contains("exclude pattern \"a[\""));
 }
 

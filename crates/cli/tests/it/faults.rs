@@ -474,7 +474,7 @@ fn relative_repository_path_and_bad_restore_target() {
     let file = env.path("a-file");
     std::fs::write(&file, b"x").unwrap();
     let o = env.run(&["restore", "latest", "--target", file.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a usage error");
     let e = stderr_of(&o);
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(e.contains("is not a directory"), "{e}");

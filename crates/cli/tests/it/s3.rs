@@ -333,12 +333,11 @@ fn killing_the_s3_server_mid_backup_fails_in_one_line_and_a_rerun_completes() {
         "backup",
         src.to_str().unwrap(),
     ]);
-    // A guess at "mid backup", kept as a sleep for now: waiting until the
-    // upload is under way (5 MiB sent) makes the kill land on a live
-    // connection, and then the backup dies of SIGPIPE (main.rs sets it to
-    // SIG_DFL; the S3 client's writes do not use MSG_NOSIGNAL) instead of
-    // failing in one line. To wait on the condition once that is fixed.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Mid backup: the upload is under way, so the kill lands on a live
+    // connection (which once ended the process by SIGPIPE).
+    wait_for("5 MiB sent", Duration::from_secs(60), || {
+        bytes_written(child.id()) >= 5 << 20
+    });
     server.kill();
     let o = child.wait_with_output().unwrap();
     let e = stderr_of(&o);
