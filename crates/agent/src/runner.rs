@@ -481,7 +481,7 @@ impl<'a> Runner<'a> {
                 let s = f.summary();
                 let summary: Option<BackupSummary> = read(s.as_ref());
                 let snapshot = summary.as_ref().map(|b| b.snapshot_id.clone());
-                let bytes = summary.as_ref().map(|b| b.data_added);
+                let bytes = summary.as_ref().map(|b| b.data_added_packed);
                 let (mut o, mut end) = finished_outcome(&f, s);
                 if f.code == Exit::Partial && snapshot.is_some() {
                     o = Outcome::Warning;

@@ -22,6 +22,7 @@ pub struct CopyStatus {
     pub place: Place,
     pub site: Option<String>,
     pub newest_snapshot: Option<String>,
+    #[serde(serialize_with = "ironvault_core::contract::time::serialize_opt")]
     pub newest_time: Option<DateTime<Utc>>,
     /// The RPO held: age of the newest snapshot, in seconds.
     pub age_seconds: Option<u64>,
@@ -34,6 +35,7 @@ pub struct CopyStatus {
 #[derive(Clone, Debug, Serialize)]
 pub struct DrillStatus {
     pub copy: Option<String>,
+    #[serde(serialize_with = "ironvault_core::contract::time::serialize")]
     pub time: DateTime<Utc>,
     pub result: String,
     pub rta_seconds: Option<f64>,
@@ -44,7 +46,9 @@ pub struct DrillStatus {
 /// The last run.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunStatus {
+    #[serde(serialize_with = "ironvault_core::contract::time::serialize")]
     pub started: DateTime<Utc>,
+    #[serde(serialize_with = "ironvault_core::contract::time::serialize_opt")]
     pub ended: Option<DateTime<Utc>>,
     pub result: String,
     pub error: Option<String>,
@@ -59,6 +63,7 @@ pub struct PlanStatus {
     pub source: Place,
     pub copies: Vec<CopyStatus>,
     pub last_run: Option<RunStatus>,
+    #[serde(serialize_with = "ironvault_core::contract::time::serialize_opt")]
     pub last_success: Option<DateTime<Utc>>,
     pub last_drill: Option<DrillStatus>,
     pub three_two_one: Verdict,

@@ -6,6 +6,7 @@ use anyhow::{anyhow, bail, Result};
 use ironvault_core::backup::{backup, BackupOptions, ParentChoice};
 use ironvault_core::contract::summary::{to_json_line, BackupSummary, MessageType};
 use ironvault_core::format::Id;
+use ironvault_core::Error as CoreError;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
@@ -51,6 +52,8 @@ pub struct Args {
     stdin_filename: String,
     /// Run this command and back up its standard output as one file (e.g. an IBM i
     /// save file or an AIX mksysb image); if the command fails, so does the backup.
+    /// The command follows the flag (`--stdin-from-command CMD ARGS...`, last on the
+    /// line) or, as restic has it, comes after `--` (`--stdin-from-command -- CMD ARGS...`).
     #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD", conflicts_with_all = ["paths", "files_from"])]
     stdin_from_command: Vec<String>,
     /// Compare against this snapshot instead of the newest one of this host and paths.
@@ -65,7 +68,8 @@ pub struct Args {
     /// Record this host name instead of the machine's.
     #[arg(long)]
     host: Option<String>,
-    /// Record this time (RFC 3339, e.g. 2026-01-31T23:00:00+01:00) instead of now.
+    /// Record this time instead of now: "2026-01-02 03:04:05" or
+    /// 2026-01-02T03:04:05 (local time), or RFC 3339 with a zone (2026-01-02T03:04:05+01:00).
     #[arg(long)]
     time: Option<String>,
     /// zstd level 1-22; 0 stores data uncompressed. Default: the repository's (3).
@@ -134,10 +138,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             );
         }
     }
-    if let Some(t) = &a.time {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .map_err(|e| anyhow!("--time {t:?} is not an RFC 3339 time: {e}"))?;
-    }
+    let time = a.time.as_deref().map(snapshot_time).transpose()?;
+    let source_command = source_command(&a.stdin_from_command)?;
     let repo = super::open_repo(cli)?;
     let mut opts = BackupOptions::new(paths);
     opts.excludes = excludes;
@@ -147,7 +149,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         opts.hostname = h.clone();
     }
     opts.tags = a.tag.clone();
-    opts.time = a.time.clone();
+    opts.time = time;
     opts.compression = a.compression;
     opts.parent = if a.force {
         ParentChoice::Force
@@ -219,7 +221,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     };
     let warn = |m: &str| eprintln!("{clear}warning: {m}");
     let r = if streaming {
-        backup_stream_cli(repo.clone(), &opts, a, &warn)
+        backup_stream_cli(repo.clone(), &opts, a, source_command, &warn)
     } else {
         backup(repo.clone(), &opts, &warn).map_err(anyhow::Error::from)
     };
@@ -237,6 +239,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         )
     });
     if cli.json {
+        let c = &r.counts;
         let summary = BackupSummary {
             message_type: MessageType::Summary,
             snapshot_id: r.snapshot_id.to_hex(),
@@ -245,11 +248,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             files_new: s.files_new,
             files_changed: s.files_changed,
             files_unmodified: s.files_unmodified,
+            dirs_new: c.dirs_new,
+            dirs_changed: c.dirs_changed,
+            dirs_unmodified: c.dirs_unmodified,
             dirs: s.dirs,
+            data_blobs: c.data_blobs,
+            tree_blobs: c.tree_blobs,
+            data_added: c.bytes_added_raw,
+            data_added_packed: s.bytes_added,
+            total_files_processed: s.files_new + s.files_changed + s.files_unmodified,
+            total_bytes_processed: c.bytes_processed,
             bytes_read: s.bytes_read,
-            data_added: s.bytes_added,
             errors: s.errors,
             changed_during_read: s.changed_during_read,
+            backup_start: s.started.clone(),
+            backup_end: s.finished.clone(),
             total_duration: started.elapsed().as_secs_f64(),
             storage: crate::output::storage_stats(repo.backend().as_ref()),
         };
@@ -305,11 +318,63 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     })
 }
 
+/// `--time`: restic's `2026-01-02 03:04:05` or `2026-01-02T03:04:05` in local
+/// time, or RFC 3339 with a zone; recorded as RFC 3339 with the offset, the
+/// one time format of every JSON document.
+fn snapshot_time(t: &str) -> Result<String> {
+    use chrono::{LocalResult, NaiveDateTime, TimeZone};
+    let usage = |why: &str| {
+        CoreError::Usage(format!(
+            "--time {t:?} {why}; give e.g. --time \"2026-01-02 03:04:05\" (local time) or --time 2026-01-02T03:04:05+01:00"
+        ))
+    };
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(d.to_rfc3339());
+    }
+    let naive = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .ok_or_else(|| usage("is not a time"))?;
+    match chrono::Local.from_local_datetime(&naive) {
+        LocalResult::Single(d) => Ok(d.to_rfc3339()),
+        // A clock set back (end of daylight saving time): the first of the two.
+        LocalResult::Ambiguous(first, _) => Ok(first.to_rfc3339()),
+        LocalResult::None => Err(usage(
+            "does not exist in the local time zone (skipped when the clock moved forward)",
+        )
+        .into()),
+    }
+}
+
+/// The command of `--stdin-from-command` and its arguments. Two shapes: ours,
+/// the command right after the flag (`--stdin-from-command CMD ARGS...`), and
+/// restic's, the command after `--` (`--stdin-from-command -- CMD ARGS...`).
+/// The flag takes everything after it, so in restic's shape its first value
+/// is the `--`.
+fn source_command(values: &[String]) -> Result<Vec<String>> {
+    let cmd = match values.split_first() {
+        Some((first, rest)) if first == "--" => rest,
+        _ => values,
+    };
+    match cmd.first() {
+        Some(prog) if prog.starts_with('-') => Err(CoreError::Usage(format!(
+            "--stdin-from-command takes the rest of the line as the command, and {prog:?} is not one; put the flag last: --stdin-filename NAME --stdin-from-command -- CMD ARGS"
+        ))
+        .into()),
+        None if !values.is_empty() => Err(CoreError::Usage(
+            "--stdin-from-command -- needs a command after the --, e.g. --stdin-from-command -- pg_dump mydb".into(),
+        )
+        .into()),
+        _ => Ok(cmd.to_vec()),
+    }
+}
+
 /// --stdin and --stdin-from-command.
 fn backup_stream_cli(
     repo: std::sync::Arc<ironvault_core::repo::Repository>,
     opts: &BackupOptions,
     a: &Args,
+    command: Vec<String>,
     warn: &(dyn Fn(&str) + Sync),
 ) -> Result<ironvault_core::backup::BackupResult> {
     use ironvault_core::backup::stream::backup_stream;
@@ -324,8 +389,7 @@ fn backup_stream_cli(
             warn,
         )?);
     }
-    let (prog, args) = a
-        .stdin_from_command
+    let (prog, args) = command
         .split_first()
         .ok_or_else(|| anyhow!("--stdin-from-command needs a command"))?;
     // A session of its own: its own process group, so that a backup that
@@ -363,7 +427,7 @@ fn backup_stream_cli(
         .stdout
         .take()
         .ok_or_else(|| anyhow!("no output from {prog:?}"))?;
-    let cmd = a.stdin_from_command.join(" ");
+    let cmd = command.join(" ");
     let mut finish = || -> ironvault_core::Result<()> {
         // Its output ended: from here on its group id is not ours to signal.
         crate::interrupt::set_child_group(0);

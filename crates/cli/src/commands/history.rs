@@ -35,21 +35,23 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             .to_string()
     };
     if cli.json {
+        use ironvault_core::contract::time::utc;
+        let opt = |t: Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map(utc);
         let mut out = Vec::new();
         for r in &runs {
             let steps: Vec<serde_json::Value> = history
                 .steps(r.id)?
                 .iter()
                 .map(|s| {
-                    serde_json::json!({"step": s.step, "copy": s.copy, "started": s.started,
-                        "ended": s.ended, "result": s.result.as_str(), "bytes": s.bytes,
+                    serde_json::json!({"step": s.step, "copy": s.copy, "started": utc(&s.started),
+                        "ended": opt(s.ended), "result": s.result.as_str(), "bytes": s.bytes,
                         "snapshot": s.snapshot, "seconds": s.seconds, "error": s.error})
                 })
                 .collect();
             out.push(
                 serde_json::json!({"run": r.id, "plan": r.plan, "kind": r.kind,
-                "trigger": r.trigger, "scheduled_for": r.scheduled_for, "started": r.started,
-                "ended": r.ended, "result": r.result.as_str(), "error": r.error, "steps": steps}),
+                "trigger": r.trigger, "scheduled_for": opt(r.scheduled_for), "started": utc(&r.started),
+                "ended": opt(r.ended), "result": r.result.as_str(), "error": r.error, "steps": steps}),
             );
         }
         println!("{}", serde_json::Value::Array(out));

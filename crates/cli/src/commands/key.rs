@@ -58,7 +58,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
                     .map(|(id, k)| match k {
                         Ok(k) => {
                             serde_json::json!({"id": id.to_hex(), "current": id.to_hex() == current,
-                            "userName": k.username, "hostName": k.hostname, "created": k.created})
+                            "userName": k.username, "hostName": k.hostname, "created": ironvault_core::contract::time::normalise(&k.created)})
                         }
                         Err(e) => serde_json::json!({"id": id.to_hex(), "error": e.to_string()}),
                     })

@@ -118,7 +118,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         println!(
             "{}",
             serde_json::json!({"message_type": "snapshot", "struct_type": "snapshot", "id": id.to_hex(),
-                "short_id": id.short(), "time": snap.time, "hostname": snap.hostname, "paths": snap.paths, "tags": snap.tags})
+                "short_id": id.short(), "time": ironvault_core::contract::time::normalise(&snap.time), "hostname": snap.hostname, "paths": snap.paths, "tags": snap.tags})
         );
     } else if !cli.quiet {
         eprintln!(

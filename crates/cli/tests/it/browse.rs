@@ -59,7 +59,10 @@ fn snapshots_filters_latest_and_group_by() {
     let groups = v.as_array().unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(groups[0]["group_key"]["hostname"], "h1");
-    assert_eq!(groups[0]["snapshots"][0]["time"], "2026-01-02T00:00:00Z");
+    assert_eq!(
+        groups[0]["snapshots"][0]["time"],
+        "2026-01-02T00:00:00+00:00"
+    );
     let o = env.run(&["snapshots", "--group-by", "colour"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("use host, paths and/or tags"));

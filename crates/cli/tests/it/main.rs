@@ -27,6 +27,7 @@ mod plans_s3;
 mod plans_secrets;
 mod prune;
 mod repair_packs;
+mod restic_shapes;
 mod restore_escape;
 mod restore_options;
 mod rewrite;

@@ -50,6 +50,13 @@ pub(super) fn assemble(sh: &Shared<'_>, events: Receiver<Vec<Event>>) -> Option<
                 let (node, mut nodes) = stack.pop()?;
                 let mut node = node?;
                 nodes.sort_by(|a, b| a.name.cmp(&b.name));
+                let p = &sh.progress;
+                let counter = match &parent {
+                    None => &p.dirs_new,
+                    Some((_, t)) if t.nodes == nodes => &p.dirs_unmodified,
+                    Some(_) => &p.dirs_changed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 // Unchanged directory: same nodes give the same blob; skip encoding it.
                 let reuse = parent
                     .filter(|(id, t)| t.nodes == nodes && sh.sink.is_known(id))

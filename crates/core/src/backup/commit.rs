@@ -1,6 +1,6 @@
 //! The last step of every backup (files or a stream): the snapshot object.
 
-use super::{BackupOptions, BackupResult, WarnFn};
+use super::{BackupCounts, BackupOptions, BackupResult, Progress, WarnFn};
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::Id;
@@ -21,6 +21,7 @@ pub(crate) fn commit_snapshot(
     paths: Vec<String>,
     parent: Option<Id>,
     summary: Summary,
+    progress: &Progress,
     warn: WarnFn<'_>,
 ) -> Result<BackupResult> {
     // SAFETY: getuid/getgid have no preconditions.
@@ -40,6 +41,15 @@ pub(crate) fn commit_snapshot(
         summary: Some(summary.clone()),
     };
     let bytes_added_stored = sink.stats.bytes_added_stored.load(Ordering::Relaxed);
+    let counts = BackupCounts {
+        dirs_new: progress.dirs_new.load(Ordering::Relaxed),
+        dirs_changed: progress.dirs_changed.load(Ordering::Relaxed),
+        dirs_unmodified: progress.dirs_unmodified.load(Ordering::Relaxed),
+        data_blobs: sink.stats.data_blobs_added.load(Ordering::Relaxed),
+        tree_blobs: sink.stats.tree_blobs_added.load(Ordering::Relaxed),
+        bytes_added_raw: sink.stats.bytes_added_raw.load(Ordering::Relaxed),
+        bytes_processed: progress.bytes_processed.load(Ordering::Relaxed),
+    };
     if opts.dry_run {
         let snapshot_id = repo
             .id_keys()
@@ -52,6 +62,7 @@ pub(crate) fn commit_snapshot(
             summary,
             packs_written: 0,
             bytes_added_stored,
+            counts,
         });
     }
     // The last safe point: a stop requested while the packs were written
@@ -75,5 +86,6 @@ pub(crate) fn commit_snapshot(
         summary,
         packs_written: sink.stats.packs_written.load(Ordering::Relaxed),
         bytes_added_stored,
+        counts,
     })
 }

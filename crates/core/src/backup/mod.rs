@@ -105,6 +105,28 @@ pub struct BackupResult {
     pub summary: Summary,
     pub packs_written: u64,
     pub bytes_added_stored: u64,
+    /// What restic's summary reports beyond the snapshot's own summary.
+    pub counts: BackupCounts,
+}
+
+/// Counts of a backup that the snapshot does not record (the `--json`
+/// summary prints them under restic's names).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupCounts {
+    /// Directories the parent snapshot did not have.
+    pub dirs_new: u64,
+    /// Directories the parent snapshot had, with other contents.
+    pub dirs_changed: u64,
+    /// Directories stored exactly as in the parent snapshot.
+    pub dirs_unmodified: u64,
+    /// New data blobs (chunks) added to the repository.
+    pub data_blobs: u64,
+    /// New tree blobs (directory listings) added to the repository.
+    pub tree_blobs: u64,
+    /// Plain (uncompressed, unencrypted) bytes of the new blobs.
+    pub bytes_added_raw: u64,
+    /// Size of every file backed up, read or found unchanged.
+    pub bytes_processed: u64,
 }
 
 impl BackupResult {
@@ -133,7 +155,13 @@ pub struct Progress {
     pub files_changed: AtomicU64,
     pub files_unmodified: AtomicU64,
     pub dirs: AtomicU64,
+    /// Of `dirs`, those new, changed and unmodified against the parent snapshot.
+    pub dirs_new: AtomicU64,
+    pub dirs_changed: AtomicU64,
+    pub dirs_unmodified: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// Sizes of the files done, read or found unchanged (restic's `total_bytes_processed`).
+    pub bytes_processed: AtomicU64,
     pub errors: AtomicU64,
     pub changed: AtomicU64,
     /// Bytes of files done: read, or found unchanged (for percent and ETA).
@@ -377,6 +405,7 @@ pub fn backup(
         path_strings,
         parent.map(|p| p.0),
         summary,
+        &shared.progress,
         warn,
     )
 }

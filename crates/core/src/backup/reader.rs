@@ -26,7 +26,10 @@ pub(super) fn run_reader(sh: &Shared<'_>, jobs: Receiver<FileJob>, seal: Sender<
             read_file(sh, &job, &seal, &mut buf, &mut zero_ids)
         };
         // Counted once read: a skipped file is an error, not a new file.
-        if result.is_some() {
+        if let Some(n) = &result {
+            sh.progress
+                .bytes_processed
+                .fetch_add(n.size, Ordering::Relaxed);
             let counter = if job.in_parent {
                 &sh.progress.files_changed
             } else {

@@ -144,6 +144,7 @@ pub fn backup_stream(
     let (root, _) = sink.add(BlobType::Tree, &to_cbor(&Tree { nodes: vec![node] })?)?;
     sink.finish()?;
     progress.files_new.fetch_add(1, Ordering::Relaxed);
+    progress.bytes_processed.fetch_add(total, Ordering::Relaxed);
     let summary = Summary {
         files_new: 1,
         bytes_read: total,
@@ -161,6 +162,7 @@ pub fn backup_stream(
         vec![format!("/{name}")],
         None,
         summary,
+        &progress,
         warn,
     )
 }

@@ -174,17 +174,17 @@ impl<'a, 's> Walker<'a, 's> {
         if self.opts.excludes.excludes_dir(path, &names) {
             return;
         }
-        // Another file system below a mount point: keep the mount point, empty.
-        if self.opts.excludes.one_file_system && node.device_id != self.root_dev.get() {
-            self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
-            self.emit(Event::Enter(node));
-            self.emit(Event::Leave(None));
-            return;
-        }
         let parent_tree = parent
             .filter(|p| p.node_type == NodeType::Dir)
             .and_then(|p| p.subtree)
             .and_then(|id| self.repo.read_tree(&id).ok().map(|t| (id, t)));
+        // Another file system below a mount point: keep the mount point, empty.
+        if self.opts.excludes.one_file_system && node.device_id != self.root_dev.get() {
+            self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
+            self.emit(Event::Enter(node));
+            self.emit(Event::Leave(parent_tree));
+            return;
+        }
         self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
         self.emit(Event::Enter(node));
         for (name, stat) in entries {
@@ -224,6 +224,10 @@ impl<'a, 's> Walker<'a, 's> {
                 self.sh
                     .progress
                     .bytes_done
+                    .fetch_add(node.size, Ordering::Relaxed);
+                self.sh
+                    .progress
+                    .bytes_processed
                     .fetch_add(node.size, Ordering::Relaxed);
                 return self.emit(Event::Ready(node));
             }

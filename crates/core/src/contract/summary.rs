@@ -56,8 +56,9 @@ impl From<TransferStats> for StorageStats {
     }
 }
 
-/// `backup --json`. (The names follow the snapshot's own summary; restic's
-/// names, e.g. `files_new`, `data_added`, are the ones to add next.)
+/// `backup --json`: restic's summary fields under restic's names, with ours
+/// beside them (`dirs`, `bytes_read`, `errors`, ...). Fields added after the
+/// first release default when absent, so a line from an older binary reads.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackupSummary {
     pub message_type: MessageType,
@@ -67,13 +68,41 @@ pub struct BackupSummary {
     pub files_new: u64,
     pub files_changed: u64,
     pub files_unmodified: u64,
+    /// Directories new, changed and unmodified against the parent snapshot.
+    #[serde(default)]
+    pub dirs_new: u64,
+    #[serde(default)]
+    pub dirs_changed: u64,
+    #[serde(default)]
+    pub dirs_unmodified: u64,
+    /// Every directory backed up (`dirs_new + dirs_changed + dirs_unmodified`).
     pub dirs: u64,
-    pub bytes_read: u64,
-    /// Bytes the backup added to the repository (compressed and encrypted).
+    /// New data blobs (chunks) and tree blobs (directory listings) stored.
+    #[serde(default)]
+    pub data_blobs: u64,
+    #[serde(default)]
+    pub tree_blobs: u64,
+    /// Bytes of the new blobs before compression and encryption (restic's meaning).
     pub data_added: u64,
+    /// Bytes the backup added to the repository: compressed and encrypted.
+    #[serde(default)]
+    pub data_added_packed: u64,
+    /// Files backed up: new, changed and unmodified.
+    #[serde(default)]
+    pub total_files_processed: u64,
+    /// Size of every file backed up, read or found unchanged.
+    #[serde(default)]
+    pub total_bytes_processed: u64,
+    /// Bytes read from files (unchanged files are not read).
+    pub bytes_read: u64,
     /// Files that could not be read (a partial snapshot, exit 3).
     pub errors: u64,
     pub changed_during_read: u64,
+    /// When the backup started and ended (RFC 3339 with offset).
+    #[serde(default)]
+    pub backup_start: String,
+    #[serde(default)]
+    pub backup_end: String,
     /// Seconds.
     pub total_duration: f64,
     pub storage: Option<StorageStats>,
@@ -115,7 +144,7 @@ pub struct GroupKey {
 pub struct SnapshotEntry {
     pub id: String,
     pub short_id: String,
-    /// RFC 3339, as the snapshot records it.
+    /// RFC 3339 with offset (`contract::time`), as the snapshot records it.
     pub time: String,
     pub hostname: String,
     pub paths: Vec<String>,
@@ -134,7 +163,7 @@ impl SnapshotEntry {
         SnapshotEntry {
             id: id.to_hex(),
             short_id: id.short(),
-            time: s.time.clone(),
+            time: super::time::normalise(&s.time),
             hostname: s.hostname.clone(),
             paths: s.paths.clone(),
             tags: s.tags.clone(),
@@ -144,7 +173,11 @@ impl SnapshotEntry {
             gid: s.gid,
             parent: s.parent.map(|p| p.to_hex()),
             program_version: s.program_version.clone(),
-            summary: s.summary.clone(),
+            summary: s.summary.clone().map(|mut m| {
+                m.started = super::time::normalise(&m.started);
+                m.finished = super::time::normalise(&m.finished);
+                m
+            }),
         }
     }
 }
@@ -175,7 +208,7 @@ impl ForgetEntry {
         ForgetEntry {
             id: id.to_hex(),
             short_id: id.short(),
-            time: s.time.clone(),
+            time: super::time::normalise(&s.time),
             hostname: s.hostname.clone(),
             paths: s.paths.clone(),
             tags: s.tags.clone(),
@@ -251,7 +284,7 @@ pub struct CopiedEntry {
     pub blobs_copied: u64,
     /// Plain bytes of the blobs copied.
     pub bytes_copied: u64,
-    /// What they take at the destination, as a backup's `data_added` counts.
+    /// What they take at the destination, as a backup's `data_added_packed` counts.
     pub bytes_stored: u64,
 }
 
@@ -278,8 +311,9 @@ impl CopySummary {
 #[cfg(test)]
 mod tests {
     //! Golden lines: what the commands printed before these types existed
-    //! (captured from the binary of 8a01663). Each must read back into its
-    //! type and print again byte for byte.
+    //! (captured from the binary of 8a01663; the backup lines again when
+    //! restic's field names were added). Each must read back into its type
+    //! and print again byte for byte.
     use super::*;
 
     fn golden<T: Serialize + serde::de::DeserializeOwned>(line: &str) -> T {
@@ -291,13 +325,33 @@ mod tests {
 
     #[test]
     fn backup_summary_is_unchanged() {
+        // Captured again when restic's fields joined ours (dirs_new ...
+        // data_added_packed, backup_start/_end), from the same tree as the
+        // first capture: two files, then one more. `data_added` took
+        // restic's meaning (bytes before compression and encryption); the
+        // stored size it used to be is now `data_added_packed`.
         let first: BackupSummary = golden(include_str!("golden/backup.json"));
-        assert_eq!(first.data_added, 100826);
+        assert_eq!(
+            (first.data_added, first.data_added_packed),
+            (100758, 100832)
+        );
+        assert_eq!(
+            (first.dirs_new, first.data_blobs, first.tree_blobs),
+            (2, 2, 3)
+        );
         assert_eq!(first.parent, None);
         let second: BackupSummary = golden(include_str!("golden/backup2.json"));
         assert_eq!(second.parent.as_deref(), Some(first.snapshot_id.as_str()));
-        let s3: BackupSummary = golden(include_str!("golden/backup_s3.json"));
+        assert_eq!((second.dirs_changed, second.total_files_processed), (2, 3));
+        // A line of the binary before restic's fields (8a01663) still reads:
+        // the fields it lacks default.
+        let line = include_str!("golden/backup_s3.json").trim_end();
+        let s3: BackupSummary = serde_json::from_str(line).expect("an older line reads");
         assert_eq!(s3.storage.map(|s| s.puts), Some(6));
+        assert_eq!(
+            (s3.files_new, s3.dirs_new, s3.backup_start.as_str()),
+            (1, 0, "")
+        );
     }
 
     #[test]

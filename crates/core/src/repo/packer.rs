@@ -31,6 +31,9 @@ struct OpenPack {
 #[derive(Default, Debug)]
 pub struct WriteStats {
     pub blobs_added: AtomicU64,
+    /// Of `blobs_added`, the data blobs and the tree blobs.
+    pub data_blobs_added: AtomicU64,
+    pub tree_blobs_added: AtomicU64,
     pub bytes_added_raw: AtomicU64,
     pub bytes_added_stored: AtomicU64,
     pub packs_written: AtomicU64,
@@ -108,27 +111,30 @@ impl BlobSink {
         let raw_len = u32::try_from(plain.len())
             .map_err(|_| Error::Internal(format!("blob {} is larger than 4 GiB", id.short())))?;
         let sealed = self.repo.seal_blob(t, &id, plain, self.level);
-        self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes_added_raw
-            .fetch_add(plain.len() as u64, Ordering::Relaxed);
-        self.stats
-            .bytes_added_stored
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.count_added(t, raw_len, sealed.len());
         self.append(t, id, &sealed, raw_len)
     }
 
     /// Store a claimed blob that is already sealed (as read from another pack
     /// of this repository: a blob's seal binds its type and id, not its pack).
     pub fn store_sealed(&self, t: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
-        self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes_added_raw
-            .fetch_add(raw_len as u64, Ordering::Relaxed);
-        self.stats
-            .bytes_added_stored
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.count_added(t, raw_len, sealed.len());
         self.append(t, id, sealed, raw_len)
+    }
+
+    /// Count one blob added (also in a dry run, which writes nothing).
+    fn count_added(&self, t: BlobType, raw_len: u32, stored_len: usize) {
+        let s = &self.stats;
+        s.blobs_added.fetch_add(1, Ordering::Relaxed);
+        let of_type = match t {
+            BlobType::Data => &s.data_blobs_added,
+            BlobType::Tree => &s.tree_blobs_added,
+        };
+        of_type.fetch_add(1, Ordering::Relaxed);
+        s.bytes_added_raw
+            .fetch_add(u64::from(raw_len), Ordering::Relaxed);
+        s.bytes_added_stored
+            .fetch_add(stored_len as u64, Ordering::Relaxed);
     }
 
     /// A sink for commands that rewrite existing data (`rewrite`, `repair
