@@ -113,6 +113,24 @@ pub fn repo_args(repo: &Repository) -> (Vec<OsString>, Vec<(String, String)>) {
     (a, env)
 }
 
+/// The binary `exe` with the flags and environment that open `repo`, as
+/// the agent's steps and `config check --connect` run it.
+pub fn repo_command(exe: &Path, repo: &Repository) -> Command {
+    let mut c = Command::new(exe);
+    let (args, env) = repo_args(repo);
+    c.args(args);
+    c.envs(env);
+    // Each step uses its repository's settings from the config, never
+    // what happens to be in the agent's environment.
+    for v in INHERITED_REPO_ENV {
+        c.env_remove(v);
+    }
+    if let Some(pc) = &repo.password_command {
+        c.env("IRONVAULT_PASSWORD_COMMAND", pc);
+    }
+    c
+}
+
 impl<'a> Runner<'a> {
     /// A runner of `cfg`'s plans that runs the binary `exe`, records in
     /// `history`, stops when `stop` says so and logs through `log`.
@@ -143,18 +161,8 @@ impl<'a> Runner<'a> {
 
     /// An `ironvault` command on `repo` with `--json`.
     fn command(&self, repo: &Repository) -> Command {
-        let mut c = Command::new(&self.exe);
-        let (args, env) = repo_args(repo);
-        c.args(args).arg("--json");
-        c.envs(env);
-        // Each step uses its repository's settings from the config, never
-        // what happens to be in the agent's environment.
-        for v in INHERITED_REPO_ENV {
-            c.env_remove(v);
-        }
-        if let Some(pc) = &repo.password_command {
-            c.env("IRONVAULT_PASSWORD_COMMAND", pc);
-        }
+        let mut c = repo_command(&self.exe, repo);
+        c.arg("--json");
         c
     }
 

@@ -7,7 +7,7 @@ mod output;
 mod password;
 mod progress;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use ironvault_core::Error as CoreError;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +15,19 @@ use std::process::ExitCode;
 /// Exit codes, documented once in `ironvault_core::contract::exit`.
 pub use ironvault_core::contract::Exit;
 
+/// The help heading of the flags that open a repository.
+pub const REPOSITORY_OPTIONS: &str = "Repository options";
+/// The help heading of the flags every command takes.
+pub const GLOBAL_OPTIONS: &str = "Global options";
+
 /// Encrypted, deduplicated backups with measured recovery objectives.
 #[derive(Parser)]
-#[command(name = "ironvault", version, after_help = Exit::HELP)]
+#[command(
+    name = "ironvault",
+    version,
+    after_help = Exit::HELP,
+    next_help_heading = REPOSITORY_OPTIONS
+)]
 pub struct Cli {
     /// Repository location: a directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX].
     #[arg(short = 'r', long, env = "IRONVAULT_REPO", global = true)]
@@ -72,22 +82,39 @@ pub struct Cli {
     #[arg(long, env = "IRONVAULT_STATE_DIR", global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Read the repository password from the first line of this file.
-    #[arg(long, env = "IRONVAULT_PASSWORD_FILE", global = true)]
+    #[arg(
+        long,
+        env = "IRONVAULT_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
     password_file: Option<PathBuf>,
     /// Run this shell command and use the first line it prints as the password.
-    #[arg(long, env = "IRONVAULT_PASSWORD_COMMAND", global = true)]
+    #[arg(
+        long,
+        env = "IRONVAULT_PASSWORD_COMMAND",
+        global = true,
+        value_name = "COMMAND",
+        hide_env_values = true
+    )]
     password_command: Option<String>,
     /// The protection-plan config (run, drill, status, history, agent, config check).
-    #[arg(long, env = "IRONVAULT_CONFIG", global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "IRONVAULT_CONFIG",
+        global = true,
+        value_name = "FILE",
+        help_heading = GLOBAL_OPTIONS
+    )]
     config: Option<PathBuf>,
     /// Print results as JSON.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     json: bool,
     /// Print only errors and warnings.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL_OPTIONS)]
     quiet: bool,
     /// Say more: repository, key, parent snapshot, what was written (-vv: every file read).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet", help_heading = GLOBAL_OPTIONS)]
     verbose: u8,
     #[command(subcommand)]
     cmd: Command,
@@ -145,6 +172,76 @@ enum Command {
     Agent(commands::plans::AgentArgs),
     /// Show the recorded runs and drills of the plans, step by step.
     History(commands::history::Args),
+    /// Open every repository of the config, read-only, and say what stops
+    /// it (the same as 'config check --connect').
+    Doctor(commands::doctor::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(commands::completions::Args),
+    /// Print the manual page (roff), or write one per command into a directory.
+    Man(commands::man::Args),
+    /// Print the version, the repository format version and the build target.
+    Version(commands::version::Args),
+    /// The doctor's probe of one repository (run by 'doctor' itself).
+    #[command(hide = true)]
+    ProbeRepository(commands::doctor::ProbeArgs),
+}
+
+/// Commands that take no repository: their help leaves the repository flags
+/// out (they are still accepted, as IRONVAULT_REPO may be set).
+const NO_REPOSITORY: &[&str] = &[
+    "config",
+    "run",
+    "drill",
+    "status",
+    "agent",
+    "history",
+    "doctor",
+    "completions",
+    "man",
+    "version",
+];
+
+/// The command line as clap sees it, for parsing, completions and the man page.
+pub fn cli_command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let repo_flags: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.get_help_heading() == Some(REPOSITORY_OPTIONS))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    // A subcommand that has an argument already does not receive the
+    // global one (clap's propagation skips it): so a hidden copy hides it.
+    for name in NO_REPOSITORY {
+        cmd = cmd.mut_subcommand(name, |mut sc| {
+            for a in &repo_flags {
+                sc = sc.arg(a.clone());
+            }
+            sc
+        });
+    }
+    cmd
+}
+
+/// An empty `IRONVAULT_CONFIG=` (or any empty variable behind a flag) means
+/// unset, as an empty variable does for most Unix tools; clap would take it
+/// as a flag given without a value.
+fn forget_empty_env(cmd: &clap::Command) {
+    let mut names = Vec::new();
+    let mut stack = vec![cmd];
+    while let Some(c) = stack.pop() {
+        names.extend(
+            c.get_arguments()
+                .filter_map(|a| a.get_env())
+                .map(|e| e.to_owned()),
+        );
+        stack.extend(c.get_subcommands());
+    }
+    for n in names {
+        if std::env::var_os(&n).is_some_and(|v| v.is_empty()) {
+            // Before any thread starts: nothing else reads the environment yet.
+            std::env::remove_var(&n);
+        }
+    }
 }
 
 /// The command's name, as lock objects record it.
@@ -175,6 +272,11 @@ fn command_name(c: &Command) -> &'static str {
         Command::Status(_) => "status",
         Command::Agent(_) => "agent",
         Command::History(_) => "history",
+        Command::Doctor(_) => "doctor",
+        Command::ProbeRepository(_) => "probe-repository",
+        Command::Completions(_) => "completions",
+        Command::Man(_) => "man",
+        Command::Version(_) => "version",
     }
 }
 
@@ -331,7 +433,11 @@ fn main() -> ExitCode {
     // process. Our own reader going away (`ironvault ls --json latest |
     // head`) still ends us quietly, as other Unix tools end: see below.
     install_quiet_end_on_closed_stdout();
-    let cli = Cli::parse();
+    // Before the command line is built: clap reads each variable as it
+    // builds the flag that names it.
+    forget_empty_env(&Cli::command());
+    let cmd = cli_command();
+    let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     interrupt::install(
         matches!(cli.cmd, Command::Backup(_) | Command::Copy(_)),
         matches!(cli.cmd, Command::Agent(_)),
@@ -363,6 +469,11 @@ fn main() -> ExitCode {
         Command::Status(a) => commands::status::run(&cli, a),
         Command::Agent(a) => commands::plans::agent(&cli, a),
         Command::History(a) => commands::history::run(&cli, a),
+        Command::Doctor(a) => commands::doctor::run(&cli, a),
+        Command::ProbeRepository(a) => commands::doctor::probe(&cli, a),
+        Command::Completions(a) => commands::completions::run(a),
+        Command::Man(a) => commands::man::run(a),
+        Command::Version(a) => commands::version::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code.code()),

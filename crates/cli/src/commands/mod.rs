@@ -3,8 +3,10 @@
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod completions;
 pub mod copy;
 pub mod diff;
+pub mod doctor;
 pub mod dump;
 pub mod find;
 pub mod forget;
@@ -12,6 +14,7 @@ pub mod history;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod man;
 pub mod plans;
 pub mod prune;
 pub mod repair;
@@ -22,6 +25,7 @@ pub mod snapshots;
 pub mod stats;
 pub mod status;
 pub mod unlock;
+pub mod version;
 
 use crate::password::PasswordSource;
 use crate::Cli;

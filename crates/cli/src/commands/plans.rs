@@ -1,5 +1,7 @@
-//! Protection plans from the config file: `config check`, `run PLAN`, `drill PLAN`.
+//! Protection plans from the config file: `config check` (`--connect`: the
+//! doctor), `run PLAN`, `drill PLAN`.
 
+use crate::commands::doctor::{self, ConnectArgs};
 use crate::output::plural;
 use crate::Exit;
 use crate::{Cli, Coded};
@@ -47,68 +49,116 @@ pub struct ConfigArgs {
 
 #[derive(clap::Subcommand)]
 enum ConfigCmd {
-    /// Check the config file: syntax, keys, schedules, repositories, password files.
-    Check,
+    /// Check the config file: syntax, keys, schedules, repositories, password
+    /// files; with --connect also open every repository (the same as 'ironvault doctor').
+    Check {
+        /// Also open every repository with its password, read-only, and report
+        /// what stops it: password, missing repository, unreachable storage,
+        /// permissions, free space, clock skew.
+        #[arg(long)]
+        connect: bool,
+        #[command(flatten)]
+        connect_args: crate::commands::doctor::ConnectArgs,
+    },
 }
 
 pub fn config_cmd(cli: &Cli, a: &ConfigArgs) -> Result<Exit> {
     match a.cmd {
-        ConfigCmd::Check => {
-            let problems = |v: &[config::ConfigError]| {
-                v.iter()
-                    .map(|e| serde_json::json!({"line": e.line, "message": e.msg}))
-                    .collect::<Vec<_>>()
-            };
-            if cli.json {
-                // A script gets JSON either way: the problems, or what is there.
-                let file = config_path(cli);
-                match config::load(&file) {
-                    Err(e) => {
-                        println!(
-                            "{}",
-                            serde_json::json!({"file": file, "ok": false, "errors": problems(&e.0)})
-                        );
-                        return Err(anyhow::Error::new(Coded {
-                            code: Exit::Failure,
-                            msg: format!("{} in the config", plural(e.0.len() as u64, "problem")),
-                        }));
-                    }
-                    Ok(cfg) => println!(
-                        "{}",
-                        serde_json::json!({"file": cfg.file, "ok": true,
-                            "warnings": problems(&cfg.warnings),
-                            "repositories": cfg.repositories.keys().collect::<Vec<_>>(),
-                            "plans": cfg.plans.keys().collect::<Vec<_>>()})
-                    ),
-                }
-                return Ok(Exit::Ok);
-            }
-            let cfg = load(cli)?;
-            if cli.quiet {
-                // Checking is what was asked for: warnings are part of the answer.
-                for w in &cfg.warnings {
-                    eprintln!("warning: {w}");
-                }
-            } else {
+        ConfigCmd::Check {
+            connect,
+            connect_args,
+        } => check_config(cli, connect.then_some(connect_args)),
+    }
+}
+
+/// `config check` (and with `connect`, `doctor`): the file, then each repository.
+pub fn check_config(cli: &Cli, connect: Option<ConnectArgs>) -> Result<Exit> {
+    let problems = |v: &[config::ConfigError]| {
+        v.iter()
+            .map(|e| serde_json::json!({"line": e.line, "message": e.msg}))
+            .collect::<Vec<_>>()
+    };
+    if cli.json {
+        // A script gets JSON either way: the problems, or what is there.
+        let file = config_path(cli);
+        match config::load(&file) {
+            Err(e) => {
                 println!(
-                    "{}: ok ({}, {})",
-                    cfg.file.display(),
-                    plural(cfg.repositories.len() as u64, "repository")
-                        .replace("repositorys", "repositories"),
-                    plural(cfg.plans.len() as u64, "plan")
+                    "{}",
+                    serde_json::json!({"file": file, "ok": false, "errors": problems(&e.0)})
                 );
-                for p in cfg.plans.values() {
-                    let when = p
-                        .schedule
-                        .as_ref()
-                        .map(|s| format!("runs at \"{}\"", s.text()))
-                        .unwrap_or_else(|| "runs only by hand (no schedule)".into());
-                    println!("  plan {}: {when}, copies {}", p.name, p.copies.join(" → "));
+                return Err(anyhow::Error::new(Coded {
+                    code: Exit::Failure,
+                    msg: format!("{} in the config", plural(e.0.len() as u64, "problem")),
+                }));
+            }
+            Ok(cfg) => {
+                let mut doc = serde_json::json!({"file": cfg.file, "ok": true,
+                    "warnings": problems(&cfg.warnings),
+                    "repositories": cfg.repositories.keys().collect::<Vec<_>>(),
+                    "plans": cfg.plans.keys().collect::<Vec<_>>()});
+                let mut found = 0;
+                if let Some(a) = connect {
+                    let probed = doctor::probe_all(&cfg, a)?;
+                    found = doctor::count(&probed);
+                    let file = cfg.file.display().to_string();
+                    doc["ok"] = (found == 0).into();
+                    doc["connect"] = probed
+                        .iter()
+                        .map(|p| {
+                            serde_json::json!({"repository": p.name, "url": p.url,
+                                "ok": p.problems.is_empty(), "opened": p.ok,
+                                "problems": p.problems.iter().map(|x| x.replace("THE_CONFIG", &file)).collect::<Vec<_>>()})
+                        })
+                        .collect::<Vec<_>>()
+                        .into();
+                }
+                println!("{doc}");
+                if found > 0 {
+                    return Err(anyhow::Error::new(Coded {
+                        code: Exit::Failure,
+                        msg: doctor::failed_line(found),
+                    }));
                 }
             }
-            Ok(Exit::Ok)
+        }
+        return Ok(Exit::Ok);
+    }
+    let cfg = load(cli)?;
+    if cli.quiet {
+        // Checking is what was asked for: warnings are part of the answer.
+        for w in &cfg.warnings {
+            eprintln!("warning: {w}");
+        }
+    } else {
+        println!(
+            "{}: ok ({}, {})",
+            cfg.file.display(),
+            plural(cfg.repositories.len() as u64, "repository")
+                .replace("repositorys", "repositories"),
+            plural(cfg.plans.len() as u64, "plan")
+        );
+        for p in cfg.plans.values() {
+            let when = p
+                .schedule
+                .as_ref()
+                .map(|s| format!("runs at \"{}\"", s.text()))
+                .unwrap_or_else(|| "runs only by hand (no schedule)".into());
+            println!("  plan {}: {when}, copies {}", p.name, p.copies.join(" → "));
         }
     }
+    if let Some(a) = connect {
+        let probed = doctor::probe_all(&cfg, a)?;
+        doctor::print(&probed, &cfg.file);
+        let found = doctor::count(&probed);
+        if found > 0 {
+            return Err(anyhow::Error::new(Coded {
+                code: Exit::Failure,
+                msg: doctor::failed_line(found),
+            }));
+        }
+    }
+    Ok(Exit::Ok)
 }
 
 /// The history and the plan's lock, or a clear error if the plan is running.

@@ -307,6 +307,10 @@ impl Backend for CachedBackend {
     fn transfer_stats(&self) -> Option<TransferStats> {
         self.inner.transfer_stats()
     }
+
+    fn clock_skew(&self) -> Option<i64> {
+        self.inner.clock_skew()
+    }
 }
 
 /// Regular files below `dir` (recursively), skipping temporary files.

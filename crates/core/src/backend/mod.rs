@@ -48,6 +48,12 @@ pub trait Backend: Send + Sync {
     fn prefers_large_reads(&self) -> bool {
         false
     }
+    /// The storage's clock minus this host's, in whole seconds, as the last
+    /// answer of a remote storage said it (S3's `Date`); None for local
+    /// storage and before any answer.
+    fn clock_skew(&self) -> Option<i64> {
+        None
+    }
     /// Requests made and bytes moved so far, for backends that count them.
     fn transfer_stats(&self) -> Option<TransferStats> {
         None

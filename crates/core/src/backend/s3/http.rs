@@ -1,5 +1,6 @@
 //! The HTTP layer under object_store: request and byte counters, the first-retry notice,
-//! rate limits, and a resolver that knows RFC 6761 `*.localhost` names.
+//! the server's clock (each response's `Date`), rate limits, and a resolver
+//! that knows RFC 6761 `*.localhost` names.
 
 use super::{chain_text, root_cause, RetryNotice};
 use crate::sync::Locked;
@@ -9,7 +10,7 @@ use object_store::client::{
     ReqwestConnector,
 };
 use object_store::ClientOptions;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,19 @@ pub(super) struct Counters {
     pub(super) other: AtomicU64,
     pub(super) bytes_sent: AtomicU64,
     pub(super) bytes_received: AtomicU64,
+    /// The server's clock minus ours, in whole seconds, from the `Date` of
+    /// the last response that had one; `NO_SKEW` until then.
+    pub(super) skew: AtomicI64,
+}
+
+/// `Counters::skew` before any response gave a `Date`.
+pub(super) const NO_SKEW: i64 = i64::MIN;
+
+/// The server's clock minus ours, in whole seconds, from an HTTP `Date`
+/// header (RFC 9110 IMF-fixdate, which RFC 2822 parsing accepts).
+pub(super) fn skew_from_date(date: &str, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    let server = chrono::DateTime::parse_from_rfc2822(date.trim()).ok()?;
+    Some(server.timestamp() - now.timestamp())
 }
 
 #[async_trait]
@@ -140,6 +154,14 @@ impl HttpService for MeteredService {
                 .unwrap_or(0)
         };
         c.bytes_received.fetch_add(received, Ordering::Relaxed);
+        if let Some(skew) = resp
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| skew_from_date(d, chrono::Utc::now()))
+        {
+            c.skew.store(skew, Ordering::Relaxed);
+        }
         Ok(resp)
     }
 }

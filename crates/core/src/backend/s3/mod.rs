@@ -18,7 +18,7 @@ use super::{Backend, ObjectInfo, TransferStats};
 use crate::error::{Error, Result};
 use credentials::find_credentials;
 use futures_util::TryStreamExt;
-use http::{pace, Counters, LocalhostAwareResolver, MeteredConnector, RateLimit};
+use http::{pace, Counters, LocalhostAwareResolver, MeteredConnector, RateLimit, NO_SKEW};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::client::Certificate;
 use object_store::limit::LimitStore;
@@ -205,7 +205,10 @@ impl S3Backend {
                 client = client.with_root_certificate(c);
             }
         }
-        let stats = Arc::new(Counters::default());
+        let stats = Arc::new(Counters {
+            skew: NO_SKEW.into(),
+            ..Counters::default()
+        });
         let mut b = AmazonS3Builder::new()
             .with_endpoint(&endpoint)
             .with_bucket_name(&loc.bucket)
@@ -542,6 +545,10 @@ impl Backend for S3Backend {
 
     fn prefers_large_reads(&self) -> bool {
         true
+    }
+
+    fn clock_skew(&self) -> Option<i64> {
+        Some(self.stats.skew.load(Ordering::Relaxed)).filter(|&s| s != NO_SKEW)
     }
 
     fn transfer_stats(&self) -> Option<TransferStats> {

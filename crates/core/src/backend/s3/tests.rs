@@ -207,3 +207,29 @@ fn rate_limit_spaces_reservations() {
     assert_eq!(r.reserve(1 << 20, later), Duration::from_secs(1));
     assert!(RateLimit::new(None).is_none() && RateLimit::new(Some(0)).is_none());
 }
+
+#[test]
+fn the_servers_clock_is_read_from_an_http_date() {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-03T18:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        skew_from_date("Thu, 03 Dec 2026 18:15:30 GMT", now),
+        Some(930)
+    );
+    assert_eq!(
+        skew_from_date("Thu, 03 Dec 2026 17:59:58 GMT", now),
+        Some(-2)
+    );
+    assert_eq!(skew_from_date("yesterday", now), None);
+}
+
+#[test]
+fn a_server_answer_tells_its_clock() {
+    let b = S3Backend::open(&test_location("clock"), &S3Options::default()).unwrap();
+    assert_eq!(b.clock_skew(), None, "no answer yet");
+    b.list("keys/").unwrap();
+    // The test server runs on this host: its clock is ours.
+    let skew = b.clock_skew().expect("a Date in the answer");
+    assert!(skew.abs() <= 2, "skew {skew}");
+}
