@@ -52,6 +52,7 @@ pub(crate) fn commit_snapshot(
             summary,
             packs_written: 0,
             bytes_added_stored,
+            reused_packs: (0, 0),
         });
     }
     // The last safe point: a stop requested while the packs were written
@@ -75,5 +76,6 @@ pub(crate) fn commit_snapshot(
         summary,
         packs_written: sink.stats.packs_written.load(Ordering::Relaxed),
         bytes_added_stored,
+        reused_packs: (0, 0),
     })
 }
