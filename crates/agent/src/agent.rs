@@ -122,6 +122,15 @@ impl<'a> Agent<'a> {
 
     /// Run the agent until a stop request.
     pub fn run(&self) -> Result<()> {
+        // Held while we run: `status` says whether an agent runs by it.
+        let _running = match crate::plan_lock::AgentLock::acquire(&self.cfg.state_dir)? {
+            Ok(l) => l,
+            Err(pid) => anyhow::bail!(
+                "another agent{} runs with state_dir {}; stop it first",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                self.cfg.state_dir.display()
+            ),
+        };
         let history = self.history()?;
         for l in crate::alerts::close_stale(&history, self.cfg)? {
             (self.log)(&l);

@@ -45,8 +45,13 @@ pub fn current_incidents(s: &PlanStatus) -> Vec<(String, &'static str, String)> 
                 c.name.clone(),
                 "unreachable",
                 format!(
-                    "repository {} of plan {} is unreachable: {e}",
-                    c.name, s.plan
+                    "repository {} of plan {} is unreachable: {e}{}",
+                    c.name,
+                    s.plan,
+                    c.advice
+                        .iter()
+                        .map(|a| format!("; {}", a.replace("\n", " ")))
+                        .collect::<String>()
                 ),
             ));
         } else if c.rpo_met == Some(false) {

@@ -21,6 +21,9 @@ pub struct Finished {
     pub error: Option<String>,
     /// We asked it to stop.
     pub stopped: bool,
+    /// `error` says in words what the exit code meant (a missing
+    /// repository, a wrong password): the code adds nothing for a reader.
+    pub explained: bool,
     pub seconds: f64,
 }
 
@@ -47,6 +50,7 @@ impl Finished {
         let why = self.error.clone().unwrap_or_default();
         match (self.code, why.is_empty()) {
             (Some(c), true) => format!("exit code {c}"),
+            (Some(_), false) if self.explained => why,
             (Some(c), false) => format!("{why} (exit code {c})"),
             (None, _) if self.stopped => "stopped".into(),
             (None, true) => "killed by a signal".into(),

@@ -2,7 +2,9 @@
 //! an flock on `<state_dir>/locks/<plan>.lock`, released when its holder exits
 //! (also when it is killed). Retention on one repository, one plan at a time
 //! on this host: `<state_dir>/locks/retention-<hash of the URL>.lock`, so two
-//! plans sharing a repository do not prune it at once.
+//! plans sharing a repository do not prune it at once. The agent itself:
+//! `<state_dir>/agent.pid`, holding its pid, locked while it runs, so
+//! `status` can tell whether an agent runs (a pid alone could be reused).
 
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -71,9 +73,104 @@ impl PlanLock {
     }
 }
 
+/// The running agent's lock on `<state_dir>/agent.pid`.
+pub struct AgentLock {
+    _file: File,
+}
+
+/// Whether an agent runs with a state dir, as `status` tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentState {
+    NotRunning,
+    /// Its pid (None while it is starting and has not written it yet).
+    Running(Option<u32>),
+}
+
+impl AgentLock {
+    /// Lock `<state_dir>/agent.pid` and write our pid in it; None (with
+    /// the other's pid) if another agent holds it.
+    pub fn acquire(state_dir: &Path) -> Result<std::result::Result<AgentLock, Option<u32>>> {
+        use std::io::Write;
+        crate::history::create_private_dir(state_dir)?;
+        let path = state_dir.join("agent.pid");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // `status` holds a shared lock for a moment when it looks: try a
+        // few times before taking it as another agent's.
+        let mut tries = 0;
+        loop {
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB)
+                .with_context(|| format!("cannot lock {}", path.display()))?
+            {
+                break;
+            }
+            tries += 1;
+            if tries == 20 {
+                return Ok(Err(read_pid(&path)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        file.set_len(0)
+            .and_then(|_| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Ok(AgentLock { _file: file }))
+    }
+
+    /// Whether an agent holds `<state_dir>/agent.pid` now. Only looks: a
+    /// state dir that is missing or unreadable means no agent we can see.
+    pub fn state(state_dir: &Path) -> AgentState {
+        let path = state_dir.join("agent.pid");
+        let Ok(file) = File::open(&path) else {
+            return AgentState::NotRunning;
+        };
+        match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+            // Free: no agent (closing the file releases our lock).
+            Ok(true) => AgentState::NotRunning,
+            Ok(false) => AgentState::Running(read_pid(&path)),
+            Err(_) => AgentState::NotRunning,
+        }
+    }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// flock without blocking: true if taken, false if someone else holds it.
+fn flock(file: &File, how: i32) -> std::io::Result<bool> {
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_sees_the_agent_by_its_lock() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(AgentLock::state(d.path()), AgentState::NotRunning);
+        let a = AgentLock::acquire(d.path()).unwrap().ok().unwrap();
+        let me = Some(std::process::id());
+        assert_eq!(AgentLock::state(d.path()), AgentState::Running(me));
+        assert_eq!(AgentLock::acquire(d.path()).unwrap().err(), Some(me));
+        drop(a);
+        // The file stays, the lock does not: not running.
+        assert_eq!(AgentLock::state(d.path()), AgentState::NotRunning);
+    }
 
     #[test]
     fn one_holder_at_a_time() {

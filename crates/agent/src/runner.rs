@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 mod advice;
@@ -54,6 +55,10 @@ pub struct Runner<'a> {
     /// step's log line leaves its error to the report instead of saying it
     /// twice. The agent's log has no report, so it says everything.
     report_follows: bool,
+    /// What to do about the failures seen since it was last taken (how to
+    /// create a missing copy, where a password is set), each said once:
+    /// step errors stay short and the advice follows the run's error.
+    advice: Mutex<Vec<String>>,
 }
 
 /// Which report follows a runner's log (see `Runner::new`).
@@ -82,6 +87,9 @@ pub struct RunReport {
     pub outcome: Outcome,
     pub error: Option<String>,
     pub steps: Vec<StepReport>,
+    /// What to do about the failures, each said once; a line may hold a
+    /// command on a line of its own (`\n`).
+    pub advice: Vec<String>,
 }
 
 /// A snapshot as `snapshots --json` lists it.
@@ -149,6 +157,34 @@ impl<'a> Runner<'a> {
             stop,
             log,
             report_follows: report == Report::Follows,
+            advice: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Note advice for the run's report, once however often it comes up.
+    pub(crate) fn advise(&self, advice: String) {
+        // A poisoned lock is taken as it is: the panic already failed the run.
+        let mut all = self.advice.lock().unwrap_or_else(PoisonError::into_inner);
+        if !all.contains(&advice) {
+            all.push(advice);
+        }
+    }
+
+    /// The advice noted since the last call (a run's, or one listing's).
+    pub fn take_advice(&self) -> Vec<String> {
+        std::mem::take(&mut *self.advice.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Hand a finished run's advice to its report; the agent's log, which
+    /// has no report, says it there, a line each.
+    fn end_advice(&self, rep: &mut RunReport) {
+        rep.advice = self.take_advice();
+        if !self.report_follows {
+            for a in &rep.advice {
+                for l in a.lines() {
+                    (self.log)(&format!("[{}]   {}", rep.plan, l.trim_start()));
+                }
+            }
         }
     }
 
@@ -211,32 +247,41 @@ impl<'a> Runner<'a> {
 
     /// The command's advice is for someone typing it (`ironvault init`, the
     /// password flags); a plan's step says what to look at in the config.
+    /// The error stays short (what failed); the advice is noted apart.
     fn explain(&self, f: &mut Finished, plan: &Plan, repo: &Repository) {
         let (name, url, file) = (&repo.name, &repo.url, self.cfg.file.display());
-        let why = match Exit::from_code(f.code) {
+        let (why, advice) = match Exit::from_code(f.code) {
             Some(Exit::RepoMissing) => {
                 let this = open_flags(repo, "");
                 let first = plan.copies.first().filter(|first| *first != name);
                 let new = match first.and_then(|f| self.repo(f).ok()) {
                     // Related to the first copy, so copies deduplicate.
                     Some(first) => format!(
-                        "if it is a new copy, create it with 'ironvault {this} init {}'{}",
+                        "if it is a new copy, create it{} with:\n  ironvault {this} init {}",
+                        password_command_note(&[(repo, ""), (first, "from-")], &self.cfg.file),
                         open_flags(first, "from-"),
-                        password_command_note(&[(repo, ""), (first, "from-")], &self.cfg.file)
                     ),
                     None => format!(
-                        "if it is new, create it with 'ironvault {this} init'{}",
+                        "if it is new, create it{} with:\n  ironvault {this} init",
                         password_command_note(&[(repo, "")], &self.cfg.file)
                     ),
                 };
-                format!("repository {name} ({url}) is not there: is its disk mounted or its bucket reachable? {new}")
+                (
+                    format!("repository {name} is not there ({url})"),
+                    format!(
+                        "repository {name}: is its disk mounted or its bucket reachable? {new}"
+                    ),
+                )
             }
-            Some(Exit::WrongPassword) => format!(
-                "wrong password for repository {name} ({url}): check its password_file or password_command in {file}"
+            Some(Exit::WrongPassword) => (
+                format!("wrong password for repository {name} ({url})"),
+                format!("repository {name}: check its password_file or password_command in {file}"),
             ),
             _ => return,
         };
         f.error = Some(why);
+        f.explained = true;
+        self.advise(advice);
     }
 
     /// The plan's snapshots of this host on a repository, oldest first.
@@ -353,12 +398,15 @@ impl<'a> Runner<'a> {
         let run = self
             .history
             .start_run(&plan.name, kind, trigger, scheduled_for)?;
+        // Advice from before (a status listing) is not this run's.
+        self.take_advice();
         Ok(RunReport {
             run,
             plan: plan.name.clone(),
             outcome: Outcome::Success,
             error: None,
             steps: Vec::new(),
+            advice: Vec::new(),
         })
     }
 
@@ -457,6 +505,7 @@ impl<'a> Runner<'a> {
         rep.error = (!why.is_empty()).then(|| why.join("; "));
         self.history
             .end_run(run, rep.outcome, rep.error.as_deref())?;
+        self.end_advice(&mut rep);
         Ok(rep)
     }
 

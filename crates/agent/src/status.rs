@@ -29,6 +29,10 @@ pub struct CopyStatus {
     /// Within the plan's RPO (None when the plan declares none).
     pub rpo_met: Option<bool>,
     pub unreachable: Option<String>,
+    /// What to do about it being unreachable (not in `--json`, whose
+    /// shape is a contract: its `unreachable` says what failed).
+    #[serde(skip)]
+    pub advice: Vec<String>,
 }
 
 /// The last drill.
@@ -202,6 +206,7 @@ pub fn plan_status(
             Ok(s) => (s.last().cloned(), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
+        let advice = runner.take_advice();
         let future = newest
             .as_ref()
             .is_some_and(|s| s.time > now + chrono::Duration::minutes(1));
@@ -229,6 +234,7 @@ pub fn plan_status(
             age_seconds: age.map(|a| a.as_secs()),
             rpo_met: plan.rpo.map(|r| age.is_some_and(|a| a <= r)),
             unreachable: unreachable.clone(),
+            advice,
         });
         facts_list.push(CopyFacts {
             name: name.clone(),
@@ -245,14 +251,22 @@ pub fn plan_status(
         age: None,
         unreachable: None,
     };
-    let v = verdict::three_two_one(&source, &facts_list, cfg.site.as_deref(), plan.rpo);
-    let roadmap = verdict::roadmap(&verdict::RoadmapFacts {
+    let mut v = verdict::three_two_one(&source, &facts_list, cfg.site.as_deref(), plan.rpo);
+    let mut roadmap = verdict::roadmap(&verdict::RoadmapFacts {
         copies: &facts_list,
         rpo: plan.rpo,
         rto: plan.rto,
         verdict: &v,
         all_encrypted: true,
     });
+    // The verdict's advice names no plan; here it is known, and a command
+    // to paste names it.
+    for fix in v.rules.iter_mut().filter_map(|r| r.fix.as_mut()) {
+        *fix = name_plan(fix, &plan.name);
+    }
+    if let Some(n) = roadmap.next.as_mut() {
+        n.what = name_plan(&n.what, &plan.name);
+    }
     let last_drill = history
         .last_step(&plan.name, crate::step::Step::Drill, None)
         .ok()
@@ -310,9 +324,18 @@ pub fn plan_status(
                 d.error.as_deref().unwrap_or("see the history")
             ),
         }),
-        (None, Some(_)) => notes.push(
-            "the RTO has not been measured yet: run 'ironvault drill PLAN' (or give the plan a drill schedule)".into(),
-        ),
+        (None, Some(_)) => notes.push(match plan.drill.as_ref().and_then(|d| d.schedule.as_ref()) {
+            // A drill schedule is configured: say when it measures, not to add one.
+            Some(when) => format!(
+                "the RTO has not been measured yet: the plan's drill schedule ({}) measures it, or now: 'ironvault drill {}'",
+                when.text(),
+                plan.name
+            ),
+            None => format!(
+                "the RTO has not been measured yet: run 'ironvault drill {}' (or give the plan a drill schedule)",
+                plan.name
+            ),
+        }),
         _ => {}
     }
     if !v.held {
@@ -338,6 +361,13 @@ pub fn plan_status(
         missed,
         notes,
     }
+}
+
+/// `text` with the placeholder of a command's plan (`ironvault run PLAN`)
+/// filled in.
+fn name_plan(text: &str, plan: &str) -> String {
+    text.replace("ironvault run PLAN", &format!("ironvault run {plan}"))
+        .replace("ironvault drill PLAN", &format!("ironvault drill {plan}"))
 }
 
 #[cfg(test)]

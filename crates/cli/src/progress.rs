@@ -138,9 +138,10 @@ pub fn clock(secs: u64) -> String {
 pub fn rate_line(elapsed: Duration, files: u64, what: &str, done_bytes: u64) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     format!(
-        "[{}:{:02}] {files} files, {} {what}, {}/s",
+        "[{}:{:02}] {}, {} {what}, {}/s",
         elapsed.as_secs() / 60,
         elapsed.as_secs() % 60,
+        crate::output::plural(files, "file"),
         bytes(done_bytes),
         bytes((done_bytes as f64 / secs) as u64)
     )

@@ -18,6 +18,7 @@ fn status() -> PlanStatus {
         age_seconds: Some(10),
         rpo_met: Some(true),
         unreachable: None,
+        advice: Vec::new(),
     };
     PlanStatus {
         plan: "erp".into(),

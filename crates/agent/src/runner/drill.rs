@@ -92,7 +92,7 @@ impl Runner<'_> {
                         let other = plan.copies.iter().find(|c| *c != copy);
                         let this = open_flags(repo, "");
                         let mut fix =
-                            format!("; 'ironvault {this} check --read-data' lists the damage");
+                            format!("'ironvault {this} check --read-data' lists the damage");
                         let mut opened = vec![(repo, "")];
                         if let Some(o) = other.and_then(|o| self.repo(o).ok()) {
                             fix += &format!(
@@ -106,9 +106,10 @@ impl Runner<'_> {
                         if !repo.env.is_empty() {
                             fix += &format!(" (with the env of repository {copy} in the config)");
                         }
+                        self.advise(fix);
                         format!(
-                            "{} damaged or not restorable: {}{fix}",
-                            count(bad.len(), "item"),
+                            "{} damaged or not restorable: {}",
+                            ironvault_core::human::plural(bad.len() as u64, "item"),
                             bad.join("; ")
                         )
                     });
@@ -123,15 +124,8 @@ impl Runner<'_> {
         }
         self.history
             .end_run(run, rep.outcome, rep.error.as_deref())?;
+        self.end_advice(&mut rep);
         Ok(rep)
-    }
-}
-
-fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }
 

@@ -41,6 +41,23 @@ impl Runner<'_> {
                 })?;
                 continue;
             }
+            // A copy this run could not write gets nothing new to thin out,
+            // and whatever made the copy fail would fail retention again.
+            let not_written = rep.steps.iter().any(|s| {
+                s.step == Step::Copy && s.copy.as_deref() == Some(name.as_str()) && !s.outcome.ok()
+            });
+            if not_written {
+                self.step(run, rep, Step::Retention, Some(name), || {
+                    (
+                        Outcome::Skipped,
+                        StepEnd {
+                            error: Some(format!("not run: the copy to {name} failed")),
+                            ..StepEnd::default()
+                        },
+                    )
+                })?;
+                continue;
+            }
             if (self.stop)() {
                 return Ok(true);
             }

@@ -232,10 +232,23 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     }
     let r = r?;
     let s = &r.summary;
+    if r.reused_packs.0 > 0 && !cli.quiet {
+        // Information: an interrupted run's work was not lost.
+        eprintln!(
+            "reusing {} ({}) that no index listed (left by an interrupted backup or prune, or written by a backup running now)",
+            plural(r.reused_packs.0, "pack"),
+            bytes(r.reused_packs.1)
+        );
+    }
     super::verbose(cli, || {
         format!(
-            "{} packs written, {} bytes stored; files: {} new, {} changed, {} unmodified, {} errors",
-            r.packs_written, r.bytes_added_stored, s.files_new, s.files_changed, s.files_unmodified, s.errors
+            "{} written, {} stored; files: {} new, {} changed, {} unmodified, {}",
+            plural(r.packs_written, "pack"),
+            bytes(r.bytes_added_stored),
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified,
+            plural(s.errors, "error")
         )
     });
     if cli.json {
@@ -490,9 +503,9 @@ fn status_line(
     let head = crate::progress::rate_line(t, files, "done", done);
     match eta {
         Some(e) => format!(
-            "{head}, {:.0}% of {} files / {}, ETA {}  {current}",
+            "{head}, {:.0}% of {} / {}, ETA {}  {current}",
             frac * 100.0,
-            total_files,
+            plural(total_files, "file"),
             bytes(total_bytes),
             crate::progress::clock(e)
         ),

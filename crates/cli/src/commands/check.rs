@@ -81,10 +81,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             );
             if let Some(s) = &subset {
                 println!(
-                    "{}: read {} of {} packs, {}",
+                    "{}: read {} of {}, {}",
                     s.describe(),
                     r.packs_read.len(),
-                    r.packs_considered,
+                    crate::output::plural(r.packs_considered as u64, "pack"),
                     bytes(r.bytes_read)
                 );
             }
@@ -111,7 +111,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         eprintln!("error: damage only in packs that no index lists ({} listed above): no snapshot uses them; delete them, or run 'ironvault prune'", r.errors.len());
         Ok(Exit::Failure)
     } else {
-        eprintln!("error: the repository has {} errors (listed above); the files named there cannot be restored from this repository", r.errors.len());
+        eprintln!("error: the repository has {} (listed above); the files named there cannot be restored from this repository", crate::output::plural(r.errors.len() as u64, "error"));
         Ok(Exit::Failure)
     }
 }

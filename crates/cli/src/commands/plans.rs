@@ -204,7 +204,7 @@ fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> Exit {
         println!(
             "{}",
             serde_json::json!({"run": rep.run, "plan": rep.plan, "result": rep.outcome.as_str(),
-                "error": rep.error, "steps": steps,
+                "error": rep.error, "advice": rep.advice, "steps": steps,
                 "rto_seconds": rto.map(|d| d.as_secs())})
         );
     } else if !cli.quiet {
@@ -229,6 +229,15 @@ fn report(cli: &Cli, rep: &RunReport, rto: Option<Duration>) -> Exit {
         Outcome::Warning => Exit::Partial,
         Outcome::Abandoned => Exit::Interrupted,
         _ => Exit::Failure,
+    }
+}
+
+/// A run's advice under its error line: once, each line indented.
+fn print_advice(advice: &[String]) {
+    for a in advice {
+        for l in a.lines() {
+            eprintln!("  {l}");
+        }
     }
 }
 
@@ -267,6 +276,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<Exit> {
     if let Some(e) = &rep.error {
         if !cli.json {
             eprintln!("error: plan {}: {e}", plan.name);
+            print_advice(&rep.advice);
         }
     }
     Ok(code)
@@ -330,6 +340,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> Result<Exit> {
                 plan.name,
                 rep.error.as_deref().unwrap_or("see above")
             );
+            print_advice(&rep.advice);
         }
         // Not a success, so never exit 0.
         return Ok(if code == Exit::Ok {

@@ -1,6 +1,7 @@
 //! `ironvault repair index|snapshots|packs`: rebuild the index from the
 //! packs, rewrite partly lost snapshots, or heal packs from a related copy.
 
+use crate::output::plural;
 use crate::Cli;
 use crate::Exit;
 use anyhow::Result;
@@ -133,28 +134,29 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
                 }
                 if r.damaged.is_empty() && r.blobs_from_other > 0 {
                     println!(
-                        "checked {} packs: none is damaged; stored again {} blobs that the snapshots need and no index listed, fetched from {loc}; the index was rebuilt",
-                        r.packs_checked, r.blobs_from_other
+                        "checked {}: none is damaged; stored again {} that the snapshots need and no index listed, fetched from {loc}; the index was rebuilt",
+                        plural(r.packs_checked as u64, "pack"),
+                        plural(r.blobs_from_other as u64, "blob")
                     );
                 } else if r.damaged.is_empty() {
                     println!(
-                        "checked {} packs: none is damaged; nothing to repair",
-                        r.packs_checked
+                        "checked {}: none is damaged; nothing to repair",
+                        plural(r.packs_checked as u64, "pack")
                     );
                 } else {
                     println!(
-                        "repaired {} damaged of {} packs: {} blobs rescued from them, {} fetched from {loc}; the damaged packs were removed and the index rebuilt",
+                        "repaired {} damaged of {}: {} rescued from them, {} fetched from {loc}; the damaged packs were removed and the index rebuilt",
                         r.damaged.len(),
-                        r.packs_checked,
-                        r.blobs_from_self,
+                        plural(r.packs_checked as u64, "pack"),
+                        plural(r.blobs_from_self as u64, "blob"),
                         r.blobs_from_other
                     );
                 }
             }
             if !r.lost.is_empty() {
                 eprintln!(
-                    "error: {} blobs are in neither repository; 'ironvault repair snapshots' removes the files that need them",
-                    r.lost.len()
+                    "error: {} in neither repository; 'ironvault repair snapshots' removes the files that need them",
+                    crate::output::count(r.lost.len() as u64, "blob is", "blobs are")
                 );
                 return Ok(Exit::Failure);
             }
@@ -175,8 +177,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
                 );
             } else if !cli.quiet {
                 println!(
-                    "indexed {} blobs in {} packs; replaced {} index files; run 'ironvault check' to confirm",
-                    r.blobs_indexed, r.packs_indexed, r.index_files_replaced
+                    "indexed {} in {}; replaced {}; run 'ironvault check' to confirm",
+                    plural(r.blobs_indexed as u64, "blob"),
+                    plural(r.packs_indexed as u64, "pack"),
+                    plural(r.index_files_replaced as u64, "index file")
                 );
             }
             if r.unreadable_packs.is_empty() {

@@ -128,7 +128,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         }
     }
     if !cli.quiet {
-        println!("{total} snapshots");
+        println!("{}", crate::output::plural(total as u64, "snapshot"));
         if incomplete > 0 {
             println!("! = incomplete: some files could not be read when the snapshot was taken");
         }

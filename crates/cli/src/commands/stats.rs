@@ -1,6 +1,6 @@
 //! `ironvault stats [SNAPSHOT...]`: sizes, deduplication and compression.
 
-use crate::output::bytes;
+use crate::output::{bytes, plural};
 use crate::Cli;
 use crate::Exit;
 use anyhow::Result;
@@ -25,19 +25,29 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     }
     println!("Snapshots:             {}", s.snapshots_count);
     println!(
-        "Files (restore size):  {} files, {}",
-        s.total_file_count,
+        "Files (restore size):  {}, {}",
+        plural(s.total_file_count, "file"),
         bytes(s.total_size)
     );
     println!(
-        "Unique data (raw):     {} in {} blobs",
+        "Unique data (raw):     {} in {}",
         bytes(s.total_uncompressed_size),
-        s.total_blob_count
+        plural(s.total_blob_count, "blob")
     );
     println!("Unique data (stored):  {}", bytes(s.total_blob_stored_size));
-    println!("Deduplication ratio:   {:.2}x", s.dedup_ratio);
+    println!("Deduplication ratio:   {}", dedup_ratio(s.dedup_ratio));
     println!("Compression ratio:     {:.2}x", s.compression_ratio);
     println!("Packs referenced:      {}", s.pack_count);
     println!("Repository data size:  {}", bytes(s.repository_size));
     Ok(Exit::Ok)
+}
+
+/// "2.41x" where data deduplicated; a ratio that rounds to 1 or below (a
+/// little metadata more than the files, nothing shared) is no deduplication.
+fn dedup_ratio(r: f64) -> String {
+    if r >= 1.005 {
+        format!("{r:.2}x")
+    } else {
+        "none (no data is shared between files or snapshots)".into()
+    }
 }

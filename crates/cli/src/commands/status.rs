@@ -7,6 +7,7 @@ use anyhow::Result;
 use ironvault_agent::duration::human;
 use ironvault_agent::facts::DeviceFacts;
 use ironvault_agent::history::History;
+use ironvault_agent::plan_lock::{AgentLock, AgentState};
 use ironvault_agent::runner::{Report, Runner};
 use ironvault_agent::status::{plan_status, PlanStatus};
 use std::time::Duration;
@@ -15,6 +16,10 @@ use std::time::Duration;
 pub struct Args {
     /// Only these plans [default: all].
     plans: Vec<String>,
+    /// Every detail: where each copy lives, each 3-2-1 rule and its fix,
+    /// the roadmap, every miss and note [default: a short block per plan].
+    #[arg(long)]
+    long: bool,
 }
 
 /// Every plan's status, for `status` and the agent's /status.
@@ -56,8 +61,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             ironvault_agent::agent::status_json(&cfg, &all, !missed)
         );
     } else {
+        let agent = AgentLock::state(&cfg.state_dir);
         for p in &all {
-            print_plan(p);
+            if a.long {
+                print_plan(p);
+            } else if let Some(plan) = cfg.plans.get(&p.plan) {
+                print_compact(p, plan, agent);
+            }
         }
         if all.is_empty() {
             println!("no plans in {}", cfg.file.display());
@@ -68,6 +78,134 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     } else {
         Exit::Ok
     })
+}
+
+/// A time as the screens show it, in local time.
+fn local(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// One plan at a glance: the verdict, a line per copy, the last run and
+/// drill, the next scheduled run and the agent, and what to do next.
+fn print_compact(p: &PlanStatus, plan: &ironvault_agent::config::Plan, agent: AgentState) {
+    let obj = |s: Option<u64>| {
+        s.map(|s| human(Duration::from_secs(s)))
+            .unwrap_or_else(|| "not set".into())
+    };
+    let verdict = if p.missed.is_empty() {
+        "all objectives held"
+    } else {
+        "OBJECTIVES MISSED"
+    };
+    println!(
+        "plan {} (RPO {}, RTO {}): {verdict}",
+        p.plan,
+        obj(p.rpo_seconds),
+        obj(p.rto_seconds)
+    );
+    let wn = p.copies.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in &p.copies {
+        let state = match (&c.unreachable, c.rpo_met) {
+            (Some(e), _) => format!("UNREACHABLE: {e}"),
+            (None, rpo) => {
+                let newest = match (&c.newest_snapshot, c.age_seconds) {
+                    (Some(id), Some(a)) => format!(
+                        "snapshot {} {} old",
+                        &id[..id.len().min(8)],
+                        human(Duration::from_secs(a))
+                    ),
+                    _ => "no snapshot".into(),
+                };
+                match rpo {
+                    Some(true) => format!("RPO held, {newest}"),
+                    Some(false) => format!("RPO MISSED, {newest}"),
+                    None => newest,
+                }
+            }
+        };
+        println!("  {:<wn$}  {state}", c.name);
+    }
+    let v = &p.three_two_one;
+    if v.held {
+        println!("  3-2-1: held");
+    } else {
+        let broken: Vec<&str> = v
+            .rules
+            .iter()
+            .filter(|r| !r.held)
+            .map(|r| r.shortfall())
+            .collect();
+        println!("  3-2-1: NOT HELD ({})", broken.join(", "));
+    }
+    let run = match &p.last_run {
+        Some(r) => format!("{} {}", r.result, local(r.started)),
+        None => "never".into(),
+    };
+    let drill = match &p.last_drill {
+        Some(d) => {
+            let rto = match d.rto_met {
+                Some(true) => ", RTO met",
+                Some(false) => ", RTO MISSED",
+                None => "",
+            };
+            format!("{} {}{rto}", d.result, local(d.time))
+        }
+        None => "never".into(),
+    };
+    println!("  last run: {run}; last drill: {drill}");
+    let next = plan
+        .schedule
+        .as_ref()
+        .and_then(|s| s.next_after(&chrono::Local::now()))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+    let agent = match agent {
+        AgentState::Running(Some(pid)) => format!("agent running (pid {pid})"),
+        AgentState::Running(None) => "agent running".into(),
+        AgentState::NotRunning => "no agent running".into(),
+    };
+    match next {
+        Some(t) => println!("  next run: {t}; {agent}"),
+        None => println!("  next run: none scheduled; {agent}"),
+    }
+    // What to do next: reach the copies that cannot be reached (the rows
+    // above say why; --long has the advice), then the notes, then the roadmap.
+    let unreachable: Vec<&str> = p
+        .copies
+        .iter()
+        .filter(|c| c.unreachable.is_some())
+        .map(|c| c.name.as_str())
+        .collect();
+    let todo = if !unreachable.is_empty() {
+        Some(format!(
+            "make {} reachable; 'ironvault status --long {}' says how",
+            unreachable.join(" and "),
+            p.plan
+        ))
+    } else {
+        p.notes.first().cloned().or_else(|| {
+            p.roadmap
+                .next
+                .as_ref()
+                .map(|n| format!("step {}: {}", n.step, n.what))
+        })
+    };
+    if let Some(t) = todo {
+        println!("  next: {}", shorten(&t, &p.plan));
+    }
+    println!();
+}
+
+/// A hint cut to its first part when it would not fit a line; --long has all.
+fn shorten(hint: &str, plan: &str) -> String {
+    const WIDTH: usize = 150;
+    if hint.chars().count() <= WIDTH {
+        return hint.to_string();
+    }
+    let first = hint.split("; ").next().unwrap_or(hint);
+    let first: String = first.chars().take(WIDTH - 40).collect();
+    format!("{first}... (all: 'ironvault status --long {plan}')")
 }
 
 fn age(secs: Option<u64>) -> String {
@@ -139,6 +277,9 @@ fn print_plan(p: &PlanStatus) {
         );
         if let Some(e) = &c.unreachable {
             println!("             {e}");
+        }
+        for l in c.advice.iter().flat_map(|a| a.lines()) {
+            println!("             {l}");
         }
     }
     match &p.last_run {

@@ -23,6 +23,7 @@ mod help;
 mod hostile_store;
 mod keys;
 mod locks;
+mod messages;
 mod permissions;
 mod plans;
 mod plans_s3;

@@ -392,18 +392,21 @@ fn a_drill_measures_the_rta_and_a_damaged_copy_fails_naming_the_files() {
         "{err}"
     );
     // Named as in the snapshot (where `ls` shows it), not by the sandbox.
-    let last = err.lines().last().unwrap();
+    let line = err.lines().find(|l| l.starts_with("error: drill")).unwrap();
     assert!(
-        last.contains("1 item damaged or not restorable: /src/db/data.bin: blob"),
+        line.contains("1 item damaged or not restorable: /src/db/data.bin: blob"),
         "{err}"
     );
+    // The advice on its own line, under the error line.
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("  'ironvault "), "{err}");
     assert!(
         !err.contains("state/drills"),
         "not in the log lines either: {err}"
     );
-    // Said once on each stream: the report (stdout) and the error line.
+    // Said once, under the error line.
     assert_eq!(err.matches("repair packs").count(), 1, "{err}");
-    assert_eq!(out.matches("repair packs").count(), 1, "{out}");
+    assert_eq!(out.matches("repair packs").count(), 0, "{out}");
     assert!(
         err.contains("[files] drill (second): failed (why: below)"),
         "{err}"
@@ -607,18 +610,20 @@ fn a_failed_copy_keeps_the_first_copys_snapshots_and_the_history_says_so() {
     let (out, err) = p.expect(&["run", "files"], 1);
     assert!(out.contains("copy      second: failed"), "{out}");
     assert!(out.contains("retention local: skipped"), "{out}");
+    // Retention on the copy that was not written is not run either.
+    assert!(out.contains("retention second: skipped"), "{out}");
     assert!(err.contains("copy to second failed"), "{err}");
     let second = p.env.path("second");
     let pass = p.env.path("pass");
     let hint = format!(
-        "repository second ({0}) is not there: is its disk mounted or its bucket reachable? \
-         if it is a new copy, create it with 'ironvault --repo {0} --password-file {2} init \
-         --from-repo {1} --from-password-file {2}'",
+        "  repository second: is its disk mounted or its bucket reachable? \
+         if it is a new copy, create it with:\n    ironvault --repo {0} --password-file {2} init \
+         --from-repo {1} --from-password-file {2}\n",
         second.display(),
         p.env.repo.display(),
         pass.display()
     );
-    assert!(out.contains(&hint), "{out}");
+    assert!(err.contains(&hint), "{err}");
     assert_eq!(p.snapshots("local").len(), 2);
     let r: (String, String) = p
         .history()
@@ -632,10 +637,10 @@ fn a_failed_copy_keeps_the_first_copys_snapshots_and_the_history_says_so() {
     assert!(r.1.contains("until every copy has them"), "{}", r.1);
     // Do what it says (as pasted into a shell with no ironvault variables):
     // a new, related second copy; the next run fills it and thins local out.
-    let advised = out
-        .split("create it with 'ironvault ")
+    let advised = err
+        .split("create it with:\n    ironvault ")
         .nth(1)
-        .and_then(|a| a.split('\'').next())
+        .and_then(|a| a.lines().next())
         .unwrap();
     run_as_pasted(advised, &p.env.path("cache"));
     p.expect(&["run", "files"], 0);
@@ -660,11 +665,15 @@ fn a_failed_copy_keeps_the_first_copys_snapshots_and_the_history_says_so() {
             p.env.path("wrong").display()
         ),
     );
-    let (out, _) = p.expect(&["run", "files"], 1);
+    let (out, err) = p.expect(&["run", "files"], 1);
+    let why = format!(
+        "wrong password for repository second ({})",
+        second.display()
+    );
+    assert!(out.contains(&why), "{out}");
     let hint = format!(
-        "wrong password for repository second ({}): check its password_file or password_command in {}",
-        second.display(),
+        "\n  repository second: check its password_file or password_command in {}\n",
         p.cfg.display()
     );
-    assert!(out.contains(&hint), "{out}");
+    assert_eq!(err.matches(&hint).count(), 1, "{err}");
 }

@@ -168,9 +168,9 @@ fn verdicts_follow_the_device_facts_two_disks_one_disk_tmpfs_and_loop() {
         .unwrap()
         .contains("RTO has not been measured"));
 
-    // The text screen says the same.
+    // The long text screen says the same.
     let o = p
-        .cmd(&["status"])
+        .cmd(&["status", "--long"])
         .env("IRONVAULT_FACTS_ROOT", &f.root)
         .output()
         .unwrap();

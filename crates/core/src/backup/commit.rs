@@ -63,6 +63,7 @@ pub(crate) fn commit_snapshot(
             packs_written: 0,
             bytes_added_stored,
             counts,
+            reused_packs: (0, 0),
         });
     }
     // The last safe point: a stop requested while the packs were written
@@ -87,5 +88,6 @@ pub(crate) fn commit_snapshot(
         packs_written: sink.stats.packs_written.load(Ordering::Relaxed),
         bytes_added_stored,
         counts,
+        reused_packs: (0, 0),
     })
 }

@@ -107,6 +107,10 @@ pub struct BackupResult {
     pub bytes_added_stored: u64,
     /// What restic's summary reports beyond the snapshot's own summary.
     pub counts: BackupCounts,
+    /// Packs no index listed that this backup took over (left by an
+    /// interrupted backup or prune): (count, bytes). Information, not a
+    /// warning: their data did not have to be stored again.
+    pub reused_packs: (u64, u64),
 }
 
 /// Counts of a backup that the snapshot does not record (the `--json`
@@ -283,14 +287,10 @@ pub fn backup(
         warn(line);
     }
     let adopted = adoption.packs;
-    if !adopted.is_empty() {
-        let bytes: u64 = adopted.iter().map(|p| p.size).sum();
-        warn(&format!(
-            "reusing {} ({}) that no index lists yet (left by an interrupted backup or prune, or written by a backup running now)",
-            crate::human::plural(adopted.len() as u64, "pack"),
-            crate::human::bytes(bytes)
-        ));
-    }
+    let reused_packs = (
+        adopted.len() as u64,
+        adopted.iter().map(|p| p.size).sum::<u64>(),
+    );
     let mut abs = Vec::new();
     for p in &opts.paths {
         let a = clean_path(&std::path::absolute(p).map_err(|e| Error::io(p, e))?);
@@ -396,7 +396,7 @@ pub fn backup(
         started: started.to_rfc3339(),
         finished: finished.to_rfc3339(),
     };
-    commit_snapshot(
+    let mut r = commit_snapshot(
         &repo,
         lock,
         &shared.sink,
@@ -407,7 +407,9 @@ pub fn backup(
         summary,
         &shared.progress,
         warn,
-    )
+    )?;
+    r.reused_packs = reused_packs;
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub fn backup_stream(
     let level = opts.compression.unwrap_or(repo.config().compression.level);
     let sink = BlobSink::new(repo.clone(), level);
     sink.guard_with(&lock);
+    let reused_packs = (
+        adoption.packs.len() as u64,
+        adoption.packs.iter().map(|p| p.size).sum::<u64>(),
+    );
     sink.adopt(adoption.packs)?;
     sink.set_dry_run(opts.dry_run);
     let progress = opts.progress.clone().unwrap_or_default();
@@ -153,7 +157,7 @@ pub fn backup_stream(
         finished: chrono::Local::now().to_rfc3339(),
         ..Default::default()
     };
-    commit_snapshot(
+    let mut r = commit_snapshot(
         &repo,
         lock,
         &sink,
@@ -164,5 +168,7 @@ pub fn backup_stream(
         summary,
         &progress,
         warn,
-    )
+    )?;
+    r.reused_packs = reused_packs;
+    Ok(r)
 }

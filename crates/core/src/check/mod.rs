@@ -264,8 +264,9 @@ pub fn check(
         Ok(lists) if !lists.is_empty() => {
             let packs: usize = lists.iter().map(|(_, d)| d.packs.len()).sum();
             r.notices.push(format!(
-                "{} {packs} packs: a prune is running or was interrupted (harmless: backups store those blobs again; the next 'ironvault prune' finishes the job)",
-                if lists.len() == 1 { "a prune deletion list names".to_string() } else { format!("{} prune deletion lists name", lists.len()) }
+                "{} {}: a prune is running or was interrupted (harmless: backups store those blobs again; the next 'ironvault prune' finishes the job)",
+                if lists.len() == 1 { "a prune deletion list names".to_string() } else { format!("{} prune deletion lists name", lists.len()) },
+                crate::human::plural(packs as u64, "pack"),
             ));
         }
         Ok(_) => {}

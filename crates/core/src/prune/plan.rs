@@ -279,8 +279,10 @@ impl<'a> IndexView<'a> {
         }
         if let Some(first) = bad.first() {
             return Err(Error::Failed(format!(
-                "{} packs the index lists are damaged ({first}); prune deletes nothing until they are repaired: run 'ironvault check', then 'ironvault repair packs --from-repo COPY' or 'ironvault repair index'",
-                bad.len()
+                "{} the index lists {} damaged ({first}); prune deletes nothing until {} repaired: run 'ironvault check', then 'ironvault repair packs --from-repo COPY' or 'ironvault repair index'",
+                crate::human::plural(bad.len() as u64, "pack"),
+                if bad.len() == 1 { "is" } else { "are" },
+                if bad.len() == 1 { "it is" } else { "they are" }
             )));
         }
         Ok(IndexView { index, stored })
