@@ -21,6 +21,7 @@ mod forget;
 mod hostile_store;
 mod keys;
 mod locks;
+mod paths;
 mod permissions;
 mod plans;
 mod plans_s3;
