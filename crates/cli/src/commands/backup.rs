@@ -154,7 +154,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     opts.parent = if a.force {
         ParentChoice::Force
     } else if let Some(p) = &a.parent {
-        ParentChoice::Snapshot(repo.find_snapshot(p)?.0)
+        let (id, s) = repo.find_snapshot(p)?;
+        super::announce_latest(cli, p, &id, &s);
+        ParentChoice::Snapshot(id)
     } else {
         ParentChoice::Auto
     };

@@ -50,7 +50,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
                 "id_key": "(secret, not shown)", "chunker_secret": "(secret, not shown)"})
         }
         "snapshot" => {
-            let (id, s) = repo.find_snapshot(&need_id()?)?;
+            let spec = need_id()?;
+            let (id, s) = repo.find_snapshot(&spec)?;
+            super::announce_latest(cli, &spec, &id, &s);
             let mut v = serde_json::to_value(&s)?;
             v["id"] = json!(id.to_hex());
             v["tree"] = json!(s.tree.to_hex());

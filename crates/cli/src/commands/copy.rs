@@ -41,7 +41,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         );
     }
     ironvault_core::copy::check_related(&src, &dst)?;
-    let selected = super::select_snapshots(&src, &a.snapshots, &a.filter).map_err(|e| {
+    let selected = super::select_snapshots(cli, &src, &a.snapshots, &a.filter).map_err(|e| {
         match e.downcast_ref::<ironvault_core::Error>() {
             Some(ironvault_core::Error::SnapshotNotFound(id)) => anyhow::anyhow!(
                 "no snapshot {id} in the source repository {from}; 'ironvault snapshots --repo {from}' lists them"

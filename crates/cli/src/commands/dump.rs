@@ -4,7 +4,8 @@
 use crate::Cli;
 use crate::Exit;
 use anyhow::{bail, Result};
-use ironvault_core::browse::{resolve, walk, FileReader};
+use ironvault_core::browse::paths::resolve_given;
+use ironvault_core::browse::{walk, FileReader};
 use ironvault_core::format::tree::{Node, NodeType};
 use ironvault_core::repo::Repository;
 use std::io::Write;
@@ -16,7 +17,8 @@ pub struct Args {
     /// With "latest": the newest snapshot of these hosts, tags and paths.
     #[command(flatten)]
     filter: super::SnapshotFilter,
-    /// File or directory inside the snapshot (as `ls` prints it); `/` for everything.
+    /// File or directory inside the snapshot, as `ls` prints it or as it was
+    /// backed up (/srv/www/NAME/...); `/` for everything.
     path: std::ffi::OsString,
 }
 
@@ -83,12 +85,12 @@ fn append(
 pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
-    let (_, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
+    let (id, snap) = super::find_snapshot(cli, &repo, &a.snapshot, &a.filter)?;
     let out = std::io::stdout().lock();
     use std::os::unix::ffi::OsStrExt;
-    let path_bytes = a.path.as_bytes();
     let shown = a.path.to_string_lossy();
-    let node = resolve(&repo, &snap.tree, path_bytes)?;
+    let (base, node) = resolve_given(&repo, &snap, a.path.as_bytes())
+        .map_err(|e| super::after_latest(e, &a.snapshot, &id, &snap))?;
     match node {
         Some(n) if n.node_type == NodeType::File => {
             let mut out = std::io::BufWriter::new(out);
@@ -103,7 +105,6 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
             let (tree, base) = match &other {
                 Some(n) => {
-                    let base = ironvault_core::browse::normalize(path_bytes);
                     append(&repo, &mut tar, &base, n)?;
                     (n.subtree.unwrap_or_default(), base)
                 }

@@ -4,12 +4,14 @@ use crate::output::{escape, escape_str};
 use crate::Cli;
 use crate::Exit;
 use anyhow::Result;
+use ironvault_core::backup::exclude::Excludes;
 use ironvault_core::browse::walk;
 use std::os::unix::ffi::OsStrExt;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Glob on the file name (`*.conf`), or on the snapshot path if it holds a `/`.
+    /// Glob on the file name (`*.conf`), or on the snapshot path if it holds
+    /// a `/` (a path as `ls` prints it or as it was backed up).
     #[arg(required = true)]
     patterns: Vec<String>,
     /// Ignore case.
@@ -28,12 +30,28 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     } else {
         (vec![], a.patterns.clone())
     };
-    let matcher = ironvault_core::backup::exclude::Excludes::new(&cs, &ci)?;
+    let matcher = Excludes::new(&cs, &ci)?;
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
-    let snaps = super::select_snapshots(&repo, &a.snapshots, &a.filter)?;
+    let snaps = super::select_snapshots(cli, &repo, &a.snapshots, &a.filter)?;
     let mut total = 0;
     for (id, s) in &snaps {
+        // A pattern that starts with a backed-up path (/srv/www/data/...)
+        // is matched at its stored path (/data/...) in each snapshot.
+        let matcher = if a.patterns.iter().any(|p| p.trim().starts_with('/')) {
+            let roots = ironvault_core::browse::paths::Roots::new(&repo, s)?;
+            let mapped = a
+                .patterns
+                .iter()
+                .map(|p| roots.map_pattern(p))
+                .collect::<ironvault_core::Result<Vec<_>>>()?;
+            match a.ignore_case {
+                true => Excludes::new(&[], &mapped)?,
+                false => Excludes::new(&mapped, &[])?,
+            }
+        } else {
+            matcher.clone()
+        };
         let mut hits = Vec::new();
         walk(&repo, &s.tree, b"", &mut |path, n| {
             if matcher.excludes_path(std::path::Path::new(std::ffi::OsStr::from_bytes(path))) {

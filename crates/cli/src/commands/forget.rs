@@ -139,7 +139,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     // (a prune that still sees a removed snapshot only keeps more), and it
     // keeps exclusive work such as 'repair packs' away.
     let lock = Lock::unless_dry_run(a.dry_run, repo.backend().clone(), *repo.master_key(), false)?;
-    let mut snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
+    let mut snaps = super::select_snapshots(cli, &repo, &a.ids, &a.filter)?;
     let mut remove = Vec::new();
     if a.ids.is_empty() {
         // A snapshot a forget record names was removed by a key holder:

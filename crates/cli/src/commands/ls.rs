@@ -4,7 +4,8 @@ use crate::output::{escape, escape_str};
 use crate::Cli;
 use crate::Exit;
 use anyhow::Result;
-use ironvault_core::browse::{resolve, walk};
+use ironvault_core::browse::paths::resolve_given;
+use ironvault_core::browse::walk;
 use ironvault_core::format::tree::{Node, NodeType};
 
 #[derive(clap::Args)]
@@ -14,7 +15,8 @@ pub struct Args {
     /// With "latest": the newest snapshot of these hosts, tags and paths.
     #[command(flatten)]
     filter: super::SnapshotFilter,
-    /// Directory or file inside the snapshot (as `ls` prints paths: /NAME/...). Default: everything.
+    /// Directory or file inside the snapshot: as `ls` prints paths (/NAME/...)
+    /// or as it was backed up (/srv/www/NAME/...). Default: everything.
     path: Option<std::ffi::OsString>,
     /// Show type, mode, owner, size and modification time.
     #[arg(short, long)]
@@ -113,14 +115,15 @@ fn print_node(cli: &Cli, long: bool, path: &[u8], n: &Node) {
 pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
-    let (id, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
+    let (id, snap) = super::find_snapshot(cli, &repo, &a.snapshot, &a.filter)?;
     if cli.json {
         println!(
             "{}",
             serde_json::json!({"message_type": "snapshot", "struct_type": "snapshot", "id": id.to_hex(),
                 "short_id": id.short(), "time": ironvault_core::contract::time::normalise(&snap.time), "hostname": snap.hostname, "paths": snap.paths, "tags": snap.tags})
         );
-    } else if !cli.quiet {
+    } else if !cli.quiet && a.snapshot != "latest" {
+        // (`latest` was already named by `find_snapshot`.)
         eprintln!(
             "snapshot {} of {} at {}:",
             id.short(),
@@ -132,8 +135,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         None => (snap.tree, Vec::new(), true),
         Some(p) => {
             use std::os::unix::ffi::OsStrExt;
-            let base = ironvault_core::browse::normalize(p.as_bytes());
-            match resolve(&repo, &snap.tree, p.as_bytes())? {
+            let (base, node) = resolve_given(&repo, &snap, p.as_bytes())
+                .map_err(|e| super::after_latest(e, &a.snapshot, &id, &snap))?;
+            match node {
                 None => (snap.tree, Vec::new(), a.recursive),
                 Some(n) if n.node_type == NodeType::Dir => {
                     print_node(cli, a.long, &base, &n);

@@ -312,9 +312,69 @@ impl SnapshotFilter {
     }
 }
 
+/// Say on stderr which snapshot `latest` turned out to be, so that `dump
+/// latest` taking another plan's snapshot does not go unnoticed (stderr:
+/// --json output stays as it is).
+pub fn announce_latest(
+    cli: &Cli,
+    spec: &str,
+    id: &ironvault_core::format::Id,
+    s: &ironvault_core::format::snapshot::Snapshot,
+) {
+    if spec == "latest" && !cli.quiet {
+        eprintln!(
+            "using snapshot {} of {} on host {} at {}",
+            id.short(),
+            crate::output::escape_str(&s.paths.join(", ")),
+            crate::output::escape_str(&s.hostname),
+            crate::output::escape_str(&s.time)
+        );
+    }
+}
+
+/// A path that is not in the snapshot `latest` resolved to: say which
+/// snapshot that was and how to pick another one.
+pub fn after_latest(
+    e: ironvault_core::Error,
+    spec: &str,
+    id: &ironvault_core::format::Id,
+    s: &ironvault_core::format::snapshot::Snapshot,
+) -> ironvault_core::Error {
+    match e {
+        ironvault_core::Error::NotFound { what, name, hint } if spec == "latest" => {
+            ironvault_core::Error::NotFound {
+                what,
+                name,
+                hint: format!(
+                    "{hint}; latest is snapshot {} of {} on host {}: pick another with --path, --host or --tag",
+                    id.short(),
+                    crate::output::escape_str(&s.paths.join(", ")),
+                    crate::output::escape_str(&s.hostname)
+                ),
+            }
+        }
+        e => e,
+    }
+}
+
 /// One snapshot by id, prefix or "latest"; with filters, "latest" is the
 /// newest snapshot that passes them (`restore latest --tag plan:erp --host db1`).
+/// Which snapshot `latest` is, is said on stderr.
 pub fn find_snapshot(
+    cli: &Cli,
+    repo: &Repository,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<(
+    ironvault_core::format::Id,
+    ironvault_core::format::snapshot::Snapshot,
+)> {
+    let (id, s) = find_snapshot_quietly(repo, spec, filter)?;
+    announce_latest(cli, spec, &id, &s);
+    Ok((id, s))
+}
+
+fn find_snapshot_quietly(
     repo: &Repository,
     spec: &str,
     filter: &SnapshotFilter,
@@ -357,8 +417,10 @@ pub fn find_snapshot(
     }
 }
 
-/// The snapshots named (ids, prefixes or "latest"), or all that pass the filter.
+/// The snapshots named (ids, prefixes or "latest", said on stderr), or all
+/// that pass the filter.
 pub fn select_snapshots(
+    cli: &Cli,
     repo: &Repository,
     ids: &[String],
     filter: &SnapshotFilter,
@@ -374,6 +436,7 @@ pub fn select_snapshots(
         let mut out = Vec::new();
         for i in ids {
             let (id, s) = repo.find_snapshot(i)?;
+            announce_latest(cli, i, &id, &s);
             if seen.insert(id) {
                 out.push((id, s));
             }

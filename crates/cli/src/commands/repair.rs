@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             dry_run,
         } => {
             let repo = super::open_repo(cli)?;
-            let chosen: Vec<_> = super::select_snapshots(&repo, ids, &Default::default())?
+            let chosen: Vec<_> = super::select_snapshots(cli, &repo, ids, &Default::default())?
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect();

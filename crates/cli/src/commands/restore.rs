@@ -3,7 +3,9 @@
 use crate::output::{bytes, duration, plural};
 use crate::{Cli, Exit};
 use anyhow::Result;
+use ironvault_core::browse::paths::{resolve_given, Roots};
 use ironvault_core::contract::summary::{to_json_line, MessageType, RestoreSummary};
+use ironvault_core::restore::select::unmatched_includes;
 use ironvault_core::restore::{restore_nodes, RestoreOptions};
 use std::path::PathBuf;
 
@@ -18,13 +20,16 @@ pub struct Args {
     /// Directory to restore into (created if needed).
     #[arg(short, long)]
     target: PathBuf,
-    /// Restore only snapshot paths matching this glob, and what is below them (repeatable).
+    /// Restore only snapshot paths matching this glob, and what is below them
+    /// (repeatable); a path as `ls` prints it or as it was backed up. One
+    /// that matches nothing is an error.
     #[arg(short, long, value_name = "PATTERN")]
     include: Vec<String>,
     /// Like --include, ignoring case.
     #[arg(long, value_name = "PATTERN")]
     iinclude: Vec<String>,
-    /// Leave out snapshot paths matching this glob (repeatable).
+    /// Leave out snapshot paths matching this glob (repeatable; a path as
+    /// `ls` prints it or as it was backed up).
     #[arg(short, long, value_name = "PATTERN")]
     exclude: Vec<String>,
     /// Like --exclude, ignoring case.
@@ -60,7 +65,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         Some((s, p)) => (s, Some(p)),
         None => (a.snapshot.as_str(), None),
     };
-    let (id, snap) = super::find_snapshot(&repo, spec, &a.filter)?;
+    let (id, snap) = super::find_snapshot(cli, &repo, spec, &a.filter)?;
     // `latest` is what this host can no longer vouch for once the
     // repository went back in time: say so at the end, with exit code 13.
     let rollback_exit = |done: &str| {
@@ -68,6 +73,65 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             .then(|| super::rollback_exit(&repo, done))
             .flatten()
     };
+    // What to restore: the snapshot's root nodes, or those of SNAPSHOT:/PATH
+    // (a path as `ls` prints it or as it was backed up).
+    let (nodes, base) = match sub {
+        None => (repo.read_tree(&snap.tree)?.nodes, Vec::new()),
+        Some(p) => {
+            let (base, node) = resolve_given(&repo, &snap, p.as_bytes())
+                .map_err(|e| super::after_latest(e, spec, &id, &snap))?;
+            match node {
+                None => (repo.read_tree(&snap.tree)?.nodes, Vec::new()),
+                Some(n) if n.subtree.is_some() => {
+                    (repo.read_tree(&n.subtree.unwrap_or_default())?.nodes, base)
+                }
+                Some(n) => {
+                    let parent = base[..base.len() - n.name.len() - 1].to_vec();
+                    (vec![n], parent)
+                }
+            }
+        }
+    };
+    // Patterns may name paths as they were backed up: match them at their
+    // stored paths. An --include that selects nothing is an error, not a
+    // restore of nothing that succeeds.
+    let roots = Roots::new(&repo, &snap)?;
+    let map = |list: &[String]| -> ironvault_core::Result<Vec<String>> {
+        list.iter().map(|p| roots.map_pattern(p)).collect()
+    };
+    let (include, iinclude) = (map(&a.include)?, map(&a.iinclude)?);
+    let (exclude, iexclude) = (map(&a.exclude)?, map(&a.iexclude)?);
+    let unmatched = unmatched_includes(&repo, &nodes, &base, &include, &iinclude)?;
+    if let Some(pattern) = unmatched.first() {
+        let given = a
+            .include
+            .iter()
+            .chain(&a.iinclude)
+            .zip(include.iter().chain(&iinclude))
+            .find(|(_, m)| *m == pattern)
+            .map_or(pattern.as_str(), |(g, _)| g.as_str());
+        let comps = ironvault_core::browse::components(pattern.as_bytes());
+        let hint = match roots.suggest(&repo, &snap.tree, &comps) {
+            Some(p) => format!(
+                "matches nothing in snapshot {}; did you mean {}? (stored paths start at the last component of each backed-up path: {})",
+                id.short(),
+                crate::output::escape(&p),
+                roots.describe()
+            ),
+            None => format!(
+                "matches nothing in snapshot {}, which holds {}; 'ironvault ls {}' shows its paths",
+                id.short(),
+                roots.describe(),
+                id.short()
+            ),
+        };
+        let e = ironvault_core::Error::NotFound {
+            what: "--include pattern",
+            name: given.to_string(),
+            hint,
+        };
+        return Err(super::after_latest(e, spec, &id, &snap).into());
+    }
     let started = std::time::Instant::now();
     if !cli.quiet && !cli.json {
         println!(
@@ -94,8 +158,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
                 Some(ironvault_core::backup::exclude::Excludes::new(p, i)?)
             })
         };
-    opts.selection.include = sel(&a.include, &a.iinclude)?;
-    opts.selection.exclude = sel(&a.exclude, &a.iexclude)?;
+    opts.selection.include = sel(&include, &iinclude)?;
+    opts.selection.exclude = sel(&exclude, &iexclude)?;
     opts.overwrite = a.overwrite;
     opts.verify = a.verify;
     opts.delete = a.delete;
@@ -120,23 +184,6 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         }
         crate::progress::rate_line(t, files, "written", done)
     });
-    // What to restore: the snapshot's root nodes, or those of SNAPSHOT:/PATH.
-    let (nodes, base) = match sub {
-        None => (repo.read_tree(&snap.tree)?.nodes, Vec::new()),
-        Some(p) => {
-            let base = ironvault_core::browse::normalize(p.as_bytes());
-            match ironvault_core::browse::resolve(&repo, &snap.tree, p.as_bytes())? {
-                None => (repo.read_tree(&snap.tree)?.nodes, Vec::new()),
-                Some(n) if n.subtree.is_some() => {
-                    (repo.read_tree(&n.subtree.unwrap_or_default())?.nodes, base)
-                }
-                Some(n) => {
-                    let parent = base[..base.len() - n.name.len() - 1].to_vec();
-                    (vec![n], parent)
-                }
-            }
-        }
-    };
     if a.dry_run {
         let mut counts = [0u64; 4];
         let errors = ironvault_core::restore::dry_run(

@@ -59,7 +59,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let excludes = Excludes::new(&a.exclude, &a.iexclude)?;
     let prune_opts = a.prune_opts.options(a.dry_run);
     let repo = super::open_repo(cli)?;
-    let ids: Vec<_> = super::select_snapshots(&repo, &a.snapshots, &a.filter)?
+    let ids: Vec<_> = super::select_snapshots(cli, &repo, &a.snapshots, &a.filter)?
         .into_iter()
         .map(|(i, _)| i)
         .collect();

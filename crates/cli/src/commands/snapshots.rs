@@ -33,7 +33,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         }
     }
     let repo = super::open_repo(cli)?;
-    let snaps = super::select_snapshots(&repo, &a.ids, &a.filter)?;
+    let snaps = super::select_snapshots(cli, &repo, &a.ids, &a.filter)?;
     // Groups in order of their newest snapshot's first appearance.
     let mut groups: Vec<(GroupKey, Vec<(Id, Snapshot)>)> = Vec::new();
     for (id, s) in snaps {

@@ -16,7 +16,7 @@ pub struct Args {
 pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let repo = super::open_repo(cli)?;
     repo.load_index(false)?;
-    let snaps = super::select_snapshots(&repo, &a.snapshots, &a.filter)?;
+    let snaps = super::select_snapshots(cli, &repo, &a.snapshots, &a.filter)?;
     let trees: Vec<_> = snaps.iter().map(|(_, s)| s.tree).collect();
     let s = ironvault_core::browse::stats(&repo, &trees)?;
     if cli.json {

@@ -476,7 +476,9 @@ fn relative_repository_path_and_bad_restore_target() {
     let o = env.run(&["restore", "latest", "--target", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "a usage error");
     let e = stderr_of(&o);
-    assert_eq!(e.lines().count(), 1, "{e}");
+    // One error line (besides the line saying which snapshot latest is).
+    assert!(e.starts_with("using snapshot "), "{e}");
+    assert_eq!(e.lines().count(), 2, "{e}");
     assert!(e.contains("is not a directory"), "{e}");
     let o = env.run(&[
         "restore",

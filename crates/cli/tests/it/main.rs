@@ -24,6 +24,7 @@ mod hostile_store;
 mod keys;
 mod locks;
 mod messages;
+mod paths;
 mod permissions;
 mod plans;
 mod plans_s3;

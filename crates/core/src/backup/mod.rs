@@ -253,8 +253,9 @@ fn clean_path(p: &Path) -> PathBuf {
     out
 }
 
-/// Root node names: the last path component, made unique with `-N`.
-fn root_names(paths: &[PathBuf]) -> Vec<Vec<u8>> {
+/// Root node names: the last path component, made unique with `-N` (in the
+/// order of the sorted paths, so `browse::paths` can map them back).
+pub(crate) fn root_names(paths: &[PathBuf]) -> Vec<Vec<u8>> {
     let mut names: Vec<Vec<u8>> = Vec::new();
     for p in paths {
         let base = p

@@ -1,5 +1,8 @@
 //! Browsing snapshots without restoring them: walk a snapshot's trees,
-//! resolve a path inside a snapshot, and gather statistics.
+//! resolve a path inside a snapshot (stored or original, `paths.rs`), and
+//! gather statistics.
+
+pub mod paths;
 
 use crate::error::{Error, Result};
 use crate::format::id::IdSet;
@@ -46,8 +49,10 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The node at `path` inside the tree `root`, or None for the root itself.
-/// A path that does not exist is an error naming it.
+/// The node at the stored path `path` inside the tree `root`, or None for
+/// the root itself. A path that does not exist is an error naming it. Paths
+/// the user gives go through `paths::resolve_given`, which also takes the
+/// original path and suggests what was meant.
 pub fn resolve(repo: &Repository, root: &Id, path: &[u8]) -> Result<Option<Node>> {
     let mut tree_id = *root;
     let mut found: Option<Node> = None;

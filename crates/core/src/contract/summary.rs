@@ -114,6 +114,7 @@ pub struct RestoreSummary {
     pub message_type: MessageType,
     pub snapshot_id: String,
     pub files_restored: u64,
+    /// Directories the restore made (not those already in the target).
     pub dirs_restored: u64,
     pub bytes_restored: u64,
     pub files_unchanged: u64,

@@ -104,6 +104,7 @@ impl RestoreOptions {
 #[derive(Debug, Default)]
 pub struct RestoreStats {
     pub files: u64,
+    /// Directories made (not those already in the target).
     pub dirs: u64,
     pub others: u64,
     pub bytes_written: u64,

@@ -279,7 +279,6 @@ impl<'a, 'c> Planner<'a, 'c> {
         let level = &self.levels[i];
         if let Some(node) = &level.node {
             self.out.dirs.push((level.rel.clone(), node.clone()));
-            self.out.stats.dirs += 1;
         }
     }
 
@@ -311,6 +310,11 @@ impl<'a, 'c> Planner<'a, 'c> {
                 };
                 self.levels[i].state = state;
                 self.record_dir(i);
+                // The summary counts the directories made, not those walked
+                // through or found in place.
+                if !self.dry() {
+                    self.out.stats.dirs += 1;
+                }
                 Ok(opened)
             }
             Err(e) => {

@@ -132,6 +132,60 @@ impl Selection {
     }
 }
 
+/// The include patterns (case-sensitive `patterns`, then `insensitive`)
+/// that select nothing among `nodes`, the content of the snapshot directory
+/// `base`: a restore with one of them would restore less than asked and
+/// still succeed. Walks the trees until every pattern has matched.
+pub fn unmatched_includes(
+    repo: &Repository,
+    nodes: &[Node],
+    base: &[u8],
+    patterns: &[String],
+    insensitive: &[String],
+) -> crate::error::Result<Vec<String>> {
+    let mut left = Vec::new();
+    for (p, ci) in patterns
+        .iter()
+        .map(|p| (p, false))
+        .chain(insensitive.iter().map(|p| (p, true)))
+    {
+        let one = std::slice::from_ref(p);
+        let m = match ci {
+            false => Excludes::new(one, &[])?,
+            true => Excludes::new(&[], one)?,
+        };
+        if !m.is_empty() {
+            left.push((p.clone(), m));
+        }
+    }
+    fn visit(
+        repo: &Repository,
+        nodes: &[Node],
+        spath: &[u8],
+        left: &mut Vec<(String, Excludes)>,
+    ) -> crate::error::Result<()> {
+        for n in nodes {
+            if left.is_empty() {
+                return Ok(());
+            }
+            // As `Selection::step` builds the paths it matches.
+            let mut p = spath.to_vec();
+            if n.name != b"/" {
+                p.push(b'/');
+                p.extend_from_slice(&n.name);
+            }
+            let path = Path::new(std::ffi::OsStr::from_bytes(&p));
+            left.retain(|(_, m)| !m.excludes_path(path));
+            if let (NodeType::Dir, Some(sub), false) = (n.node_type, n.subtree, left.is_empty()) {
+                visit(repo, &repo.read_tree(&sub)?.nodes, &p, left)?;
+            }
+        }
+        Ok(())
+    }
+    visit(repo, nodes, base, &mut left)?;
+    Ok(left.into_iter().map(|(p, _)| p).collect())
+}
+
 /// What a restore does with one node of a snapshot directory.
 pub(super) enum Step {
     /// An unsafe or out-of-order name (damaged or hostile tree): refuse it.

@@ -1,0 +1,350 @@
+//! Paths as they were backed up (issue 16, an operator coming from restic):
+//! `/srv/www/data/app` is accepted wherever the stored path `/data/app` is,
+//! a path that is not there suggests the stored one, an --include that
+//! matches nothing fails, and every command that resolves `latest` says
+//! which snapshot it took.
+
+use crate::common::*;
+use std::path::{Path, PathBuf};
+
+/// A repository with one backup of `<scratch>/srv/www/data` (host web1),
+/// stored as `/data`. Returns the environment and the backed-up directory.
+fn web_backup() -> (Env, PathBuf) {
+    let env = Env::new();
+    let data = env.path("srv/www/data");
+    write(&data.join("app/conf/app.conf"), b"listen 80\n");
+    write(&data.join("app/conf/extra.conf"), b"gzip on\n");
+    write(&data.join("app/index.html"), b"<html>\n");
+    write(&data.join("static/logo.txt"), b"logo\n");
+    env.init();
+    env.ok(&[
+        "backup",
+        "--host",
+        "web1",
+        "--time",
+        "2026-01-01T00:00:00Z",
+        s(&data),
+    ]);
+    (env, data)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `p` + `rest`, as a string.
+fn under(p: &Path, rest: &str) -> String {
+    format!("{}{rest}", p.display())
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn restore_include_takes_the_path_as_it_was_backed_up() {
+    let (env, data) = web_backup();
+    let id = env.snapshot_ids()[0].clone();
+    let t = env.path("t");
+    // The issue's command: the path as it was backed up.
+    let conf = under(&data, "/app/conf");
+    let out = env.ok(&["restore", &id, "--target", s(&t), "--include", &conf]);
+    assert_eq!(
+        std::fs::read(t.join("data/app/conf/app.conf")).unwrap(),
+        b"listen 80\n"
+    );
+    assert!(t.join("data/app/conf/extra.conf").exists());
+    assert!(!t.join("data/app/index.html").exists());
+    assert!(!t.join("data/static").exists());
+    // data, data/app and data/app/conf were made.
+    assert!(out.contains("restored 2 files, 3 directories"), "{out}");
+    // Again into the same target: the directories are there already, and
+    // the summary counts what was made, not what was walked.
+    let out = env.ok(&["restore", &id, "--target", s(&t), "--include", &conf]);
+    assert!(out.contains("restored 2 files, 0 directories"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(
+        env.ok(&[
+            "restore",
+            &id,
+            "--target",
+            s(&t),
+            "--include",
+            &conf,
+            "--json",
+        ])
+        .lines()
+        .last()
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["dirs_restored"], 0);
+    assert_eq!(v["files_restored"], 2);
+
+    // The stored path keeps working.
+    let t2 = env.path("t2");
+    env.ok(&[
+        "restore",
+        &id,
+        "--target",
+        s(&t2),
+        "--include",
+        "/data/app/conf",
+    ]);
+    assert!(t2.join("data/app/conf/app.conf").exists());
+    assert!(!t2.join("data/app/index.html").exists());
+
+    // --exclude with the original path.
+    let t3 = env.path("t3");
+    env.ok(&["restore", &id, "--target", s(&t3), "--exclude", &conf]);
+    assert!(t3.join("data/app/index.html").exists());
+    assert!(t3.join("data/static/logo.txt").exists());
+    assert!(!t3.join("data/app/conf").exists());
+
+    // SNAP:/PATH with the original path.
+    let t4 = env.path("t4");
+    env.ok(&[
+        "restore",
+        &format!("{id}:{}", under(&data, "/app")),
+        "--target",
+        s(&t4),
+    ]);
+    assert!(t4.join("conf/app.conf").exists());
+    assert!(t4.join("index.html").exists());
+    assert!(!t4.join("static").exists());
+}
+
+#[test]
+fn an_include_that_matches_nothing_fails_and_names_the_stored_path() {
+    let (env, _data) = web_backup();
+    let id = env.snapshot_ids()[0].clone();
+    let t = env.path("t");
+    // Half of the original path: neither a stored nor a backed-up path.
+    let o = env.run(&[
+        "restore",
+        &id,
+        "--target",
+        s(&t),
+        "--include",
+        "/www/data/app/conf",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("--include pattern /www/data/app/conf matches nothing"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean /data/app/conf?"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    // Nothing was made.
+    assert!(!t.exists() || files_under(&t).is_empty());
+    // The same with a dry run, and with one pattern of two.
+    let o = env.run(&[
+        "restore",
+        &id,
+        "--target",
+        s(&t),
+        "--dry-run",
+        "--include",
+        "/data/app",
+        "--include",
+        "nosuchname",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--include pattern nosuchname matches nothing"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn ls_find_dump_and_diff_take_the_path_as_it_was_backed_up() {
+    let (env, data) = web_backup();
+    let app = under(&data, "/app");
+    // The issue's command: `ls latest /srv/www/data/app`.
+    let o = env.run(&["ls", "latest", &app]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let listed: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    assert_eq!(
+        listed,
+        ["/data/app", "/data/app/conf", "/data/app/index.html"],
+        "{listed:?}"
+    );
+    // The stored path lists the same.
+    assert_eq!(env.ok(&["ls", "latest", "/data/app"]), stdout(&o));
+
+    // A path that is neither: the stored path it probably meant.
+    let o = env.run(&["ls", "latest", "/www/data/app"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("path /www/data/app is not in the snapshot; did you mean /data/app?"),
+        "{e}"
+    );
+    // After `latest`: how to pick another snapshot.
+    assert!(
+        e.contains("pick another with --path, --host or --tag"),
+        "{e}"
+    );
+
+    let found = env.ok(&["find", &under(&data, "/app/conf/*.conf")]);
+    assert!(found.contains("/data/app/conf/app.conf"), "{found}");
+    assert!(
+        found.contains("2 matches in 1 snapshot searched"),
+        "{found}"
+    );
+
+    let conf = under(&data, "/app/conf/app.conf");
+    assert_eq!(env.ok(&["dump", "latest", &conf]), "listen 80\n");
+
+    // A second backup: diff the original path's directory only.
+    write(&data.join("app/index.html"), b"<html>v2\n");
+    write(&data.join("static/new.txt"), b"new\n");
+    env.ok(&[
+        "backup",
+        "--host",
+        "web1",
+        "--time",
+        "2026-01-02T00:00:00Z",
+        s(&data),
+    ]);
+    let ids = env.snapshot_ids();
+    let out = env.ok(&[
+        "diff",
+        &format!("{}:{app}", ids[0]),
+        &format!("latest:{app}"),
+    ]);
+    assert!(out.contains("M    /data/app/index.html"), "{out}");
+    assert!(!out.contains("new.txt"), "{out}");
+    assert!(out.contains("0 added, 0 removed, 1 modified"), "{out}");
+}
+
+#[test]
+fn latest_says_which_snapshot_it_took() {
+    let (env, data) = web_backup();
+    // Another plan's backup, newer: `latest` is now that one.
+    let db = env.path("opt/db");
+    write(&db.join("dump.sql"), b"create table t;\n");
+    env.ok(&[
+        "backup",
+        "--host",
+        "db1",
+        "--time",
+        "2026-01-03T00:00:00Z",
+        s(&db),
+    ]);
+    let ids = env.snapshot_ids();
+    let (web, dbid) = (&ids[0][..8], &ids[1][..8]);
+    let conf = under(&data, "/app/conf/app.conf");
+
+    // The issue's command: it no longer picks another plan's snapshot silently.
+    let o = env.run(&["dump", "latest", &conf]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains(&format!(
+            "using snapshot {dbid} of {} on host db1 at 2026-01-03",
+            s(&db)
+        )),
+        "{e}"
+    );
+    assert!(e.contains(&format!("latest is snapshot {dbid}")), "{e}");
+    assert!(
+        e.contains("pick another with --path, --host or --tag"),
+        "{e}"
+    );
+    assert!(stdout(&o).is_empty());
+
+    // Picked with --host: it works and says which.
+    let o = env.run(&["dump", "latest", "--host", "web1", &conf]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "listen 80\n");
+    assert!(
+        stderr(&o).contains(&format!(
+            "using snapshot {web} of {} on host web1",
+            s(&data)
+        )),
+        "{}",
+        stderr(&o)
+    );
+
+    // Every command that resolves latest says it, on stderr only.
+    for args in [
+        vec!["ls", "latest", "--json"],
+        vec!["snapshots", "latest", "--json"],
+        vec!["find", "--snapshot", "latest", "dump.sql", "--json"],
+        vec!["stats", "latest", "--json"],
+        vec!["cat", "snapshot", "latest"],
+    ] {
+        let o = env.run(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("using snapshot {dbid} of")),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!stdout(&o).contains("using snapshot"), "{args:?}");
+    }
+    let t = env.path("t");
+    let o = env.run(&["restore", "latest", "--target", s(&t), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("using snapshot {dbid}")));
+    for l in stdout(&o).lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap();
+    }
+    let o = env.run(&["diff", web, "latest"]);
+    assert!(
+        stderr(&o).contains(&format!("using snapshot {dbid}")),
+        "{}",
+        stderr(&o)
+    );
+    // --quiet keeps it quiet.
+    let o = env.run(&["--quiet", "dump", "latest", "--host", "web1", &conf]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn backed_up_paths_that_share_names() {
+    // Two paths with the same last component: stored as /data and /data-1,
+    // each reachable by its original path.
+    let env = Env::new();
+    let (a, b) = (env.path("a/data"), env.path("b/data"));
+    write(&a.join("x"), b"a\n");
+    write(&b.join("x"), b"b\n");
+    env.init();
+    env.ok(&["backup", s(&a), s(&b)]);
+    assert_eq!(env.ok(&["dump", "latest", &under(&a, "/x")]), "a\n");
+    assert_eq!(env.ok(&["dump", "latest", &under(&b, "/x")]), "b\n");
+    assert_eq!(env.ok(&["dump", "latest", "/data-1/x"]), "b\n");
+
+    // A path that reads both ways, to two different things, is refused:
+    // back up a directory named like the first component of the scratch
+    // directory's path, holding that path's rest.
+    let env = Env::new();
+    let scratch = env.dir.path().to_path_buf();
+    let comps: Vec<_> = scratch.components().skip(1).collect();
+    let first = comps[0].as_os_str();
+    let twin = scratch.join(first);
+    let rest: PathBuf = comps[1..].iter().collect();
+    write(&twin.join(&rest).join("x/f"), b"twin\n");
+    let x = env.path("x");
+    write(&x.join("f"), b"x\n");
+    env.init();
+    env.ok(&["backup", s(&twin), s(&x)]);
+    let given = under(&x, "/f");
+    let o = env.run(&["dump", "latest", &given]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("names two things in this snapshot"), "{e}");
+    assert!(e.contains(" /x/f"), "{e}");
+    // Each of the two forms it offers is unambiguous.
+    assert_eq!(env.ok(&["dump", "latest", "/x/f"]), "x\n");
+    let twin_file = twin.join(&rest).join("x/f");
+    assert!(e.contains(s(&twin_file)), "{e}");
+    assert_eq!(env.ok(&["dump", "latest", s(&twin_file)]), "twin\n");
+}
