@@ -54,12 +54,7 @@ impl PlanLock {
         let dir = state_dir.join("locks");
         crate::history::create_private_dir(&dir)?;
         let path = dir.join(file);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = open_state_file(&path, true)?;
         // SAFETY: flock on a file descriptor we own.
         let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if r != 0 {
@@ -93,13 +88,7 @@ impl AgentLock {
         use std::io::Write;
         crate::history::create_private_dir(state_dir)?;
         let path = state_dir.join("agent.pid");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut file = open_state_file(&path, true)?;
         // `status` holds a shared lock for a moment when it looks: try a
         // few times before taking it as another agent's.
         let mut tries = 0;
@@ -111,7 +100,7 @@ impl AgentLock {
             }
             tries += 1;
             if tries == 20 {
-                return Ok(Err(read_pid(&path)));
+                return Ok(Err(read_pid(&file)));
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -125,20 +114,56 @@ impl AgentLock {
     /// state dir that is missing or unreadable means no agent we can see.
     pub fn state(state_dir: &Path) -> AgentState {
         let path = state_dir.join("agent.pid");
-        let Ok(file) = File::open(&path) else {
+        let Ok(file) = open_state_file(&path, false) else {
             return AgentState::NotRunning;
         };
         match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
             // Free: no agent (closing the file releases our lock).
             Ok(true) => AgentState::NotRunning,
-            Ok(false) => AgentState::Running(read_pid(&path)),
+            Ok(false) => AgentState::Running(read_pid(&file)),
             Err(_) => AgentState::NotRunning,
         }
     }
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+fn read_pid(file: &File) -> Option<u32> {
+    use std::io::Read;
+    let mut text = String::new();
+    file.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Open a file of the state dir without following a symlink planted in
+/// its place (the agent runs as root; a writable state dir must not let
+/// anyone point it at another file), and only if it is a regular file (a
+/// FIFO there must not make `status` hang). `create`: create it if
+/// missing, for writing; else open it for reading only.
+fn open_state_file(path: &Path, create: bool) -> Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(create)
+        .truncate(false)
+        .read(true)
+        .write(create)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot open {} (a symlink there is refused)",
+                path.display()
+            )
+        })?;
+    let kind = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .file_type();
+    if !kind.is_file() || kind.is_fifo() {
+        anyhow::bail!(
+            "{} is not a regular file; remove it (the agent recreates it)",
+            path.display()
+        );
+    }
+    Ok(file)
 }
 
 /// flock without blocking: true if taken, false if someone else holds it.
@@ -170,6 +195,36 @@ mod tests {
         drop(a);
         // The file stays, the lock does not: not running.
         assert_eq!(AgentLock::state(d.path()), AgentState::NotRunning);
+    }
+
+    #[test]
+    fn a_symlink_or_fifo_planted_in_the_state_dir_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let state = d.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::symlink(&victim, state.join("agent.pid")).unwrap();
+        let e = AgentLock::acquire(&state)
+            .err()
+            .expect("a symlink must be refused");
+        assert!(format!("{e:#}").contains("agent.pid"), "{e:#}");
+        assert_eq!(AgentLock::state(&state), AgentState::NotRunning);
+        std::fs::create_dir(state.join("locks")).unwrap();
+        let absent = d.path().join("created-by-a-link");
+        std::os::unix::fs::symlink(&absent, state.join("locks").join("erp.lock")).unwrap();
+        std::os::unix::fs::symlink(&victim, state.join("locks").join("other.lock")).unwrap();
+        assert!(PlanLock::try_acquire(&state, "erp").is_err());
+        assert!(PlanLock::try_acquire(&state, "other").is_err());
+        assert!(!absent.exists(), "a lock followed a planted symlink");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        // A FIFO in place of agent.pid: status answers at once.
+        std::fs::remove_file(state.join("agent.pid")).unwrap();
+        let fifo = std::ffi::CString::new(state.join("agent.pid").to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(AgentLock::state(&state), AgentState::NotRunning);
+        assert!(AgentLock::acquire(&state).is_err());
     }
 
     #[test]
