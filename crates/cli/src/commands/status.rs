@@ -90,21 +90,7 @@ fn local(t: chrono::DateTime<chrono::Utc>) -> String {
 /// One plan at a glance: the verdict, a line per copy, the last run and
 /// drill, the next scheduled run and the agent, and what to do next.
 fn print_compact(p: &PlanStatus, plan: &ironvault_agent::config::Plan, agent: AgentState) {
-    let obj = |s: Option<u64>| {
-        s.map(|s| human(Duration::from_secs(s)))
-            .unwrap_or_else(|| "not set".into())
-    };
-    let verdict = if p.missed.is_empty() {
-        "all objectives held"
-    } else {
-        "OBJECTIVES MISSED"
-    };
-    println!(
-        "plan {} (RPO {}, RTO {}): {verdict}",
-        p.plan,
-        obj(p.rpo_seconds),
-        obj(p.rto_seconds)
-    );
+    print_header(p);
     let wn = p.copies.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in &p.copies {
         let state = match (&c.unreachable, c.rpo_met) {
@@ -208,12 +194,8 @@ fn shorten(hint: &str, plan: &str) -> String {
     format!("{first}... (all: 'ironvault status --long {plan}')")
 }
 
-fn age(secs: Option<u64>) -> String {
-    secs.map(|s| human(Duration::from_secs(s)))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn print_plan(p: &PlanStatus) {
+/// A plan's first line, compact and long alike: its objectives and the verdict.
+fn print_header(p: &PlanStatus) {
     let obj = |s: Option<u64>| {
         s.map(|s| human(Duration::from_secs(s)))
             .unwrap_or_else(|| "not set".into())
@@ -229,6 +211,15 @@ fn print_plan(p: &PlanStatus) {
         obj(p.rpo_seconds),
         obj(p.rto_seconds)
     );
+}
+
+fn age(secs: Option<u64>) -> String {
+    secs.map(|s| human(Duration::from_secs(s)))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_plan(p: &PlanStatus) {
+    print_header(p);
     // Columns as wide as what they hold (an S3 host name can be long).
     let source = p.source.describe();
     let wn = p
