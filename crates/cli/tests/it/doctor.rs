@@ -145,14 +145,7 @@ fn doctor_reports_a_full_file_system_by_the_threshold() {
 fn doctor_passes_a_good_local_and_a_good_s3_repository_and_writes_nothing() {
     let p = Plans::new("");
     let cloud = s3::unique_location("doctor");
-    let o = p
-        .env
-        .cmd(&["init", "--from-repo", p.env.repo.to_str().unwrap()])
-        .env("IRONVAULT_REPO", &cloud)
-        .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    p.init_related(&cloud);
     // Through the logging proxy: every request the doctor makes is seen.
     let proxy = s3::Proxy::start(&s3::endpoint());
     p.add(&format!(

@@ -9,14 +9,7 @@ use crate::common::*;
 fn a_plan_copies_to_s3_drills_from_it_and_status_judges_the_bucket_by_facts() {
     let p = Plans::new("");
     let cloud = s3::unique_location("plan");
-    let o = p
-        .env
-        .cmd(&["init", "--from-repo", p.env.repo.to_str().unwrap()])
-        .env("IRONVAULT_REPO", &cloud)
-        .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    p.init_related(&cloud);
     let src = p.env.path("src");
     write(&src.join("a.txt"), b"to the cloud\n");
     write(&src.join("big.bin"), &random_bytes(3 << 20, 9));

@@ -11,6 +11,18 @@ pub struct Plans {
 }
 
 impl Plans {
+    /// Create `location` as a repository related to `local`, or fail the test.
+    pub fn init_related(&self, location: &str) {
+        let o = self
+            .env
+            .cmd(&["init", "--from-repo", self.env.repo.to_str().unwrap()])
+            .env("IRONVAULT_REPO", location)
+            .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
     /// Repositories `local` and `second` (related), and the given plans.
     pub fn new(plans: &str) -> Plans {
         let env = Env::new();
