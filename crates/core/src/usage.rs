@@ -22,13 +22,15 @@ pub struct SharedBlob {
     pub path: String,
 }
 
-/// The path a root node was backed up from: the snapshot path whose last
-/// component is its name.
+/// The path a root node was backed up from: the recorded path stored under
+/// its name (`data-1` for the second path whose last component is `data`).
 pub fn original_root(s: &Snapshot, name: &[u8]) -> PathBuf {
-    s.paths
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.file_name().is_some_and(|f| f.as_bytes() == name))
+    let paths: Vec<PathBuf> = s.paths.iter().map(PathBuf::from).collect();
+    crate::backup::root_names(&paths)
+        .into_iter()
+        .zip(paths)
+        .find(|(n, _)| n == name)
+        .map(|(_, p)| p)
         .unwrap_or_else(|| Path::new("/").join(OsStr::from_bytes(name)))
 }
 

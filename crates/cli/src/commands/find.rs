@@ -6,7 +6,6 @@ use crate::Exit;
 use anyhow::Result;
 use ironvault_core::backup::exclude::Excludes;
 use ironvault_core::browse::walk;
-use std::os::unix::ffi::OsStrExt;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,25 +35,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let snaps = super::select_snapshots(cli, &repo, &a.snapshots, &a.filter)?;
     let mut total = 0;
     for (id, s) in &snaps {
-        // A pattern that starts with a backed-up path (/srv/www/data/...)
-        // is matched at its stored path (/data/...) in each snapshot.
-        let matcher = if a.patterns.iter().any(|p| p.trim().starts_with('/')) {
-            let roots = ironvault_core::browse::paths::Roots::new(&repo, s)?;
-            let mapped = a
-                .patterns
-                .iter()
-                .map(|p| roots.map_pattern(p))
-                .collect::<ironvault_core::Result<Vec<_>>>()?;
-            match a.ignore_case {
-                true => Excludes::new(&[], &mapped)?,
-                false => Excludes::new(&mapped, &[])?,
-            }
-        } else {
-            matcher.clone()
-        };
+        // A path is matched as stored (/data/...) and as backed up
+        // (/srv/www/data/...), so a pattern may be written either way.
+        let roots = ironvault_core::browse::paths::Roots::new(&repo, s)?;
+        for p in &a.patterns {
+            roots.check_pattern(p)?;
+        }
         let mut hits = Vec::new();
         walk(&repo, &s.tree, b"", &mut |path, n| {
-            if matcher.excludes_path(std::path::Path::new(std::ffi::OsStr::from_bytes(path))) {
+            if ironvault_core::restore::select::matches(&matcher, Some(&roots), path) {
                 hits.push((path.to_vec(), n.clone()));
             }
             Ok(true)

@@ -5,7 +5,7 @@ use crate::{Cli, Exit};
 use anyhow::Result;
 use ironvault_core::browse::paths::{resolve_given, Roots};
 use ironvault_core::contract::summary::{to_json_line, MessageType, RestoreSummary};
-use ironvault_core::restore::select::unmatched_includes;
+use ironvault_core::restore::select::unmatched;
 use ironvault_core::restore::{restore_nodes, RestoreOptions};
 use std::path::PathBuf;
 
@@ -92,45 +92,58 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             }
         }
     };
-    // Patterns may name paths as they were backed up: match them at their
-    // stored paths. An --include that selects nothing is an error, not a
-    // restore of nothing that succeeds.
+    // Patterns may name paths as they were backed up: each node is matched
+    // at its stored path and at its original one. An --include that selects
+    // nothing is an error, not a restore of nothing that succeeds; an
+    // --exclude that leaves nothing out is said before anything is written.
     let roots = Roots::new(&repo, &snap)?;
-    let map = |list: &[String]| -> ironvault_core::Result<Vec<String>> {
-        list.iter().map(|p| roots.map_pattern(p)).collect()
-    };
-    let (include, iinclude) = (map(&a.include)?, map(&a.iinclude)?);
-    let (exclude, iexclude) = (map(&a.exclude)?, map(&a.iexclude)?);
-    let unmatched = unmatched_includes(&repo, &nodes, &base, &include, &iinclude)?;
-    if let Some(pattern) = unmatched.first() {
-        let given = a
-            .include
-            .iter()
-            .chain(&a.iinclude)
-            .zip(include.iter().chain(&iinclude))
-            .find(|(_, m)| *m == pattern)
-            .map_or(pattern.as_str(), |(g, _)| g.as_str());
-        let comps = ironvault_core::browse::components(pattern.as_bytes());
-        let hint = match roots.suggest(&repo, &snap.tree, &comps) {
+    for p in a
+        .include
+        .iter()
+        .chain(&a.iinclude)
+        .chain(&a.exclude)
+        .chain(&a.iexclude)
+    {
+        roots
+            .check_pattern(p)
+            .map_err(|e| super::after_latest(e, spec, &id, &snap))?;
+    }
+    let hint = |given: &str, what: &str| {
+        let comps = ironvault_core::browse::components(given.as_bytes());
+        match roots.suggest(&repo, &snap.tree, &comps) {
             Some(p) => format!(
-                "matches nothing in snapshot {}; did you mean {}? (stored paths start at the last component of each backed-up path: {})",
+                "matches nothing in snapshot {}{what}; did you mean {}? (stored paths start at the last component of each backed-up path: {})",
                 id.short(),
                 crate::output::escape(&p),
                 roots.describe()
             ),
             None => format!(
-                "matches nothing in snapshot {}, which holds {}; 'ironvault ls {}' shows its paths",
+                "matches nothing in snapshot {}{what}, which holds {}; 'ironvault ls {}' shows its paths",
                 id.short(),
                 roots.describe(),
                 id.short()
             ),
-        };
+        }
+    };
+    let unmatched_in = unmatched(&repo, &nodes, &base, Some(&roots), &a.include, &a.iinclude)?;
+    if let Some(given) = unmatched_in.first() {
         let e = ironvault_core::Error::NotFound {
             what: "--include pattern",
             name: given.to_string(),
-            hint,
+            hint: hint(given, ""),
         };
         return Err(super::after_latest(e, spec, &id, &snap).into());
+    }
+    for given in unmatched(&repo, &nodes, &base, Some(&roots), &a.exclude, &a.iexclude)? {
+        let flag = match a.exclude.contains(&given) {
+            true => "--exclude",
+            false => "--iexclude",
+        };
+        eprintln!(
+            "warning: {flag} {} {}",
+            crate::output::escape_str(&given),
+            hint(&given, " (it leaves nothing out)")
+        );
     }
     let started = std::time::Instant::now();
     if !cli.quiet && !cli.json {
@@ -158,8 +171,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
                 Some(ironvault_core::backup::exclude::Excludes::new(p, i)?)
             })
         };
-    opts.selection.include = sel(&include, &iinclude)?;
-    opts.selection.exclude = sel(&exclude, &iexclude)?;
+    opts.selection.include = sel(&a.include, &a.iinclude)?;
+    opts.selection.exclude = sel(&a.exclude, &a.iexclude)?;
+    opts.selection.roots = Some(roots);
     opts.overwrite = a.overwrite;
     opts.verify = a.verify;
     opts.delete = a.delete;

@@ -321,6 +321,14 @@ fn backed_up_paths_that_share_names() {
     assert_eq!(env.ok(&["dump", "latest", &under(&a, "/x")]), "a\n");
     assert_eq!(env.ok(&["dump", "latest", &under(&b, "/x")]), "b\n");
     assert_eq!(env.ok(&["dump", "latest", "/data-1/x"]), "b\n");
+    // An erasure by the original path of the second: that one goes, not the
+    // first (the original of /data-1 was once taken for /data-1 itself, so
+    // the pattern matched nothing and nothing was erased).
+    let out = env.ok(&["rewrite", "--all", "--exclude", &under(&b, "/x")]);
+    assert!(out.contains("removed 1 file"), "{out}");
+    assert_eq!(env.ok(&["dump", "latest", &under(&a, "/x")]), "a\n");
+    let o = env.run(&["dump", "latest", "/data-1/x"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 
     // A path that reads both ways, to two different things, is refused:
     // back up a directory named like the first component of the scratch
@@ -347,4 +355,118 @@ fn backed_up_paths_that_share_names() {
     let twin_file = twin.join(&rest).join("x/f");
     assert!(e.contains(s(&twin_file)), "{e}");
     assert_eq!(env.ok(&["dump", "latest", s(&twin_file)]), "twin\n");
+}
+
+/// What a restore of snapshot `id` with `args` put under `t`/data, as sorted
+/// relative file paths; asserts the exit code.
+fn restored(env: &Env, id: &str, t: &Path, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["restore", id, "--target", s(t)];
+    all.extend_from_slice(args);
+    let o = env.run(&all);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    let mut files: Vec<String> = files_under(t)
+        .iter()
+        .map(|p| p.strip_prefix(t).unwrap().display().to_string())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn patterns_match_the_original_path_however_it_is_spelled() {
+    // Each of these spellings of /srv/www/data/app/conf once restored the
+    // files it excluded and exited 0 (the exact original path and the stored
+    // path worked): upper case with --iexclude, a glob or `.` inside the
+    // backed-up part, `**` across it.
+    let (env, data) = web_backup();
+    let id = env.snapshot_ids()[0].clone();
+    let conf = under(&data, "/app/conf");
+    let scratch = data.parent().unwrap().parent().unwrap().parent().unwrap();
+    let without_conf = ["data/app/index.html", "data/static/logo.txt"];
+    let only_conf = ["data/app/conf/app.conf", "data/app/conf/extra.conf"];
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("--iexclude", conf.to_uppercase(), &without_conf),
+        (
+            "--exclude",
+            format!("{}/srv/*/data/app/conf", scratch.display()),
+            &without_conf,
+        ),
+        (
+            "--exclude",
+            format!("{}/srv/**/conf", scratch.display()),
+            &without_conf,
+        ),
+        (
+            "--exclude",
+            format!("{}/srv/www/./data/app/conf/", scratch.display()),
+            &without_conf,
+        ),
+        (
+            "--exclude",
+            format!("{}/srv/{{www,ftp}}/data/app/conf", scratch.display()),
+            &without_conf,
+        ),
+        ("--exclude", "www/data/app/conf".to_string(), &without_conf),
+        ("--iexclude", "/DATA/APP/CONF".to_string(), &without_conf),
+        ("--iinclude", conf.to_uppercase(), &only_conf),
+        (
+            "--include",
+            format!("{}/srv/*/data/app/conf", scratch.display()),
+            &only_conf,
+        ),
+        (
+            "--iinclude",
+            format!("{}/SRV/**/CONF/*.conf", scratch.display()),
+            &only_conf,
+        ),
+    ];
+    for (i, (flag, pattern, want)) in cases.iter().enumerate() {
+        let t = env.path(&format!("t{i}"));
+        let got = restored(&env, &id, &t, &[flag, pattern]);
+        assert_eq!(got, *want, "{flag} {pattern}");
+    }
+
+    // `..` never matches a stored path: refused, nothing restored.
+    let t = env.path("t-dotdot");
+    let dotdot = format!("{}/srv/www/../www/data/app/conf", scratch.display());
+    let o = env.run(&["restore", &id, "--target", s(&t), "--exclude", &dotdot]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("has a '..' component"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(!t.exists() || files_under(&t).is_empty());
+
+    // An exclude that matches nothing is said before the restore, which
+    // goes on; the one that matches is not mentioned.
+    let t = env.path("t-nothing");
+    let o = env.run(&[
+        "restore",
+        &id,
+        "--target",
+        s(&t),
+        "--exclude",
+        &under(&data, "/app/secret"),
+        "--iexclude",
+        "*.CONF",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains(&format!(
+            "warning: --exclude {} matches nothing in snapshot {} (it leaves nothing out)",
+            under(&data, "/app/secret"),
+            &id[..8]
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("*.CONF"), "{e}");
+    assert!(t.join("data/app/index.html").exists());
+    assert!(!t.join("data/app/conf/app.conf").exists());
+
+    // find: the same matching.
+    let found = env.ok(&["find", "-i", &format!("{}/*.CONF", conf.to_uppercase())]);
+    assert!(
+        found.contains("2 matches in 1 snapshot searched"),
+        "{found}"
+    );
 }

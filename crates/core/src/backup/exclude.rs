@@ -34,7 +34,7 @@ impl Excludes {
                 if p.is_empty() || p.starts_with('#') {
                     continue;
                 }
-                let trimmed = p.trim_end_matches('/');
+                let trimmed = &clean(p)?;
                 let g = if trimmed.starts_with('/') {
                     trimmed.to_string()
                 } else {
@@ -103,6 +103,29 @@ impl Excludes {
     }
 }
 
+/// `p` without `.` components, repeated or trailing slashes. Paths are
+/// matched as the walker and the snapshot spell them, which have no `.` or
+/// `..`: a `..` component would match nothing and leave out nothing without
+/// a word, so it is refused.
+fn clean(p: &str) -> Result<String> {
+    let comps: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if comps.contains(&"..") {
+        return Err(Error::Usage(format!(
+            "pattern {p:?} has a '..' component, which never matches (paths are matched as stored, without '..'); write the path it means"
+        )));
+    }
+    if comps.is_empty() && !p.starts_with('/') {
+        return Err(Error::Usage(format!(
+            "pattern {p:?} names no file; give a name or a path"
+        )));
+    }
+    let lead = if p.starts_with('/') { "/" } else { "" };
+    Ok(format!("{lead}{}", comps.join("/")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +147,12 @@ mod tests {
         let ci = Excludes::new(&[], &["*.JPG".into()]).unwrap();
         assert!(ci.excludes_path(Path::new("/p/holiday.jpg")));
         assert!(Excludes::new(&["a[".into()], &[]).is_err());
+        // "." and repeated slashes are spelling; ".." is refused, not ignored.
+        let e = ex(&["/data/./cache//", "./x.tmp"]);
+        assert!(e.excludes_path(Path::new("/data/cache")));
+        assert!(e.excludes_path(Path::new("/a/x.tmp")));
+        let err = Excludes::new(&["/srv/www/../www/data".into()], &[]).unwrap_err();
+        assert!(err.to_string().contains("'..'"), "{err}");
+        assert!(Excludes::new(&[], &["a/../b".into()]).is_err());
     }
 }

@@ -115,24 +115,31 @@ impl Roots {
         parts.join(", ")
     }
 
-    /// The stored form of an include or exclude pattern: one that starts
-    /// with a recorded original path has that part replaced by its stored
-    /// name; any other pattern is kept as it is. A pattern that reads both
-    /// ways with different results is refused.
-    pub fn map_pattern(&self, pattern: &str) -> Result<String> {
+    /// The path `stored` (a snapshot path, `/data-2/app/conf`) was backed
+    /// up from (`/srv/www/data/app/conf`), if its top-level name is one the
+    /// snapshot records. Include and exclude patterns are matched against
+    /// both, as rewrite does, so a pattern written either way selects the
+    /// same files, with globs and case-insensitive matching anywhere in it.
+    pub fn original_path(&self, stored: &[u8]) -> Option<Vec<u8>> {
+        self.original_of(&components(stored))
+    }
+
+    /// Refuse an include or exclude pattern that reads two ways with
+    /// different results: a stored path of one backed-up path and, read as
+    /// an original path, a stored path of another.
+    pub fn check_pattern(&self, pattern: &str) -> Result<()> {
         let trimmed = pattern.trim();
         if !trimmed.starts_with('/') {
-            return Ok(pattern.to_string());
+            return Ok(());
         }
         let comps = components(trimmed.as_bytes());
         let Some(mapped) = self.as_original(&comps) else {
-            return Ok(pattern.to_string());
+            return Ok(());
         };
-        let given = normalize(trimmed.as_bytes());
-        if self.is_stored(&comps) && mapped != given {
+        if self.is_stored(&comps) && mapped != normalize(trimmed.as_bytes()) {
             return Err(self.ambiguous(trimmed.as_bytes(), &comps, &mapped));
         }
-        Ok(text(&mapped))
+        Ok(())
     }
 
     fn ambiguous(&self, given: &[u8], comps: &[&[u8]], mapped: &[u8]) -> Error {
@@ -265,12 +272,14 @@ mod tests {
         assert_eq!(m("/b/data").as_deref(), Some("/data-1"));
         assert_eq!(m("/a/data/x").as_deref(), Some("/data/x"));
         assert_eq!(m("/srv/www"), None);
-        assert_eq!(
-            r.map_pattern("/srv/www/data/*/conf").unwrap(),
-            "/data-2/*/conf"
-        );
-        assert_eq!(r.map_pattern("*.conf").unwrap(), "*.conf");
-        assert_eq!(r.map_pattern("/data-1/x").unwrap(), "/data-1/x");
+        let o = |p: &str| r.original_path(p.as_bytes()).map(|v| text(&v));
+        assert_eq!(o("/data-2/app").as_deref(), Some("/srv/www/data/app"));
+        assert_eq!(o("/data-1").as_deref(), Some("/b/data"));
+        assert_eq!(o("/data/x/y").as_deref(), Some("/a/data/x/y"));
+        assert_eq!(o("/other/x"), None);
+        assert!(r.check_pattern("/srv/www/data/*/conf").is_ok());
+        assert!(r.check_pattern("*.conf").is_ok());
+        assert!(r.check_pattern("/data-1/x").is_ok());
     }
 
     #[test]
@@ -278,10 +287,10 @@ mod tests {
         // /srv/data is stored as /data, and /data/app as /app: "/data/app/x"
         // is the stored path of /srv/data/app/x and the original of /app/x.
         let r = roots(&["/data/app", "/srv/data"], &["app", "data"]);
-        let e = r.map_pattern("/data/app/x").unwrap_err().to_string();
+        let e = r.check_pattern("/data/app/x").unwrap_err().to_string();
         assert!(e.contains("/srv/data/app/x") && e.contains("/app/x"), "{e}");
         // The same path in both readings is no ambiguity.
         let r = roots(&["/data"], &["data"]);
-        assert_eq!(r.map_pattern("/data/x").unwrap(), "/data/x");
+        assert!(r.check_pattern("/data/x").is_ok());
     }
 }

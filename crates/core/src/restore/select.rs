@@ -9,6 +9,7 @@
 
 use super::dir::{Dir, Stat};
 use crate::backup::exclude::Excludes;
+use crate::browse::paths::Roots;
 use crate::format::tree::{Node, NodeType};
 use crate::format::BlobType;
 use crate::repo::Repository;
@@ -45,12 +46,25 @@ impl std::str::FromStr for Overwrite {
     }
 }
 
-/// Include/exclude patterns on snapshot paths (`/name/...`), with the
-/// matching rules of backup excludes.
+/// Include/exclude patterns, with the matching rules of backup excludes,
+/// on snapshot paths (`/data/app`) and, given the snapshot's `roots`, on
+/// the paths they were backed up from (`/srv/www/data/app`): a node matches
+/// if either of its paths does.
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
     pub include: Option<Excludes>,
     pub exclude: Option<Excludes>,
+    pub roots: Option<Roots>,
+}
+
+/// True if `m` matches the snapshot path `spath` or, with `roots`, the path
+/// it was backed up from.
+pub fn matches(m: &Excludes, roots: Option<&Roots>, spath: &[u8]) -> bool {
+    let os = |p: &[u8]| Path::new(std::ffi::OsStr::from_bytes(p)).to_path_buf();
+    m.excludes_path(&os(spath))
+        || roots
+            .and_then(|r| r.original_path(spath))
+            .is_some_and(|o| m.excludes_path(&os(&o)))
 }
 
 /// The verdict for one node.
@@ -67,14 +81,14 @@ pub enum Pick {
 impl Selection {
     /// Decide for `path`; `parent_selected` if an ancestor was picked.
     pub fn pick(&self, path: &[u8], parent_selected: bool) -> Pick {
-        let p = Path::new(std::ffi::OsStr::from_bytes(path));
-        if self.exclude.as_ref().is_some_and(|e| e.excludes_path(p)) {
+        let hit = |m: &Excludes| matches(m, self.roots.as_ref(), path);
+        if self.exclude.as_ref().is_some_and(hit) {
             return Pick::No;
         }
         match &self.include {
             None => Pick::Yes,
             Some(_) if parent_selected => Pick::Yes,
-            Some(i) if i.excludes_path(p) => Pick::Yes,
+            Some(i) if hit(i) => Pick::Yes,
             Some(_) => Pick::Maybe,
         }
     }
@@ -132,14 +146,17 @@ impl Selection {
     }
 }
 
-/// The include patterns (case-sensitive `patterns`, then `insensitive`)
-/// that select nothing among `nodes`, the content of the snapshot directory
-/// `base`: a restore with one of them would restore less than asked and
-/// still succeed. Walks the trees until every pattern has matched.
-pub fn unmatched_includes(
+/// The patterns (case-sensitive `patterns`, then `insensitive`) that match
+/// nothing among `nodes`, the content of the snapshot directory `base`, at
+/// their snapshot paths or (with `roots`) their original ones: an include
+/// among them would restore less than asked, an exclude would leave out
+/// nothing, and both would still succeed. Walks the trees until every
+/// pattern has matched.
+pub fn unmatched(
     repo: &Repository,
     nodes: &[Node],
     base: &[u8],
+    roots: Option<&Roots>,
     patterns: &[String],
     insensitive: &[String],
 ) -> crate::error::Result<Vec<String>> {
@@ -162,6 +179,7 @@ pub fn unmatched_includes(
         repo: &Repository,
         nodes: &[Node],
         spath: &[u8],
+        roots: Option<&Roots>,
         left: &mut Vec<(String, Excludes)>,
     ) -> crate::error::Result<()> {
         for n in nodes {
@@ -174,15 +192,14 @@ pub fn unmatched_includes(
                 p.push(b'/');
                 p.extend_from_slice(&n.name);
             }
-            let path = Path::new(std::ffi::OsStr::from_bytes(&p));
-            left.retain(|(_, m)| !m.excludes_path(path));
+            left.retain(|(_, m)| !matches(m, roots, &p));
             if let (NodeType::Dir, Some(sub), false) = (n.node_type, n.subtree, left.is_empty()) {
-                visit(repo, &repo.read_tree(&sub)?.nodes, &p, left)?;
+                visit(repo, &repo.read_tree(&sub)?.nodes, &p, roots, left)?;
             }
         }
         Ok(())
     }
-    visit(repo, nodes, base, &mut left)?;
+    visit(repo, nodes, base, roots, &mut left)?;
     Ok(left.into_iter().map(|(p, _)| p).collect())
 }
 
