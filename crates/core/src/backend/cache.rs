@@ -311,6 +311,10 @@ impl Backend for CachedBackend {
     fn clock_skew(&self) -> Option<i64> {
         self.inner.clock_skew()
     }
+
+    fn immutability(&self) -> Result<Option<super::Immutability>> {
+        self.inner.immutability()
+    }
 }
 
 /// Regular files below `dir` (recursively), skipping temporary files.

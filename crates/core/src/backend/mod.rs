@@ -58,6 +58,25 @@ pub trait Backend: Send + Sync {
     fn transfer_stats(&self) -> Option<TransferStats> {
         None
     }
+    /// What keeps this host from deleting or overwriting the objects, as
+    /// read back from the storage itself (facts, not configuration); None
+    /// when nothing does. The 3-2-1-1-0 verdict counts a copy as immutable
+    /// only on this answer.
+    fn immutability(&self) -> Result<Option<Immutability>> {
+        Ok(None)
+    }
+}
+
+/// Why a copy's objects survive a compromised host that holds the
+/// repository password and this storage's credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Immutability {
+    /// A repository server that gives this client's token a role (`append`,
+    /// `read`) that may neither delete nor overwrite stored objects.
+    AppendOnly { role: String },
+    /// An S3 bucket with Object Lock: every object is kept until a retention
+    /// date (`mode` COMPLIANCE or GOVERNANCE, `retain_days` from writing).
+    ObjectLock { mode: String, retain_days: u32 },
 }
 
 /// What a network backend has done so far.
