@@ -55,6 +55,9 @@ pub struct RewriteReport {
     pub shared: Vec<SharedBlob>,
     /// The erasure request written (`erasures/<id>`).
     pub erasure_request: Option<String>,
+    /// Patterns (as given) that matched nothing in the snapshots rewritten:
+    /// nothing was erased for them.
+    pub unmatched_patterns: Vec<String>,
 }
 
 struct Rewriter<'a> {
@@ -63,6 +66,8 @@ struct Rewriter<'a> {
     excludes: &'a Excludes,
     /// Blobs of what was removed, and trees replaced.
     removed_blobs: IdSet,
+    /// The patterns that matched something.
+    matched: std::collections::BTreeSet<String>,
 }
 
 impl Rewriter<'_> {
@@ -79,7 +84,9 @@ impl Rewriter<'_> {
         let mut changed = false;
         for mut n in tree.nodes {
             let (p_snap, p_orig) = paths_of(&n.name);
-            if self.excludes.excludes_path(&p_orig) || self.excludes.excludes_path(&p_snap) {
+            let hits = self.excludes.matching_entry(&p_snap, &p_orig);
+            if !hits.is_empty() {
+                self.matched.extend(hits.into_iter().map(String::from));
                 changed = true;
                 let dir = n.node_type == NodeType::Dir;
                 out.removed.push(format!(
@@ -195,6 +202,7 @@ pub fn rewrite(
         sink: &sink,
         excludes,
         removed_blobs: IdSet::default(),
+        matched: Default::default(),
     };
     let mut report = RewriteReport {
         dry_run,
@@ -272,6 +280,12 @@ pub fn rewrite(
         record.flush(&repo, &rw.removed_blobs, &mut pending)?;
     }
     report.erasure_request = record.current.take();
+    report.unmatched_patterns = excludes
+        .patterns()
+        .iter()
+        .filter(|p| !rw.matched.contains(*p))
+        .cloned()
+        .collect();
     report.blobs_removed = rw.removed_blobs.len();
     // Which removed blobs the remaining snapshots still use, and where. In a
     // dry run the replacements do not exist: the originals are walked

@@ -82,7 +82,7 @@ pub fn find_users(
             for n in self.repo.read_tree(tree)?.nodes {
                 let (p_snap, p_orig) = paths_of(&n.name);
                 if let Some(x) = self.excludes.filter(|_| self.filtered) {
-                    if x.excludes_path(&p_orig) || x.excludes_path(&p_snap) {
+                    if x.matches_entry(&p_snap, &p_orig) {
                         continue;
                     }
                 }

@@ -46,11 +46,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             "name the snapshots to rewrite, or give --all (with --host/--tag/--path to narrow it)"
         );
     }
-    if a.exclude
-        .iter()
-        .chain(&a.iexclude)
-        .any(|p| p.trim().is_empty())
-    {
+    if a.exclude.iter().chain(&a.iexclude).any(|p| p.is_empty()) {
         bail!("an empty --exclude pattern matches nothing; give the files to erase");
     }
     if a.prune_opts.any() && !a.prune {
@@ -66,6 +62,20 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     let mut patterns = a.exclude.clone();
     patterns.extend(a.iexclude.iter().map(|p| format!("{p} (ignoring case)")));
     let r = ironvault_core::rewrite::rewrite(repo.clone(), &ids, &excludes, &patterns, a.dry_run)?;
+    // A pattern that erased nothing while others did would otherwise go
+    // unnoticed: say so for each.
+    if !r.rewritten.is_empty() {
+        for p in &r.unmatched_patterns {
+            let flag = match a.exclude.contains(p) {
+                true => "--exclude",
+                false => "--iexclude",
+            };
+            eprintln!(
+                "warning: {flag} {} matches nothing in the selected snapshots: nothing is erased for it ('ironvault find' shows where a name is)",
+                escape_str(p)
+            );
+        }
+    }
     let mut json = None;
     if cli.json {
         let mut v = serde_json::to_value(&r)?;

@@ -470,3 +470,162 @@ fn patterns_match_the_original_path_however_it_is_spelled() {
         "{found}"
     );
 }
+
+#[test]
+fn a_snapshot_of_the_root_keeps_its_paths() {
+    // A backup of "/" (here only /etc/h*): its entries are listed, found,
+    // dumped and restored at the paths they had (`/etc/hosts`), not under
+    // `//etc` where no path given by hand could reach them.
+    let env = Env::new();
+    env.init();
+    env.ok(&[
+        "backup",
+        "/",
+        "--exclude",
+        "/[!e]*",
+        "--exclude",
+        "/e[!t]*",
+        "--exclude",
+        "/etc/[!h]*",
+    ]);
+    let listed = env.ok(&["ls", "latest"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines[..2], ["/", "/etc"], "{listed}");
+    assert!(lines.contains(&"/etc/hosts"), "{listed}");
+    assert!(!listed.contains("//"), "{listed}");
+    assert_eq!(env.ok(&["ls", "latest", "/etc/hosts"]).trim(), "/etc/hosts");
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert_eq!(env.ok(&["dump", "latest", "/etc/hosts"]), hosts);
+    let found = env.ok(&["find", "/etc/hosts"]);
+    assert!(found.contains(" /etc/hosts"), "{found}");
+    let o = env.run(&["ls", "latest", "/etc/nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is not in the snapshot, which holds / (backed up from /)"),
+        "{}",
+        stderr(&o)
+    );
+    let t = env.path("t");
+    let got = restored(&env, "latest", &t, &["--include", "/etc/hosts"]);
+    assert_eq!(got, ["etc/hosts"]);
+    let t = env.path("t2");
+    let o = env.run(&[
+        "restore",
+        "latest:/etc",
+        "--target",
+        s(&t),
+        "--exclude",
+        "/etc/hosts",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(t.join("hostname").exists() || t.join("host.conf").exists());
+    assert!(!t.join("hosts").exists());
+    let out = env.ok(&["diff", "latest", "latest"]);
+    assert!(!out.contains("//"), "{out}");
+}
+
+#[test]
+fn patterns_are_literal_and_may_name_a_directory_above_a_backed_up_path() {
+    let (env, data) = web_backup();
+    write(&data.join("app/#secret"), b"s1\n");
+    write(&data.join("app/secret "), b"s2\n");
+    write(&data.join("app/secret"), b"s3\n");
+    env.ok(&["backup", "--host", "web1", s(&data)]);
+    let id = env.snapshot_ids().last().unwrap().clone();
+    let srv = data.parent().unwrap().parent().unwrap();
+    // A directory above the backed-up path, absolute or by name: the whole
+    // backed-up path is left out (it matched nothing and everything was
+    // restored).
+    for p in [s(srv).to_string(), "www".to_string(), "/".to_string()] {
+        let t = env.path(&format!("t-{}", p.replace('/', "_")));
+        let o = env.run(&["restore", &id, "--target", s(&t), "--exclude", &p]);
+        assert_eq!(o.status.code(), Some(0), "{p}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("matches nothing"),
+            "{p}: {}",
+            stderr(&o)
+        );
+        assert!(!t.join("data").exists(), "{p}");
+    }
+    let t = env.path("t-inc");
+    let got = restored(&env, &id, &t, &["--include", "www"]);
+    assert_eq!(got.len(), 7, "{got:?}");
+    // '#' starts a name (comments are for exclude files only), a trailing
+    // space belongs to the name, and an empty pattern is refused.
+    let t = env.path("t-lit");
+    let got = restored(
+        &env,
+        &id,
+        &t,
+        &["--exclude", "#secret", "--exclude", "secret "],
+    );
+    assert!(got.contains(&"data/app/secret".to_string()), "{got:?}");
+    assert!(
+        !got.iter()
+            .any(|f| f.ends_with("#secret") || f.ends_with("secret ")),
+        "{got:?}"
+    );
+    let found = env.ok(&["find", "#secret"]);
+    assert!(found.contains("1 match"), "{found}");
+    for flag in ["--include", "--exclude"] {
+        let o = env.run(&[
+            "restore",
+            &id,
+            "--target",
+            s(&env.path("t-empty")),
+            flag,
+            "",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("an empty pattern matches nothing"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    // rewrite: the directory above erases everything under it in the
+    // snapshots holding it; a pattern that matched nothing beside one that
+    // did is warned about.
+    let other = env.path("other");
+    write(&other.join("keep.txt"), b"k\n");
+    env.ok(&["backup", s(&data), s(&other)]);
+    let o = env.run(&[
+        "rewrite",
+        "latest",
+        "--exclude",
+        s(srv),
+        "--exclude",
+        "/no/such/thing",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(stdout(&o).contains("removed 7 files"), "{}", stdout(&o));
+    assert!(
+        e.contains("warning: --exclude /no/such/thing matches nothing in the selected snapshots"),
+        "{e}"
+    );
+    assert!(!e.contains(&format!("--exclude {} ", s(srv))), "{e}");
+    let listed = env.ok(&["ls", "latest"]);
+    assert!(!listed.contains("/data"), "{listed}");
+    assert!(listed.contains("/other/keep.txt"), "{listed}");
+    env.ok(&["check"]);
+}
+
+#[test]
+fn the_root_is_backed_up_alone() {
+    // "/" beside another path stored that path under a name "/" has too,
+    // and a restore wrote one over the other.
+    let env = Env::new();
+    env.init();
+    let other = env.path("home/u/etc");
+    write(&other.join("shadow"), b"EVIL\n");
+    let o = env.run(&["backup", "/", s(&other), "--exclude", "/[!e]*"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains(&format!("/ already holds {}: back up / alone", s(&other))),
+        "{e}"
+    );
+    assert!(env.snapshot_ids().is_empty());
+}

@@ -21,6 +21,8 @@ pub struct Excludes {
     /// Do not cross into other file systems (mount points are kept, empty).
     pub one_file_system: bool,
     count: usize,
+    /// The patterns as given (case-sensitive ones first), in glob order.
+    sources: Vec<String>,
 }
 
 impl Excludes {
@@ -28,12 +30,12 @@ impl Excludes {
     pub fn new(patterns: &[String], insensitive: &[String]) -> Result<Excludes> {
         let mut b = GlobSetBuilder::new();
         let mut count = 0;
+        let mut sources = Vec::new();
         for (list, ci) in [(patterns, false), (insensitive, true)] {
+            // Taken literally: a name may start with '#' or end with a
+            // space. Exclude files drop comments and blanks as they are read.
             for p in list {
-                let p = p.trim();
-                if p.is_empty() || p.starts_with('#') {
-                    continue;
-                }
+                let p = p.as_str();
                 let trimmed = &clean(p)?;
                 let g = if trimmed.starts_with('/') {
                     trimmed.to_string()
@@ -48,6 +50,7 @@ impl Excludes {
                     .map_err(|e| Error::Usage(format!("exclude pattern {p:?}: {}", e.kind())))?;
                 b.add(glob);
                 count += 1;
+                sources.push(p.to_string());
             }
         }
         let set = b
@@ -56,6 +59,7 @@ impl Excludes {
         Ok(Excludes {
             set: (count > 0).then_some(set),
             count,
+            sources,
             ..Default::default()
         })
     }
@@ -86,6 +90,43 @@ impl Excludes {
         self.set.as_ref().is_some_and(|s| s.is_match(path))
     }
 
+    /// True if the snapshot entry at `snap` (`/data/app`), backed up from
+    /// `orig` (`/srv/www/data/app`), matches: either path does, or, for a
+    /// backed-up path itself (a top-level entry), a directory above `orig`
+    /// does (`/srv`, `www`), as it would in a tree that held those
+    /// directories.
+    pub fn matches_entry(&self, snap: &Path, orig: &Path) -> bool {
+        let Some(set) = &self.set else {
+            return false;
+        };
+        set.is_match(snap)
+            || set.is_match(orig)
+            || (is_top(snap) && orig.ancestors().skip(1).any(|a| set.is_match(a)))
+    }
+
+    /// The patterns (as given) that match the entry, as `matches_entry`
+    /// judges it.
+    pub fn matching_entry(&self, snap: &Path, orig: &Path) -> Vec<&str> {
+        let Some(set) = &self.set else {
+            return Vec::new();
+        };
+        let mut hits = set.matches(snap);
+        hits.extend(set.matches(orig));
+        if is_top(snap) {
+            for a in orig.ancestors().skip(1) {
+                hits.extend(set.matches(a));
+            }
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        hits.into_iter().map(|i| self.sources[i].as_str()).collect()
+    }
+
+    /// The patterns as given, case-sensitive ones first.
+    pub fn patterns(&self) -> &[String] {
+        &self.sources
+    }
+
     /// True if the directory `dir`, holding `names`, is to be left out for a marker file.
     pub fn excludes_dir(&self, dir: &Path, names: &[Vec<u8>]) -> bool {
         let has = |n: &str| names.iter().any(|x| x == n.as_bytes());
@@ -103,11 +144,24 @@ impl Excludes {
     }
 }
 
+/// True for a top-level snapshot path (`/data`): a backed-up path.
+fn is_top(snap: &Path) -> bool {
+    snap.components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .count()
+        == 1
+}
+
 /// `p` without `.` components, repeated or trailing slashes. Paths are
 /// matched as the walker and the snapshot spell them, which have no `.` or
 /// `..`: a `..` component would match nothing and leave out nothing without
 /// a word, so it is refused.
 fn clean(p: &str) -> Result<String> {
+    if p.is_empty() {
+        return Err(Error::Usage(
+            "an empty pattern matches nothing (an unset variable?); give a name or a path".into(),
+        ));
+    }
     let comps: Vec<&str> = p
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
@@ -154,5 +208,11 @@ mod tests {
         let err = Excludes::new(&["/srv/www/../www/data".into()], &[]).unwrap_err();
         assert!(err.to_string().contains("'..'"), "{err}");
         assert!(Excludes::new(&[], &["a/../b".into()]).is_err());
+        // Literal: '#' starts a name, spaces belong to it, empty is refused.
+        let e = ex(&["#secret", "secret "]);
+        assert!(e.excludes_path(Path::new("/d/#secret")));
+        assert!(e.excludes_path(Path::new("/d/secret ")));
+        assert!(!e.excludes_path(Path::new("/d/secret")));
+        assert!(Excludes::new(&["".into()], &[]).is_err());
     }
 }

@@ -300,6 +300,18 @@ pub fn backup(
     }
     abs.sort();
     abs.dedup();
+    // "/" holds every other path: backed up beside it, another path would be
+    // stored under a name "/" has too and restored over it.
+    if abs.len() > 1 && abs.iter().any(|p| p.as_os_str() == "/") {
+        return Err(Error::Usage(format!(
+            "/ already holds {}: back up / alone (--exclude leaves parts out), or the other paths without /",
+            abs.iter()
+                .filter(|p| p.as_os_str() != "/")
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let path_strings: Vec<String> = abs
         .iter()
         .map(|p| p.to_string_lossy().into_owned())

@@ -21,10 +21,11 @@ pub fn walk(
 ) -> Result<()> {
     let tree = repo.read_tree(id)?;
     for n in &tree.nodes {
-        let mut path = base.to_vec();
-        path.push(b'/');
-        path.extend_from_slice(&n.name);
-        let descend = visit(&path, n)?;
+        let path = child_path(base, &n.name);
+        // The root of a backup of "/" is listed as "/", its content at the
+        // paths it was backed up from.
+        let shown: &[u8] = if path.is_empty() { b"/" } else { &path };
+        let descend = visit(shown, n)?;
         if descend && n.node_type == NodeType::Dir {
             if let Some(sub) = &n.subtree {
                 walk(repo, sub, &path, visit)?;
@@ -49,6 +50,18 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// The snapshot path of the entry `name` in the directory `base`:
+/// `base/name`, except for the root node of a backup of "/" (named "/"),
+/// whose content keeps the paths it was backed up from (`/etc`, not `//etc`).
+pub fn child_path(base: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = base.to_vec();
+    if name != b"/" {
+        path.push(b'/');
+        path.extend_from_slice(name);
+    }
+    path
+}
+
 /// The node at the stored path `path` inside the tree `root`, or None for
 /// the root itself. A path that does not exist is an error naming it. Paths
 /// the user gives go through `paths::resolve_given`, which also takes the
@@ -58,7 +71,17 @@ pub fn resolve(repo: &Repository, root: &Id, path: &[u8]) -> Result<Option<Node>
     let mut found: Option<Node> = None;
     let comps = components(path);
     for (i, c) in comps.iter().enumerate() {
-        let tree = repo.read_tree(&tree_id)?;
+        let mut tree = repo.read_tree(&tree_id)?;
+        // In a snapshot of "/", the top-level names are inside its root node.
+        if i == 0 && tree.find(c).is_none() {
+            if let Some(sub) = tree
+                .find(b"/")
+                .filter(|n| n.node_type == NodeType::Dir)
+                .and_then(|n| n.subtree)
+            {
+                tree = repo.read_tree(&sub)?;
+            }
+        }
         let node = tree.find(c).cloned().ok_or_else(|| Error::NotFound {
             what: "path",
             name: String::from_utf8_lossy(path).into_owned(),
@@ -229,9 +252,8 @@ pub fn diff(
             }
         };
         let name = &na.or(nb).expect("one side is present").name;
-        let mut path = base.to_vec();
-        path.push(b'/');
-        path.extend_from_slice(name);
+        let path = child_path(base, name);
+        let shown: &[u8] = if path.is_empty() { b"/" } else { &path };
         let dir_a = na
             .filter(|n| n.node_type == NodeType::Dir)
             .and_then(|n| n.subtree);
@@ -240,20 +262,20 @@ pub fn diff(
             .and_then(|n| n.subtree);
         match (na, nb) {
             (Some(x), None) => {
-                out(&path, Change::Removed, Some(x), None);
+                out(shown, Change::Removed, Some(x), None);
                 diff(repo, dir_a.as_ref(), None, &path, out)?;
             }
             (None, Some(y)) => {
-                out(&path, Change::Added, None, Some(y));
+                out(shown, Change::Added, None, Some(y));
                 diff(repo, None, dir_b.as_ref(), &path, out)?;
             }
             (Some(x), Some(y)) => {
                 if x.node_type != y.node_type {
-                    out(&path, Change::TypeChanged, Some(x), Some(y));
+                    out(shown, Change::TypeChanged, Some(x), Some(y));
                 } else if x.node_type == NodeType::File && x.content != y.content {
-                    out(&path, Change::Modified, Some(x), Some(y));
+                    out(shown, Change::Modified, Some(x), Some(y));
                 } else if !same_metadata(x, y) {
-                    out(&path, Change::MetadataOnly, Some(x), Some(y));
+                    out(shown, Change::MetadataOnly, Some(x), Some(y));
                 }
                 diff(repo, dir_a.as_ref(), dir_b.as_ref(), &path, out)?;
             }

@@ -92,11 +92,12 @@ impl Roots {
         Some([join(&orig), join(&comps[1..])].concat())
     }
 
-    /// True if `comps` starts with a top-level name of the snapshot.
+    /// True if `comps` starts with a top-level name of the snapshot (any
+    /// name, in a snapshot of "/": its content keeps its own paths).
     fn is_stored(&self, comps: &[&[u8]]) -> bool {
         comps
             .first()
-            .is_some_and(|c| self.names.iter().any(|n| n == c))
+            .is_some_and(|c| self.names.iter().any(|n| n == c || n.as_slice() == b"/"))
     }
 
     /// What the snapshot holds, for messages: `/data (backed up from /srv/www/data)`.
@@ -110,7 +111,14 @@ impl Roots {
             })
             .collect();
         if parts.is_empty() {
-            parts = self.names.iter().map(|n| format!("/{}", text(n))).collect();
+            parts = self
+                .names
+                .iter()
+                .map(|n| match n.as_slice() {
+                    b"/" => "/ (backed up from /)".to_string(),
+                    n => format!("/{}", text(n)),
+                })
+                .collect();
         }
         parts.join(", ")
     }
@@ -128,7 +136,7 @@ impl Roots {
     /// different results: a stored path of one backed-up path and, read as
     /// an original path, a stored path of another.
     pub fn check_pattern(&self, pattern: &str) -> Result<()> {
-        let trimmed = pattern.trim();
+        let trimmed = pattern;
         if !trimmed.starts_with('/') {
             return Ok(());
         }

@@ -176,6 +176,36 @@ pub fn restore(repo: &Repository, tree: &Id, opts: &RestoreOptions) -> Result<Re
     restore_nodes(repo, &root.nodes, b"", opts)
 }
 
+/// Refuse the root of a snapshot of "/" taken beside other paths whose
+/// stored names "/" has too (`/` and `/home/u/etc`, stored as `/` and `etc`):
+/// both would be restored to the same place, the second over the first
+/// (older versions took such backups; `backup` now refuses them).
+fn refuse_collisions(repo: &Repository, nodes: &[Node], base: &[u8]) -> Result<()> {
+    let Some(slash) = nodes.iter().find(|n| n.name == b"/") else {
+        return Ok(());
+    };
+    if !base.is_empty() || nodes.len() < 2 {
+        return Ok(());
+    }
+    let inside = match slash.subtree {
+        Some(t) => repo.read_tree(&t)?,
+        None => return Ok(()),
+    };
+    let clash: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.name != b"/" && inside.find(&n.name).is_some())
+        .map(|n| String::from_utf8_lossy(&n.name).into_owned())
+        .collect();
+    if clash.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "this snapshot holds a backup of / and, beside it, other paths stored as /{} which / holds too: restoring it whole would write both to the same place; restore SNAPSHOT:/{} for the other path alone",
+        clash.join(", /"),
+        clash[0]
+    )))
+}
+
 fn not_a_directory(target: &Path) -> Error {
     Error::Usage(format!(
         "restore target {} exists and is not a directory; give a directory (it is created if missing)",
@@ -191,6 +221,7 @@ pub fn restore_nodes(
     base: &[u8],
     opts: &RestoreOptions,
 ) -> Result<RestoreStats> {
+    refuse_collisions(repo, nodes, base)?;
     if std::fs::metadata(&opts.target).is_ok_and(|md| !md.is_dir()) {
         return Err(not_a_directory(&opts.target));
     }
@@ -245,6 +276,7 @@ pub fn dry_run(
     opts: &RestoreOptions,
     out: &mut dyn FnMut(&Path, Action),
 ) -> Result<Vec<String>> {
+    refuse_collisions(repo, nodes, base)?;
     let root = match Dir::open(&opts.target) {
         Ok(d) => Some(Arc::new(d)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -277,6 +309,50 @@ mod tests {
         n.inode = 0;
         n.device_id = 0;
         n
+    }
+
+    /// A snapshot of "/" beside another path stored under a name "/" holds
+    /// too (as older versions took them): neither the restore nor its dry
+    /// run writes the two to one place; one without a clash restores.
+    #[test]
+    fn a_root_backup_beside_a_clashing_path_is_refused() {
+        let (d, repo) = crate::repo::test_repo();
+        repo.load_index(true).unwrap();
+        let sink = BlobSink::new(repo.clone(), 3);
+        let (data, _) = sink.add(BlobType::Data, b"EVIL").unwrap();
+        let mut f = node(b"shadow", NodeType::File);
+        f.size = 4;
+        f.content = Some(vec![data]);
+        let tree = |nodes: Vec<Node>| {
+            sink.add(BlobType::Tree, &to_cbor(&Tree { nodes }).unwrap())
+                .unwrap()
+                .0
+        };
+        let etc_tree = tree(vec![f]);
+        let mut etc = node(b"etc", NodeType::Dir);
+        etc.subtree = Some(etc_tree);
+        let mut slash = node(b"/", NodeType::Dir);
+        slash.subtree = Some(tree(vec![etc.clone()]));
+        let mut other = node(b"other", NodeType::Dir);
+        other.subtree = Some(etc_tree);
+        let clash = tree(vec![slash.clone(), etc]);
+        let fine = tree(vec![slash, other]);
+        sink.finish().unwrap();
+        repo.load_index(false).unwrap();
+        let target = d.path().join("target");
+        let opts = RestoreOptions::new(target.clone());
+        let nodes = repo.read_tree(&clash).unwrap().nodes;
+        let e = restore_nodes(&repo, &nodes, b"", &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stored as /etc which / holds too"), "{e}");
+        assert!(!target.join("etc").exists());
+        let e = dry_run(&repo, &nodes, b"", &opts, &mut |_, _| {}).unwrap_err();
+        assert!(e.to_string().contains("restore SNAPSHOT:/etc"), "{e}");
+        let nodes = repo.read_tree(&fine).unwrap().nodes;
+        restore_nodes(&repo, &nodes, b"", &opts).unwrap();
+        assert_eq!(std::fs::read(target.join("etc/shadow")).unwrap(), b"EVIL");
+        assert!(target.join("other/shadow").exists());
     }
 
     /// A hostile tree (a symlink and a directory sharing a name, a "/" below

@@ -58,13 +58,13 @@ pub struct Selection {
 }
 
 /// True if `m` matches the snapshot path `spath` or, with `roots`, the path
-/// it was backed up from.
+/// it was backed up from (or a directory above a backed-up path).
 pub fn matches(m: &Excludes, roots: Option<&Roots>, spath: &[u8]) -> bool {
-    let os = |p: &[u8]| Path::new(std::ffi::OsStr::from_bytes(p)).to_path_buf();
-    m.excludes_path(&os(spath))
-        || roots
-            .and_then(|r| r.original_path(spath))
-            .is_some_and(|o| m.excludes_path(&os(&o)))
+    let snap = Path::new(std::ffi::OsStr::from_bytes(spath));
+    match roots.and_then(|r| r.original_path(spath)) {
+        Some(o) => m.matches_entry(snap, Path::new(std::ffi::OsStr::from_bytes(&o))),
+        None => m.excludes_path(snap),
+    }
 }
 
 /// The verdict for one node.
