@@ -539,8 +539,9 @@ impl History {
     }
 }
 
+mod baseline;
 mod incidents;
-pub use incidents::Incident;
+pub use incidents::{Incident, SUSPECT};
 
 #[cfg(test)]
 mod tests;

@@ -85,6 +85,13 @@ pub(crate) fn count_directory(
     (gone.len() as u64, renamed, notes)
 }
 
+/// Fewer files in the parent than this, and a backup is not judged: in a
+/// tiny tree one edited file is already a large share.
+pub const MIN_FILES: u64 = 10;
+
+/// Less new data than this (plain bytes) says nothing about compression.
+pub const MIN_DATA: u64 = 64 * 1024;
+
 /// Above which share a signal counts (`backup --suspect-if`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
@@ -160,14 +167,17 @@ pub fn incompressible_share(g: &Signals) -> f64 {
 /// sign of encryption: new data that did not compress, renamed extensions
 /// or a ransom note. A plan whose data never compresses relies on the other
 /// two; one that changes most files every day on the incompressible share.
+/// A parent of fewer than [`MIN_FILES`] files is not judged, and new data
+/// under [`MIN_DATA`] is no sign either way.
 pub fn judge(s: &Summary, t: &Thresholds, base: &Baseline) -> Option<String> {
     let g = s.signals.as_ref()?;
     let changed = changed_share(s);
     let incompressible = incompressible_share(g);
-    if changed < t.changed {
+    let parent_files = s.files_changed + s.files_unmodified + g.files_deleted;
+    if changed < t.changed || parent_files < MIN_FILES {
         return None;
     }
-    let enc = incompressible >= t.incompressible;
+    let enc = incompressible >= t.incompressible && g.data_added_raw >= MIN_DATA;
     let unusual = base.changed < t.changed || (enc && base.incompressible < t.incompressible);
     if !unusual || !(enc || g.extensions_renamed > 0 || g.ransom_notes > 0) {
         return None;
@@ -244,15 +254,15 @@ mod tests {
             changed: 0.02,
             incompressible: 0.1,
         };
-        let attack = summary(83, 17, 1000, 1000);
+        let attack = summary(83, 17, 1 << 20, 1 << 20);
         assert_eq!(
             judge(&attack, &t, &quiet).as_deref(),
             Some("possible mass encryption: 83% of files changed, new data incompressible")
         );
         // A normal day: few files changed.
-        assert_eq!(judge(&summary(3, 97, 1000, 1000), &t, &quiet), None);
+        assert_eq!(judge(&summary(3, 97, 1 << 20, 1 << 20), &t, &quiet), None);
         // Many files changed, but the new data compresses and nothing was renamed.
-        assert_eq!(judge(&summary(90, 10, 1000, 100), &t, &quiet), None);
+        assert_eq!(judge(&summary(90, 10, 1 << 20, 1 << 16), &t, &quiet), None);
         // A plan that changes most files daily with compressible data: an
         // incompressible day is unusual.
         let busy = Baseline {
@@ -266,6 +276,9 @@ mod tests {
             incompressible: 0.99,
         };
         assert_eq!(judge(&attack, &t, &media), None);
+        // Too few files, or too little new data to tell.
+        assert_eq!(judge(&summary(1, 1, 1 << 20, 1 << 20), &t, &quiet), None);
+        assert_eq!(judge(&summary(83, 17, 15, 15), &t, &quiet), None);
     }
 
     #[test]

@@ -387,7 +387,8 @@ mod tests {
             (hit.files_deleted, hit.extensions_renamed, hit.ransom_notes),
             (40, 40, 1)
         );
-        assert_eq!((hit.changed_share, hit.incompressible_share), (1.0, 1.0));
+        assert_eq!(hit.changed_share, 1.0);
+        assert!(hit.incompressible_share > 0.99);
         assert!(hit
             .suspect
             .is_some_and(|s| s.starts_with("possible mass encryption")));

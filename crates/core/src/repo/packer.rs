@@ -148,7 +148,8 @@ impl BlobSink {
             s.data_bytes_added_raw
                 .fetch_add(u64::from(raw_len), Ordering::Relaxed);
             let body = stored_len.saturating_sub(SEAL_OVERHEAD) as f64;
-            if body >= f64::from(raw_len) * INCOMPRESSIBLE {
+            // Blobs too small to be compressed at all (seal_blob) say nothing.
+            if raw_len >= 64 && body >= f64::from(raw_len) * INCOMPRESSIBLE {
                 s.data_bytes_incompressible
                     .fetch_add(u64::from(raw_len), Ordering::Relaxed);
             }
