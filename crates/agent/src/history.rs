@@ -540,6 +540,7 @@ impl History {
 }
 
 mod baseline;
+mod copy_facts;
 mod incidents;
 pub use incidents::{Incident, SUSPECT};
 

@@ -299,6 +299,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             backup_end: s.finished.clone(),
             total_duration: started.elapsed().as_secs_f64(),
             storage: crate::output::storage_stats(repo.backend().as_ref()),
+            immutability: crate::output::immutability(repo.backend().as_ref()),
         };
         println!("{}", to_json_line(&summary));
     } else if !cli.quiet {

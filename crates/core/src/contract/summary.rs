@@ -127,6 +127,65 @@ pub struct BackupSummary {
     /// Seconds.
     pub total_duration: f64,
     pub storage: Option<StorageStats>,
+    /// What keeps this host from deleting the repository's objects, as its
+    /// storage answered; absent when nothing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutability: Option<ImmutabilityFact>,
+}
+
+/// What keeps this host from deleting or overwriting a repository's objects,
+/// as its storage answered (`Backend::immutability`): printed by `backup`
+/// and `copy` for the repository they wrote, so the agent's history holds
+/// the fact without opening every repository on `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImmutabilityFact {
+    /// `append_only` or `object_lock`.
+    pub kind: String,
+    /// For `append_only`: the token's role on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// For `object_lock`: COMPLIANCE or GOVERNANCE, and the retention in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_days: Option<u32>,
+}
+
+impl ImmutabilityFact {
+    /// The fact a backend reported.
+    pub fn new(i: &crate::backend::Immutability) -> Self {
+        use crate::backend::Immutability as I;
+        match i {
+            I::AppendOnly { role } => ImmutabilityFact {
+                kind: "append_only".into(),
+                role: Some(role.clone()),
+                mode: None,
+                retain_days: None,
+            },
+            I::ObjectLock { mode, retain_days } => ImmutabilityFact {
+                kind: "object_lock".into(),
+                role: None,
+                mode: Some(mode.clone()),
+                retain_days: Some(*retain_days),
+            },
+        }
+    }
+
+    /// Words for messages: "append-only server (role append)".
+    pub fn describe(&self) -> String {
+        match self.kind.as_str() {
+            "append_only" => format!(
+                "append-only server (role {})",
+                self.role.as_deref().unwrap_or("?")
+            ),
+            "object_lock" => format!(
+                "Object Lock {} {} days",
+                self.mode.as_deref().unwrap_or("?"),
+                self.retain_days.unwrap_or(0)
+            ),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// `restore --json`.
@@ -321,6 +380,10 @@ pub struct CopySummary {
     pub total_duration: f64,
     pub source_storage: Option<StorageStats>,
     pub storage: Option<StorageStats>,
+    /// What keeps this host from deleting the destination's objects, as its
+    /// storage answered; absent when nothing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutability: Option<ImmutabilityFact>,
 }
 
 impl CopySummary {
