@@ -361,6 +361,19 @@ pub fn plan_status(
         }),
         _ => {}
     }
+    if let Ok(Some(inc)) = history.suspect_incident(&plan.name) {
+        // First: the compact screen's "next:" is the first note.
+        notes.insert(
+            0,
+            format!(
+                "retention is paused since {}: {}",
+                inc.opened
+                    .with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M"),
+                inc.message
+            ),
+        );
+    }
     if !v.held {
         let broken: Vec<&str> = v
             .rules

@@ -150,6 +150,12 @@ fn an_encrypted_tree_raises_an_incident_tags_the_snapshot_and_pauses_retention_u
         );
     }
 
+    // status says so (exit 2: 3-2-1 does not hold on one test disk).
+    let (out, _) = p.expect(&["status"], 2);
+    assert!(out.contains("  next: retention is paused since "), "{out}");
+    let (out, _) = p.expect(&["status", "--long"], 2);
+    assert!(out.contains("note: retention is paused since "), "{out}");
+    assert!(out.contains("'ironvault incident clear docs'"), "{out}");
     // The next runs keep everything while the incident is open: the forget
     // that keep = { last = 2 } would run would remove both clean snapshots.
     p.expect(&["run", "docs"], 3);
