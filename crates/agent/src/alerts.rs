@@ -184,7 +184,9 @@ pub fn evaluate_at(
         .collect();
     for inc in open {
         let key = |c: &String, k: &str| *c == inc.copy && k == inc.kind;
-        if now.iter().any(|(c, k, _)| key(c, k)) || unknown.iter().any(|(c, k)| key(c, k)) {
+        // A suspect backup stays open until an operator clears it.
+        let held = inc.kind == crate::history::SUSPECT;
+        if held || now.iter().any(|(c, k, _)| key(c, k)) || unknown.iter().any(|(c, k)| key(c, k)) {
             if owed(alerts, &inc) && inc.next_try <= now_time {
                 let d = deliver(alerts, &alert_json(&inc, "open", host), &inc.sent);
                 history.log_alert(&inc, "open", &d.summary())?;
@@ -212,6 +214,24 @@ pub fn evaluate_at(
         }
     }
     Ok(log)
+}
+
+/// An operator clears the plan's suspect-backup incident (`ironvault
+/// incident clear PLAN`): retention runs again from the next run. The
+/// recovery is alerted and logged like any other; the incident as it was,
+/// or None if none was open.
+pub fn clear_suspect(history: &History, cfg: &Config, plan: &str) -> Result<Option<Incident>> {
+    let Some(mut inc) = history.resolve_incident(plan, "", crate::history::SUSPECT)? else {
+        return Ok(None);
+    };
+    inc.message = format!("{} (cleared by an operator)", inc.message);
+    let d = deliver(
+        &cfg.alerts,
+        &alert_json(&inc, "resolved", &cfg.hostname),
+        &[],
+    );
+    history.log_alert(&inc, "resolved", &d.summary())?;
+    Ok(Some(inc))
 }
 
 /// Close the incidents of plans and copies no longer in the config (renamed

@@ -154,6 +154,33 @@ pub struct Plan {
     pub nice: Option<i32>,
     pub ionice: Option<(i32, i32)>,
     pub window: Option<Window>,
+    /// When a backup is judged a likely mass encryption.
+    pub suspect: Suspect,
+}
+
+/// When a plan's backup is judged a likely mass encryption (`[plan.NAME.suspect]`,
+/// docs/config.md): the shares past which a signal counts, and how many
+/// recent backups the plan's baseline is the median of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suspect {
+    pub enabled: bool,
+    /// Share of the parent's files changed or gone.
+    pub changed: f64,
+    /// Share of the new data that did not compress.
+    pub incompressible: f64,
+    pub history: u32,
+}
+
+impl Default for Suspect {
+    fn default() -> Self {
+        let t = ironvault_core::backup::signals::Thresholds::default();
+        Suspect {
+            enabled: true,
+            changed: t.changed,
+            incompressible: t.incompressible,
+            history: 10,
+        }
+    }
 }
 
 impl Plan {

@@ -539,8 +539,10 @@ impl History {
     }
 }
 
+mod baseline;
+mod copy_facts;
 mod incidents;
-pub use incidents::Incident;
+pub use incidents::{Incident, SUSPECT};
 
 #[cfg(test)]
 mod tests;

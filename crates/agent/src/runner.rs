@@ -482,7 +482,11 @@ impl<'a> Runner<'a> {
             Outcome::Abandoned
         } else if !failed.is_empty() {
             Outcome::Failed
-        } else if rep.steps.iter().any(|s| s.outcome == Outcome::Warning) {
+        } else if rep
+            .steps
+            .iter()
+            .any(|s| s.outcome == Outcome::Warning || retention::paused(s))
+        {
             Outcome::Warning
         } else {
             Outcome::Success
@@ -524,6 +528,26 @@ impl<'a> Runner<'a> {
         if plan.one_file_system {
             c.arg("--one-file-system");
         }
+        if plan.suspect.enabled && matches!(plan.source, Source::Paths(_)) {
+            // The backup judges itself against the plan's usual shares, so
+            // its snapshot is written already tagged (signals.rs).
+            match self.history.baseline(&plan.name, plan.suspect.history) {
+                Ok(b) => {
+                    c.arg("--suspect-if").arg(format!(
+                        "changed={},incompressible={}",
+                        plan.suspect.changed, plan.suspect.incompressible
+                    ));
+                    c.arg("--suspect-baseline").arg(format!(
+                        "changed={:.4},incompressible={:.4}",
+                        b.changed, b.incompressible
+                    ));
+                }
+                Err(e) => (self.log)(&format!(
+                    "[{}] backup: cannot read the plan's usual signals ({e:#}); this backup is not judged for a mass encryption",
+                    plan.name
+                )),
+            }
+        }
         match &plan.source {
             Source::Paths(p) => {
                 c.arg("--").args(p);
@@ -545,12 +569,39 @@ impl<'a> Runner<'a> {
                     end.error =
                         Some("some files could not be read; the snapshot lists them".into());
                 }
+                if let (Some(why), Some(id)) = (
+                    summary.as_ref().and_then(|b| b.suspect.as_deref()),
+                    snapshot.as_deref(),
+                ) {
+                    o = Outcome::Warning;
+                    end.error = Some(self.open_suspect(plan, repo, id, why));
+                }
                 end.snapshot = snapshot;
                 end.bytes = bytes;
                 (o, end)
             }
             Err(e) => failed_end(e),
         }
+    }
+
+    /// Open the plan's suspect-backup incident (retention stays paused
+    /// until it is cleared); the step's error, which says so.
+    fn open_suspect(&self, plan: &Plan, repo: &Repository, id: &str, why: &str) -> String {
+        let short = id.get(..8).unwrap_or(id);
+        let msg = format!(
+            "plan {}: {why} (snapshot {short} on {}, tagged suspect); retention of the plan is paused until 'ironvault incident clear {}'",
+            plan.name, repo.name, plan.name
+        );
+        if let Err(e) = self
+            .history
+            .open_incident(&plan.name, "", crate::history::SUSPECT, &msg)
+        {
+            // Without the incident retention would not pause: say so loudly.
+            return format!(
+                "{msg}; BUT the incident could not be recorded ({e:#}), so retention is NOT paused"
+            );
+        }
+        msg
     }
 
     /// Copy the plan's snapshots newer than the destination's newest.

@@ -71,6 +71,10 @@ pub struct PlanStatus {
     pub last_success: Option<DateTime<Utc>>,
     pub last_drill: Option<DrillStatus>,
     pub three_two_one: Verdict,
+    /// 3-2-1 plus one copy immutable or offline and zero errors (its rules
+    /// are 3-2-1's, then `1 immutable` and `0 errors`). Not an objective:
+    /// it does not count as missed, it is roadmap step 5.
+    pub three_two_one_one_zero: Verdict,
     pub roadmap: Roadmap,
     /// Objectives missed, each in words; empty when all hold.
     pub missed: Vec<String>,
@@ -252,16 +256,35 @@ pub fn plan_status(
         unreachable: None,
     };
     let mut v = verdict::three_two_one(&source, &facts_list, cfg.site.as_deref(), plan.rpo);
+    let proofs: Vec<verdict::CopyProof> = plan
+        .copies
+        .iter()
+        .map(|c| {
+            history
+                .copy_proof(&plan.name, c)
+                .unwrap_or_else(|_| verdict::CopyProof {
+                    name: c.clone(),
+                    ..Default::default()
+                })
+        })
+        .collect();
+    let mut extended = verdict::three_two_one_one_zero(&v, &proofs);
     let mut roadmap = verdict::roadmap(&verdict::RoadmapFacts {
         copies: &facts_list,
         rpo: plan.rpo,
         rto: plan.rto,
         verdict: &v,
         all_encrypted: true,
+        extended: &extended,
     });
     // The verdict's advice names no plan; here it is known, and a command
     // to paste names it.
-    for fix in v.rules.iter_mut().filter_map(|r| r.fix.as_mut()) {
+    for fix in v
+        .rules
+        .iter_mut()
+        .chain(extended.rules.iter_mut())
+        .filter_map(|r| r.fix.as_mut())
+    {
         *fix = name_plan(fix, &plan.name);
     }
     if let Some(n) = roadmap.next.as_mut() {
@@ -338,6 +361,19 @@ pub fn plan_status(
         }),
         _ => {}
     }
+    if let Ok(Some(inc)) = history.suspect_incident(&plan.name) {
+        // First: the compact screen's "next:" is the first note.
+        notes.insert(
+            0,
+            format!(
+                "retention is paused since {}: {}",
+                inc.opened
+                    .with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M"),
+                inc.message
+            ),
+        );
+    }
     if !v.held {
         let broken: Vec<&str> = v
             .rules
@@ -357,6 +393,7 @@ pub fn plan_status(
         last_success: history.last_success(&plan.name).ok().flatten(),
         last_drill,
         three_two_one: v,
+        three_two_one_one_zero: extended,
         roadmap,
         missed,
         notes,
@@ -368,6 +405,10 @@ pub fn plan_status(
 fn name_plan(text: &str, plan: &str) -> String {
     text.replace("ironvault run PLAN", &format!("ironvault run {plan}"))
         .replace("ironvault drill PLAN", &format!("ironvault drill {plan}"))
+        .replace(
+            "ironvault history PLAN",
+            &format!("ironvault history {plan}"),
+        )
 }
 
 #[cfg(test)]

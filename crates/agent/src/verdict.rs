@@ -89,6 +89,8 @@ impl Rule {
             "3 copies" => "fewer than 3 copies within the RPO",
             "2 media" => "every copy on one medium",
             "1 off-site" => "no copy off-site",
+            "1 immutable" => "no copy immutable or offline",
+            "0 errors" => "no clean drill, or errors",
             other => other,
         }
     }
@@ -302,11 +304,15 @@ pub struct RoadmapFacts<'a> {
     pub verdict: &'a Verdict,
     /// Every repository is encrypted (ironvault repositories always are).
     pub all_encrypted: bool,
+    /// 3-2-1-1-0 (`three_two_one_one_zero`): its last two rules are part of
+    /// step 5, copies safe from a compromised host.
+    pub extended: &'a Verdict,
 }
 
 /// Steps: 1 a copy holds a snapshot; 2 objectives declared (RPO and RTO);
-/// 3 3-2-1 holds; 4 a disk copy within the RPO; 5 every copy encrypted and
-/// every remote one reached over TLS; 6 an object-storage copy within the
+/// 3 3-2-1 holds; 4 a disk copy within the RPO; 5 every copy encrypted,
+/// every remote one reached over TLS, one immutable and zero errors
+/// (3-2-1-1-0); 6 an object-storage copy within the
 /// RPO; 7 RPO held ≤ 60 s; 8 a standby's failover drill met the RTO (no
 /// standby yet); 9 not assessed.
 pub fn roadmap(f: &RoadmapFacts) -> Roadmap {
@@ -335,12 +341,38 @@ pub fn roadmap(f: &RoadmapFacts) -> Roadmap {
         .map(|c| c.name.as_str())
         .collect();
     let best = f.copies.iter().filter_map(|c| c.age).min();
+    // Step 5: copies a compromised host can neither read in transit nor
+    // delete, and shown to restore (3-2-1-1-0's last two rules).
+    let extra: Vec<&Rule> = f
+        .extended
+        .rules
+        .iter()
+        .filter(|r| r.rule == "1 immutable" || r.rule == "0 errors")
+        .collect();
+    let hardened = extra.iter().all(|r| r.held);
+    let mut fixes: Vec<String> = Vec::new();
+    if !plain.is_empty() {
+        fixes.push(format!(
+            "reach every remote copy over TLS: {} (use s3:https://...)",
+            plain.join(", ")
+        ));
+    }
+    fixes.extend(
+        extra
+            .iter()
+            .filter(|r| !r.held)
+            .filter_map(|r| r.fix.clone()),
+    );
+    let safe_fix = format!(
+        "make the copies safe from a compromised host (3-2-1-1-0): {}",
+        fixes.join("; ")
+    );
     let steps: [(bool, String); 9] = [
         (any_snapshot, "run the plan once so a copy holds a snapshot (ironvault run PLAN)".into()),
         (f.rpo.is_some() && f.rto.is_some(), "declare the objectives the business signed up for: rpo = \"...\" and rto = \"...\" in the plan".into()),
         (f.verdict.held, format!("make 3-2-1 hold: {}", f.verdict.rules.iter().filter(|r| !r.held).filter_map(|r| r.fix.clone()).collect::<Vec<_>>().join("; "))),
         (disk_current, "keep a disk copy (a local repository) within the RPO for fast restores".into()),
-        (f.all_encrypted && plain.is_empty(), format!("reach every remote copy over TLS: {} (use s3:https://...)", plain.join(", "))),
+        (f.all_encrypted && plain.is_empty() && hardened, safe_fix),
         (object_current, "add an object-storage copy (s3:https://...) and keep it within the RPO".into()),
         (best.is_some_and(|b| b <= Duration::from_secs(60)), "ship changes continuously so the RPO held is 60 s or less (a schedule with seconds, e.g. \"*/30 * * * * *\", for small change sets)".into()),
         (false, "keep a standby ready and run a failover drill within the RTO (standby and failover are not in this version)".into()),
@@ -363,6 +395,9 @@ pub fn roadmap(f: &RoadmapFacts) -> Roadmap {
         next,
     }
 }
+
+mod immutable;
+pub use immutable::{three_two_one_one_zero, CopyProof};
 
 #[cfg(test)]
 mod tests;

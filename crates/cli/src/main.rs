@@ -172,6 +172,8 @@ enum Command {
     Agent(commands::plans::AgentArgs),
     /// Show the recorded runs and drills of the plans, step by step.
     History(commands::history::Args),
+    /// List open incidents; clear a plan's suspect-backup incident (which pauses its retention).
+    Incident(commands::incident::Args),
     /// Open every repository of the config, read-only, and say what stops
     /// it (the same as 'config check --connect').
     Doctor(commands::doctor::Args),
@@ -195,6 +197,7 @@ const NO_REPOSITORY: &[&str] = &[
     "status",
     "agent",
     "history",
+    "incident",
     "doctor",
     "completions",
     "man",
@@ -272,6 +275,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Status(_) => "status",
         Command::Agent(_) => "agent",
         Command::History(_) => "history",
+        Command::Incident(_) => "incident",
         Command::Doctor(_) => "doctor",
         Command::ProbeRepository(_) => "probe-repository",
         Command::Completions(_) => "completions",
@@ -469,6 +473,7 @@ fn main() -> ExitCode {
         Command::Status(a) => commands::status::run(&cli, a),
         Command::Agent(a) => commands::plans::agent(&cli, a),
         Command::History(a) => commands::history::run(&cli, a),
+        Command::Incident(a) => commands::incident::run(&cli, a),
         Command::Doctor(a) => commands::doctor::run(&cli, a),
         Command::ProbeRepository(a) => commands::doctor::probe(&cli, a),
         Command::Completions(a) => commands::completions::run(a),

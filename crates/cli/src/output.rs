@@ -88,6 +88,18 @@ pub fn storage_stats(
     b.transfer_stats().map(Into::into)
 }
 
+/// What keeps this host from deleting the repository's objects, for a
+/// `--json` summary. A storage that cannot say is taken as one where
+/// nothing does: a fact is only what was read back.
+pub fn immutability(
+    b: &dyn ironvault_core::backend::Backend,
+) -> Option<ironvault_core::contract::summary::ImmutabilityFact> {
+    b.immutability()
+        .ok()
+        .flatten()
+        .map(|i| ironvault_core::contract::summary::ImmutabilityFact::new(&i))
+}
+
 /// Parse a size: plain bytes or with a binary suffix K, M, G, T (e.g. "500M", "1.5G").
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let mut t = s.trim();

@@ -45,6 +45,10 @@ fn status() -> PlanStatus {
             held: true,
             rules: vec![],
         },
+        three_two_one_one_zero: Verdict {
+            held: true,
+            rules: vec![],
+        },
         roadmap: Roadmap {
             reached: vec![1, 2, 3],
             highest: 3,

@@ -71,6 +71,17 @@ struct RawPlan {
     nice: Option<Spanned<i32>>,
     ionice: Option<Spanned<String>>,
     window: Option<Spanned<String>>,
+    suspect: Option<Spanned<RawSuspect>>,
+}
+
+/// `[plan.NAME.suspect]`: when a backup is judged a likely mass encryption.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuspect {
+    enabled: Option<bool>,
+    changed: Option<f64>,
+    incompressible: Option<f64>,
+    history: Option<u32>,
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,12 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
+/// The kind of the incident a backup judged a likely mass encryption opens
+/// (on the plan, copy ''). Unlike the others it is not resolved by a later
+/// good status: it stays open, and the plan's retention paused, until an
+/// operator clears it (`ironvault incident clear PLAN`).
+pub const SUSPECT: &str = "suspect";
+
 /// An open incident.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Incident {
@@ -116,6 +122,20 @@ impl History {
             ],
         )?;
         Ok(())
+    }
+
+    /// The plan's open suspect-backup incident, if any.
+    pub fn suspect_incident(&self, plan: &str) -> Result<Option<Incident>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM incidents WHERE plan = ?1 AND copy = '' AND kind = ?2"
+                ),
+                params![plan, SUSPECT],
+                Incident::from_row,
+            )
+            .optional()?)
     }
 
     /// Every open incident.

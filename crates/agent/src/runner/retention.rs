@@ -6,6 +6,20 @@
 use super::*;
 use ironvault_core::contract::summary::{ForgetSummary, PruneSummary};
 
+/// How a retention step paused by a suspect backup starts its error.
+const PAUSED: &str = "paused by the suspect-backup incident opened";
+
+/// True for a retention step a suspect backup paused (the run is then a
+/// warning: retention is not doing its job until someone looks).
+pub(super) fn paused(s: &StepReport) -> bool {
+    s.step == Step::Retention
+        && s.outcome == Outcome::Skipped
+        && s.end
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(PAUSED))
+}
+
 impl Runner<'_> {
     /// Retention on every copy with a keep policy, after a good backup.
     /// With `copy_failed`, the first copy keeps its snapshots until every
@@ -20,10 +34,47 @@ impl Runner<'_> {
     ) -> Result<bool> {
         let run = rep.run;
         let mut stopped = false;
+        // A suspect backup pauses retention on every copy, so the clean
+        // snapshots before it cannot age out until an operator clears it.
+        let paused = match self.history.suspect_incident(&plan.name) {
+            Ok(p) => p,
+            Err(e) => {
+                // Not knowing whether it is paused, keep everything.
+                Some(crate::history::Incident {
+                    plan: plan.name.clone(),
+                    copy: String::new(),
+                    kind: crate::history::SUSPECT.into(),
+                    opened: Utc::now(),
+                    message: format!("the history could not be read ({e:#})"),
+                    delivered: true,
+                    sent: Vec::new(),
+                    attempts: 0,
+                    next_try: Utc::now(),
+                })
+            }
+        };
         for name in &plan.copies {
             let Some(keep) = plan.keep.get(name) else {
                 continue;
             };
+            if let Some(inc) = &paused {
+                self.step(run, rep, Step::Retention, Some(name), || {
+                    (
+                        Outcome::Skipped,
+                        StepEnd {
+                            error: Some(format!(
+                                "{PAUSED} {}: {}",
+                                inc.opened
+                                    .with_timezone(&chrono::Local)
+                                    .format("%Y-%m-%d %H:%M"),
+                                inc.message
+                            )),
+                            ..StepEnd::default()
+                        },
+                    )
+                })?;
+                continue;
+            }
             if copy_failed && *name == plan.copies[0] {
                 // Snapshots that did not reach every copy must stay on the
                 // first until they have.

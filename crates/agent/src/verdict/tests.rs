@@ -197,6 +197,7 @@ fn the_roadmap_names_the_lowest_step_not_reached() {
         rto: Some(Duration::from_secs(3600)),
         verdict: &v,
         all_encrypted: true,
+        extended: &v,
     };
     let r = roadmap(&f);
     assert_eq!(r.reached, [1, 2, 3, 4, 5, 6, 7]);
@@ -225,11 +226,31 @@ fn the_roadmap_names_the_lowest_step_not_reached() {
         rto: RPO,
         verdict: &v,
         all_encrypted: true,
+        extended: &v,
     });
     assert_eq!(r.reached, [1, 2, 3, 4, 6]);
     let crate::verdict::NextStep { step: n, what } = r.next.unwrap();
     assert_eq!(n, 5);
     assert!(what.contains("cloud (use s3:https://...)"), "{what}");
+    // No copy immutable: step 5 is missing, and says how to get there.
+    let ext = crate::verdict::three_two_one_one_zero(
+        &v,
+        &[crate::verdict::CopyProof {
+            name: "local".into(),
+            ..Default::default()
+        }],
+    );
+    let r = roadmap(&RoadmapFacts {
+        copies: &good,
+        rpo: RPO,
+        rto: RPO,
+        verdict: &three_two_one(&src, &good, Some("dc"), RPO),
+        all_encrypted: true,
+        extended: &ext,
+    });
+    let n = r.next.unwrap();
+    assert_eq!(n.step, 5);
+    assert!(n.what.starts_with("make the copies safe from a compromised host (3-2-1-1-0): put one copy where this host cannot delete"), "{}", n.what);
     // Nothing backed up yet.
     let none = [copy("local", disk(&["sdb"]), None, None)];
     let v = three_two_one(&src, &none, None, RPO);
@@ -239,6 +260,7 @@ fn the_roadmap_names_the_lowest_step_not_reached() {
         rto: RPO,
         verdict: &v,
         all_encrypted: true,
+        extended: &v,
     });
     assert_eq!(r.next.unwrap().step, 1);
 }

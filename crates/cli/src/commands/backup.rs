@@ -3,7 +3,7 @@
 use crate::output::{bytes, duration, plural};
 use crate::{Cli, Exit};
 use anyhow::{anyhow, bail, Result};
-use ironvault_core::backup::{backup, BackupOptions, ParentChoice};
+use ironvault_core::backup::{backup, signals, BackupOptions, ParentChoice};
 use ironvault_core::contract::summary::{to_json_line, BackupSummary, MessageType};
 use ironvault_core::format::Id;
 use ironvault_core::Error as CoreError;
@@ -44,6 +44,15 @@ pub struct Args {
     /// Read everything, write nothing: show what a backup would add.
     #[arg(short = 'n', long)]
     dry_run: bool,
+    /// Judge the backup against these shares and tag its snapshot `suspect`
+    /// when it looks like a mass encryption: `changed=0.5,incompressible=0.95`
+    /// (the defaults; a key left out keeps its default). See --suspect-baseline.
+    #[arg(long, value_name = "SHARES")]
+    suspect_if: Option<String>,
+    /// The plan's usual shares for --suspect-if (medians of its recent backups;
+    /// the agent passes them): `changed=0.02,incompressible=0.1`. Default 0.
+    #[arg(long, value_name = "SHARES", requires = "suspect_if")]
+    suspect_baseline: Option<String>,
     /// Back up standard input as one file (name it with --stdin-filename).
     #[arg(long, conflicts_with_all = ["paths", "files_from", "stdin_from_command"])]
     stdin: bool,
@@ -139,12 +148,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         }
     }
     let time = a.time.as_deref().map(snapshot_time).transpose()?;
+    let suspect = suspect_options(a)?;
     let source_command = source_command(&a.stdin_from_command)?;
     let repo = super::open_repo(cli)?;
     let mut opts = BackupOptions::new(paths);
     opts.excludes = excludes;
     opts.ignore_inode = a.ignore_inode;
     opts.dry_run = a.dry_run;
+    opts.suspect = suspect;
     if let Some(h) = &a.host {
         opts.hostname = h.clone();
     }
@@ -255,6 +266,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     });
     if cli.json {
         let c = &r.counts;
+        let signals = s.signals.clone().unwrap_or_default();
         let summary = BackupSummary {
             message_type: MessageType::Summary,
             snapshot_id: r.snapshot_id.to_hex(),
@@ -276,10 +288,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             bytes_read: s.bytes_read,
             errors: s.errors,
             changed_during_read: s.changed_during_read,
+            files_deleted: signals.files_deleted,
+            extensions_renamed: signals.extensions_renamed,
+            ransom_notes: signals.ransom_notes,
+            data_added_incompressible: signals.data_added_incompressible,
+            changed_share: signals::changed_share(s),
+            incompressible_share: signals::incompressible_share(&signals),
+            suspect: signals.suspect.clone(),
             backup_start: s.started.clone(),
             backup_end: s.finished.clone(),
             total_duration: started.elapsed().as_secs_f64(),
             storage: crate::output::storage_stats(repo.backend().as_ref()),
+            immutability: crate::output::immutability(repo.backend().as_ref()),
         };
         println!("{}", to_json_line(&summary));
     } else if !cli.quiet {
@@ -309,6 +329,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         } else {
             println!("snapshot {} saved", r.snapshot_id.short());
         }
+    }
+    if let Some(why) = s.signals.as_ref().and_then(|g| g.suspect.as_ref()) {
+        // The snapshot is kept and tagged; the caller (the agent) decides
+        // what to do about it.
+        eprintln!(
+            "warning: {why}; snapshot {} is tagged {}",
+            r.snapshot_id.short(),
+            signals::SUSPECT_TAG
+        );
     }
     if r.is_partial() {
         eprintln!(
@@ -513,4 +542,28 @@ fn status_line(
         ),
         None => format!("{head}  {current}"),
     }
+}
+
+/// `--suspect-if` and `--suspect-baseline` as the backup's judge.
+fn suspect_options(a: &Args) -> Result<Option<(signals::Thresholds, signals::Baseline)>> {
+    let Some(t) = &a.suspect_if else {
+        return Ok(None);
+    };
+    let d = signals::Thresholds::default();
+    let (changed, incompressible) =
+        signals::parse_shares("--suspect-if", t, (d.changed, d.incompressible))?;
+    let base = match &a.suspect_baseline {
+        Some(b) => signals::parse_shares("--suspect-baseline", b, (0.0, 0.0))?,
+        None => (0.0, 0.0),
+    };
+    Ok(Some((
+        signals::Thresholds {
+            changed,
+            incompressible,
+        },
+        signals::Baseline {
+            changed: base.0,
+            incompressible: base.1,
+        },
+    )))
 }

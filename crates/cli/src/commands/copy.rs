@@ -157,6 +157,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             total_duration: started.elapsed().as_secs_f64(),
             source_storage: crate::output::storage_stats(src.backend().as_ref()),
             storage: crate::output::storage_stats(dst.backend().as_ref()),
+            immutability: crate::output::immutability(dst.backend().as_ref()),
         };
         println!("{}", to_json_line(&summary));
     } else if !cli.quiet {

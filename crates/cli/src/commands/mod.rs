@@ -11,6 +11,7 @@ pub mod dump;
 pub mod find;
 pub mod forget;
 pub mod history;
+pub mod incident;
 pub mod init;
 pub mod key;
 pub mod ls;

@@ -125,6 +125,21 @@ fn print_compact(p: &PlanStatus, plan: &ironvault_agent::config::Plan, agent: Ag
             .collect();
         println!("  3-2-1: NOT HELD ({})", broken.join(", "));
     }
+    let x = &p.three_two_one_one_zero;
+    if x.held {
+        println!("  3-2-1-1-0: held");
+    } else {
+        // 3-2-1's own shortfalls are on the line above.
+        let broken: Vec<&str> = extra_rules(x)
+            .filter(|r| !r.held)
+            .map(|r| r.shortfall())
+            .collect();
+        if broken.is_empty() {
+            println!("  3-2-1-1-0: NOT HELD (3-2-1 does not)");
+        } else {
+            println!("  3-2-1-1-0: NOT HELD ({})", broken.join(", "));
+        }
+    }
     let run = match &p.last_run {
         Some(r) => format!("{} {}", r.result, local(r.started)),
         None => "never".into(),
@@ -317,6 +332,14 @@ fn print_plan(p: &PlanStatus) {
             println!("         fix: {f}");
         }
     }
+    let x = &p.three_two_one_one_zero;
+    println!("  3-2-1-1-0: {}", if x.held { "held" } else { "NOT HELD" });
+    for r in extra_rules(x) {
+        println!("    {} {}", if r.held { "ok  " } else { "FAIL" }, r.detail);
+        if let Some(f) = &r.fix {
+            println!("         fix: {f}");
+        }
+    }
     let top = p.roadmap.highest;
     match &p.roadmap.next {
         Some(n) => println!(
@@ -332,4 +355,13 @@ fn print_plan(p: &PlanStatus) {
         println!("  note: {n}");
     }
     println!();
+}
+
+/// The rules 3-2-1-1-0 adds to 3-2-1 (one immutable, zero errors).
+fn extra_rules(
+    v: &ironvault_agent::verdict::Verdict,
+) -> impl Iterator<Item = &ironvault_agent::verdict::Rule> {
+    v.rules
+        .iter()
+        .filter(|r| r.rule == "1 immutable" || r.rule == "0 errors")
 }

@@ -40,3 +40,4 @@ mod roundtrip;
 mod s3;
 mod scrub;
 mod status;
+mod suspect;

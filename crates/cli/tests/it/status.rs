@@ -160,9 +160,13 @@ fn verdicts_follow_the_device_facts_two_disks_one_disk_tmpfs_and_loop() {
         .map(|x| x.as_u64().unwrap())
         .collect();
     // Step 7 (RPO held within 60 s) is reached too while the snapshot is that fresh.
-    assert_eq!(reached[..5], [1, 2, 3, 4, 5], "{reached:?}");
+    assert_eq!(reached[..4], [1, 2, 3, 4], "{reached:?}");
+    assert!(
+        !reached.contains(&5),
+        "no copy immutable, none drilled: {reached:?}"
+    );
     assert!(!reached.contains(&6), "no object storage copy: {reached:?}");
-    assert_eq!(v["plans"][0]["roadmap"]["next"]["step"], 6);
+    assert_eq!(v["plans"][0]["roadmap"]["next"]["step"], 5);
     assert!(v["plans"][0]["notes"][0]
         .as_str()
         .unwrap()
@@ -181,7 +185,7 @@ fn verdicts_follow_the_device_facts_two_disks_one_disk_tmpfs_and_loop() {
     );
     assert!(out.contains("3-2-1: held"), "{out}");
     assert!(
-        out.contains("roadmap: step 5 reached; next: step 6: add an object-storage copy"),
+        out.contains("roadmap: step 4 reached; next: step 5: make the copies safe from a compromised host (3-2-1-1-0): put one copy where this host cannot delete"),
         "{out}"
     );
 }
@@ -237,4 +241,143 @@ fn the_rpo_held_is_the_age_of_the_newest_snapshot_on_each_copy() {
     p.replace("rpo = \"1h\"", "rpo = \"soon\"");
     let o = p.run(&["status"]);
     assert_eq!(o.status.code(), Some(1));
+}
+
+/// The rules 3-2-1-1-0 adds: (rule, held, detail, fix).
+fn extra(v: &serde_json::Value) -> Vec<(String, bool, String, Option<String>)> {
+    v["plans"][0]["three_two_one_one_zero"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(3)
+        .map(|r| {
+            (
+                r["rule"].as_str().unwrap().to_string(),
+                r["held"].as_bool().unwrap(),
+                r["detail"].as_str().unwrap().to_string(),
+                r["fix"].as_str().map(String::from),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_two_one_one_zero_needs_an_immutable_copy_read_back_and_a_clean_drill() {
+    let (p, src) = setup();
+    let (local, second) = (p.env.repo.clone(), p.env.path("second"));
+    p.replace(
+        "[repository.second]\n",
+        "[repository.second]\nsite = \"dr\"\n",
+    );
+    p.replace(
+        "rto = \"1h\"\n",
+        "rto = \"1h\"\ndrill = { copy = \"second\" }\n",
+    );
+    // 3-2-1 holds: source and local on sda, second on sdb at another site.
+    let mut f = Facts::new(p.env.dir.path());
+    f.mount(&src, "8:1", "ext4", "/dev/sda1")
+        .mount(&local, "8:1", "ext4", "/dev/sda1")
+        .mount(&second, "8:17", "ext4", "/dev/sdb1");
+    let v = status(&p, &f, 0);
+    assert_eq!(v["plans"][0]["three_two_one"]["held"], true);
+    assert_eq!(v["plans"][0]["three_two_one_one_zero"]["held"], false);
+    let x = extra(&v);
+    assert_eq!((x[0].0.as_str(), x[0].1), ("1 immutable", false), "{x:?}");
+    assert!(
+        x[0].2
+            .starts_with("no copy is immutable or offline: this host can delete local, second"),
+        "{x:?}"
+    );
+    assert!(
+        x[0].3
+            .as_deref()
+            .unwrap()
+            .contains("append-only repository server"),
+        "{x:?}"
+    );
+    assert_eq!((x[1].0.as_str(), x[1].1), ("0 errors", false), "{x:?}");
+    assert!(x[1].2.starts_with("no copy has been drilled"), "{x:?}");
+    assert!(
+        x[1].3.as_deref().unwrap().contains("ironvault drill files"),
+        "{x:?}"
+    );
+    let o = p
+        .cmd(&["status"])
+        .env("IRONVAULT_FACTS_ROOT", &f.root)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("3-2-1: held"), "{out}");
+    assert!(
+        out.contains(
+            "3-2-1-1-0: NOT HELD (no copy immutable or offline, no clean drill, or errors)"
+        ),
+        "{out}"
+    );
+
+    // second's storage now answers as an append-only server (test-only
+    // failpoint in the local backend): the next run's copy reads it back.
+    std::fs::write(second.join("failpoint-append-only"), "append\n").unwrap();
+    write(&src.join("b.txt"), b"more\n");
+    p.expect(&["run", "files"], 0);
+    p.expect(&["drill", "files"], 0);
+    let v = status(&p, &f, 0);
+    let x = extra(&v);
+    assert!(x[0].1, "{x:?}");
+    assert!(
+        x[0].2
+            .starts_with("immutable: second (append-only server (role append), read back "),
+        "{x:?}"
+    );
+    assert!(x[1].1, "{x:?}");
+    assert!(
+        x[1].2.starts_with("0 errors: second drilled clean "),
+        "{x:?}"
+    );
+    assert!(x[1].2.ends_with("; not drilled yet: local"), "{x:?}");
+    assert_eq!(v["plans"][0]["three_two_one_one_zero"]["held"], true);
+    let reached: Vec<u64> = v["plans"][0]["roadmap"]["reached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert!(reached.contains(&5), "{reached:?}");
+    let o = p
+        .cmd(&["status", "--long"])
+        .env("IRONVAULT_FACTS_ROOT", &f.root)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("  3-2-1-1-0: held\n    ok   immutable: second"),
+        "{out}"
+    );
+
+    // The fact is only what was read back: once the server lets this host
+    // delete again, the next write says so.
+    std::fs::remove_file(second.join("failpoint-append-only")).unwrap();
+    write(&src.join("c.txt"), b"more\n");
+    p.expect(&["run", "files"], 0);
+    let x = extra(&status(&p, &f, 0));
+    assert!(!x[0].1, "{x:?}");
+
+    // A drill that finds damage: zero errors no longer holds.
+    let packs = files_under(&second.join("packs"));
+    assert!(!packs.is_empty());
+    for pack in packs {
+        std::fs::remove_file(pack).unwrap();
+    }
+    p.expect(&["drill", "files"], 1);
+    let v = status(&p, &f, 2);
+    let x = extra(&v);
+    assert!(!x[1].1, "{x:?}");
+    assert!(x[1].2.starts_with("the drill from second on "), "{x:?}");
+    assert!(
+        x[1].3
+            .as_deref()
+            .unwrap()
+            .contains("ironvault history files"),
+        "{x:?}"
+    );
 }

@@ -273,6 +273,21 @@ impl Backend for LocalBackend {
         self.root.display().to_string()
     }
 
+    /// A directory keeps nothing from this host. Test builds only
+    /// (`failpoints`): a file `failpoint-append-only` in the repository
+    /// holding a role makes it answer as an append-only server would, so the
+    /// 3-2-1-1-0 verdict can be tested end to end before such a server runs
+    /// in the suite. Release builds never read it.
+    fn immutability(&self) -> Result<Option<super::Immutability>> {
+        #[cfg(feature = "failpoints")]
+        if let Ok(role) = std::fs::read_to_string(self.root.join("failpoint-append-only")) {
+            return Ok(Some(super::Immutability::AppendOnly {
+                role: role.trim().to_string(),
+            }));
+        }
+        Ok(None)
+    }
+
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         let kind = kind_of(name);
         let path = self.path(name)?;

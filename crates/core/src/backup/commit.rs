@@ -20,10 +20,29 @@ pub(crate) fn commit_snapshot(
     tree: Id,
     paths: Vec<String>,
     parent: Option<Id>,
-    summary: Summary,
+    mut summary: Summary,
     progress: &Progress,
     warn: WarnFn<'_>,
 ) -> Result<BackupResult> {
+    let mut tags = opts.tags.clone();
+    if let Some(g) = summary.signals.as_mut() {
+        g.files_deleted = progress.files_deleted.load(Ordering::Relaxed);
+        g.extensions_renamed = progress.extensions_renamed.load(Ordering::Relaxed);
+        g.ransom_notes = progress.ransom_notes.load(Ordering::Relaxed);
+        g.data_added_raw = sink.stats.data_bytes_added_raw.load(Ordering::Relaxed);
+        g.data_added_incompressible = sink.stats.data_bytes_incompressible.load(Ordering::Relaxed);
+    }
+    if let Some((t, base)) = &opts.suspect {
+        let why = super::signals::judge(&summary, t, base);
+        if let (Some(why), Some(g)) = (why, summary.signals.as_mut()) {
+            // Written tagged: no later rewrite or delete is needed, which
+            // an append-only server would refuse.
+            if !tags.iter().any(|t| t == super::signals::SUSPECT_TAG) {
+                tags.push(super::signals::SUSPECT_TAG.to_string());
+            }
+            g.suspect = Some(why);
+        }
+    }
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let snapshot = Snapshot {
@@ -35,7 +54,7 @@ pub(crate) fn commit_snapshot(
         username: crate::host::username(),
         uid,
         gid,
-        tags: opts.tags.clone(),
+        tags,
         parent,
         program_version: format!("ironvault {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary.clone()),

@@ -23,6 +23,7 @@ mod commit;
 pub mod exclude;
 pub mod meta;
 mod reader;
+pub mod signals;
 pub mod stream;
 mod walk;
 
@@ -75,6 +76,10 @@ pub struct BackupOptions {
     pub ignore_inode: bool,
     /// Read and chunk everything but write nothing: report what would be added.
     pub dry_run: bool,
+    /// Judge the backup's signals against these thresholds and the plan's
+    /// baseline, and tag the snapshot `suspect` if they point to a mass
+    /// encryption (`signals::judge`).
+    pub suspect: Option<(signals::Thresholds, signals::Baseline)>,
 }
 
 impl BackupOptions {
@@ -92,6 +97,7 @@ impl BackupOptions {
             excludes: Default::default(),
             ignore_inode: false,
             dry_run: false,
+            suspect: None,
         }
     }
 }
@@ -168,6 +174,10 @@ pub struct Progress {
     pub bytes_processed: AtomicU64,
     pub errors: AtomicU64,
     pub changed: AtomicU64,
+    /// Signs of a mass encryption (`signals.rs`).
+    pub files_deleted: AtomicU64,
+    pub extensions_renamed: AtomicU64,
+    pub ransom_notes: AtomicU64,
     /// Bytes of files done: read, or found unchanged (for percent and ETA).
     pub bytes_done: AtomicU64,
     /// The file a reader is on (most recent first).
@@ -408,6 +418,7 @@ pub fn backup(
         changed_during_read: shared.progress.changed.load(Ordering::Relaxed),
         started: started.to_rfc3339(),
         finished: finished.to_rfc3339(),
+        signals: Some(Default::default()),
     };
     let mut r = commit_snapshot(
         &repo,

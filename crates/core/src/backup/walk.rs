@@ -186,6 +186,7 @@ impl<'a, 's> Walker<'a, 's> {
             return;
         }
         self.sh.progress.dirs.fetch_add(1, Ordering::Relaxed);
+        self.count_signals(path, &entries, parent_tree.as_ref().map(|t| &t.1));
         self.emit(Event::Enter(node));
         for (name, stat) in entries {
             let child = path.join(std::ffi::OsStr::from_bytes(&name));
@@ -200,6 +201,33 @@ impl<'a, 's> Walker<'a, 's> {
         }
         // The parent's tree goes along: if nothing in it changed, its id is reused.
         self.emit(Event::Leave(parent_tree));
+    }
+
+    /// Add one directory's deleted files, renamed extensions and ransom
+    /// notes to the backup's signals (`signals.rs`).
+    fn count_signals(
+        &self,
+        path: &Path,
+        entries: &[(Vec<u8>, std::io::Result<Node>)],
+        parent: Option<&Tree>,
+    ) {
+        let present: Vec<(&[u8], bool)> = entries
+            .iter()
+            .map(|(n, st)| {
+                let dir = matches!(st, Ok(node) if node.node_type == NodeType::Dir);
+                (n.as_slice(), dir)
+            })
+            .collect();
+        let excluded = |name: &[u8]| {
+            self.opts
+                .excludes
+                .excludes_path(&path.join(std::ffi::OsStr::from_bytes(name)))
+        };
+        let (gone, renamed, notes) = super::signals::count_directory(&present, parent, excluded);
+        let p = &self.sh.progress;
+        p.files_deleted.fetch_add(gone, Ordering::Relaxed);
+        p.extensions_renamed.fetch_add(renamed, Ordering::Relaxed);
+        p.ransom_notes.fetch_add(notes, Ordering::Relaxed);
     }
 
     fn visit_file(&self, path: &Path, mut node: Node, parent: Option<&Node>) {

@@ -98,6 +98,27 @@ pub struct BackupSummary {
     /// Files that could not be read (a partial snapshot, exit 3).
     pub errors: u64,
     pub changed_during_read: u64,
+    /// Signs of a mass encryption against the parent snapshot (format.md
+    /// §7.2 `Signals`): files gone, extensions renamed, ransom-note-like
+    /// names, plain bytes of new data that did not compress.
+    #[serde(default)]
+    pub files_deleted: u64,
+    #[serde(default)]
+    pub extensions_renamed: u64,
+    #[serde(default)]
+    pub ransom_notes: u64,
+    #[serde(default)]
+    pub data_added_incompressible: u64,
+    /// Share of the parent's files changed or gone, and of the new data that
+    /// did not compress (0 to 1; `backup::signals`).
+    #[serde(default)]
+    pub changed_share: f64,
+    #[serde(default)]
+    pub incompressible_share: f64,
+    /// With `--suspect-if`: why the snapshot was judged suspect and tagged
+    /// `suspect`; null when it was not.
+    #[serde(default)]
+    pub suspect: Option<String>,
     /// When the backup started and ended (RFC 3339 with offset).
     #[serde(default)]
     pub backup_start: String,
@@ -106,6 +127,65 @@ pub struct BackupSummary {
     /// Seconds.
     pub total_duration: f64,
     pub storage: Option<StorageStats>,
+    /// What keeps this host from deleting the repository's objects, as its
+    /// storage answered; absent when nothing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutability: Option<ImmutabilityFact>,
+}
+
+/// What keeps this host from deleting or overwriting a repository's objects,
+/// as its storage answered (`Backend::immutability`): printed by `backup`
+/// and `copy` for the repository they wrote, so the agent's history holds
+/// the fact without opening every repository on `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImmutabilityFact {
+    /// `append_only` or `object_lock`.
+    pub kind: String,
+    /// For `append_only`: the token's role on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// For `object_lock`: COMPLIANCE or GOVERNANCE, and the retention in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_days: Option<u32>,
+}
+
+impl ImmutabilityFact {
+    /// The fact a backend reported.
+    pub fn new(i: &crate::backend::Immutability) -> Self {
+        use crate::backend::Immutability as I;
+        match i {
+            I::AppendOnly { role } => ImmutabilityFact {
+                kind: "append_only".into(),
+                role: Some(role.clone()),
+                mode: None,
+                retain_days: None,
+            },
+            I::ObjectLock { mode, retain_days } => ImmutabilityFact {
+                kind: "object_lock".into(),
+                role: None,
+                mode: Some(mode.clone()),
+                retain_days: Some(*retain_days),
+            },
+        }
+    }
+
+    /// Words for messages: "append-only server (role append)".
+    pub fn describe(&self) -> String {
+        match self.kind.as_str() {
+            "append_only" => format!(
+                "append-only server (role {})",
+                self.role.as_deref().unwrap_or("?")
+            ),
+            "object_lock" => format!(
+                "Object Lock {} {} days",
+                self.mode.as_deref().unwrap_or("?"),
+                self.retain_days.unwrap_or(0)
+            ),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// `restore --json`.
@@ -300,6 +380,10 @@ pub struct CopySummary {
     pub total_duration: f64,
     pub source_storage: Option<StorageStats>,
     pub storage: Option<StorageStats>,
+    /// What keeps this host from deleting the destination's objects, as its
+    /// storage answered; absent when nothing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutability: Option<ImmutabilityFact>,
 }
 
 impl CopySummary {
@@ -331,7 +415,12 @@ mod tests {
         // first capture: two files, then one more. `data_added` took
         // restic's meaning (bytes before compression and encryption); the
         // stored size it used to be is now `data_added_packed`.
-        let first: BackupSummary = golden(include_str!("golden/backup.json"));
+        // Lines from before the signals of a mass encryption still read
+        // (the fields they lack default); the shape with them is below.
+        let older = |l: &str| -> BackupSummary {
+            serde_json::from_str(l.trim_end()).expect("an older line reads")
+        };
+        let first = older(include_str!("golden/backup.json"));
         assert_eq!(
             (first.data_added, first.data_added_packed),
             (100758, 100832)
@@ -341,7 +430,7 @@ mod tests {
             (2, 2, 3)
         );
         assert_eq!(first.parent, None);
-        let second: BackupSummary = golden(include_str!("golden/backup2.json"));
+        let second = older(include_str!("golden/backup2.json"));
         assert_eq!(second.parent.as_deref(), Some(first.snapshot_id.as_str()));
         assert_eq!((second.dirs_changed, second.total_files_processed), (2, 3));
         // A line of the binary before restic's fields (8a01663) still reads:
@@ -353,6 +442,19 @@ mod tests {
             (s3.files_new, s3.dirs_new, s3.backup_start.as_str()),
             (1, 0, "")
         );
+        // Captured from a backup of 40 text files after each was encrypted
+        // with `openssl enc` into NAME.locked and a HOW_TO_DECRYPT.txt added,
+        // with `--suspect-if changed=0.5 --suspect-baseline changed=0.01,incompressible=0.1`.
+        let hit: BackupSummary = golden(include_str!("golden/backup_suspect.json"));
+        assert_eq!(
+            (hit.files_deleted, hit.extensions_renamed, hit.ransom_notes),
+            (40, 40, 1)
+        );
+        assert_eq!(hit.changed_share, 1.0);
+        assert!(hit.incompressible_share > 0.99);
+        assert!(hit
+            .suspect
+            .is_some_and(|s| s.starts_with("possible mass encryption")));
     }
 
     #[test]

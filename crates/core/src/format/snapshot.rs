@@ -16,6 +16,31 @@ pub struct Summary {
     pub changed_during_read: u64,
     pub started: String,
     pub finished: String,
+    /// Signs of a mass encryption (format.md §7.2); absent in snapshots
+    /// written before they were recorded, and in those of `--stdin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Signals>,
+}
+
+/// What a backup saw that an attack which encrypts files in place leaves
+/// behind, against the parent snapshot (format.md §7.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signals {
+    /// Files and other non-directories the parent had in a directory still
+    /// backed up, that are gone.
+    pub files_deleted: u64,
+    /// New files named like a gone file of the same directory with another
+    /// extension (`report.docx` → `report.docx.locked`, `report.enc`).
+    pub extensions_renamed: u64,
+    /// New files named like a ransom note (`backup::signals::RANSOM_NOTE_WORDS`).
+    pub ransom_notes: u64,
+    /// Plain bytes of the new data blobs, and of those that did not compress.
+    pub data_added_raw: u64,
+    pub data_added_incompressible: u64,
+    /// Why the backup judged itself suspect (then it carries the tag
+    /// `suspect`), when it was asked to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<String>,
 }
 
 /// One snapshot.

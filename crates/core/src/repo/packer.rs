@@ -27,6 +27,13 @@ struct OpenPack {
     entries: Vec<PackEntry>,
 }
 
+/// Bytes a sealed blob adds to its body: nonce (24), compression byte, tag (16).
+const SEAL_OVERHEAD: usize = 41;
+
+/// A data blob whose stored body is at least this share of its plain size
+/// did not compress.
+pub const INCOMPRESSIBLE: f64 = 0.95;
+
 /// Counters of what was written.
 #[derive(Default, Debug)]
 pub struct WriteStats {
@@ -36,6 +43,12 @@ pub struct WriteStats {
     pub tree_blobs_added: AtomicU64,
     pub bytes_added_raw: AtomicU64,
     pub bytes_added_stored: AtomicU64,
+    /// Plain bytes of the new data blobs, and of those among them that did
+    /// not compress (stored body at least [`INCOMPRESSIBLE`] of the plain
+    /// size): encrypted data does not compress, and a backup of files an
+    /// attacker encrypted adds mostly such data.
+    pub data_bytes_added_raw: AtomicU64,
+    pub data_bytes_incompressible: AtomicU64,
     pub packs_written: AtomicU64,
     pub index_files_written: AtomicU64,
 }
@@ -131,6 +144,16 @@ impl BlobSink {
             BlobType::Tree => &s.tree_blobs_added,
         };
         of_type.fetch_add(1, Ordering::Relaxed);
+        if t == BlobType::Data {
+            s.data_bytes_added_raw
+                .fetch_add(u64::from(raw_len), Ordering::Relaxed);
+            let body = stored_len.saturating_sub(SEAL_OVERHEAD) as f64;
+            // Blobs too small to be compressed at all (seal_blob) say nothing.
+            if raw_len >= 64 && body >= f64::from(raw_len) * INCOMPRESSIBLE {
+                s.data_bytes_incompressible
+                    .fetch_add(u64::from(raw_len), Ordering::Relaxed);
+            }
+        }
         s.bytes_added_raw
             .fetch_add(u64::from(raw_len), Ordering::Relaxed);
         s.bytes_added_stored

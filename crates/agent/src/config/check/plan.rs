@@ -212,6 +212,7 @@ pub(super) fn check_plan(
             }
         }
     }
+    let suspect = check_suspect(c, name, p.suspect.as_ref());
     Some(Plan {
         name: name.to_string(),
         source: source?,
@@ -231,7 +232,41 @@ pub(super) fn check_plan(
         nice,
         ionice,
         window,
+        suspect,
     })
+}
+
+/// The plan's `suspect` table, each share from 0 to 1.
+fn check_suspect(c: &mut Checker, name: &str, raw: Option<&Spanned<RawSuspect>>) -> Suspect {
+    let mut out = Suspect::default();
+    let Some(raw) = raw else {
+        return out;
+    };
+    let span = raw.span();
+    let r = raw.get_ref();
+    out.enabled = r.enabled.unwrap_or(true);
+    for (key, v, into) in [
+        ("changed", r.changed, &mut out.changed),
+        ("incompressible", r.incompressible, &mut out.incompressible),
+    ] {
+        match v {
+            Some(v) if (0.0..=1.0).contains(&v) => *into = v,
+            Some(v) => c.err(
+                span.clone(),
+                format!("plan {name}: suspect.{key} = {v} is not a share; give a number from 0 to 1 (e.g. 0.5 for half)"),
+            ),
+            None => {}
+        }
+    }
+    match r.history {
+        Some(0) => c.err(
+            span,
+            format!("plan {name}: suspect.history must be at least 1 (backups the baseline is the median of)"),
+        ),
+        Some(n) => out.history = n,
+        None => {}
+    }
+    out
 }
 
 /// Names of plans and repositories become file names and metric labels:
