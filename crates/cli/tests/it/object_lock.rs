@@ -124,3 +124,165 @@ fn server_refuses_to_delete_overwrite_or_shorten_a_compliance_locked_version() {
     let (code, body) = retention(&later);
     assert_eq!(code, 200, "{body}");
 }
+
+/// `init --object-lock-days N` sets the bucket's default retention (read
+/// back from the server), so every object a backup writes (config, keys,
+/// packs, indexes, snapshots) is kept N days from its writing by the
+/// server's clock: deleting any of them by version id is refused by the
+/// server. The repository still works, and the backend reports the lock as
+/// read back.
+#[test]
+fn init_object_lock_days_makes_the_server_keep_every_object() {
+    let location = lock_s3::unique_location("init");
+    let env = Env::with_repo(&location);
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"kept by the server");
+    write(&src.join("b.bin"), &random_bytes(200_000, 7));
+    let (out, _) = lock_s3::expect(&env, &["init", "--object-lock-days", "2"], 0);
+    assert!(
+        out.contains("Object Lock: the bucket keeps every object written from now on for 2 days (COMPLIANCE)"),
+        "{out}"
+    );
+    let (code, body) = request(&[&format!("{}?object-lock=", bucket_url())]);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("<Mode>COMPLIANCE</Mode>") && body.contains("<Days>2</Days>"),
+        "the bucket's default retention: {body}"
+    );
+    lock_s3::expect(&env, &["backup", src.to_str().unwrap()], 0);
+    let prefix = location
+        .split_once(&format!("/{}/", lock_s3::var("IRONVAULT_LOCK_S3_BUCKET")))
+        .unwrap()
+        .1
+        .to_string();
+    let keys = lock_s3::keys(&format!("{prefix}/"));
+    for kind in ["/config", "/keys/", "/packs/", "/index/", "/snapshots/"] {
+        assert!(
+            keys.iter().any(|k| k.contains(kind)),
+            "a {kind} object in {keys:?}"
+        );
+    }
+    let now = server_now();
+    for key in keys.iter().filter(|k| !k.contains("/locks/")) {
+        let url = format!("{}/{key}", bucket_url());
+        let (code, body) = request(&[&format!("{url}?retention=")]);
+        assert_eq!(code, 200, "{key}: {body}");
+        assert!(body.contains("<Mode>COMPLIANCE</Mode>"), "{key}: {body}");
+        let until = body
+            .split("<RetainUntilDate>")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap();
+        let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+        let left = until.with_timezone(&chrono::Utc) - now;
+        assert!(
+            left > chrono::Duration::hours(47) && left <= chrono::Duration::hours(48),
+            "{key}: retained until {until}, {left} from the server's now"
+        );
+        let (_, head) = request(&["-D", "-", "-o", "/dev/null", "-I", &url]);
+        let version = header(&head, "x-amz-version-id").unwrap();
+        let (code, body) = request(&["-X", "DELETE", &format!("{url}?versionId={version}")]);
+        assert_eq!(code, 403, "{key} is not deleted: {body}");
+    }
+    let target = env.path("restore");
+    lock_s3::expect(
+        &env,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        0,
+    );
+    assert_eq!(
+        std::fs::read(target.join("src/a.txt")).unwrap(),
+        b"kept by the server"
+    );
+}
+
+/// A bucket without Object Lock (Garage): init refuses, says why and what
+/// to do, and writes nothing.
+#[test]
+fn init_object_lock_days_on_a_bucket_without_object_lock_is_refused() {
+    let env = Env::with_repo(&crate::common::s3::unique_location("nolock"));
+    let o = env
+        .cmd(&["init", "--object-lock-days", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("does not have Object Lock enabled") && err.contains("create a new bucket"),
+        "{err}"
+    );
+    let o = env.cmd(&["snapshots"]).output().unwrap();
+    assert_ne!(o.status.code(), Some(0), "no repository was created");
+}
+
+/// Someone with delete rights deletes objects without a version id (raw
+/// requests, not ironvault): on the versioned bucket they are only hidden.
+/// `check` says so and names the fix; `repair versions` removes the delete
+/// markers and brings them back; restore works again.
+#[test]
+fn repair_versions_brings_back_objects_hidden_by_delete_markers() {
+    let location = lock_s3::unique_location("hidden");
+    let env = Env::with_repo(&location);
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"hidden, not gone");
+    write(&src.join("b.bin"), &random_bytes(300_000, 9));
+    lock_s3::expect(&env, &["init"], 0);
+    lock_s3::expect(&env, &["backup", src.to_str().unwrap()], 0);
+    let prefix = location
+        .split_once(&format!("/{}/", lock_s3::var("IRONVAULT_LOCK_S3_BUCKET")))
+        .unwrap()
+        .1
+        .to_string();
+    let keys = lock_s3::keys(&format!("{prefix}/"));
+    let victims: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.contains("/snapshots/") || k.contains("/packs/") || k.contains("/index/"))
+        .collect();
+    assert!(victims.len() >= 3, "{keys:?}");
+    for k in &victims {
+        let (code, body) = request(&["-X", "DELETE", &format!("{}/{k}", bucket_url())]);
+        assert_eq!(code, 204, "{k}: {body}");
+    }
+    let (out, _) = lock_s3::expect(&env, &["snapshots"], 0);
+    assert!(!out.contains("src"), "the snapshot is hidden: {out}");
+
+    let o = lock_s3::cmd(&env, &["check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        text.contains(&format!(
+            "{} objects hidden behind delete markers",
+            victims.len()
+        )) && text.contains("run 'ironvault repair versions'"),
+        "{text}"
+    );
+    let (out, _) = lock_s3::expect(&env, &["repair", "versions", "--dry-run"], 0);
+    assert!(
+        out.contains(&format!("{} objects hidden", victims.len())),
+        "{out}"
+    );
+    assert_eq!(
+        lock_s3::keys(&format!("{prefix}/")).len(),
+        keys.len() - victims.len()
+    );
+
+    let (out, _) = lock_s3::expect(&env, &["repair", "versions"], 0);
+    assert!(
+        out.contains(&format!("brought back {} objects", victims.len())),
+        "{out}"
+    );
+    assert_eq!(lock_s3::keys(&format!("{prefix}/")), keys);
+    let (out, _) = lock_s3::expect(&env, &["check"], 0);
+    assert!(!out.contains("hidden"), "{out}");
+    let (out, _) = lock_s3::expect(&env, &["repair", "versions"], 0);
+    assert!(out.contains("no object is hidden"), "{out}");
+    let target = env.path("restore");
+    lock_s3::expect(
+        &env,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        0,
+    );
+    assert_eq!(
+        std::fs::read(target.join("src/a.txt")).unwrap(),
+        b"hidden, not gone"
+    );
+}

@@ -315,6 +315,19 @@ impl Backend for CachedBackend {
     fn immutability(&self) -> Result<Option<super::Immutability>> {
         self.inner.immutability()
     }
+
+    fn set_object_lock(&self, mode: &str, days: u32) -> Result<()> {
+        self.inner.set_object_lock(mode, days)
+    }
+
+    fn hidden_objects(&self) -> Result<Vec<super::HiddenObject>> {
+        self.inner.hidden_objects()
+    }
+
+    fn unhide(&self, hidden: &super::HiddenObject) -> Result<()> {
+        // The cache may hold the object as gone: forget what it knows.
+        self.inner.unhide(hidden)
+    }
 }
 
 /// Regular files below `dir` (recursively), skipping temporary files.

@@ -75,3 +75,56 @@ pub fn server_now() -> chrono::DateTime<chrono::Utc> {
         .unwrap()
         .with_timezone(&chrono::Utc)
 }
+
+/// A fresh repository location inside the locked bucket.
+pub fn unique_location(tag: &str) -> String {
+    format!(
+        "{}/{tag}-{}-{}",
+        var("IRONVAULT_LOCK_S3"),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// `ironvault ARGS` with the lock server's key (the process's AWS_* name Garage's).
+pub fn cmd(env: &super::Env, args: &[&str]) -> Command {
+    let mut c = env.cmd(args);
+    c.env("AWS_ACCESS_KEY_ID", var("IRONVAULT_LOCK_S3_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", var("IRONVAULT_LOCK_S3_SECRET"))
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_SESSION_TOKEN");
+    c
+}
+
+/// Run with the lock server's key, assert the exit code, return (stdout, stderr).
+pub fn expect(env: &super::Env, args: &[&str], code: i32) -> (String, String) {
+    let o = cmd(env, args).output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "ironvault {args:?}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    (out, err)
+}
+
+/// The keys under `prefix` in the locked bucket (current versions).
+pub fn keys(prefix: &str) -> Vec<String> {
+    let url = format!(
+        "{}?list-type=2&prefix={}",
+        bucket_url(),
+        prefix.replace('/', "%2F")
+    );
+    let (code, body) = request(&[&url]);
+    assert_eq!(code, 200, "{body}");
+    body.split("<Key>")
+        .skip(1)
+        .filter_map(|s| s.split_once("</Key>").map(|(k, _)| k.to_string()))
+        .collect()
+}
