@@ -286,3 +286,66 @@ fn repair_versions_brings_back_objects_hidden_by_delete_markers() {
         b"hidden, not gone"
     );
 }
+
+/// forget and prune on a locked repository finish (the server never refuses
+/// a delete without version id) and say in one line that the bucket keeps
+/// the locked versions; those versions are still in the bucket, the kept
+/// snapshot restores and check passes.
+#[test]
+fn forget_and_prune_finish_on_a_locked_repository_and_say_so() {
+    let location = lock_s3::unique_location("prune");
+    let env = Env::with_repo(&location);
+    let src = env.path("src");
+    lock_s3::expect(&env, &["init", "--object-lock-days", "2"], 0);
+    write(&src.join("old.bin"), &random_bytes(400_000, 1));
+    lock_s3::expect(&env, &["backup", src.to_str().unwrap()], 0);
+    std::fs::remove_file(src.join("old.bin")).unwrap();
+    write(&src.join("new.txt"), b"the one kept");
+    lock_s3::expect(&env, &["backup", src.to_str().unwrap()], 0);
+    let prefix = location
+        .split_once(&format!("/{}/", lock_s3::var("IRONVAULT_LOCK_S3_BUCKET")))
+        .unwrap()
+        .1
+        .to_string();
+    let before = lock_s3::keys(&format!("{prefix}/"));
+    let (out, _) = lock_s3::expect(&env, &["forget", "--keep-last", "1", "--prune"], 0);
+    assert!(out.contains("removed 1 snapshot"), "{out}");
+    assert!(
+        out.contains("Object Lock (COMPLIANCE, 2 days): the deleted objects are gone from the repository; the bucket keeps their locked versions"),
+        "{out}"
+    );
+    let after = lock_s3::keys(&format!("{prefix}/"));
+    let gone: Vec<&String> = before
+        .iter()
+        .filter(|k| !after.contains(k) && !k.contains("/locks/"))
+        .collect();
+    assert!(
+        gone.iter().any(|k| k.contains("/snapshots/"))
+            && gone.iter().any(|k| k.contains("/packs/")),
+        "forget and prune deleted a snapshot and a pack: {gone:?}"
+    );
+    let (code, versions) = request(&[&format!(
+        // curl signs the query as given: parameters in sorted order.
+        "{}?prefix={}&versions=",
+        bucket_url(),
+        format!("{prefix}/").replace('/', "%2F")
+    )]);
+    assert_eq!(code, 200);
+    for k in &gone {
+        assert!(
+            versions.contains(&format!("<Key>{k}</Key>")),
+            "{k}: its locked version stays in the bucket"
+        );
+    }
+    lock_s3::expect(&env, &["check"], 0);
+    let target = env.path("restore");
+    lock_s3::expect(
+        &env,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        0,
+    );
+    assert_eq!(
+        std::fs::read(target.join("src/new.txt")).unwrap(),
+        b"the one kept"
+    );
+}
