@@ -13,6 +13,7 @@ pub mod forget;
 pub mod history;
 pub mod init;
 pub mod key;
+pub mod lock;
 pub mod ls;
 pub mod man;
 pub mod plans;

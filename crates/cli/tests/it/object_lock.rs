@@ -349,3 +349,63 @@ fn forget_and_prune_finish_on_a_locked_repository_and_say_so() {
         b"the one kept"
     );
 }
+
+/// `lock extend --days N` moves every object's retain-until to N days from
+/// the server's now (never shorter), needs no repository password, and a
+/// second run finds nothing to do.
+#[test]
+fn lock_extend_keeps_every_object_locked_longer_by_the_servers_clock() {
+    let location = lock_s3::unique_location("extend");
+    let env = Env::with_repo(&location);
+    let src = env.path("src");
+    write(&src.join("a.txt"), b"kept longer");
+    lock_s3::expect(&env, &["init", "--object-lock-days", "2"], 0);
+    lock_s3::expect(&env, &["backup", src.to_str().unwrap()], 0);
+    let prefix = location
+        .split_once(&format!("/{}/", lock_s3::var("IRONVAULT_LOCK_S3_BUCKET")))
+        .unwrap()
+        .1
+        .to_string();
+    let keys: Vec<String> = lock_s3::keys(&format!("{prefix}/"))
+        .into_iter()
+        .filter(|k| !k.contains("/locks/"))
+        .collect();
+    let mut extend = lock_s3::cmd(&env, &["lock", "extend", "--days", "5"]);
+    extend.env_remove("IRONVAULT_PASSWORD");
+    let o = extend.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains(&format!("extended the retention of {} objects", keys.len())),
+        "{out}"
+    );
+    let now = server_now();
+    for key in &keys {
+        let (code, body) = request(&[&format!("{}/{key}?retention=", bucket_url())]);
+        assert_eq!(code, 200, "{key}: {body}");
+        let until = body
+            .split("<RetainUntilDate>")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap();
+        let left = chrono::DateTime::parse_from_rfc3339(until)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+            - now;
+        assert!(
+            left > chrono::Duration::hours(119) && left <= chrono::Duration::hours(120),
+            "{key}: retained until {until}, {left} from the server's now"
+        );
+        assert!(body.contains("<Mode>COMPLIANCE</Mode>"), "{body}");
+    }
+    let (out, _) = lock_s3::expect(&env, &["lock", "extend", "--days", "3"], 0);
+    assert!(
+        out.contains("extended the retention of 0 objects")
+            && out.contains(&format!("{} objects already", keys.len())),
+        "never shortened: {out}"
+    );
+}

@@ -320,6 +320,14 @@ impl Backend for CachedBackend {
         self.inner.set_object_lock(mode, days)
     }
 
+    fn retention(&self, name: &str) -> Result<Option<(String, std::time::SystemTime)>> {
+        self.inner.retention(name)
+    }
+
+    fn extend_retention(&self, name: &str, mode: &str, until: std::time::SystemTime) -> Result<()> {
+        self.inner.extend_retention(name, mode, until)
+    }
+
     fn hidden_objects(&self) -> Result<Vec<super::HiddenObject>> {
         self.inner.hidden_objects()
     }

@@ -82,6 +82,18 @@ pub trait Backend: Send + Sync {
             hidden.name
         )))
     }
+    /// The retention of an object: (mode, retain-until), None without one.
+    fn retention(&self, name: &str) -> Result<Option<(String, SystemTime)>> {
+        let _ = name;
+        Ok(None)
+    }
+    /// Keep an object until `until` (never shortens: the server refuses).
+    fn extend_retention(&self, name: &str, mode: &str, until: SystemTime) -> Result<()> {
+        let _ = (mode, until);
+        Err(Error::Usage(format!(
+            "{name}: this storage has no Object Lock retention to extend"
+        )))
+    }
     fn set_object_lock(&self, mode: &str, days: u32) -> Result<()> {
         let _ = (mode, days);
         Err(Error::Usage(format!(

@@ -179,6 +179,43 @@ impl LockApi {
         Ok(())
     }
 
+    /// The retention of the current version of `key`: (mode, retain-until as
+    /// the server wrote it, RFC 3339), or None when it has none.
+    pub(super) async fn retention(&self, key: &str) -> Result<Option<(String, String)>, String> {
+        let a = self
+            .call("GET", Some(key), &[("retention", "")], vec![])
+            .await?;
+        if a.0 == 404 {
+            return Ok(None);
+        }
+        if a.0 != 200 {
+            return Err(Self::fail(&format!("reading the retention of {key}"), &a));
+        }
+        let xml = String::from_utf8_lossy(&a.1);
+        Ok(tag_text(&xml, "Mode").zip(tag_text(&xml, "RetainUntilDate")))
+    }
+
+    /// Set the retention of the current version of `key` (the server refuses
+    /// to shorten a COMPLIANCE one).
+    pub(super) async fn set_retention(
+        &self,
+        key: &str,
+        mode: &str,
+        until: &str,
+    ) -> Result<(), String> {
+        let xml = format!(
+            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
+             <RetainUntilDate>{until}</RetainUntilDate></Retention>"
+        );
+        let a = self
+            .call("PUT", Some(key), &[("retention", "")], xml.into_bytes())
+            .await?;
+        if a.0 != 200 && a.0 != 204 {
+            return Err(Self::fail(&format!("extending the retention of {key}"), &a));
+        }
+        Ok(())
+    }
+
     /// Every version and delete marker under `prefix`.
     pub(super) async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, String> {
         let mut out = Vec::new();

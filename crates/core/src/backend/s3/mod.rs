@@ -602,6 +602,33 @@ impl Backend for S3Backend {
         })
     }
 
+    fn retention(&self, name: &str) -> Result<Option<(String, std::time::SystemTime)>> {
+        let key = self.path(name).to_string();
+        let got = self
+            .rt
+            .block_on(self.lock.retention(&key))
+            .map_err(|e| self.lock_err(e))?;
+        let Some((mode, until)) = got else {
+            return Ok(None);
+        };
+        let until = chrono::DateTime::parse_from_rfc3339(until.trim()).map_err(|e| {
+            self.lock_err(format!(
+                "{name}: retain-until date {until:?} the server sent: {e}"
+            ))
+        })?;
+        Ok(Some((mode, until.with_timezone(&chrono::Utc).into())))
+    }
+
+    fn extend_retention(&self, name: &str, mode: &str, until: std::time::SystemTime) -> Result<()> {
+        let key = self.path(name).to_string();
+        let until = chrono::DateTime::<chrono::Utc>::from(until)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        self.rt
+            .block_on(self.lock.set_retention(&key, mode, &until))
+            .map_err(|e| self.lock_err(e))
+    }
+
     fn hidden_objects(&self) -> Result<Vec<super::HiddenObject>> {
         let strip = if self.loc.prefix.is_empty() {
             String::new()
