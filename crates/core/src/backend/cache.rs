@@ -333,7 +333,7 @@ impl Backend for CachedBackend {
     }
 
     fn unhide(&self, hidden: &super::HiddenObject) -> Result<()> {
-        // The cache may hold the object as gone: forget what it knows.
+        // Nothing to drop: the cache fetches an object again once it is listed.
         self.inner.unhide(hidden)
     }
 }
