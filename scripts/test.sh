@@ -5,7 +5,8 @@
 # running as another user) expect root, as CI runs; they fail, never skip.
 # The S3 tests run against a real Garage server on 127.0.0.1, which
 # scripts/s3-server.sh builds once into ~/.cache/ironvault-tools (7-17
-# minutes the first time), starts here and stops at the end.
+# minutes the first time), starts here and stops at the end; the Object Lock
+# tests against SeaweedFS, which scripts/s3-lock-server.sh installs from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v pgrep >/dev/null || need+=(procps)
 [ -e /usr/share/zoneinfo/Europe/Berlin ] || need+=(tzdata)   # the DST schedule test
 command -v socat >/dev/null || need+=(socat)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # SeaweedFS from PyPI (Object Lock)
 command -v openssl >/dev/null || need+=(openssl)
 command -v restic >/dev/null || need+=(restic)   # forget is checked against restic's
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || need+=(faketime)   # hosts with wrong clocks (locks)
@@ -36,6 +38,11 @@ scripts/s3-server.sh start
 trap 'scripts/s3-server.sh stop' EXIT
 # shellcheck disable=SC1090
 . "$(scripts/s3-server.sh env)"
+echo "== S3 test server with Object Lock (SeaweedFS)"
+scripts/s3-lock-server.sh start
+trap 'scripts/s3-server.sh stop; scripts/s3-lock-server.sh stop' EXIT
+# shellcheck disable=SC1090
+. "$(scripts/s3-lock-server.sh env)"
 echo "== cargo test (with failpoints)"
 cargo test --workspace --features ironvault/failpoints "$@"
 echo "== all tests passed"

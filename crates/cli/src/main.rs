@@ -136,6 +136,8 @@ enum Command {
     Unlock(commands::unlock::Args),
     /// Rebuild damaged repository metadata.
     Repair(commands::repair::Args),
+    /// S3 Object Lock maintenance: extend the retention of the repository's objects.
+    Lock(commands::lock::Args),
     /// Manage key files (passwords) of the repository.
     Key(commands::key::Args),
     /// List files and directories in a snapshot.
@@ -257,6 +259,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Snapshots(_) => "snapshots",
         Command::Unlock(_) => "unlock",
         Command::Repair(_) => "repair",
+        Command::Lock(_) => "lock",
         Command::Key(_) => "key",
         Command::Ls(_) => "ls",
         Command::Stats(_) => "stats",
@@ -455,6 +458,7 @@ fn main() -> ExitCode {
         Command::Snapshots(a) => commands::snapshots::run(&cli, a),
         Command::Unlock(a) => commands::unlock::run(&cli, a),
         Command::Repair(a) => commands::repair::run(&cli, a),
+        Command::Lock(a) => commands::lock::run(&cli, a),
         Command::Key(a) => commands::key::run(&cli, a),
         Command::Ls(a) => commands::ls::run(&cli, a),
         Command::Stats(a) => commands::stats::run(&cli, a),

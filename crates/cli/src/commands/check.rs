@@ -44,6 +44,17 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         },
         &progress,
     )?;
+    let mut r = r;
+    let hidden = repo.backend().hidden_objects()?;
+    if !hidden.is_empty() {
+        let names: Vec<&str> = hidden.iter().take(3).map(|h| h.name.as_str()).collect();
+        r.notices.push(format!(
+            "{} hidden behind delete markers on the versioned bucket ({}{}): deleted without a version id; unless prune or forget removed them, run 'ironvault repair versions' to bring them back",
+            crate::output::plural(hidden.len() as u64, "object"),
+            names.join(", "),
+            if hidden.len() > 3 { ", ..." } else { "" }
+        ));
+    }
     let alarms = repo.security().map(|g| g.alarms().len()).unwrap_or(0);
     if cli.json {
         println!(

@@ -284,6 +284,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
             );
         }
     }
+    if removed > 0 && !a.dry_run && !a.prune {
+        super::say_object_lock(cli, repo.backend().as_ref());
+    }
     let pruned = if a.prune {
         Some(
             super::prune::prune_with_progress(cli, repo.clone(), &prune_opts).map_err(|e| {
@@ -316,6 +319,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         if let Some((r, el)) = &pruned {
             super::prune::print_report(&repo, r, *el);
         }
+    }
+    if pruned.is_some() && !a.dry_run {
+        super::say_object_lock(cli, repo.backend().as_ref());
     }
     Ok(Exit::Ok)
 }

@@ -19,6 +19,16 @@ pub struct Args {
     /// Command printing the password of the --from-repo repository.
     #[arg(long, env = "IRONVAULT_FROM_PASSWORD_COMMAND")]
     from_password_command: Option<String>,
+    /// S3 Object Lock: make the bucket keep every object written from now on
+    /// (by any host) for N days from its writing, by the server's clock
+    /// (the bucket's default retention; see docs/immutability.md).
+    #[arg(long, value_name = "N")]
+    object_lock_days: Option<u32>,
+    /// Retention mode with --object-lock-days: compliance (nobody can delete
+    /// or shorten it, not even the bucket owner) or governance.
+    #[arg(long, value_name = "MODE", default_value = "compliance", requires = "object_lock_days",
+          value_parser = ["compliance", "governance"])]
+    object_lock_mode: String,
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
@@ -32,6 +42,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
         )?),
         None => None,
     };
+    // Before the first object: the config and key are locked as well.
+    if let Some(days) = a.object_lock_days {
+        b.set_object_lock(&a.object_lock_mode, days)?;
+    }
     let pw = super::password_source(cli).get(&format!("new repository {}", b.location()), true)?;
     let repo = Repository::init(b.clone(), &pw, KdfParams::default(), related.as_deref())?;
     super::attach_security(cli, &repo, super::Contact::Created);
@@ -52,6 +66,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
                 "related to {} ({}): same chunker and id secrets, its own master key",
                 other,
                 r.config().id.short()
+            );
+        }
+        if let Some(days) = a.object_lock_days {
+            println!(
+                "Object Lock: the bucket keeps every object written from now on for {days} days ({}), by the server's clock",
+                a.object_lock_mode.to_ascii_uppercase()
             );
         }
         println!("keep the password safe: without it the data cannot be read back");

@@ -14,6 +14,7 @@ pub mod history;
 pub mod incident;
 pub mod init;
 pub mod key;
+pub mod lock;
 pub mod ls;
 pub mod man;
 pub mod plans;
@@ -449,4 +450,21 @@ pub fn select_snapshots(
         eprintln!("warning: {e}");
     }
     Ok(all.into_iter().filter(|(_, s)| filter.matches(s)).collect())
+}
+
+/// After prune or forget deleted objects: on a bucket with Object Lock (as
+/// the server reports it), say in one line that the bucket keeps the
+/// deleted objects' locked versions until their retention ends.
+pub fn say_object_lock(cli: &Cli, backend: &dyn ironvault_core::backend::Backend) {
+    if cli.quiet || cli.json {
+        return;
+    }
+    if let Ok(Some(ironvault_core::backend::Immutability::ObjectLock { mode, retain_days })) =
+        backend.immutability()
+    {
+        println!(
+            "Object Lock ({mode}, {}): the deleted objects are gone from the repository; the bucket keeps their locked versions until their retention ends (see docs/immutability.md)",
+            crate::output::plural(retain_days as u64, "day")
+        );
+    }
 }

@@ -60,6 +60,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     } else if !cli.quiet {
         print_report(&repo, &r, elapsed);
     }
+    if !a.dry_run {
+        super::say_object_lock(cli, repo.backend().as_ref());
+    }
     Ok(Exit::Ok)
 }
 

@@ -23,6 +23,15 @@ enum What {
         #[command(flatten)]
         from: super::FromRepo,
     },
+    /// Bring back objects hidden behind delete markers on a versioned S3
+    /// bucket (a delete without version id, as someone with delete rights
+    /// does): their delete markers are removed by version id. Lock files
+    /// are left alone.
+    Versions {
+        /// List the hidden objects, change nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
     /// Rebuild the index from the headers of all packs (after an index file was damaged or deleted).
     Index,
     /// Rewrite snapshots whose data is partly lost: unreadable directories become
@@ -42,6 +51,37 @@ enum What {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     match &a.what {
+        What::Versions { dry_run } => {
+            let b = super::open_backend_with(cli, &super::location(cli)?, false)?;
+            let hidden = b.hidden_objects()?;
+            for h in &hidden {
+                if !*dry_run {
+                    b.unhide(h)?;
+                }
+                if !cli.quiet {
+                    let verb = if *dry_run { "hidden" } else { "brought back" };
+                    println!("{verb}: {}", h.name);
+                }
+            }
+            let n = plural(hidden.len() as u64, "object");
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"message_type": "summary", "hidden": hidden.len(),
+                        "brought_back": if *dry_run { 0 } else { hidden.len() },
+                        "objects": hidden.iter().map(|h| &h.name).collect::<Vec<_>>()})
+                );
+            } else if hidden.is_empty() {
+                println!("no object is hidden behind a delete marker");
+            } else if *dry_run {
+                println!("{n} hidden behind delete markers; run 'ironvault repair versions' to bring them back");
+            } else {
+                println!(
+                    "brought back {n} hidden behind delete markers; run 'ironvault check' next"
+                );
+            }
+            Ok(Exit::Ok)
+        }
         What::Snapshots {
             ids,
             forget,

@@ -24,6 +24,7 @@ mod hostile_store;
 mod keys;
 mod locks;
 mod messages;
+mod object_lock;
 mod paths;
 mod permissions;
 mod plans;

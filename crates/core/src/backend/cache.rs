@@ -315,6 +315,27 @@ impl Backend for CachedBackend {
     fn immutability(&self) -> Result<Option<super::Immutability>> {
         self.inner.immutability()
     }
+
+    fn set_object_lock(&self, mode: &str, days: u32) -> Result<()> {
+        self.inner.set_object_lock(mode, days)
+    }
+
+    fn retention(&self, name: &str) -> Result<Option<(String, std::time::SystemTime)>> {
+        self.inner.retention(name)
+    }
+
+    fn extend_retention(&self, name: &str, mode: &str, until: std::time::SystemTime) -> Result<()> {
+        self.inner.extend_retention(name, mode, until)
+    }
+
+    fn hidden_objects(&self) -> Result<Vec<super::HiddenObject>> {
+        self.inner.hidden_objects()
+    }
+
+    fn unhide(&self, hidden: &super::HiddenObject) -> Result<()> {
+        // Nothing to drop: the cache fetches an object again once it is listed.
+        self.inner.unhide(hidden)
+    }
 }
 
 /// Regular files below `dir` (recursively), skipping temporary files.

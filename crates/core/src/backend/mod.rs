@@ -65,6 +65,42 @@ pub trait Backend: Send + Sync {
     fn immutability(&self) -> Result<Option<Immutability>> {
         Ok(None)
     }
+    /// Make the storage itself keep every object written from now on for
+    /// `days` days in `mode` (COMPLIANCE or GOVERNANCE), by its own clock:
+    /// S3 Object Lock's default retention. An error for storage that cannot.
+    /// Objects whose latest version is a delete marker over a real version
+    /// (on a versioned bucket, a delete without version id only hides an
+    /// object: what someone with delete rights but no lock bypass can do).
+    /// Empty for storage that keeps no versions. Lock files are left out.
+    fn hidden_objects(&self) -> Result<Vec<HiddenObject>> {
+        Ok(Vec::new())
+    }
+    /// Bring a hidden object back by deleting its delete markers (by version id).
+    fn unhide(&self, hidden: &HiddenObject) -> Result<()> {
+        Err(Error::Usage(format!(
+            "{}: this storage keeps no object versions; nothing can be hidden",
+            hidden.name
+        )))
+    }
+    /// The retention of an object: (mode, retain-until), None without one.
+    fn retention(&self, name: &str) -> Result<Option<(String, SystemTime)>> {
+        let _ = name;
+        Ok(None)
+    }
+    /// Keep an object until `until` (never shortens: the server refuses).
+    fn extend_retention(&self, name: &str, mode: &str, until: SystemTime) -> Result<()> {
+        let _ = (mode, until);
+        Err(Error::Usage(format!(
+            "{name}: this storage has no Object Lock retention to extend"
+        )))
+    }
+    fn set_object_lock(&self, mode: &str, days: u32) -> Result<()> {
+        let _ = (mode, days);
+        Err(Error::Usage(format!(
+            "{}: Object Lock needs an S3 bucket created with Object Lock enabled",
+            self.location()
+        )))
+    }
 }
 
 /// Why a copy's objects survive a compromised host that holds the
@@ -77,6 +113,15 @@ pub enum Immutability {
     /// An S3 bucket with Object Lock: every object is kept until a retention
     /// date (`mode` COMPLIANCE or GOVERNANCE, `retain_days` from writing).
     ObjectLock { mode: String, retain_days: u32 },
+}
+
+/// An object hidden behind delete markers on a versioned bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HiddenObject {
+    /// The object's name in the repository (as format.md names it).
+    pub name: String,
+    /// Version ids of its delete markers.
+    pub markers: Vec<String>,
 }
 
 /// What a network backend has done so far.

@@ -2,6 +2,7 @@
 //! build source trees with every file type, and compare trees byte for byte
 //! and metadata for metadata.
 
+pub mod lock_s3;
 pub mod plans;
 pub mod s3;
 

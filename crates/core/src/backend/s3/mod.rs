@@ -11,6 +11,8 @@
 
 mod credentials;
 mod http;
+mod lock;
+mod sigv4;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +22,7 @@ use credentials::find_credentials;
 use futures_util::TryStreamExt;
 use http::{pace, Counters, LocalhostAwareResolver, MeteredConnector, RateLimit, NO_SKEW};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::client::Certificate;
+use object_store::client::{Certificate, HttpConnector};
 use object_store::limit::LimitStore;
 use object_store::path::Path as OsPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
@@ -157,6 +159,8 @@ pub struct S3Backend {
     /// counts against the request timeout).
     up: Option<RateLimit>,
     down: Option<RateLimit>,
+    /// Object Lock and version requests object_store does not make.
+    lock: lock::LockApi,
 }
 
 impl S3Backend {
@@ -209,6 +213,21 @@ impl S3Backend {
             skew: NO_SKEW.into(),
             ..Counters::default()
         });
+        let lock = lock::LockApi {
+            client: MeteredConnector {
+                stats: stats.clone(),
+                on_retry: None,
+            }
+            .connect(&client)
+            .map_err(|e| Error::Usage(format!("S3 location {location}: {e}")))?,
+            endpoint: loc.endpoint.clone(),
+            bucket: loc.bucket.clone(),
+            virtual_host: opts.virtual_host,
+            key_id: creds.key_id.clone(),
+            secret: creds.secret.clone(),
+            token: creds.token.clone(),
+            region: creds.region.clone().unwrap_or_else(|| "us-east-1".into()),
+        };
         let mut b = AmazonS3Builder::new()
             .with_endpoint(&endpoint)
             .with_bucket_name(&loc.bucket)
@@ -248,6 +267,7 @@ impl S3Backend {
             opts: opts.clone(),
             up: RateLimit::new(opts.limit_upload),
             down: RateLimit::new(opts.limit_download),
+            lock,
         })
     }
 
@@ -368,6 +388,31 @@ impl S3Backend {
                 let _ = upload.abort().await;
                 Err(e)
             }
+        }
+    }
+}
+
+impl S3Backend {
+    /// The bucket's Object Lock configuration, as the server reports it.
+    pub fn lock_config(&self) -> Result<lock::LockConfig> {
+        self.rt
+            .block_on(self.lock.lock_config())
+            .map_err(|e| self.lock_err(e))
+    }
+
+    fn lock_err(&self, e: String) -> Error {
+        let hint = if e.contains("AccessDenied") || e.contains(" 403") {
+            format!(
+                "{e}; check the key's permissions on bucket {} (s3:GetBucketObjectLockConfiguration, s3:PutBucketObjectLockConfiguration)",
+                self.loc.bucket
+            )
+        } else {
+            e
+        };
+        Error::Storage {
+            op: "object lock",
+            name: self.loc.bucket.clone(),
+            source: std::io::Error::other(hint),
         }
     }
 }
@@ -545,6 +590,106 @@ impl Backend for S3Backend {
 
     fn prefers_large_reads(&self) -> bool {
         true
+    }
+
+    fn immutability(&self) -> Result<Option<super::Immutability>> {
+        let c = self.lock_config()?;
+        Ok(match (c.enabled, c.default_retention) {
+            (true, Some((mode, retain_days))) => {
+                Some(super::Immutability::ObjectLock { mode, retain_days })
+            }
+            _ => None,
+        })
+    }
+
+    fn retention(&self, name: &str) -> Result<Option<(String, std::time::SystemTime)>> {
+        let key = self.path(name).to_string();
+        let got = self
+            .rt
+            .block_on(self.lock.retention(&key))
+            .map_err(|e| self.lock_err(e))?;
+        let Some((mode, until)) = got else {
+            return Ok(None);
+        };
+        let until = chrono::DateTime::parse_from_rfc3339(until.trim()).map_err(|e| {
+            self.lock_err(format!(
+                "{name}: retain-until date {until:?} the server sent: {e}"
+            ))
+        })?;
+        Ok(Some((mode, until.with_timezone(&chrono::Utc).into())))
+    }
+
+    fn extend_retention(&self, name: &str, mode: &str, until: std::time::SystemTime) -> Result<()> {
+        let key = self.path(name).to_string();
+        let until = chrono::DateTime::<chrono::Utc>::from(until)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        self.rt
+            .block_on(self.lock.set_retention(&key, mode, &until))
+            .map_err(|e| self.lock_err(e))
+    }
+
+    fn hidden_objects(&self) -> Result<Vec<super::HiddenObject>> {
+        let strip = if self.loc.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.loc.prefix)
+        };
+        let versions = self
+            .rt
+            .block_on(self.lock.list_versions(&strip))
+            .map_err(|e| self.lock_err(e))?;
+        Ok(lock::hidden(versions)
+            .into_iter()
+            .filter_map(|(key, markers)| {
+                let name = key.strip_prefix(&strip)?.to_string();
+                (!name.starts_with("locks/") && !name.contains(".tmp-"))
+                    .then_some(super::HiddenObject { name, markers })
+            })
+            .collect())
+    }
+
+    fn unhide(&self, hidden: &super::HiddenObject) -> Result<()> {
+        let key = self.path(&hidden.name).to_string();
+        for m in &hidden.markers {
+            self.rt
+                .block_on(self.lock.delete_version(&key, m))
+                .map_err(|e| self.lock_err(e))?;
+        }
+        Ok(())
+    }
+
+    fn set_object_lock(&self, mode: &str, days: u32) -> Result<()> {
+        let mode = mode.to_ascii_uppercase();
+        if mode != "COMPLIANCE" && mode != "GOVERNANCE" {
+            return Err(Error::Usage(format!(
+                "--object-lock-mode {mode}: expected compliance or governance"
+            )));
+        }
+        if days == 0 {
+            return Err(Error::Usage(
+                "--object-lock-days 0: give the number of days (at least 1) objects are kept"
+                    .into(),
+            ));
+        }
+        if !self.lock_config()?.enabled {
+            return Err(Error::Usage(format!(
+                "bucket {} at {} does not have Object Lock enabled; it can only be enabled when the bucket is created (aws s3api create-bucket --object-lock-enabled-for-bucket ...): create a new bucket with it",
+                self.loc.bucket, self.loc.endpoint
+            )));
+        }
+        self.rt
+            .block_on(self.lock.set_default_retention(&mode, days))
+            .map_err(|e| self.lock_err(e))?;
+        // Believe the server, not the request.
+        let back = self.lock_config()?;
+        if back.default_retention != Some((mode.clone(), days)) {
+            return Err(Error::Failed(format!(
+                "bucket {} at {} did not keep the default retention {mode} {days} days (it reports {:?}); this server may not enforce Object Lock",
+                self.loc.bucket, self.loc.endpoint, back.default_retention
+            )));
+        }
+        Ok(())
     }
 
     fn clock_skew(&self) -> Option<i64> {

@@ -233,3 +233,37 @@ fn a_server_answer_tells_its_clock() {
     let skew = b.clock_skew().expect("a Date in the answer");
     assert!(skew.abs() <= 2, "skew {skew}");
 }
+
+/// The bucket's Object Lock as read back from the server: SeaweedFS
+/// (scripts/s3-lock-server.sh) enforces it, Garage has none.
+#[test]
+fn immutability_is_what_the_server_reports() {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: run scripts/test.sh, or scripts/s3-lock-server.sh start and source its env file")
+        })
+    };
+    let env = |k: &str| match k {
+        "AWS_ACCESS_KEY_ID" => Some(var("IRONVAULT_LOCK_S3_KEY_ID")),
+        "AWS_SECRET_ACCESS_KEY" => Some(var("IRONVAULT_LOCK_S3_SECRET")),
+        _ => None,
+    };
+    let location = format!("{}/unit-imm", var("IRONVAULT_LOCK_S3"));
+    let b = S3Backend::open_with_env(&location, &S3Options::default(), &env).unwrap();
+    b.set_object_lock("compliance", 2).unwrap();
+    assert_eq!(
+        b.immutability().unwrap(),
+        Some(crate::backend::Immutability::ObjectLock {
+            mode: "COMPLIANCE".into(),
+            retain_days: 2
+        })
+    );
+    assert!(b.set_object_lock("forever", 2).is_err());
+
+    let g = S3Backend::open(&test_location("imm"), &S3Options::default()).unwrap();
+    assert_eq!(g.immutability().unwrap(), None);
+    let e = g.set_object_lock("compliance", 2).unwrap_err().to_string();
+    assert!(e.contains("does not have Object Lock enabled"), "{e}");
+    g.put("index/aa", b"x").unwrap();
+    assert_eq!(g.hidden_objects().unwrap(), vec![]);
+}
