@@ -234,17 +234,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
             get(backend, &object, range).await
         }
         Method::POST | Method::PUT => {
-            let body =
-                match Limited::new(req.into_body(), MAX_OBJECT).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    // Nothing is stored: the upload did not arrive whole.
-                    Err(e) => return text(
+            let body = match Limited::new(req.into_body(), MAX_OBJECT).collect().await {
+                Ok(b) => b.to_bytes(),
+                // Nothing is stored: the upload did not arrive whole.
+                Err(e) => {
+                    return text(
                         StatusCode::BAD_REQUEST,
                         &format!(
                             "the upload of {object} did not arrive whole ({e}); nothing was stored"
                         ),
-                    ),
-                };
+                    )
+                }
+            };
             put(&state, backend, &token, repo, &object, body).await
         }
         Method::DELETE => delete(&state, backend, &token, repo, &object).await,
@@ -420,12 +421,6 @@ async fn put(
             token.role.as_str()
         ));
     }
-    if access::content_matches(name, &body) == Some(false) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            &format!("the bytes sent do not hash to the name {name}; nothing was stored"),
-        );
-    }
     let exists = match repo_exists(state, &backend, repo).await {
         Ok(e) => e,
         Err(e) => return storage_failed(&e),
@@ -458,6 +453,12 @@ async fn put(
     };
     if let Err(why) = access::allow(token, change, &target) {
         return refused(&why);
+    }
+    if access::content_matches(name, &body) == Some(false) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!("the bytes sent do not hash to the name {name}; nothing was stored"),
+        );
     }
     if !exists {
         // Only an admin gets here (access::allow).

@@ -67,7 +67,7 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<rustls::S
     Ok(cfg)
 }
 
-/// Serve until the process is stopped. `ready` is called with the address
+/// Serve until SIGINT or SIGTERM. `ready` is called with the address
 /// listened on once connections are accepted.
 pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     if opts.tls.is_none() && !opts.listen.ip().is_loopback() {
@@ -113,9 +113,18 @@ pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> 
             .map_err(|e| Error::Internal(format!("listening socket: {e}")))?;
         ready(addr);
         loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
+            // SIGINT/SIGTERM (the CLI's handler) ends the server between
+            // connections; uploads in flight are lost whole, never half.
+            if ironvault_core::interrupt::requested() {
+                return Ok(());
+            }
+            let accepted =
+                tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept())
+                    .await;
+            let (stream, _) = match accepted {
+                Err(_) => continue,
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     eprintln!("warning: accepting a connection failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;

@@ -39,4 +39,5 @@ mod rollback;
 mod roundtrip;
 mod s3;
 mod scrub;
+mod serve;
 mod status;

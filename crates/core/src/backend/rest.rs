@@ -203,7 +203,7 @@ impl RestBackend {
         loop {
             let r = self.rt.block_on(self.once(&method, url, range, body));
             let retry = match &r {
-                Err(e) => !e.to_string().contains("certificate") && !e.is_builder(),
+                Err(e) => !chain_text(e).contains("certificate") && !e.is_builder(),
                 // Overloaded or restarting, not a storage error (500).
                 Ok((status, _, _)) => matches!(status.as_u16(), 429 | 502 | 503 | 504),
             };
