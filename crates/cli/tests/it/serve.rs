@@ -604,3 +604,48 @@ fn eight_clients_back_up_while_an_admin_prunes() {
         &["restore", "latest", "--target", target.to_str().unwrap()],
     );
 }
+
+#[test]
+fn a_plan_copies_to_a_repository_server_and_drills_from_it() {
+    use crate::common::plans::Plans;
+    let s = Server::start();
+    let p = Plans::new("");
+    // The admin creates the repository, related to the plan's first copy.
+    let o = s
+        .client(
+            "r1",
+            &s.admin,
+            &["init", "--from-repo", p.env.repo.to_str().unwrap()],
+        )
+        .env("IRONVAULT_FROM_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The backup host holds an append token only.
+    let token = p.env.path("server.token");
+    write(&token, format!("{}\n", s.append).as_bytes());
+    let src = p.env.path("src");
+    write(&src.join("a.txt"), b"to the server\n");
+    write(&src.join("big.bin"), &random_bytes(1 << 20, 5));
+    p.add(&format!(
+        "[repository.vault]\nurl = \"{}\"\npassword_file = \"{}\"\ncacert = \"{}\"\n\
+         env = {{ IRONVAULT_TOKEN_FILE = \"{}\" }}\n\
+         [plan.files]\npaths = [\"{}\"]\ncopies = [\"local\", \"vault\"]\nrpo = \"1h\"\nrto = \"1h\"\n",
+        s.location("r1"),
+        p.env.path("pass").display(),
+        s.env.path("ca.pem").display(),
+        token.display(),
+        src.display()
+    ));
+    let (out, _) = p.expect(&["run", "files"], 0);
+    assert!(out.contains("copy      vault: success"), "{out}");
+    let (out, _) = p.expect(&["drill", "files", "--copy", "vault"], 0);
+    assert!(
+        out.contains("drill of plan files from vault: snapshot"),
+        "{out}"
+    );
+    // The copy is on the server, readable with the read token.
+    let v: serde_json::Value =
+        serde_json::from_str(&s.ok("r1", &s.read, &["snapshots", "--json"])).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}
