@@ -69,6 +69,7 @@ pub struct Server {
     pub env: Env,
     pub port: u16,
     pub root: PathBuf,
+    root_location: Option<String>,
     pub admin: String,
     pub append: String,
     pub read: String,
@@ -77,6 +78,11 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_on(None)
+    }
+
+    /// A server whose root is `root` (an s3: location) instead of a directory.
+    pub fn start_on(root_location: Option<String>) -> Server {
         let env = Env::new();
         make_certs(env.dir.path());
         let root = env.path("root");
@@ -87,6 +93,7 @@ impl Server {
             admin: String::new(),
             append: String::new(),
             read: String::new(),
+            root_location,
             env,
             child: None,
         };
@@ -133,10 +140,11 @@ impl Server {
     fn try_spawn(&mut self) -> bool {
         let d = |f: &str| self.env.path(f).to_string_lossy().to_string();
         let listen = format!("127.0.0.1:{}", self.port);
+        let root = self.root_location.clone().unwrap_or_else(|| d("root"));
         let args = [
             "serve",
             "--root",
-            &d("root"),
+            &root,
             "--listen",
             &listen,
             "--tls-cert",
@@ -648,4 +656,43 @@ fn a_plan_copies_to_a_repository_server_and_drills_from_it() {
     let v: serde_json::Value =
         serde_json::from_str(&s.ok("r1", &s.read, &["snapshots", "--json"])).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_server_on_an_s3_root_keeps_its_repositories_in_the_bucket() {
+    let root = s3::unique_location("serve");
+    let s = Server::start_on(Some(root.clone()));
+    s.ok("r1", &s.admin, &["init"]);
+    let src = tree(&s.env, "src", 4);
+    s.ok("r1", &s.append, &["backup", src.to_str().unwrap()]);
+    let e = s.refused("r1", &s.append, &["forget", "latest"]);
+    assert!(
+        e.contains("token 'host1' (role append) may not create forgotten/"),
+        "{e}"
+    );
+    // The repository is in the bucket under ROOT/NAME, readable directly.
+    let direct = s
+        .env
+        .cmd(&["snapshots", "--json"])
+        .env("IRONVAULT_REPO", format!("{root}/r1"))
+        .output()
+        .unwrap();
+    assert!(
+        direct.status.success(),
+        "{}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout)
+            .matches("\"id\"")
+            .count(),
+        1
+    );
+    let target = s.env.path("restore");
+    s.ok(
+        "r1",
+        &s.read,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert_same_tree(&src, &target.join("src"));
 }
