@@ -63,9 +63,10 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// True for S3 repositories.
+    /// True for S3 repositories and those on a repository server (`rest:`):
+    /// storage reached over the network, not a path on this host.
     pub fn is_object(&self) -> bool {
-        self.url.starts_with("s3:")
+        self.url.starts_with("s3:") || self.url.starts_with("rest:")
     }
 }
 

@@ -29,12 +29,15 @@ pub const GLOBAL_OPTIONS: &str = "Global options";
     next_help_heading = REPOSITORY_OPTIONS
 )]
 pub struct Cli {
-    /// Repository location: a directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX].
+    /// Repository location: a directory, s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX], or rest:https://HOST:PORT/NAME ('ironvault serve').
     #[arg(short = 'r', long, env = "IRONVAULT_REPO", global = true)]
     repo: Option<String>,
-    /// Also trust the CA certificates in this PEM file (an S3 server with a private CA).
+    /// Also trust the CA certificates in this PEM file (an S3 or repository server with a private CA).
     #[arg(long, env = "IRONVAULT_CACERT", global = true, value_name = "PEM")]
     cacert: Option<PathBuf>,
+    /// The token for a rest: repository is the first line of this file [default: $IRONVAULT_TOKEN].
+    #[arg(long, env = "IRONVAULT_TOKEN_FILE", global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Limit uploads to this many KiB/s (S3 repositories).
     #[arg(
         long,
@@ -185,6 +188,8 @@ enum Command {
     Man(commands::man::Args),
     /// Print the version, the repository format version and the build target.
     Version(commands::version::Args),
+    /// Serve the repositories under a root over HTTPS, with per-token roles (append, read, admin).
+    Serve(commands::serve::Args),
     /// The doctor's probe of one repository (run by 'doctor' itself).
     #[command(hide = true)]
     ProbeRepository(commands::doctor::ProbeArgs),
@@ -204,6 +209,7 @@ const NO_REPOSITORY: &[&str] = &[
     "completions",
     "man",
     "version",
+    "serve",
 ];
 
 /// The command line as clap sees it, for parsing, completions and the man page.
@@ -284,6 +290,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Completions(_) => "completions",
         Command::Man(_) => "man",
         Command::Version(_) => "version",
+        Command::Serve(_) => "serve",
     }
 }
 
@@ -355,6 +362,8 @@ fn exit_for(e: &anyhow::Error, repo: Option<&str>, cmd: &Command) -> (String, Ex
                 }
                 _ => "interrupted; the repository is consistent".into(),
             },
+            // A repository server's refusal says itself what role is needed.
+            CoreError::Storage { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied && repo.is_some_and(|r| r.starts_with("rest:")) => one_line(e),
             CoreError::Storage { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => format!(
                 "{}; check that this user may read and write the repository {}",
                 one_line(e),
@@ -483,6 +492,7 @@ fn main() -> ExitCode {
         Command::Completions(a) => commands::completions::run(a),
         Command::Man(a) => commands::man::run(a),
         Command::Version(a) => commands::version::run(&cli, a),
+        Command::Serve(a) => commands::serve::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code.code()),

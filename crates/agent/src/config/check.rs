@@ -297,11 +297,15 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
         }
         let r = r.get_ref();
         let url = r.url.get_ref().trim().to_string();
-        let object = url.starts_with("s3:");
+        let object = url.starts_with("s3:") || url.starts_with("rest:");
         if url.is_empty() {
             c.err(r.url.span(), format!("repository {name}: url is empty; give a directory or s3:https://HOST/BUCKET[/PREFIX]"));
         } else if !object && !url.starts_with('/') {
-            c.err(r.url.span(), format!("repository {name}: url {url:?} is neither an absolute directory nor s3:http(s)://HOST/BUCKET[/PREFIX]"));
+            c.err(r.url.span(), format!("repository {name}: url {url:?} is neither an absolute directory, s3:http(s)://HOST/BUCKET[/PREFIX] nor rest:https://HOST:PORT/NAME"));
+        } else if url.starts_with("rest:") {
+            if let Err(e) = ironvault_core::backend::rest::RestLocation::parse(&url) {
+                c.err(r.url.span(), format!("repository {name}: {e}"));
+            }
         } else if object {
             if let Err(e) = ironvault_core::backend::s3::S3Location::parse(&url) {
                 c.err(r.url.span(), format!("repository {name}: {e}"));
@@ -317,7 +321,7 @@ fn check(c: &mut Checker, raw: RawConfig) -> Config {
             }
             Some(("disk", s)) => {
                 if object {
-                    c.err(s, format!("repository {name}: medium is \"disk\" but the url is object storage (s3:); write medium = \"object\""));
+                    c.err(s, format!("repository {name}: medium is \"disk\" but the url is object storage (s3:) or a repository server (rest:); write medium = \"object\""));
                 }
                 MediumKind::Disk
             }

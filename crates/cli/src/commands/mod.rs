@@ -23,6 +23,7 @@ pub mod repair;
 pub mod restore;
 pub mod rewrite;
 pub mod security;
+pub mod serve;
 pub mod snapshots;
 pub mod stats;
 pub mod status;
@@ -81,9 +82,24 @@ pub fn open_backend_with(cli: &Cli, location: &str, cache: bool) -> Result<Arc<d
                 .clone()
                 .or_else(ironvault_core::backend::cache::default_root)
         },
+        token: match &cli.token_file {
+            Some(f) => Some(read_token_file(f)?),
+            None => None,
+        },
         ..S3Options::default()
     };
     Ok(Arc::from(open_location(location, &opts)?))
+}
+
+/// The first line of a `--token-file`.
+fn read_token_file(f: &std::path::Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(f).map_err(|e| anyhow!("--token-file {}: {e}", f.display()))?;
+    let t = text.lines().next().unwrap_or("").trim().to_string();
+    if t.is_empty() {
+        return Err(anyhow!("--token-file {}: the file is empty; put the token 'ironvault serve token add' printed on its first line", f.display()));
+    }
+    Ok(t)
 }
 
 /// Password sources from the global flags.

@@ -40,5 +40,6 @@ mod rollback;
 mod roundtrip;
 mod s3;
 mod scrub;
+mod serve;
 mod status;
 mod suspect;

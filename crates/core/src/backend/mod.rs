@@ -7,6 +7,7 @@ pub mod cache;
 pub mod crashsim;
 pub mod local;
 pub mod private;
+pub mod rest;
 pub mod s3;
 
 use crate::error::{Error, Result};
@@ -142,9 +143,16 @@ pub fn is_not_found(e: &Error) -> bool {
         if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory))
 }
 
-/// Open the backend a repository location names: `s3:http(s)://...` or a
-/// local directory.
+/// Open the backend a repository location names: `s3:http(s)://...`,
+/// `rest:http(s)://...` (an `ironvault serve` server) or a local directory.
 pub fn open_location(location: &str, s3: &s3::S3Options) -> Result<Box<dyn Backend>> {
+    if location.starts_with("rest:") {
+        let opts = rest::RestOptions {
+            cacert: s3.cacert.clone(),
+            token: s3.token.clone(),
+        };
+        return Ok(Box::new(rest::RestBackend::open(location, &opts)?));
+    }
     if location.starts_with("s3:") {
         let b = Box::new(s3::S3Backend::open(location, s3)?);
         return Ok(match &s3.cache {
@@ -154,15 +162,17 @@ pub fn open_location(location: &str, s3: &s3::S3Options) -> Result<Box<dyn Backe
     }
     if location.contains("://") {
         return Err(Error::Usage(format!(
-            "repository location {location}: use a local directory or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]"
+            "repository location {location}: use a local directory, s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] or rest:https://HOST[:PORT]/NAME"
         )));
     }
     Ok(Box::new(local::LocalBackend::new(location)))
 }
 
-/// The conformance suite every backend must pass.
-#[cfg(test)]
-pub(crate) fn conformance(b: &dyn Backend) {
+/// The conformance suite every backend must pass (also run by the
+/// repository server's tests against a `rest:` backend, hence the feature).
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub fn conformance(b: &dyn Backend) {
     assert!(b.list("index/").unwrap().is_empty());
     assert_eq!(b.size("index/x").unwrap(), None);
     assert_eq!(b.stat("index/x").unwrap(), None);

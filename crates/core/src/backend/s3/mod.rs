@@ -65,6 +65,9 @@ pub struct S3Options {
     /// Told (once per backend) when a request failed and is being retried,
     /// so a user waiting for the retry timeout knows why.
     pub on_retry: Option<RetryNotice>,
+    /// The bearer token for a `rest:` location (an `ironvault serve`
+    /// server); None reads `IRONVAULT_TOKEN`.
+    pub token: Option<String>,
 }
 
 impl std::fmt::Debug for S3Options {
@@ -92,6 +95,7 @@ impl Default for S3Options {
             part_size: PART_SIZE,
             cache: None,
             on_retry: None,
+            token: None,
         }
     }
 }
