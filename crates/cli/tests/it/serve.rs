@@ -656,6 +656,14 @@ fn a_plan_copies_to_a_repository_server_and_drills_from_it() {
     let v: serde_json::Value =
         serde_json::from_str(&s.ok("r1", &s.read, &["snapshots", "--json"])).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
+    // status counts it as the immutable copy of 3-2-1-1-0, from what the
+    // server said of the append token when the copy was written (3-2-1
+    // itself does not hold: both copies are on this host, exit 2).
+    let (out, _) = p.expect(&["status", "--long"], 2);
+    assert!(
+        out.contains("ok   immutable: vault (append-only server (role append), read back "),
+        "{out}"
+    );
 }
 
 #[test]
