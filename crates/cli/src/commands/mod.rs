@@ -317,8 +317,15 @@ impl SnapshotFilter {
             });
         let path_ok = self.paths.is_empty()
             || self.paths.iter().any(|p| {
-                let p = p.trim_end_matches('/');
-                s.paths.iter().any(|x| x == p)
+                // As backups record them: `/srv/`, `/srv/.` and `//srv` are
+                // `/srv`; `/`, `//` and `/.` are `/`.
+                let comps: Vec<&str> = p
+                    .split('/')
+                    .filter(|c| !c.is_empty() && *c != ".")
+                    .collect();
+                let lead = if p.starts_with('/') { "/" } else { "" };
+                let p = format!("{lead}{}", comps.join("/"));
+                s.paths.contains(&p)
             });
         host_ok && tag_ok && path_ok
     }

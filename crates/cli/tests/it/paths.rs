@@ -522,6 +522,70 @@ fn a_snapshot_of_the_root_keeps_its_paths() {
     assert!(!t.join("hosts").exists());
     let out = env.ok(&["diff", "latest", "latest"]);
     assert!(!out.contains("//"), "{out}");
+    // --path / (however spelled) picks it, for listing, retention and erasure.
+    for p in ["/", "//", "/."] {
+        let v: serde_json::Value =
+            serde_json::from_str(&env.ok(&["snapshots", "--path", p, "--json"])).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1, "--path {p}");
+    }
+    let out = env.ok(&[
+        "rewrite",
+        "--all",
+        "--path",
+        "/",
+        "--exclude",
+        "/etc/hosts",
+        "-n",
+    ]);
+    assert!(out.contains("1 snapshot would be rewritten"), "{out}");
+    // --exclude / leaves everything out, as on any other snapshot.
+    let t = env.path("t3");
+    let o = env.run(&["restore", "latest", "--target", s(&t), "--exclude", "/"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("matches nothing"), "{}", stderr(&o));
+    assert!(!t.exists() || files_under(&t).is_empty());
+}
+
+#[test]
+fn a_pattern_above_a_restored_directory_covers_all_of_it() {
+    // SNAPSHOT:/PATH with an --exclude naming that directory or one above
+    // it once warned "matches nothing" and restored everything (with
+    // --delete, over the target's files).
+    let (env, data) = web_backup();
+    let id = env.snapshot_ids()[0].clone();
+    let srv = data.parent().unwrap().parent().unwrap();
+    for p in [s(srv), "/data", "www", "/"] {
+        let t = env.path("t");
+        write(&t.join("app/index.html"), b"mine\n");
+        write(&t.join("app/extra"), b"mine\n");
+        let o = env.run(&[
+            "restore",
+            &format!("{id}:/data"),
+            "--target",
+            s(&t),
+            "--exclude",
+            p,
+            "--delete",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{p}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("matches nothing"),
+            "{p}: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            std::fs::read(t.join("app/index.html")).unwrap(),
+            b"mine\n",
+            "{p}"
+        );
+        assert!(t.join("app/extra").exists(), "{p}");
+        assert!(!t.join("static").exists(), "{p}");
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+    // An --include naming it selects all of it.
+    let t = env.path("t-inc");
+    let got = restored(&env, &format!("{id}:/data/app"), &t, &["--include", "www"]);
+    assert_eq!(got, ["conf/app.conf", "conf/extra.conf", "index.html"]);
 }
 
 #[test]

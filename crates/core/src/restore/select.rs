@@ -55,6 +55,10 @@ pub struct Selection {
     pub include: Option<Excludes>,
     pub exclude: Option<Excludes>,
     pub roots: Option<Roots>,
+    /// The nodes restored lie under this snapshot directory (SNAPSHOT:/PATH;
+    /// empty for a whole snapshot): a pattern that matches it or a
+    /// directory above it matches them all.
+    pub base: Vec<u8>,
 }
 
 /// True if `m` matches the snapshot path `spath` or, with `roots`, the path
@@ -63,8 +67,24 @@ pub fn matches(m: &Excludes, roots: Option<&Roots>, spath: &[u8]) -> bool {
     let snap = Path::new(std::ffi::OsStr::from_bytes(spath));
     match roots.and_then(|r| r.original_path(spath)) {
         Some(o) => m.matches_entry(snap, Path::new(std::ffi::OsStr::from_bytes(&o))),
-        None => m.excludes_path(snap),
+        // A snapshot of "/": the stored path is the original one.
+        None => m.matches_entry(snap, snap),
     }
+}
+
+/// True if `m` matches the snapshot directory `base` (SNAPSHOT:/PATH) or a
+/// directory above it, as `matches` judges each: then it matches every
+/// node restored from it.
+pub fn matches_base(m: &Excludes, roots: Option<&Roots>, base: &[u8]) -> bool {
+    let mut prefix = Vec::new();
+    for c in crate::browse::components(base) {
+        prefix.push(b'/');
+        prefix.extend_from_slice(c);
+        if matches(m, roots, &prefix) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The verdict for one node.
@@ -81,7 +101,8 @@ pub enum Pick {
 impl Selection {
     /// Decide for `path`; `parent_selected` if an ancestor was picked.
     pub fn pick(&self, path: &[u8], parent_selected: bool) -> Pick {
-        let hit = |m: &Excludes| matches(m, self.roots.as_ref(), path);
+        let roots = self.roots.as_ref();
+        let hit = |m: &Excludes| matches(m, roots, path) || matches_base(m, roots, &self.base);
         if self.exclude.as_ref().is_some_and(hit) {
             return Pick::No;
         }
@@ -199,6 +220,7 @@ pub fn unmatched(
         }
         Ok(())
     }
+    left.retain(|(_, m)| !matches_base(m, roots, base));
     visit(repo, nodes, base, roots, &mut left)?;
     Ok(left.into_iter().map(|(p, _)| p).collect())
 }
