@@ -174,7 +174,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<Exit> {
     opts.selection.include = sel(&a.include, &a.iinclude)?;
     opts.selection.exclude = sel(&a.exclude, &a.iexclude)?;
     opts.selection.roots = Some(roots);
-    opts.selection.base = base.clone();
+    opts.selection.under(&base);
     opts.overwrite = a.overwrite;
     opts.verify = a.verify;
     opts.delete = a.delete;

@@ -55,10 +55,9 @@ pub struct Selection {
     pub include: Option<Excludes>,
     pub exclude: Option<Excludes>,
     pub roots: Option<Roots>,
-    /// The nodes restored lie under this snapshot directory (SNAPSHOT:/PATH;
-    /// empty for a whole snapshot): a pattern that matches it or a
-    /// directory above it matches them all.
-    pub base: Vec<u8>,
+    /// Whether the exclude and the include patterns match the snapshot
+    /// directory the restored nodes lie under (`under`), and so all of them.
+    base_hit: (bool, bool),
 }
 
 /// True if `m` matches the snapshot path `spath` or, with `roots`, the path
@@ -101,17 +100,25 @@ pub enum Pick {
 impl Selection {
     /// Decide for `path`; `parent_selected` if an ancestor was picked.
     pub fn pick(&self, path: &[u8], parent_selected: bool) -> Pick {
-        let roots = self.roots.as_ref();
-        let hit = |m: &Excludes| matches(m, roots, path) || matches_base(m, roots, &self.base);
-        if self.exclude.as_ref().is_some_and(hit) {
+        let hit = |m: &Excludes| matches(m, self.roots.as_ref(), path);
+        if self.base_hit.0 || self.exclude.as_ref().is_some_and(hit) {
             return Pick::No;
         }
         match &self.include {
             None => Pick::Yes,
-            Some(_) if parent_selected => Pick::Yes,
+            Some(_) if parent_selected || self.base_hit.1 => Pick::Yes,
             Some(i) if hit(i) => Pick::Yes,
             Some(_) => Pick::Maybe,
         }
+    }
+
+    /// The nodes restored lie under the snapshot directory `base`
+    /// (SNAPSHOT:/PATH): a pattern that matches it or a directory above it
+    /// matches them all.
+    pub fn under(&mut self, base: &[u8]) {
+        let roots = self.roots.as_ref();
+        let hit = |m: &Option<Excludes>| m.as_ref().is_some_and(|m| matches_base(m, roots, base));
+        self.base_hit = (hit(&self.exclude), hit(&self.include));
     }
 
     /// True if include patterns are in use.
